@@ -1,0 +1,75 @@
+"""``python -m daemon`` / ``ctxd``: argv and env, logging, ``trio.run``, exit codes.
+
+Exit status: 0 after a drain (or a second signal), 78 (EX_CONFIG) when the
+configuration cannot be used, 1 when the daemon cannot serve or crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from daemon import __version__
+from daemon.app import App
+from daemon.config import load_config
+from daemon.errors import ConfigError, SchemaError, ServerError
+from daemon.logs import setup_logging
+
+EX_OK = 0
+EX_CRASH = 1
+EX_CONFIG = 78
+
+logger = logging.getLogger("daemon")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ctxd", description="ctxd: the chat-context daemon")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=os.environ.get("CTXD_CONFIG", "config.yaml"),
+        help="configuration file (default: $CTXD_CONFIG, then ./config.yaml)",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="load and check the configuration, then exit (0 good, 78 bad)",
+    )
+    parser.add_argument("--version", action="version", version=f"ctxd {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ctxd: config error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if args.check_config:
+        print(f"ctxd: {args.config}: ok")
+        return EX_OK
+    setup_logging(config.logging.level, config.logging.format, config.secrets())
+    try:
+        trio.run(App(config).run)
+    except SchemaError as exc:
+        logger.error("cannot open the store: %s", exc)
+        return EX_CONFIG
+    except ServerError as exc:
+        logger.error("cannot start: %s", exc)
+        return EX_CRASH
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        logger.critical("ctxd crashed", exc_info=True)
+        return EX_CRASH
+    return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The composition root and the drain sequence.
+
+Shape of the running daemon (one root nursery)::
+
+    root
+    ├── supervisor.serve        background nursery (work that outlives requests)
+    ├── _hold_nursery           the connection handlers' nursery
+    ├── server.serve            the accept loop (its own task, so it can stop alone)
+    └── _watch_signals          SIGTERM / SIGINT → drain; a second one → cancel all
+
+Drain (first signal, or ``request_drain()``): state ``draining``; the accept
+loop is cancelled (listener closed, no new connections); requests already
+started finish while new ones on open connections get -32000; one absolute
+deadline, signal time + ``shutdown.drain_timeout``, is set on the connection
+handlers and on the supervisor, so whatever still runs then is cancelled
+together. Once no request and no background task is left (or at the deadline)
+the root is cancelled. Closing the store and the socket file happens last,
+shielded, whatever ended the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+import trio
+
+from daemon import __version__
+from daemon.server import UnixServer, bind_unix
+from daemon.service import Service
+from daemon.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from daemon.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await trio.sleep_forever()
+
+
+class App:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.supervisor = Supervisor(config.llm.max_background_tasks)
+        self.service = Service(config, self.supervisor)
+        self._drain_requested = trio.Event()
+        self._root: trio.Nursery | None = None
+
+    def request_drain(self) -> None:
+        """Start the drain (idempotent); what SIGTERM and SIGINT do."""
+        self._drain_requested.set()
+
+    def cancel_all(self) -> None:
+        """Cancel everything at once; what a second signal does."""
+        if self._root is not None:
+            self._root.cancel_scope.cancel(reason="second signal")
+
+    async def run(
+        self,
+        *,
+        handle_signals: bool = True,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until drained; return normally after a drain or a second signal.
+
+        Raises ServerError before serving if the socket path cannot be claimed."""
+        sock_config = self.config.socket
+        bound = bind_unix(sock_config.path, sock_config.file_mode)
+        try:
+            listener = trio.SocketListener(trio.socket.from_stdlib_socket(bound.sock))
+            server = UnixServer(listener, self.service, sock_config)
+            async with trio.open_nursery() as root:
+                self._root = root
+                if handle_signals:
+                    await root.start(self._watch_signals)
+                await root.start(self.supervisor.serve)
+                handlers: trio.Nursery = await root.start(_hold_nursery)
+                accept_scope = trio.CancelScope()
+                await root.start(self._accept, accept_scope, server, handlers)
+                self.service.state = "serving"
+                logger.info("ctxd %s serving on %s", __version__, sock_config.path)
+                task_status.started()
+                await self._drain_requested.wait()
+                await self._drain(accept_scope, handlers)
+                root.cancel_scope.cancel(reason="drained")
+        finally:
+            self._root = None
+            bound.close()
+            logger.info("ctxd stopped")
+
+    @staticmethod
+    async def _accept(
+        scope: trio.CancelScope,
+        server: UnixServer,
+        handlers: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with scope:
+            await server.serve(handlers, task_status=task_status)
+
+    async def _drain(self, accept_scope: trio.CancelScope, handlers: trio.Nursery) -> None:
+        timeout = self.config.shutdown.drain_timeout
+        deadline = trio.current_time() + timeout
+        self.service.state = "draining"
+        accept_scope.cancel(reason="draining")
+        handlers.cancel_scope.deadline = deadline
+        self.supervisor.set_drain_deadline(deadline)
+        logger.info(
+            "Draining: %d requests in flight, %d background tasks, deadline in %gs",
+            self.service.in_flight,
+            self.supervisor.count,
+            timeout,
+        )
+        with trio.move_on_at(deadline):
+            await self.service.wait_no_requests()
+            await self.supervisor.wait_idle()
+            logger.info("Drained: every request and background task finished")
+            return
+        logger.warning(
+            "Drain deadline reached: cancelling %d requests and %d background tasks",
+            self.service.in_flight,
+            self.supervisor.count,
+        )
+
+    async def _watch_signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not self._drain_requested.is_set():
+                    logger.info("%s received: draining", name)
+                    self.request_drain()
+                else:
+                    logger.warning("%s received again: cancelling everything now", name)
+                    self.cancel_all()

@@ -1,0 +1,237 @@
+"""Typed configuration (SPEC §7), loaded and checked before ``trio.run``.
+
+Every section is a frozen msgspec Struct that forbids unknown keys, so a typo
+is an error, not a silently ignored setting. ``load_config`` raises
+``ConfigError`` whose text is one line naming the key path and what is wrong;
+``__main__`` prints it and exits 78 (EX_CONFIG).
+
+Relative paths in the file are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import yaml
+
+from daemon.errors import ConfigError
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+MIB = 1024 * 1024
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class SocketConfig(_Section, frozen=True):
+    path: str = "var/ctxd.sock"
+    # File mode of the socket; YAML reads ``0660`` as an octal int already,
+    # a quoted "0660" is read as octal too.
+    mode: int | str = 0o660
+    # None: the daemon's own uid and root.
+    allowed_uids: list[NonNegativeInt] | None = None
+    allowed_gids: list[NonNegativeInt] = msgspec.field(default_factory=list)
+    max_message_bytes: PositiveInt = 16 * MIB
+    max_connections: PositiveInt = 1024
+    idle_timeout: PositiveFloat = 300.0
+    # ctxd extensions (not in SPEC §7, documented in docs/configuration.md):
+    line_timeout: PositiveFloat = 30.0
+    write_timeout: PositiveFloat = 30.0
+    max_in_flight: PositiveInt = 1024
+    max_requests_per_connection: PositiveInt = 64
+
+    @property
+    def file_mode(self) -> int:
+        return _parse_mode(self.mode)
+
+
+class StoreConfig(_Section, frozen=True):
+    path: str = "var/store"
+    map_size_mb: PositiveInt = 1024
+    max_events_per_key: PositiveInt = 20
+
+
+class ProviderConfig(_Section, frozen=True):
+    base_url: str
+    api_key_env: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    max_connections: PositiveInt = 16
+
+
+class StrategyConfig(_Section, frozen=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    kind: Literal["openai_chat", "local_ocr"] = "openai_chat"
+    provider: str | None = None
+    model: str = ""
+    rank: NonNegativeInt = 0
+    timeout: PositiveFloat = 60.0
+    max_retries: NonNegativeInt = 2
+    prompt: str | None = None
+
+
+class LlmConfig(_Section, frozen=True):
+    premium_cache_timeout: PositiveFloat = 30.0
+    request_timeout: PositiveFloat = 60.0
+    max_background_tasks: PositiveInt = 64
+    upgrade_retry_after: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+
+
+class InputsConfig(_Section, frozen=True):
+    allowed_dirs: list[str] = msgspec.field(default_factory=list)
+    max_image_bytes: PositiveInt = 10 * MIB
+
+
+class ShutdownConfig(_Section, frozen=True):
+    drain_timeout: PositiveFloat = 30.0
+
+
+class LoggingConfig(_Section, frozen=True):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Section, frozen=True):
+    socket: SocketConfig = msgspec.field(default_factory=SocketConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
+    strategies: list[StrategyConfig] = msgspec.field(default_factory=list)
+    llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
+    inputs: InputsConfig = msgspec.field(default_factory=InputsConfig)
+    shutdown: ShutdownConfig = msgspec.field(default_factory=ShutdownConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+
+    def secrets(self) -> list[str]:
+        """The API key values present in the environment, for log redaction."""
+        found = []
+        for provider in self.providers.values():
+            if provider.api_key_env:
+                value = os.environ.get(provider.api_key_env)
+                if value:
+                    found.append(value)
+        return found
+
+
+def _parse_mode(mode: int | str) -> int:
+    value = int(mode, 8) if isinstance(mode, str) else mode
+    if not 0 <= value <= 0o777:
+        raise ValueError(mode)
+    return value
+
+
+_PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _key_path(raw: str) -> str:
+    """Turn msgspec's ``$.socket.mode`` / ``$.strategies[0].name`` into ``socket.mode``."""
+    return raw.lstrip(".") or "<top level>"
+
+
+def _describe(error: msgspec.ValidationError) -> str:
+    text = str(error)
+    match = _PATH_RE.search(text)
+    where = _key_path(match.group("path")) if match else "<top level>"
+    what = _PATH_RE.sub("", text)
+    unknown = re.match(r"Object contains unknown field `([^`]*)`", what)
+    if unknown:
+        key = unknown.group(1)
+        where = key if where == "<top level>" else f"{where}.{key}"
+        return f"{where}: unknown key"
+    return f"{where}: {what[0].lower()}{what[1:]}"
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, type-check and cross-check the config file at ``path``.
+
+    Returns a Config whose relative paths are made absolute against the
+    file's directory. Raises ConfigError (one line) on any problem.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{file}: YAML error{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: <top level>: expected a mapping of sections")
+    try:
+        config = msgspec.convert(data, Config, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{file}: {_describe(exc)}") from None
+    _check(config, file)
+    return _resolve_paths(config, file.resolve().parent)
+
+
+def _check(config: Config, file: Path) -> None:
+    def fail(key: str, what: str) -> None:
+        raise ConfigError(f"{file}: {key}: {what}")
+
+    try:
+        config.socket.file_mode  # noqa: B018 - validates the mode
+    except ValueError:
+        fail("socket.mode", f"{config.socket.mode!r} is not an octal file mode like 0660")
+    if not config.socket.path:
+        fail("socket.path", "must not be empty")
+    if not config.store.path:
+        fail("store.path", "must not be empty")
+    for name, provider in config.providers.items():
+        if not re.match(r"^https?://[^/\s]+", provider.base_url):
+            fail(f"providers.{name}.base_url", "must be an http:// or https:// URL")
+        if provider.api_key_env is not None and not re.match(
+            r"^[A-Za-z_][A-Za-z0-9_]*$", provider.api_key_env
+        ):
+            fail(f"providers.{name}.api_key_env", "must be an environment variable name")
+    names: set[str] = set()
+    ranks: dict[int, str] = {}
+    for i, strategy in enumerate(config.strategies):
+        key = f"strategies[{i}]"
+        if strategy.name in names:
+            fail(f"{key}.name", f"strategy name {strategy.name!r} is used twice")
+        names.add(strategy.name)
+        if strategy.rank in ranks:
+            fail(
+                f"{key}.rank",
+                f"rank {strategy.rank} is already used by strategy {ranks[strategy.rank]!r}",
+            )
+        ranks[strategy.rank] = strategy.name
+        if strategy.kind == "openai_chat":
+            if strategy.provider is None:
+                fail(f"{key}.provider", "an openai_chat strategy needs a provider")
+            elif strategy.provider not in config.providers:
+                fail(f"{key}.provider", f"no provider named {strategy.provider!r}")
+            if not strategy.model:
+                fail(f"{key}.model", "an openai_chat strategy needs a model")
+        elif strategy.provider is not None:
+            fail(f"{key}.provider", "a local_ocr strategy takes no provider")
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    def absolute(p: str) -> str:
+        return str(base / p) if not os.path.isabs(p) else p
+
+    socket = msgspec.structs.replace(config.socket, path=absolute(config.socket.path))
+    store = msgspec.structs.replace(config.store, path=absolute(config.store.path))
+    inputs = msgspec.structs.replace(
+        config.inputs, allowed_dirs=[absolute(d) for d in config.inputs.allowed_dirs]
+    )
+    if len(os.fsencode(socket.path)) > 107:
+        # sun_path holds 108 bytes including the terminating NUL.
+        raise ConfigError(f"socket.path: {socket.path} is longer than a Unix socket path may be")
+    return msgspec.structs.replace(config, socket=socket, store=store, inputs=inputs)

@@ -1,0 +1,218 @@
+"""The Unix listener: claiming the path, peer credentials, the connection cap.
+
+Claiming ``socket.path`` (``bind_unix``):
+
+1. take an exclusive ``flock`` on ``<path>.lock`` for the daemon's life, so two
+   ctxd processes can never both think the path is theirs;
+2. if the path exists: a socket that accepts a connection belongs to a live
+   daemon (another program that does not use our lock), so the start fails;
+   one that refuses is a leftover and is replaced; anything that is not a
+   socket is left alone and the start fails;
+3. bind under a umask derived from ``socket.mode``, so the file has its mode
+   from the moment it exists (no window between bind and chmod);
+4. remember the file's inode: on exit the file is removed only if it is still
+   the one we bound.
+
+Accepting (``UnixServer.serve``): the accept loop runs in the caller's nursery
+and hands each connection to a handler task in another nursery (hypercorn's
+shape), so the drain can stop accepting while the handlers go on. A peer whose
+uid and gid are not allowed gets one -32004 line; a connection past
+``max_connections`` gets one -32005 line; both are then closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import socket
+import stat
+import struct
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from daemon.errors import Forbidden, Overloaded, RpcError, ServerError
+from daemon.protocol import ENCODER, error_response
+from daemon.rpc import Connection
+
+if TYPE_CHECKING:
+    from daemon.config import SocketConfig
+    from daemon.service import Service
+
+logger = logging.getLogger(__name__)
+
+_REJECT_GRACE: Final = 1.0
+_ACCEPT_BACKOFF: Final = 0.1
+_RESOURCE_ERRNOS: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+class PeerCred:
+    __slots__ = ("gid", "pid", "uid")
+
+    def __init__(self, pid: int, uid: int, gid: int) -> None:
+        self.pid, self.uid, self.gid = pid, uid, gid
+
+
+def peer_credentials(sock: trio.socket.SocketType) -> PeerCred:
+    """The pid, uid and gid of the process at the other end (SO_PEERCRED)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return PeerCred(pid, uid, gid)
+
+
+class BoundSocket:
+    """A listening Unix socket we bound ourselves, and the lock that claims it."""
+
+    def __init__(self, sock: socket.socket, path: str, lock_fd: int) -> None:
+        self.sock = sock
+        self.path = path
+        self._lock_fd = lock_fd
+        st = os.stat(path)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def close(self) -> None:
+        """Close the socket, remove the file if it is still ours, drop the lock."""
+        self.sock.close()
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._identity:
+                os.unlink(self.path)
+            else:
+                logger.warning("%s was replaced by someone else; leaving it", self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("cannot remove %s: %s", self.path, exc)
+        os.close(self._lock_fd)
+
+
+def _take_lock(path: str) -> int:
+    lock_path = path + ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ServerError(f"another ctxd (pid {holder}) is serving {path}; stop it first") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _probe(path: str) -> None:
+    """Fail if a live server answers at ``path``; remove a leftover socket file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ServerError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        logger.info("Replacing leftover socket file %s", path)
+        os.unlink(path)
+        return
+    except BlockingIOError:  # backlog full: very much alive
+        pass
+    finally:
+        probe.close()
+    raise ServerError(f"another server is listening on {path}; stop it first")
+
+
+def bind_unix(path: str, mode: int, backlog: int = 512) -> BoundSocket:
+    """Claim ``path`` and listen on it (see the module docstring)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    lock_fd = _take_lock(path)
+    try:
+        _probe(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o777 & ~mode)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        sock.listen(backlog)
+        return BoundSocket(sock, path, lock_fd)
+    except OSError as exc:
+        os.close(lock_fd)
+        raise ServerError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+class UnixServer:
+    def __init__(self, listener: trio.SocketListener, service: Service, config: SocketConfig):
+        self._listener = listener
+        self._service = service
+        self._config = config
+        uids = config.allowed_uids
+        self._uids = frozenset({os.getuid(), 0} if uids is None else uids)
+        self._gids = frozenset(config.allowed_gids)
+
+    def allowed(self, cred: PeerCred) -> bool:
+        return cred.uid in self._uids or cred.gid in self._gids
+
+    async def serve(
+        self,
+        handlers: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept until cancelled, starting each connection in ``handlers``.
+
+        Cancelling this task stops accepting and closes the listening socket;
+        connections already accepted are not touched."""
+        async with self._listener:
+            task_status.started()
+            while True:
+                try:
+                    stream = await self._listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _RESOURCE_ERRNOS:
+                        raise
+                    logger.warning("accept failed (%s); pausing accepts briefly", exc)
+                    await trio.sleep(_ACCEPT_BACKOFF)
+                    continue
+                handlers.start_soon(self._handle, stream)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        service = self._service
+        async with stream:
+            try:
+                cred = peer_credentials(stream.socket)
+            except OSError as exc:
+                logger.warning("cannot read peer credentials: %s", exc)
+                return
+            if not self.allowed(cred):
+                logger.warning("Refused peer pid=%d uid=%d gid=%d", cred.pid, cred.uid, cred.gid)
+                await _reject(stream, Forbidden(data={"uid": cred.uid, "gid": cred.gid}))
+                return
+            if service.connections >= self._config.max_connections:
+                limit = self._config.max_connections
+                await _reject(
+                    stream,
+                    Overloaded(
+                        f"too many connections (at most {limit}); retry shortly",
+                        {"max_connections": limit},
+                    ),
+                )
+                return
+            service.connections += 1
+            try:
+                await Connection(stream, service, self._config).serve()
+            finally:
+                service.connections -= 1
+
+
+async def _reject(stream: trio.SocketStream, error: RpcError) -> None:
+    with trio.move_on_after(_REJECT_GRACE):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(ENCODER.encode(error_response(error, None)) + b"\n")

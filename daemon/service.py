@@ -1,0 +1,149 @@
+"""The methods of ctxd and the state they report; knows nothing about sockets.
+
+``Service.methods`` is the table the RPC layer dispatches on and that
+``rpc.discover`` describes, so the schema a client reads is generated from the
+very Structs that validate its params. Request accounting (``in_flight``, the
+global in-flight cap, draining) lives here because it spans connections.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+
+from daemon import __version__
+from daemon.errors import Overloaded
+from daemon.models import (
+    BackgroundStatus,
+    CacheStatus,
+    DrainStatus,
+    HealthResult,
+    State,
+    StatusResult,
+    StoreStatus,
+    StrategyStatus,
+)
+from daemon.protocol import Method, NoParams, openrpc_document
+
+if TYPE_CHECKING:
+    from daemon.config import Config
+    from daemon.supervisor import Supervisor
+
+
+class Service:
+    def __init__(self, config: Config, supervisor: Supervisor) -> None:
+        self.config = config
+        self.supervisor = supervisor
+        self.state: State = "starting"
+        self.connections = 0
+        self.in_flight = 0
+        self.max_in_flight = config.socket.max_in_flight
+        self.cache = CacheStatus()
+        self._started = time.monotonic()
+        self._requests_done = trio.Event()
+        self.methods: dict[str, Method] = {}
+        self._discover: msgspec.Raw | None = None
+        for method in (
+            Method(
+                "status",
+                NoParams,
+                StatusResult,
+                self.status,
+                "State, load, store, cache and per-strategy figures of the daemon.",
+                while_draining=True,
+            ),
+            Method(
+                "health",
+                NoParams,
+                HealthResult,
+                self.health,
+                "Liveness: ok and the lifecycle state.",
+                while_draining=True,
+            ),
+            Method(
+                "rpc.discover",
+                NoParams,
+                msgspec.Raw,
+                self.discover,
+                "This OpenRPC document.",
+                while_draining=True,
+            ),
+        ):
+            self.register(method)
+
+    def register(self, method: Method) -> None:
+        """Add a method (and invalidate the cached OpenRPC document)."""
+        self.methods[method.name] = method
+        self._discover = None
+
+    @property
+    def draining(self) -> bool:
+        return self.state == "draining"
+
+    # ------------------------------------------------------------ accounting
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Count one request in flight for its whole run; Overloaded past the cap."""
+        if self.in_flight >= self.max_in_flight:
+            raise Overloaded(
+                "too many requests in flight; retry shortly",
+                {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight},
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._requests_done.set()
+                self._requests_done = trio.Event()
+
+    async def wait_no_requests(self) -> None:
+        """Return once no request is in flight."""
+        while self.in_flight:
+            await self._requests_done.wait()
+
+    # --------------------------------------------------------------- methods
+
+    async def health(self, params: NoParams) -> HealthResult:
+        return HealthResult(ok=True, state=self.state)
+
+    async def status(self, params: NoParams) -> StatusResult:
+        deadline = self.supervisor.drain_deadline
+        return StatusResult(
+            version=__version__,
+            pid=os.getpid(),
+            uptime_s=round(time.monotonic() - self._started, 3),
+            state=self.state,
+            connections=self.connections,
+            in_flight=self.in_flight,
+            background=BackgroundStatus(
+                count=self.supervisor.count,
+                max=self.supervisor.max_tasks,
+                by_strategy=dict(self.supervisor.by_name),
+            ),
+            store=StoreStatus(path=self.config.store.path, events=0, map_size=0, used_bytes=0),
+            cache=self.cache,
+            strategies={
+                s.name: StrategyStatus(model=s.model or s.kind, rank=s.rank)
+                for s in self.config.strategies
+            },
+            drain=DrainStatus(
+                deadline_s=None
+                if deadline is None
+                else round(max(0.0, deadline - trio.current_time()), 3)
+            ),
+        )
+
+    async def discover(self, params: NoParams) -> msgspec.Raw:
+        if self._discover is None:
+            methods = sorted(self.methods.values(), key=lambda m: m.name)
+            self._discover = msgspec.Raw(openrpc_document(methods, __version__))
+        return self._discover
