@@ -6,8 +6,10 @@ as soon as the bytes of an unfinished line pass the limit it raises
 current line started (``partial_since``), so that the caller can bound how
 long a started line may take (slowloris).
 
-Cancellation: ``receive_line`` may be cancelled at any time; the bytes received
-so far stay buffered and the next call continues where it stopped.
+Cancellation: ``fill`` and ``receive_line`` may be cancelled at any time; the
+bytes received so far stay buffered and the next call continues where it
+stopped. A caller with deadlines that depend on the state of the buffer loops
+over ``pop_line`` and ``fill`` itself (see ``rpc.Connection``).
 """
 
 from __future__ import annotations
@@ -35,12 +37,23 @@ class LineReader:
         self._eof = False
         self.partial_since: float | None = None
 
-    def _pop_line(self) -> bytes | None:
+    def pop_line(self) -> bytes | None:
+        """A complete buffered line without its ``\\n``, if there is one.
+
+        At end of stream an unterminated last line counts as a line. Returns
+        None when more input is needed (or ``finished``). Raises
+        MessageTooLarge as soon as the line being received is over the limit."""
         end = self._buf.find(b"\n", self._scanned)
         if end < 0:
             self._scanned = len(self._buf)
             if len(self._buf) > self._max:
                 raise MessageTooLarge
+            if self._eof and self._buf:
+                rest = bytes(self._buf)
+                self._buf.clear()
+                self._scanned = 0
+                self.partial_since = None
+                return rest
             return None
         if end > self._max:
             raise MessageTooLarge
@@ -50,28 +63,27 @@ class LineReader:
         self.partial_since = trio.current_time() if self._buf else None
         return line
 
+    @property
+    def finished(self) -> bool:
+        """End of stream reached and every line handed out."""
+        return self._eof and not self._buf
+
+    async def fill(self) -> None:
+        """Receive one chunk into the buffer (or note the end of stream)."""
+        data = await self._stream.receive_some(CHUNK)
+        if not data:
+            self._eof = True
+            return
+        if not self._buf:
+            self.partial_since = trio.current_time()
+        self._buf += data
+
     async def receive_line(self) -> bytes | None:
-        """The next line without its ``\\n`` (a trailing ``\\r`` is kept);
-        ``None`` at end of stream. An unterminated last line is returned as a
-        line. Raises MessageTooLarge."""
+        """The next line (see ``pop_line``); ``None`` at end of stream."""
         while True:
-            line = self._pop_line()
+            line = self.pop_line()
             if line is not None:
                 return line
-            if self._eof:
-                if self._buf:
-                    rest = bytes(self._buf)
-                    self._buf.clear()
-                    self.partial_since = None
-                    return rest
+            if self.finished:
                 return None
-            data = await self._stream.receive_some(CHUNK)
-            if not data:
-                self._eof = True
-            elif not self._buf:
-                self.partial_since = trio.current_time()
-            self._buf += data
-
-    @property
-    def has_partial(self) -> bool:
-        return bool(self._buf)
+            await self.fill()

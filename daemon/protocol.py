@@ -235,7 +235,7 @@ def decode_params(raw: Raw | UnsetType, params_type: type[Params]) -> Any:
         return by_name.decode(data)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        if text.startswith("Expected `array` of length"):
+        if text.startswith("Expected `array` of"):
             text = f"wrong number of positional params ({text})"
         raise InvalidParams(f"invalid params: {text}", {"detail": text}) from None
 

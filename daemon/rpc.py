@@ -112,16 +112,21 @@ class Connection:
         idle = self._config.idle_timeout
         line_limit = self._config.line_timeout
         while True:
+            line = reader.pop_line()
+            if line is not None:
+                self._last_activity = trio.current_time()
+                return line
+            if reader.finished:
+                return None
             if reader.partial_since is not None:
                 deadline = reader.partial_since + line_limit
             elif self._active:
-                deadline = trio.current_time() + idle  # busy: re-check later
+                deadline = trio.current_time() + idle  # busy, so not idle: look again later
             else:
                 deadline = self._last_activity + idle
             with trio.move_on_at(deadline):
-                line = await reader.receive_line()
-                self._last_activity = trio.current_time()
-                return line
+                await reader.fill()
+                continue
             now = trio.current_time()
             if reader.partial_since is not None and now >= reader.partial_since + line_limit:
                 raise _Closing(

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Operator CLI for ctxd; standard library only, runs with any python3.
+
+    python3 clients/ctl.py [--socket PATH] status [--json]
+    python3 clients/ctl.py health
+    python3 clients/ctl.py analyze IMAGE --conversation ID [--scene S] [--wait best] [--json]
+    python3 clients/ctl.py events CONVERSATION [--limit N] [--json]
+
+The socket is --socket, else $CTXD_SOCKET, else ``socket.path`` of
+./config.yaml. Exit status of ``status`` and ``health``: 0 serving, 1 draining
+(or starting), 2 unreachable; other commands: 0 ok, 1 error reply, 2 unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from client import Client, ConnectionClosed, RpcError
+
+EXIT_OK, EXIT_NOT_SERVING, EXIT_UNREACHABLE = 0, 1, 2
+
+
+def socket_from_config(config: Path) -> str | None:
+    """``socket.path`` from a ctxd config file, read without a YAML library."""
+    try:
+        lines = config.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    in_socket = False
+    for line in lines:
+        if re.match(r"^socket:\s*(#.*)?$", line):
+            in_socket = True
+        elif line[:1] not in ("", " ", "\t", "#"):
+            in_socket = False
+        elif in_socket:
+            match = re.match(r"^\s+path:\s*(['\"]?)(.*?)\1\s*(#.*)?$", line)
+            if match and match.group(2):
+                path = Path(match.group(2))
+                return str(path if path.is_absolute() else config.resolve().parent / path)
+    return None
+
+
+def default_socket() -> str:
+    return (
+        os.environ.get("CTXD_SOCKET")
+        or socket_from_config(Path("config.yaml"))
+        or str(Path("var/ctxd.sock").resolve())
+    )
+
+
+# ------------------------------------------------------------------ format --
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    right = right or set()
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        cells = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([fmt(header), *(fmt(r) for r in rows)])
+
+
+def format_status(s: dict[str, Any]) -> str:
+    lines = [f"ctxd {s['version']}  pid {s['pid']}  {s['state']}  up {_duration(s['uptime_s'])}"]
+    if s["state"] == "draining" and s["drain"]["deadline_s"] is not None:
+        lines.append(f"draining: {s['drain']['deadline_s']:.0f}s until the rest is cancelled")
+    bg = s["background"]
+    by = ", ".join(f"{k} {v}" for k, v in sorted(bg["by_strategy"].items()))
+    lines.append(
+        f"connections {s['connections']}   in flight {s['in_flight']}   "
+        f"background {bg['count']}/{bg['max']}" + (f" ({by})" if by else "")
+    )
+    st = s["store"]
+    lines.append(
+        f"store  {st['path']}  {st['events']:,} events  "
+        f"{_bytes(st['used_bytes'])} used of {_bytes(st['map_size'])}"
+    )
+    c = s["cache"]
+    lookups = c["hits"] + c["misses"]
+    rate = f"{100 * c['hits'] / lookups:.1f}%" if lookups else "-"
+    lines.append(
+        f"cache  hits {c['hits']}  misses {c['misses']}  hit rate {rate}  "
+        f"coalesced {c['coalesced']}  upgrades {c.get('upgrades', 0)}"
+    )
+    header = ["strategy", "model", "rank", "calls", "wins", "invalid", "errors", "timeouts"]
+    header += ["cancelled", "p50 ms", "p95 ms", "p99 ms"]
+    rows = []
+    for name, v in sorted(s["strategies"].items(), key=lambda kv: -kv[1]["rank"]):
+        lat = v["latency_ms"]
+        counts = [v[k] for k in ("rank", "calls", "wins", "invalid", "errors", "timeouts")]
+        latency = [_ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"])]
+        rows.append([name, v["model"], *counts, v["cancelled"], *latency])
+    if rows:
+        lines += ["", table(header, rows, right=set(range(2, len(header))))]
+    return "\n".join(lines)
+
+
+def format_analysis(r: dict[str, Any], conversation: str) -> str:
+    p = r["provenance"]
+    step = r["result"]
+    origin = "cached" if p["cached"] else "fresh"
+    lines = [
+        f"conversation {conversation}  [{p['strategy']} | {p['model']} | {origin}, "
+        f"{p['latency_ms']:.0f} ms]",
+        f"participants  user={step['participants']['user']}  "
+        f"talker={step['participants']['talker']}",
+        f"layout        left={step['layout']['left']}  right={step['layout']['right']}",
+        "",
+    ]
+    width = max([len(m["speaker"]) for m in step["conversation"]] or [0])
+    for message in step["conversation"]:
+        lines.append(f"  {message['speaker'].rjust(width)}: {message['text']}")
+    if step.get("summary"):
+        lines += ["", f"summary: {step['summary']}"]
+    if r.get("pending"):
+        lines += ["", "still running in the background: " + ", ".join(r["pending"])]
+    return "\n".join(lines)
+
+
+def format_events(events: list[dict[str, Any]]) -> str:
+    if not events:
+        return "no events"
+    now = time.time()
+    rows = [
+        [
+            str(e["id"]),
+            _duration(max(0.0, now - e["ts"])) + " ago",
+            e["category"],
+            e["strategy"],
+            e["model"],
+            e["scene"] or "-",
+            e["resource"] if len(e["resource"]) <= 30 else e["resource"][:27] + "...",
+        ]
+        for e in events
+    ]
+    header = ["id", "age", "category", "strategy", "model", "scene", "resource"]
+    return table(header, rows, right={0})
+
+
+# ---------------------------------------------------------------- commands --
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ctl.py", description="Operate a ctxd daemon.")
+    parser.add_argument("--socket", default=None, help="daemon socket (default: see --help)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_status = sub.add_parser("status", help="state, load, cache and strategy figures")
+    p_status.add_argument("--json", action="store_true")
+    sub.add_parser("health", help="is the daemon serving?")
+    p_analyze = sub.add_parser("analyze", help="extract the conversation of a screenshot")
+    p_analyze.add_argument("image")
+    p_analyze.add_argument("--conversation", required=True)
+    p_analyze.add_argument("--scene", default="")
+    p_analyze.add_argument("--wait", choices=["first", "best"], default="first")
+    p_analyze.add_argument("--refresh", action="store_true")
+    p_analyze.add_argument("--json", action="store_true")
+    p_events = sub.add_parser("events", help="stored events of a conversation, newest first")
+    p_events.add_argument("conversation")
+    p_events.add_argument("--limit", type=int, default=20)
+    p_events.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    path = args.socket or default_socket()
+    try:
+        client = Client(path, timeout=args.timeout, connect_timeout=min(args.timeout, 5.0))
+    except OSError as exc:
+        print(f"ctxd unreachable at {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    with client:
+        try:
+            return run(client, args)
+        except RpcError as exc:
+            detail = f" {json.dumps(exc.data, ensure_ascii=False)}" if exc.data else ""
+            print(f"error {exc.code}: {exc.message}{detail}", file=sys.stderr)
+            return 1
+        except (ConnectionClosed, TimeoutError) as exc:
+            print(f"ctxd unreachable at {path}: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+
+
+def run(client: Client, args: argparse.Namespace) -> int:
+    if args.command == "status":
+        status = client.call("status")
+        print(json.dumps(status, indent=2) if args.json else format_status(status))
+        return EXIT_OK if status["state"] == "serving" else EXIT_NOT_SERVING
+    if args.command == "health":
+        health = client.call("health")
+        print(health["state"])
+        return EXIT_OK if health["ok"] and health["state"] == "serving" else EXIT_NOT_SERVING
+    if args.command == "analyze":
+        params = {
+            "conversation_id": args.conversation,
+            "image": {"path": str(Path(args.image).resolve())},
+            "scene": args.scene,
+            "wait": args.wait,
+            "refresh": args.refresh,
+        }
+        result = client.call("analyze", params, timeout=max(args.timeout, 120.0))
+        out = json.dumps(result, indent=2, ensure_ascii=False) if args.json else None
+        print(out or format_analysis(result, args.conversation))
+        return EXIT_OK
+    events = client.call("events.list", {"session_id": args.conversation, "limit": args.limit})
+    items = events["events"]
+    print(json.dumps(items, indent=2, ensure_ascii=False) if args.json else format_events(items))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Shared fixtures: short socket directories and configs written to disk."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from daemon.config import Config, load_config
+
+ConfigFactory = Callable[..., Config]
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir with a short path: sun_path holds 107 bytes, pytest's are long."""
+    path = Path(tempfile.mkdtemp(prefix="ctxd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def config_data(root: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A minimal valid config under ``root``, with ``sections`` merged on top."""
+    data: dict[str, Any] = {
+        "socket": {"path": str(root / "ctxd.sock")},
+        "store": {"path": str(root / "store")},
+        "providers": {
+            "fake": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "CTXD_TEST_KEY"}
+        },
+        "strategies": [
+            {"name": "multimodal", "provider": "fake", "model": "fast-model", "rank": 1},
+            {"name": "premium", "provider": "fake", "model": "slow-model", "rank": 2},
+        ],
+    }
+    for name, values in sections.items():
+        if isinstance(values, dict) and isinstance(data.get(name), dict):
+            data[name] = {**data[name], **values}
+        else:
+            data[name] = values
+    return data
+
+
+def write_config(root: Path, **sections: dict[str, Any]) -> Path:
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config_data(root, **sections)))
+    return path
+
+
+@pytest.fixture
+def make_config(short_tmp: Path) -> ConfigFactory:
+    def make(**sections: dict[str, Any]) -> Config:
+        return load_config(write_config(short_tmp, **sections))
+
+    return make

@@ -1,0 +1,52 @@
+"""LineReader: newline framing with a hard size limit."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from daemon.framing import LineReader, MessageTooLarge
+
+
+async def feed(chunks: list[bytes], limit: int = 100) -> list[bytes]:
+    send, receive = trio.testing.memory_stream_pair()
+    for chunk in chunks:
+        await send.send_all(chunk)
+    await send.aclose()
+    reader = LineReader(receive, limit)
+    lines = []
+    while (line := await reader.receive_line()) is not None:
+        lines.append(line)
+    return lines
+
+
+async def test_lines_across_and_within_chunks() -> None:
+    assert await feed([b"ab", b"c\nde", b"f\n\ng\nh"]) == [b"abc", b"def", b"", b"g", b"h"]
+
+
+async def test_limit_is_the_line_length_without_newline() -> None:
+    assert await feed([b"x" * 100 + b"\n"]) == [b"x" * 100]
+    with pytest.raises(MessageTooLarge):
+        await feed([b"x" * 101 + b"\n"])
+
+
+async def test_too_large_is_detected_before_the_newline_arrives() -> None:
+    send, receive = trio.testing.memory_stream_pair()
+    reader = LineReader(receive, 1000)
+    await send.send_all(b"y" * 1001)  # no newline, and none ever comes
+    with pytest.raises(MessageTooLarge):
+        await reader.receive_line()
+
+
+async def test_partial_since_tracks_a_started_line(autojump_clock: trio.testing.MockClock) -> None:
+    send, receive = trio.testing.memory_stream_pair()
+    reader = LineReader(receive, 1000)
+    assert reader.partial_since is None
+    await send.send_all(b'{"a"')
+    with trio.move_on_after(5):
+        await reader.receive_line()
+    assert reader.partial_since == 0
+    await send.send_all(b":1}\n")
+    assert await reader.receive_line() == b'{"a":1}'
+    assert reader.partial_since is None

@@ -1,0 +1,328 @@
+"""One connection, over in-memory streams and in virtual time."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from daemon.config import Config
+from daemon.framing import LineReader
+from daemon.protocol import Method, Params
+from daemon.rpc import Connection
+from daemon.service import Service
+from daemon.supervisor import Supervisor
+from tests.conftest import ConfigFactory
+
+
+class SleepParams(Params, frozen=True):
+    seconds: float
+    tag: str = ""
+
+
+class SleepResult(msgspec.Struct, frozen=True):
+    tag: str
+    done_at: float
+
+
+def make_service(config: Config) -> Service:
+    service = Service(config, Supervisor(config.llm.max_background_tasks))
+    service.state = "serving"
+
+    async def sleep(params: SleepParams) -> SleepResult:
+        await trio.sleep(params.seconds)
+        return SleepResult(params.tag, trio.current_time())
+
+    async def boom(params: SleepParams) -> SleepResult:
+        raise RuntimeError("a bug in a handler")
+
+    async def unencodable(params: SleepParams) -> object:
+        return object()
+
+    for name, handler in [("sleep", sleep), ("boom", boom), ("unencodable", unencodable)]:
+        service.register(Method(name, SleepParams, SleepResult, handler, "test method"))
+    return service
+
+
+class Peer:
+    """The client end: write lines, read response lines as JSON."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.reader = LineReader(stream, 1 << 30)
+
+    async def send(self, message: Any) -> None:
+        data = message if isinstance(message, bytes) else json.dumps(message).encode()
+        await self.stream.send_all(data + b"\n")
+
+    async def receive(self) -> Any:
+        line = await self.reader.receive_line()
+        return None if line is None else json.loads(line)
+
+    async def call(self, method: str, params: Any = None, id: Any = 1) -> Any:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+        return await self.receive()
+
+
+@asynccontextmanager
+async def connected(
+    service: Service, config: Config, *, lockstep: bool = False
+) -> AsyncIterator[tuple[Peer, trio.Event]]:
+    """A Connection served in the background; the event is set when it ends."""
+    pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+    client, server = pair()
+    ended = trio.Event()
+
+    async def serve() -> None:
+        try:
+            await Connection(server, service, config.socket).serve()
+        finally:
+            await server.aclose()
+            ended.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        yield Peer(client), ended
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory) -> Config:
+    return make_config(
+        socket={"idle_timeout": 60, "line_timeout": 5, "write_timeout": 3, "max_in_flight": 4}
+    )
+
+
+async def test_slow_request_does_not_hold_up_a_fast_one(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with connected(make_service(config), config) as (peer, _):
+        await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [10, "slow"], "id": 1})
+        await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [1, "fast"], "id": 2})
+        first, second = await peer.receive(), await peer.receive()
+    assert (first["id"], first["result"]["tag"], first["result"]["done_at"]) == (2, "fast", 1)
+    assert (second["id"], second["result"]["done_at"]) == (1, 10)
+
+
+async def test_spec_examples_over_a_stream(config: Config) -> None:
+    async with connected(make_service(config), config) as (peer, _):
+        assert await peer.call("health") == {
+            "jsonrpc": "2.0",
+            "result": {"ok": True, "state": "serving"},
+            "id": 1,
+        }
+        assert (await peer.call("nope", id="x"))["error"]["code"] == -32601
+        await peer.send(b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]')
+        parse_error = await peer.receive()
+        assert parse_error["error"]["code"] == -32700
+        assert parse_error["error"]["message"].startswith("parse error")
+        assert parse_error["id"] is None
+        await peer.send(b"[]")
+        assert (await peer.receive())["error"]["code"] == -32600
+        await peer.send(b"[1,2,3]")
+        batch = await peer.receive()
+        assert [r["error"]["code"] for r in batch] == [-32600] * 3
+        assert all(r["id"] is None for r in batch)
+        # Notifications, alone or in a batch, produce no output at all: the
+        # next thing received is the answer to a later call.
+        await peer.send({"jsonrpc": "2.0", "method": "health"})
+        await peer.send([{"jsonrpc": "2.0", "method": "health"}, {"jsonrpc": "2.0", "method": "x"}])
+        assert (await peer.call("health", id=99))["id"] == 99
+
+
+async def test_mixed_batch(config: Config) -> None:
+    async with connected(make_service(config), config) as (peer, _):
+        await peer.send(
+            [
+                {"jsonrpc": "2.0", "method": "health", "id": "1"},
+                {"jsonrpc": "2.0", "method": "health"},
+                {"jsonrpc": "2.0", "method": "sleep", "params": {"seconds": "x"}, "id": "2"},
+                {"foo": "boo"},
+                {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
+                {"jsonrpc": "2.0", "method": "health", "id": "9"},
+            ]
+        )
+        batch = await peer.receive()
+    by_id = {r["id"]: r for r in batch}
+    assert len(batch) == 5
+    assert by_id["1"]["result"]["ok"] is True
+    assert by_id["2"]["error"]["code"] == -32602
+    assert by_id[None]["error"]["code"] == -32600
+    assert by_id["5"]["error"]["code"] == -32601
+    assert by_id["9"]["result"]["ok"] is True
+
+
+async def test_handler_bug_is_internal_error_and_connection_lives(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with connected(make_service(config), config) as (peer, _):
+        error = (await peer.call("boom", [0]))["error"]
+        assert error == {"code": -32603, "message": "internal error"}
+        assert (await peer.call("unencodable", [0]))["error"]["code"] == -32603
+        assert (await peer.call("health"))["result"]["ok"] is True
+    assert "a bug in a handler" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+async def test_each_hostile_message_gets_its_error_and_the_connection_survives(
+    config: Config,
+) -> None:
+    cases: list[tuple[bytes, int]] = [
+        (b'{"jsonrpc":"2.0","method":"health","id":1,"x":NaN}', -32700),
+        (b'{"jsonrpc":"2.0","method":"health","id":Infinity}', -32700),
+        (b"[" * 100_000 + b"]" * 100_000, -32700),
+        (b'{"jsonrpc":"2.0","method":"health","id":"\xff\xfe"}', -32700),
+        (b'{"jsonrpc":"2.0","method":"health","id":"\\udc00"}', -32700),
+        (b'{"jsonrpc":"1.0","method":"health","id":1}', -32600),
+        (b'{"jsonrpc":"2.0","method":"health","id":[1]}', -32600),
+        (b'{"jsonrpc":"2.0","method":"health","id":{"a":1}}', -32600),
+        (b'{"jsonrpc":"2.0","method":"health","params":"x","id":1}', -32600),
+        (b'{"jsonrpc":"2.0","method":"health","id":' + b"7" * 5000 + b"}", -32600),
+        (b'{"jsonrpc":"2.0","method":"sleep","params":[' + b"7" * 5000 + b'],"id":1}', -32602),
+    ]
+    async with connected(make_service(config), config) as (peer, _):
+        for line, code in cases:
+            await peer.send(line)
+            response = await peer.receive()
+            assert response["error"]["code"] == code, line[:80]
+            assert response["jsonrpc"] == "2.0"
+        assert (await peer.call("health"))["result"]["ok"] is True
+
+
+async def test_message_too_large_closes_with_one_error(make_config: ConfigFactory) -> None:
+    config = make_config(socket={"max_message_bytes": 1000})
+    async with connected(make_service(config), config) as (peer, ended):
+        await peer.send(b'{"jsonrpc":"2.0","method":"health","params":{"pad":"' + b"x" * 2000)
+        response = await peer.receive()
+        assert response == {
+            "jsonrpc": "2.0",
+            "error": {
+                "code": -32600,
+                "message": "message too large",
+                "data": {"max_message_bytes": 1000},
+            },
+            "id": None,
+        }
+        await ended.wait()
+        assert await peer.receive() is None
+
+
+async def test_exactly_max_message_bytes_is_accepted(make_config: ConfigFactory) -> None:
+    config = make_config(socket={"max_message_bytes": 1000})
+    message = b'{"jsonrpc":"2.0","method":"health","id":1}'
+    padded = message[:-1] + b" " * (1000 - len(message)) + b"}"
+    assert len(padded) == 1000
+    async with connected(make_service(config), config) as (peer, _):
+        await peer.send(padded)
+        assert (await peer.receive())["result"]["ok"] is True
+
+
+async def test_idle_connection_is_closed(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with connected(make_service(config), config) as (peer, ended):
+        assert (await peer.call("health"))["id"] == 1
+        await trio.sleep(59)
+        assert not ended.is_set()
+        await ended.wait()
+        assert trio.current_time() == pytest.approx(60, abs=0.01)
+        assert await peer.receive() is None
+
+
+async def test_a_long_request_is_not_idle(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with connected(make_service(config), config) as (peer, ended):
+        response = await peer.call("sleep", [200])
+        assert response["result"]["done_at"] == 200
+        assert not ended.is_set()
+
+
+async def test_slowloris_line_is_cut_off(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with connected(make_service(config), config) as (peer, ended):
+        for byte in b'{"jsonrpc":"2.0",':
+            await peer.stream.send_all(bytes([byte]))
+            await trio.sleep(0.25)
+        response = await peer.receive()
+        assert response["error"]["code"] == -32600
+        assert "within 5 seconds" in response["error"]["message"]
+        await ended.wait()
+        assert trio.current_time() == pytest.approx(5, abs=0.01)
+
+
+async def test_client_that_never_reads_is_dropped(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    # lockstep streams have no buffer at all: a response waits until it is read.
+    async with connected(make_service(config), config, lockstep=True) as (peer, ended):
+        await peer.send({"jsonrpc": "2.0", "method": "health", "id": 1})
+        with trio.fail_after(10):
+            await ended.wait()
+        assert trio.current_time() == pytest.approx(3, abs=0.01)
+
+
+async def test_pipelining_client_is_held_back_not_buffered(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(socket={"max_requests_per_connection": 2, "max_in_flight": 100})
+    service = make_service(config)
+    async with connected(service, config) as (peer, _):
+        for i in range(5):
+            await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [10], "id": i})
+        await trio.sleep(1)
+        assert service.in_flight == 2  # the rest are still unread bytes
+        done = [await peer.receive() for _ in range(5)]
+    assert sorted(r["result"]["done_at"] for r in done) == [10, 10, 20, 20, 30]
+
+
+async def test_in_flight_cap_gives_overloaded_then_recovers(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    service = make_service(config)  # max_in_flight 4
+    async with connected(service, config) as (peer, _):
+        for i in range(5):
+            await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [10], "id": i})
+        first = await peer.receive()
+        assert first["id"] == 4
+        assert first["error"]["code"] == -32005
+        assert first["error"]["data"] == {"in_flight": 4, "max_in_flight": 4}
+        rest = [await peer.receive() for _ in range(4)]
+        assert all("result" in r for r in rest)
+        assert (await peer.call("sleep", [1], id=9))["result"]["done_at"] == 11
+
+
+async def test_draining_refuses_new_work_but_answers_status(config: Config) -> None:
+    service = make_service(config)
+    async with connected(service, config) as (peer, _):
+        service.state = "draining"
+        error = (await peer.call("sleep", [0]))["error"]
+        assert error["code"] == -32000
+        assert (await peer.call("health"))["result"]["state"] == "draining"
+        assert (await peer.call("status"))["result"]["state"] == "draining"
+
+
+async def test_eof_after_requests_still_answers_them(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    service = make_service(config)
+    peer = Peer(client)
+    await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [3], "id": 1})
+    await client.send_stream.aclose()  # half-close: "no more requests"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(Connection(server, service, config.socket).serve)
+        response = await peer.receive()
+    assert response["result"]["done_at"] == 3
+    assert math.isclose(trio.current_time(), 3)
