@@ -52,7 +52,11 @@ class App:
         self._root: trio.Nursery | None = None
 
     def request_drain(self) -> None:
-        """Start the drain (idempotent); what SIGTERM and SIGINT do."""
+        """Start the drain (idempotent); what SIGTERM and SIGINT do.
+
+        From this call on, new requests get -32000 (ShuttingDown)."""
+        if self.service.state == "serving":
+            self.service.state = "draining"
         self._drain_requested.set()
 
     def cancel_all(self) -> None:
@@ -107,7 +111,6 @@ class App:
     async def _drain(self, accept_scope: trio.CancelScope, handlers: trio.Nursery) -> None:
         timeout = self.config.shutdown.drain_timeout
         deadline = trio.current_time() + timeout
-        self.service.state = "draining"
         accept_scope.cancel(reason="draining")
         handlers.cancel_scope.deadline = deadline
         self.supervisor.set_drain_deadline(deadline)

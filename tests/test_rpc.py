@@ -2,76 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import msgspec
 import pytest
 import trio
 import trio.testing
 
 from daemon.config import Config
-from daemon.framing import LineReader
-from daemon.protocol import Method, Params
 from daemon.rpc import Connection
 from daemon.service import Service
-from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory
-
-
-class SleepParams(Params, frozen=True):
-    seconds: float
-    tag: str = ""
-
-
-class SleepResult(msgspec.Struct, frozen=True):
-    tag: str
-    done_at: float
-
-
-def make_service(config: Config) -> Service:
-    service = Service(config, Supervisor(config.llm.max_background_tasks))
-    service.state = "serving"
-
-    async def sleep(params: SleepParams) -> SleepResult:
-        await trio.sleep(params.seconds)
-        return SleepResult(params.tag, trio.current_time())
-
-    async def boom(params: SleepParams) -> SleepResult:
-        raise RuntimeError("a bug in a handler")
-
-    async def unencodable(params: SleepParams) -> object:
-        return object()
-
-    for name, handler in [("sleep", sleep), ("boom", boom), ("unencodable", unencodable)]:
-        service.register(Method(name, SleepParams, SleepResult, handler, "test method"))
-    return service
-
-
-class Peer:
-    """The client end: write lines, read response lines as JSON."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.reader = LineReader(stream, 1 << 30)
-
-    async def send(self, message: Any) -> None:
-        data = message if isinstance(message, bytes) else json.dumps(message).encode()
-        await self.stream.send_all(data + b"\n")
-
-    async def receive(self) -> Any:
-        line = await self.reader.receive_line()
-        return None if line is None else json.loads(line)
-
-    async def call(self, method: str, params: Any = None, id: Any = 1) -> Any:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id}
-        if params is not None:
-            message["params"] = params
-        await self.send(message)
-        return await self.receive()
+from tests.helpers import Peer, make_service
 
 
 @asynccontextmanager

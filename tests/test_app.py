@@ -1,0 +1,257 @@
+"""The composed daemon in-process: real Unix socket, drain in virtual time."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+
+from daemon.app import App
+from daemon.config import Config
+from daemon.errors import ServerError
+from daemon.server import bind_unix
+from tests.conftest import ConfigFactory
+from tests.helpers import Peer, register_test_methods
+
+
+@asynccontextmanager
+async def running(config: Config, finished: list[str] | None = None) -> AsyncIterator[App]:
+    """An App serving in the background; cancelled (not drained) at exit."""
+    app = App(config)
+    register_test_methods(app.service, finished)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: app.run(handle_signals=False, task_status=task_status)
+        )
+        yield app
+        nursery.cancel_scope.cancel()
+
+
+_open_peers: list[Peer] = []
+
+
+async def connect(config: Config) -> Peer:
+    peer = Peer(await trio.open_unix_socket(config.socket.path))
+    _open_peers.append(peer)
+    return peer
+
+
+@pytest.fixture(autouse=True)
+async def _close_peers() -> AsyncIterator[None]:
+    yield
+    while _open_peers:
+        await _open_peers.pop().stream.aclose()
+
+
+def start(app: App) -> Callable[[trio.TaskStatus[None]], Awaitable[None]]:
+    def run(task_status: trio.TaskStatus[None]) -> Awaitable[None]:
+        return app.run(handle_signals=False, task_status=task_status)
+
+    return run
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory) -> Config:
+    return make_config(shutdown={"drain_timeout": 30})
+
+
+async def test_drain_waits_for_requests_and_background_then_cancels_the_rest(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    app = App(config)
+    finished: list[str] = []
+    register_test_methods(app.service, finished)
+    returned_at: list[float] = []
+
+    async def run_app(task_status: trio.TaskStatus[None]) -> None:
+        await app.run(handle_signals=False, task_status=task_status)
+        returned_at.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_app)
+        peer = await connect(config)
+        assert (await peer.call("background", [5, "short"]))["result"]["tag"] == "short"
+        assert (await peer.call("background", [100, "long"], id=2))["result"]["tag"] == "long"
+        await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [10, "req"], "id": 3})
+        await trio.sleep(1)
+        assert app.service.in_flight == 1
+        t0 = trio.current_time()
+        app.request_drain()
+        await trio.lowlevel.checkpoint()
+        assert app.service.state == "draining"
+        # New work on an open connection is refused; status still answers.
+        refused = await peer.call("sleep", [1], id=4)
+        assert refused["error"]["code"] == -32000
+        status = (await peer.call("status", id=5))["result"]
+        assert status["state"] == "draining"
+        assert status["drain"]["deadline_s"] == pytest.approx(30, abs=0.01)
+        assert status["background"]["by_strategy"] == {"test-short": 1, "test-long": 1}
+        # No new connections.
+        with pytest.raises(OSError, match=r"Connection refused|No such file") as info:
+            await trio.open_unix_socket(config.socket.path)
+        assert info.value.errno in (errno.ECONNREFUSED, errno.ENOENT)
+        # The request started before the drain is answered.
+        answered = await peer.receive()
+        assert (answered["id"], answered["result"]["done_at"]) == (3, 10)
+    assert finished == ["short"]  # "long" was cancelled at the deadline
+    assert returned_at == [pytest.approx(t0 + 30, abs=0.01)]
+    assert not os.path.exists(config.socket.path)
+
+
+async def test_drain_ends_as_soon_as_nothing_runs(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    app = App(config)
+    register_test_methods(app.service)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: app.run(handle_signals=False, task_status=task_status)
+        )
+        peer = await connect(config)  # an idle connection does not hold the drain up
+        await peer.call("background", [3, "bg"])
+        app.request_drain()
+    assert trio.current_time() == pytest.approx(3, abs=0.01)
+
+
+async def test_second_signal_cancels_everything_at_once(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    finished: list[str] = []
+    async with running(config, finished) as app:
+        peer = await connect(config)
+        await peer.call("background", [20, "bg"])
+        app.request_drain()
+        await trio.sleep(2)
+        app.cancel_all()
+    assert trio.current_time() == pytest.approx(2, abs=0.01)
+    assert finished == []
+    assert not os.path.exists(config.socket.path)
+
+
+async def test_socket_has_its_mode_from_birth_and_chmod_is_never_used(
+    make_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_chmod(*args: object, **kwargs: object) -> None:
+        raise AssertionError("chmod after bind leaves a window with the wrong mode")
+
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    for mode in (0o600, 0o660, 0o666):
+        config = make_config(socket={"mode": f"{mode:04o}"})
+        umask_before = os.umask(0o022)
+        os.umask(umask_before)
+        bound = bind_unix(config.socket.path, config.socket.file_mode)
+        try:
+            assert stat.S_IMODE(os.stat(config.socket.path).st_mode) == mode
+            assert os.umask(umask_before) == umask_before  # restored
+        finally:
+            bound.close()
+        assert not os.path.exists(config.socket.path)
+
+
+async def test_leftover_socket_file_is_replaced(config: Config) -> None:
+    leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    leftover.bind(config.socket.path)
+    leftover.close()  # the file stays, nobody listens: what a kill -9 leaves
+    async with running(config):
+        peer = await connect(config)
+        assert (await peer.call("health"))["result"]["ok"] is True
+
+
+async def test_second_daemon_fails_clearly_and_the_first_keeps_serving(config: Config) -> None:
+    async with running(config):
+        with pytest.raises(ServerError, match=r"another ctxd \(pid \d+\) is serving"):
+            await App(config).run(handle_signals=False)
+        peer = await connect(config)
+        assert (await peer.call("health"))["result"]["ok"] is True
+
+
+async def test_foreign_live_listener_is_not_replaced(config: Config) -> None:
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(config.socket.path)
+    other.listen()
+    try:
+        with pytest.raises(ServerError, match="another server is listening"):
+            await App(config).run(handle_signals=False)
+        assert os.path.exists(config.socket.path)
+    finally:
+        other.close()
+
+
+async def test_path_that_is_not_a_socket_is_left_alone(config: Config) -> None:
+    Path(config.socket.path).write_text("precious")
+    with pytest.raises(ServerError, match="not a socket"):
+        await App(config).run(handle_signals=False)
+    assert Path(config.socket.path).read_text() == "precious"
+
+
+async def test_socket_file_removed_at_exit_only_if_still_ours(config: Config) -> None:
+    async with running(config):
+        os.unlink(config.socket.path)
+        Path(config.socket.path).write_text("someone else's")
+    assert Path(config.socket.path).read_text() == "someone else's"
+
+
+async def test_forbidden_peer_gets_one_error_line(make_config: ConfigFactory) -> None:
+    config = make_config(socket={"allowed_uids": [54321], "allowed_gids": [54321]})
+    async with running(config):
+        peer = await connect(config)
+        line = await peer.receive()
+        assert line["error"]["code"] == -32004
+        assert line["error"]["data"] == {"uid": os.getuid(), "gid": os.getgid()}
+        assert await peer.receive() is None
+
+
+async def test_allowed_by_gid(make_config: ConfigFactory) -> None:
+    config = make_config(socket={"allowed_uids": [54321], "allowed_gids": [os.getgid()]})
+    async with running(config):
+        peer = await connect(config)
+        assert (await peer.call("health"))["result"]["ok"] is True
+
+
+async def test_connection_cap_and_capacity_coming_back(make_config: ConfigFactory) -> None:
+    config = make_config(socket={"max_connections": 2})
+    async with running(config) as app:
+        first, second = await connect(config), await connect(config)
+        for peer in (first, second):
+            assert (await peer.call("health"))["result"]["ok"] is True
+        third = await connect(config)
+        refused = await third.receive()
+        assert refused["error"]["code"] == -32005
+        assert refused["error"]["data"] == {"max_connections": 2}
+        assert await third.receive() is None
+        assert (await first.call("status"))["result"]["connections"] == 2
+        await second.stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert app.service.connections == 1
+        fourth = await connect(config)
+        assert (await fourth.call("health"))["result"]["ok"] is True
+
+
+async def test_rpc_discover_describes_the_served_methods(config: Config) -> None:
+    async with running(config):
+        peer = await connect(config)
+        document = (await peer.call("rpc.discover"))["result"]
+    assert document["openrpc"].startswith("1.")
+    methods = {m["name"]: m for m in document["methods"]}
+    assert {"status", "health", "rpc.discover", "sleep"} <= set(methods)
+    sleep = methods["sleep"]
+    assert sleep["params"][0] == {
+        "name": "seconds",
+        "required": True,
+        "schema": {"type": "number"},
+    }
+    assert sleep["params"][1]["required"] is False
+    status_schema = document["components"]["schemas"]["StatusResult"]
+    assert {"version", "pid", "uptime_s", "state", "drain"} <= set(status_schema["properties"])
+    assert document["components"]["errors"]["overloaded"]["code"] == -32005
+    json.dumps(document)  # plain JSON all the way down
