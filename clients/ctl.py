@@ -20,11 +20,13 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from client import Client, ConnectionClosed, RpcError
+if TYPE_CHECKING:
+    from clients.client import Client, ConnectionClosed, RpcError
+else:  # run as a script: client.py sits next to this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from client import Client, ConnectionClosed, RpcError
 
 EXIT_OK, EXIT_NOT_SERVING, EXIT_UNREACHABLE = 0, 1, 2
 

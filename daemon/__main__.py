@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -44,7 +44,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prepare: Callable[[App], None] | None = None) -> int:
+    """Run the daemon; returns the exit status. ``prepare`` may add methods to
+    the App before it serves (the test suite's daemon uses it)."""
     args = parse_args(argv)
     try:
         config = load_config(args.config)
@@ -55,8 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ctxd: {args.config}: ok")
         return EX_OK
     setup_logging(config.logging.level, config.logging.format, config.secrets())
+    app = App(config)
+    if prepare is not None:
+        prepare(app)
     try:
-        trio.run(App(config).run)
+        trio.run(app.run)
     except SchemaError as exc:
         logger.error("cannot open the store: %s", exc)
         return EX_CONFIG

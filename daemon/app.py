@@ -121,15 +121,11 @@ class App:
             timeout,
         )
         with trio.move_on_at(deadline):
-            await self.service.wait_no_requests()
+            await self.service.wait_all_answered()
             await self.supervisor.wait_idle()
             logger.info("Drained: every request and background task finished")
             return
-        logger.warning(
-            "Drain deadline reached: cancelling %d requests and %d background tasks",
-            self.service.in_flight,
-            self.supervisor.count,
-        )
+        logger.warning("Drain deadline reached after %gs: cancelling whatever still runs", timeout)
 
     async def _watch_signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

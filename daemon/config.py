@@ -134,10 +134,12 @@ def _key_path(raw: str) -> str:
     return raw.lstrip(".") or "<top level>"
 
 
-def _describe(error: msgspec.ValidationError) -> str:
+def _describe(error: msgspec.ValidationError, prefix: str = "") -> str:
     text = str(error)
     match = _PATH_RE.search(text)
     where = _key_path(match.group("path")) if match else "<top level>"
+    if prefix:
+        where = prefix if where == "<top level>" else f"{prefix}.{where}"
     what = _PATH_RE.sub("", text)
     unknown = re.match(r"Object contains unknown field `([^`]*)`", what)
     if unknown:
@@ -171,6 +173,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: <top level>: expected a mapping of sections")
+    providers = data.get("providers")
+    if isinstance(providers, dict):
+        # msgspec reports a bad dict value as ``providers[...]``; name it.
+        for name, value in providers.items():
+            try:
+                msgspec.convert(value, ProviderConfig, strict=True)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"{file}: {_describe(exc, f'providers.{name}')}") from None
     try:
         config = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:

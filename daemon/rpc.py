@@ -142,9 +142,10 @@ class Connection:
 
     async def _serve_line(self, line: bytes) -> None:
         try:
-            response = await self.respond(line)
-            if response is not None:
-                await self._send(response)
+            with self._service.answering():
+                response = await self.respond(line)
+                if response is not None:
+                    await self._send(response)
         finally:
             self._active -= 1
             self._last_activity = trio.current_time()

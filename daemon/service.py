@@ -46,7 +46,8 @@ class Service:
         self.max_in_flight = config.socket.max_in_flight
         self.cache = CacheStatus()
         self._started = time.monotonic()
-        self._requests_done = trio.Event()
+        self._unanswered = 0
+        self._all_answered = trio.Event()
         self.methods: dict[str, Method] = {}
         self._discover: msgspec.Raw | None = None
         for method in (
@@ -90,7 +91,7 @@ class Service:
 
     @contextmanager
     def request(self) -> Iterator[None]:
-        """Count one request in flight for its whole run; Overloaded past the cap."""
+        """Count one request in flight while its handler runs; Overloaded past the cap."""
         if self.in_flight >= self.max_in_flight:
             raise Overloaded(
                 "too many requests in flight; retry shortly",
@@ -101,14 +102,24 @@ class Service:
             yield
         finally:
             self.in_flight -= 1
-            if not self.in_flight:
-                self._requests_done.set()
-                self._requests_done = trio.Event()
 
-    async def wait_no_requests(self) -> None:
-        """Return once no request is in flight."""
-        while self.in_flight:
-            await self._requests_done.wait()
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Hold the drain for one received message until its response is written
+        (or given up); a request whose handler has returned is not done yet."""
+        self._unanswered += 1
+        try:
+            yield
+        finally:
+            self._unanswered -= 1
+            if not self._unanswered:
+                self._all_answered.set()
+                self._all_answered = trio.Event()
+
+    async def wait_all_answered(self) -> None:
+        """Return once every message received so far has been answered."""
+        while self._unanswered:
+            await self._all_answered.wait()
 
     # --------------------------------------------------------------- methods
 

@@ -95,15 +95,22 @@ class Supervisor:
         fn: Callable[..., Awaitable[Any]],
         args: tuple[Any, ...],
     ) -> None:
+        finished = False
         try:
             with scope:
                 await fn(*args)
+                finished = True
             if scope.cancelled_caught:
                 self.timed_out += 1
         except Exception:
+            finished = True
             self.failed += 1
             logger.exception("Background task %s failed", name)
         finally:
+            # Cancelled by its own scope or by the whole nursery: either way,
+            # at the drain deadline it is worth a line in the log.
+            if not finished and trio.current_time() >= self._drain_deadline:
+                logger.warning("Background task %s cancelled at the drain deadline", name)
             self._scopes.discard(scope)
             self.by_name[name] -= 1
             if not self.by_name[name]:

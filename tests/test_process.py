@@ -1,0 +1,346 @@
+"""Process-level: the real daemon, a real socket, real signals (few and bounded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.client import Client, ConnectionClosed, RpcError
+from tests.process import ROOT, Daemon
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[Daemon]:
+    d = Daemon(short_tmp, shutdown={"drain_timeout": 2})
+    yield d.start()
+    d.stop()
+
+
+class Raw:
+    """A bare socket: bytes in, lines out."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data + b"\n")
+
+    def line(self) -> Any:
+        raw = self.file.readline()
+        return json.loads(raw) if raw else None
+
+    def nothing_within(self, seconds: float) -> bool:
+        self.sock.settimeout(seconds)
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK) == b""  # b"": closed, also nothing
+        except TimeoutError:
+            return True
+        finally:
+            self.sock.settimeout(10)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def by_id(batch: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    return {json.dumps(r["id"]): r for r in batch}
+
+
+def test_jsonrpc_spec_section_7_over_the_socket(daemon: Daemon) -> None:
+    raw = Raw(daemon.socket_path)
+    try:
+        raw.send(b'{"jsonrpc": "2.0", "method": "foobar", "id": "1"}')
+        assert raw.line() == {
+            "jsonrpc": "2.0",
+            "error": {
+                "code": -32601,
+                "message": "method not found: 'foobar'",
+                "data": {"method": "foobar"},
+            },
+            "id": "1",
+        }
+        raw.send(b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]')
+        response = raw.line()
+        assert (response["error"]["code"], response["id"]) == (-32700, None)
+        raw.send(b'{"jsonrpc": "2.0", "method": 1, "params": "bar"}')
+        response = raw.line()
+        assert (response["error"]["code"], response["id"]) == (-32600, None)
+        raw.send(
+            b'[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
+            b'{"jsonrpc": "2.0", "method"]'
+        )
+        response = raw.line()
+        assert (response["error"]["code"], response["id"]) == (-32700, None)
+        raw.send(b"[]")
+        response = raw.line()
+        assert isinstance(response, dict)
+        assert (response["error"]["code"], response["id"]) == (-32600, None)
+        for batch, size in ((b"[1]", 1), (b"[1,2,3]", 3)):
+            raw.send(batch)
+            response = raw.line()
+            assert isinstance(response, list)
+            assert [(r["error"]["code"], r["id"]) for r in response] == [(-32600, None)] * size
+        raw.send(
+            b'[{"jsonrpc": "2.0", "method": "health", "id": "1"},'
+            b'{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},'
+            b'{"jsonrpc": "2.0", "method": "health", "id": "2"},'
+            b'{"foo": "boo"},'
+            b'{"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},'
+            b'{"jsonrpc": "2.0", "method": "status", "id": "9"}]'
+        )
+        mixed = by_id(raw.line())
+        assert set(mixed) == {'"1"', '"2"', "null", '"5"', '"9"'}
+        assert mixed['"1"']["result"] == {"ok": True, "state": "serving"}
+        assert mixed["null"]["error"]["code"] == -32600
+        assert mixed['"5"']["error"]["code"] == -32601
+        assert mixed['"9"']["result"]["state"] == "serving"
+        # A batch of notifications only: zero bytes back.
+        raw.send(
+            b'[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},'
+            b'{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]'
+        )
+        raw.send(b'{"jsonrpc": "2.0", "method": "health"}')
+        assert raw.nothing_within(0.3)
+        raw.send(b'{"jsonrpc": "2.0", "method": "health", "id": 10}')
+        assert raw.line()["id"] == 10
+    finally:
+        raw.close()
+
+
+def test_hostile_lines_do_not_kill_the_connection_or_the_daemon(daemon: Daemon) -> None:
+    raw = Raw(daemon.socket_path)
+    hostile = [
+        (b'{"jsonrpc":"2.0","method":"health","id":NaN}', -32700),
+        (b'{"jsonrpc":"2.0","method":"health","params":{"x":Infinity},"id":1}', -32700),
+        (b"[" * 100_000 + b"]" * 100_000, -32700),
+        (b'{"jsonrpc":"2.0","method":"health","id":"\xc3\x28"}', -32700),
+        (b'{"jsonrpc":"2.0","method":"health","id":"\\ud834"}', -32700),
+        (b'{"jsonrpc":"2.0","method":"health","id":' + b"1" * 5000 + b"}", -32600),
+        (b'{"jsonrpc":"2.0","method":"health","params":[' + b"1" * 5000 + b'],"id":2}', -32602),
+        (b'{"jsonrpc":"2.0","method":"health","id":[1,2]}', -32600),
+        (b'{"jsonrpc":"2.0","method":"health","params":true,"id":3}', -32600),
+        (b'{"jsonrpc":"2.1","method":"health","id":4}', -32600),
+    ]
+    try:
+        for line, code in hostile:
+            raw.send(line)
+            assert raw.line()["error"]["code"] == code, line[:60]
+        raw.send(b'{"jsonrpc":"2.0","method":"health","id":"after"}')
+        assert raw.line()["result"]["ok"] is True
+    finally:
+        raw.close()
+    with Client(daemon.socket_path) as client:
+        assert client.call("status")["state"] == "serving"
+
+
+def test_batch_cap_over_the_socket(daemon: Daemon) -> None:
+    item = b'{"jsonrpc":"2.0","method":"health","id":1}'
+    raw = Raw(daemon.socket_path)
+    try:
+        raw.send(b"[" + b",".join([item] * 1000) + b"]")
+        assert len(raw.line()) == 1000
+        raw.send(b"[" + b",".join([item] * 1001) + b"]")
+        response = raw.line()
+        assert response["error"]["code"] == -32600
+        assert "at most 1000" in response["error"]["message"]
+    finally:
+        raw.close()
+
+
+def test_sigterm_drains_background_tasks_and_exits_in_time(short_tmp: Path) -> None:
+    daemon = Daemon(short_tmp, shutdown={"drain_timeout": 2}).start()
+    try:
+        with Client(daemon.socket_path) as client:
+            client.call("background", [0.5, "short"])
+            client.call("background", [60, "long"])
+            started = time.monotonic()
+            daemon.signal(signal.SIGTERM)
+            code = daemon.wait(timeout=10)
+            elapsed = time.monotonic() - started
+    finally:
+        daemon.stop()
+    log = daemon.log()
+    assert code == 0, log
+    assert 1.5 < elapsed < 2 + 1, log  # the long task held the drain until its deadline
+    assert "test background task short finished" in log
+    assert "test background task long finished" not in log
+    assert "Drain deadline reached after 2s" in log
+    assert "Background task test-long cancelled at the drain deadline" in log
+    assert not os.path.exists(daemon.socket_path)
+
+
+def test_sigterm_with_nothing_running_exits_at_once(daemon: Daemon) -> None:
+    started = time.monotonic()
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait(timeout=10) == 0
+    assert time.monotonic() - started < 1.0
+    assert "SIGINT received: draining" in daemon.log()
+
+
+def test_second_signal_cancels_at_once(short_tmp: Path) -> None:
+    daemon = Daemon(short_tmp, shutdown={"drain_timeout": 30}).start()
+    try:
+        with Client(daemon.socket_path) as client:
+            client.call("background", [60, "long"])
+            daemon.signal(signal.SIGTERM)
+            time.sleep(0.3)
+            started = time.monotonic()
+            daemon.signal(signal.SIGTERM)
+            code = daemon.wait(timeout=10)
+    finally:
+        daemon.stop()
+    assert code == 0
+    assert time.monotonic() - started < 1.0
+    assert "received again: cancelling everything now" in daemon.log()
+
+
+def test_requests_in_flight_finish_during_drain(short_tmp: Path) -> None:
+    daemon = Daemon(short_tmp, shutdown={"drain_timeout": 5}).start()
+    try:
+        with Client(daemon.socket_path) as client:
+            results: list[Any] = []
+            worker = threading.Thread(
+                target=lambda: results.append(client.call("sleep", [0.8, "slow"]))
+            )
+            worker.start()
+            time.sleep(0.2)
+            daemon.signal(signal.SIGTERM)
+            time.sleep(0.1)
+            with pytest.raises(RpcError) as info:
+                client.call("sleep", [0, "late"])
+            assert info.value.code == -32000
+            assert client.call("health")["state"] == "draining"
+            worker.join(5)
+            assert results, daemon.log()
+            assert results[0]["tag"] == "slow"
+            with pytest.raises(OSError, match=r"Connection refused|No such file"):
+                Client(daemon.socket_path, connect_timeout=1)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        daemon.stop()
+
+
+def test_second_daemon_on_the_same_socket_fails_clearly(daemon: Daemon) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.testd", "--config", str(daemon.config_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "another ctxd (pid" in result.stderr
+    with Client(daemon.socket_path) as client:
+        assert client.call("health")["ok"] is True
+
+
+def test_restart_after_kill_replaces_the_leftover_socket(short_tmp: Path) -> None:
+    first = Daemon(short_tmp).start()
+    assert first.proc is not None
+    first.proc.kill()
+    first.wait()
+    assert os.path.exists(first.socket_path)  # kill -9 leaves the file behind
+    second = Daemon(short_tmp).start()
+    try:
+        with Client(second.socket_path) as client:
+            assert client.call("health")["ok"] is True
+        assert "Replacing leftover socket file" in second.log()
+    finally:
+        second.stop()
+
+
+# ------------------------------------------------------------------ clients --
+
+CTL = [sys.executable, "-I", "-S", str(ROOT / "clients" / "ctl.py")]  # -S: no site-packages
+
+
+def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CTL, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=env if env is not None else dict(os.environ),
+    )
+
+
+def test_ctl_status_readable_json_and_exit_codes(daemon: Daemon) -> None:
+    readable = ctl("--socket", daemon.socket_path, "status")
+    assert readable.returncode == 0, readable.stderr
+    assert "serving" in readable.stdout
+    assert "multimodal" in readable.stdout
+    assert "p99 ms" in readable.stdout
+    assert not readable.stdout.lstrip().startswith("{")
+    as_json = ctl("--socket", daemon.socket_path, "status", "--json")
+    status = json.loads(as_json.stdout)
+    assert status["state"] == "serving"
+    assert status["strategies"]["premium"]["rank"] == 2
+    env = {**os.environ, "CTXD_SOCKET": daemon.socket_path}
+    assert ctl("health", env=env).returncode == 0
+    gone = ctl("--socket", str(Path(daemon.socket_path).with_name("absent.sock")), "status")
+    assert gone.returncode == 2
+    assert "unreachable" in gone.stderr
+
+
+def test_ctl_finds_the_socket_in_config_yaml(daemon: Daemon) -> None:
+    result = subprocess.run(
+        [*CTL, "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=daemon.root,
+        env={k: v for k, v in os.environ.items() if k != "CTXD_SOCKET"},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_client_concurrent_calls_on_one_connection(daemon: Daemon) -> None:
+    with Client(daemon.socket_path) as client:
+        results: dict[str, Any] = {}
+
+        def call(tag: str, seconds: float) -> None:
+            results[tag] = (
+                client.call("sleep", {"seconds": seconds, "tag": tag}),
+                time.monotonic(),
+            )
+
+        threads = [threading.Thread(target=call, args=(f"t{i}", 0.6 - 0.1 * i)) for i in range(6)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert {tag: r[0]["tag"] for tag, r in results.items()} == {
+            f"t{i}": f"t{i}" for i in range(6)
+        }
+        assert time.monotonic() - started < 1.5  # concurrent, not 2.1 s in sequence
+        with pytest.raises(TimeoutError):
+            client.call("sleep", [2], timeout=0.2)
+        with pytest.raises(RpcError) as info:
+            client.call("no.such.method")
+        assert info.value.code == -32601
+        assert client.call("health")["ok"] is True
+        daemon.signal(signal.SIGTERM)
+        daemon.wait()
+        with pytest.raises(ConnectionClosed):
+            client.call("health")
