@@ -188,6 +188,9 @@ class Method(msgspec.Struct, frozen=True):
     summary: str
     # Methods that only read the daemon's own state answer while draining.
     while_draining: bool = False
+    # The handler never blocks (no await that waits): the connection's reader
+    # runs it itself instead of starting a task for it.
+    inline: bool = False
     alias_of: str | None = None
 
 

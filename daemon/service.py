@@ -58,6 +58,7 @@ class Service:
                 self.status,
                 "State, load, store, cache and per-strategy figures of the daemon.",
                 while_draining=True,
+                inline=True,
             ),
             Method(
                 "health",
@@ -66,6 +67,7 @@ class Service:
                 self.health,
                 "Liveness: ok and the lifecycle state.",
                 while_draining=True,
+                inline=True,
             ),
             Method(
                 "rpc.discover",
@@ -74,6 +76,7 @@ class Service:
                 self.discover,
                 "This OpenRPC document.",
                 while_draining=True,
+                inline=True,
             ),
         ):
             self.register(method)
