@@ -63,6 +63,12 @@ class LineReader:
         self.partial_since = trio.current_time() if self._buf else None
         return line
 
+    def restart_line_clock(self) -> None:
+        """Count the unfinished line as started now: for a caller that stopped
+        reading for a while, so that its own pause is not held against the peer."""
+        if self._buf:
+            self.partial_since = trio.current_time()
+
     @property
     def finished(self) -> bool:
         """End of stream reached and every line handed out."""

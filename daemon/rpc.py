@@ -7,13 +7,18 @@ order, one whole line at a time under the send lock. At most
 connection simply stops reading (the client's writes back up), which bounds
 the memory a pipelining client can make the daemon hold.
 
-Timeouts, all from config:
+Timeouts, all from config, enforced by one watchdog task per connection:
 
 * ``idle_timeout``: no byte received and nothing in flight for that long
   closes the connection;
 * ``line_timeout``: a line that has started must end within it (slowloris);
+  the clock runs only while the reader waits for the peer's bytes, never
+  while the daemon itself holds back (all request slots busy, or writing);
 * ``write_timeout``: a response that cannot be written within it (a client
   that never reads) closes the connection.
+
+Methods marked ``inline`` (they never wait) are answered by the reader task
+itself; every other request runs in a task of its own.
 
 This is the only module that turns exceptions into JSON-RPC errors: an
 ``RpcError`` becomes its code, anything else becomes -32603 with the traceback
@@ -62,7 +67,8 @@ class Connection:
         self._active = 0
         self._last_activity = trio.current_time()
         self._writing_since: float | None = None
-        self._reading = True
+        self._reading = True  # until end of input
+        self._receiving = False  # the reader waits for the peer's bytes right now
         self._nursery: trio.Nursery | None = None
 
     async def serve(self) -> None:
@@ -91,6 +97,9 @@ class Connection:
                 self._slots.acquire_nowait()
             except trio.WouldBlock:
                 await self._slots.acquire()
+            # The line clock runs only while we wait for the peer's bytes.
+            reader.restart_line_clock()
+            self._receiving = True
             try:
                 line = await reader.receive_line()
             except MessageTooLarge:
@@ -102,6 +111,8 @@ class Connection:
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+            finally:
+                self._receiving = False
             self._last_activity = trio.current_time()
             if line is None:
                 self._slots.release()
@@ -140,7 +151,7 @@ class Connection:
         while True:
             now = trio.current_time()
             wake = now + tick
-            if reader.partial_since is not None:
+            if self._receiving and reader.partial_since is not None:
                 expiry = reader.partial_since + config.line_timeout
                 if now >= expiry:
                     limit = config.line_timeout

@@ -293,3 +293,23 @@ async def test_requests_arriving_keep_a_connection_from_going_idle(
             await trio.sleep(50)  # idle_timeout is 60
             assert (await peer.call("health"))["result"]["ok"] is True
         assert not ended.is_set()
+
+
+async def test_line_clock_stops_while_the_daemon_is_not_reading(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Regression: a pipelining client whose next request was half received
+    # when every request slot was busy got cut off as a slowloris, although
+    # it was the daemon that had stopped reading.
+    config = make_config(socket={"line_timeout": 5, "max_requests_per_connection": 1})
+    async with connected(make_service(config), config) as (peer, ended):
+        second = b'{"jsonrpc":"2.0","method":"sleep","params":[1],"id":2}\n'
+        await peer.stream.send_all(
+            b'{"jsonrpc":"2.0","method":"sleep","params":[20],"id":1}\n' + second[:20]
+        )
+        first = await peer.receive()
+        assert (first["id"], first["result"]["done_at"]) == (1, 20)
+        await peer.stream.send_all(second[20:])
+        response = await peer.receive()
+        assert (response["id"], response["result"]["done_at"]) == (2, 21)
+        assert not ended.is_set()

@@ -1,0 +1,124 @@
+"""clients/ctl.py without a daemon: formatting, exit codes, socket discovery."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from clients import ctl
+from daemon.service import Service
+from daemon.supervisor import Supervisor
+from tests.conftest import ConfigFactory
+
+
+class StubClient:
+    def __init__(self, replies: dict[str, Any]) -> None:
+        self.replies = replies
+        self.calls: list[tuple[str, Any]] = []
+
+    def call(self, method: str, params: Any = None, timeout: float | None = None) -> Any:
+        self.calls.append((method, params))
+        return self.replies[method]
+
+
+async def real_status(make_config: ConfigFactory, state: str) -> dict[str, Any]:
+    service = Service(make_config(), Supervisor(8))
+    service.state = state  # type: ignore[assignment]
+    result: dict[str, Any] = msgspec.to_builtins(await service.status(None))  # type: ignore[arg-type]
+    return result
+
+
+@pytest.mark.parametrize(("state", "code"), [("serving", 0), ("draining", 1), ("starting", 1)])
+async def test_status_exit_code_follows_the_state(
+    make_config: ConfigFactory, state: str, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = await real_status(make_config, state)
+    args = argparse.Namespace(command="status", json=False)
+    assert ctl.run(StubClient({"status": status}), args) == code  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert state in out.splitlines()[0]
+
+
+async def test_readable_status_is_a_table(make_config: ConfigFactory) -> None:
+    status = await real_status(make_config, "draining")
+    status["drain"]["deadline_s"] = 12.0
+    status["background"]["by_strategy"] = {"premium": 3}
+    status["background"]["count"] = 3
+    status["cache"].update(hits=30, misses=10)
+    status["strategies"]["premium"].update(
+        calls=7, wins=5, latency_ms={"p50": 900.0, "p95": 1500.0, "p99": 2100.4}
+    )
+    text = ctl.format_status(status)
+    assert "draining: 12s until the rest is cancelled" in text
+    assert "background 3/8 (premium 3)" in text
+    assert "hit rate 75.0%" in text
+    header, *rows = text.split("\n\n")[1].splitlines()
+    assert header.split()[:3] == ["strategy", "model", "rank"]
+    assert rows[0].split()[0] == "premium"  # highest rank first
+    assert rows[0].split()[-3:] == ["900", "1500", "2100"]
+
+
+def test_events_and_analysis_formatting() -> None:
+    events = [
+        {
+            "id": 3,
+            "ts": 0.0,
+            "category": "context_analysis",
+            "strategy": "premium",
+            "model": "anthropic/claude-3.5-sonnet",
+            "scene": "",
+            "resource": "sha256:" + "a" * 64,
+        },
+    ]
+    text = ctl.format_events(events)
+    assert "premium" in text
+    assert "sha256:aaaaaaaaaaaaaaaaaaaa..." in text
+    assert ctl.format_events([]) == "no events"
+    analysis = {
+        "result": {
+            "participants": {"user": "Zhang", "talker": "徐康"},
+            "layout": {"left": "talker", "right": "user"},
+            "bubbles": [],
+            "conversation": [
+                {"speaker": "talker", "text": "真的假的"},
+                {"speaker": "user", "text": "ok"},
+            ],
+            "summary": None,
+        },
+        "provenance": {
+            "strategy": "multimodal",
+            "model": "m",
+            "cached": False,
+            "event_id": 1,
+            "created_at": 0.0,
+            "latency_ms": 512.3,
+        },
+        "pending": ["premium"],
+    }
+    text = ctl.format_analysis(analysis, "demo")
+    assert "[multimodal | m | fresh, 512 ms]" in text
+    assert "talker: 真的假的" in text
+    assert "still running in the background: premium" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("socket:\n  path: var/x.sock\n", "var/x.sock"),
+        ("socket:\n  mode: 0660\n  path: 'q.sock'   # comment\n", "q.sock"),
+        ('store:\n  path: s\nsocket:\n  path: "/run/ctxd.sock"\n', "/run/ctxd.sock"),
+        ("store:\n  path: s\n", None),
+    ],
+)
+def test_socket_from_config(tmp_path: Path, text: str, expected: str | None) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    found = ctl.socket_from_config(config)
+    if expected is None:
+        assert found is None
+    else:
+        assert found == str(expected if expected.startswith("/") else tmp_path / expected)

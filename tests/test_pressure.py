@@ -1,0 +1,106 @@
+"""Process-level: clients that never read, and slowloris lines, keep memory bounded."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clients.client import Client
+from tests.process import Daemon
+
+pytestmark = pytest.mark.process
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_non_reading_and_slowloris_clients_are_bounded_and_dropped(short_tmp: Path) -> None:
+    daemon = Daemon(
+        short_tmp,
+        socket={
+            "max_message_bytes": 1 << 20,
+            "line_timeout": 2,
+            "write_timeout": 2,
+            "max_requests_per_connection": 16,
+        },
+    ).start()
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    hostile: list[socket.socket] = []
+    try:
+        with Client(daemon.socket_path) as probe:
+            for _ in range(200):  # warm up allocator and caches
+                probe.call("status")
+            baseline = rss_kib(pid)
+            status_request = b'{"jsonrpc":"2.0","method":"status","id":1}\n'
+            for _ in range(40):  # pipeline 5,000 requests each (~4 MB of answers), never read
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(daemon.socket_path)
+                s.setblocking(False)
+                try:
+                    for _ in range(5000):
+                        s.send(status_request)
+                except BlockingIOError:
+                    pass  # the daemon stopped reading us: that is the point
+                hostile.append(s)
+            for _ in range(40):  # a started line that never ends, ~0.9 MB each
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(daemon.socket_path)
+                s.settimeout(5)
+                s.sendall(b'{"jsonrpc":"2.0","method":"status","params":{"x":"' + b"a" * 900_000)
+                hostile.append(s)
+            peak = baseline
+            latencies = []
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                assert probe.call("health", timeout=5)["ok"] is True
+                latencies.append(time.monotonic() - started)
+                peak = max(peak, rss_kib(pid))
+                if probe.call("status")["connections"] == 1:
+                    break
+                time.sleep(0.05)
+            connections = probe.call("status")["connections"]
+        growth_mib = (peak - baseline) / 1024
+        # 40 partial lines of 0.9 MB may legitimately be buffered (36 MB); the
+        # 40 x 4 MB of unread answers must not be (they would add 160 MB).
+        assert growth_mib < 36 + 40, f"RSS grew {growth_mib:.0f} MiB"
+        assert connections == 1, "hostile connections were not dropped"
+        assert max(latencies) < 1.0
+    finally:
+        for s in hostile:
+            s.close()
+        daemon.stop()
+    log = daemon.log()
+    assert "Closing a connection whose client has not read for 2s" in log
+
+
+def test_many_concurrent_clients_all_answered(short_tmp: Path) -> None:
+    daemon = Daemon(short_tmp).start()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with Client(daemon.socket_path) as client:
+                for _ in range(50):
+                    assert client.call("health")["ok"] is True
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+    finally:
+        daemon.stop()
