@@ -185,3 +185,18 @@ def test_secrets_are_the_present_api_keys(tmp_path: Path, monkeypatch: pytest.Mo
     assert load_config(write_config(tmp_path)).secrets() == ["sk-secret-value"]
     monkeypatch.delenv("CTXD_TEST_KEY")
     assert load_config(write_config(tmp_path)).secrets() == []
+
+
+def test_ctxd_command_is_installed_beside_python_m_daemon(tmp_path: Path) -> None:
+    ctxd = Path(sys.executable).parent / "ctxd"
+    assert ctxd.exists(), "pip install -e . should install the ctxd console script"
+    good = write_config(tmp_path)
+    result = subprocess.run(
+        [str(ctxd), "--config", str(good), "--check-config"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    version = subprocess.run([str(ctxd), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("ctxd ")
