@@ -1,7 +1,8 @@
 """``python -m daemon`` / ``ctxd``: argv and env, logging, ``trio.run``, exit codes.
 
-Exit status: 0 after a drain (or a second signal), 78 (EX_CONFIG) when the
-configuration cannot be used, 1 when the daemon cannot serve or crashes.
+Order at start: config → store → socket. Exit status: 0 after a drain (or a
+second signal), 78 (EX_CONFIG) when the configuration cannot be used or the
+store was written by a newer ctxd, 1 when the daemon cannot serve or crashes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import trio
 from daemon import __version__
 from daemon.app import App
 from daemon.config import load_config
-from daemon.errors import ConfigError, SchemaError, ServerError
+from daemon.errors import ConfigError, SchemaError, ServerError, StoreError
 from daemon.logs import setup_logging
+from daemon.store import Store
 
 EX_OK = 0
 EX_CRASH = 1
@@ -57,14 +59,25 @@ def main(argv: Sequence[str] | None = None, *, prepare: Callable[[App], None] | 
         print(f"ctxd: {args.config}: ok")
         return EX_OK
     setup_logging(config.logging.level, config.logging.format, config.secrets())
-    app = App(config)
+    try:
+        store = Store.open(config.store, config.rank_of())
+    except SchemaError as exc:
+        logger.error("cannot open the store: %s", exc)
+        return EX_CONFIG
+    except StoreError as exc:
+        logger.error("cannot open the store: %s", exc)
+        return EX_CRASH
+    try:
+        return _serve(App(config, store), prepare)
+    finally:
+        store.close()
+
+
+def _serve(app: App, prepare: Callable[[App], None] | None) -> int:
     if prepare is not None:
         prepare(app)
     try:
         trio.run(app.run)
-    except SchemaError as exc:
-        logger.error("cannot open the store: %s", exc)
-        return EX_CONFIG
     except ServerError as exc:
         logger.error("cannot start: %s", exc)
         return EX_CRASH

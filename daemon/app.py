@@ -33,6 +33,7 @@ from daemon.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from daemon.config import Config
+    from daemon.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,11 @@ async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
 
 
 class App:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, store: Store) -> None:
         self.config = config
+        self.store = store
         self.supervisor = Supervisor(config.llm.max_background_tasks)
-        self.service = Service(config, self.supervisor)
+        self.service = Service(config, self.supervisor, store)
         self._drain_requested = trio.Event()
         self._root: trio.Nursery | None = None
 
@@ -82,6 +84,7 @@ class App:
                 self._root = root
                 if handle_signals:
                     await root.start(self._watch_signals)
+                await root.start(self.store.run_writer)
                 await root.start(self.supervisor.serve)
                 handlers: trio.Nursery = await root.start(_hold_nursery)
                 accept_scope = trio.CancelScope()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -107,6 +108,12 @@ class Config(_Section, frozen=True):
     inputs: InputsConfig = msgspec.field(default_factory=InputsConfig)
     shutdown: ShutdownConfig = msgspec.field(default_factory=ShutdownConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+
+    def rank_of(self) -> Callable[[str], int]:
+        """A lookup of strategy rank by name; strategies not configured (any
+        more), and ``"unknown"``, rank below every configured one."""
+        ranks = {s.name: s.rank for s in self.strategies}
+        return lambda name: ranks.get(name, -1)
 
     def secrets(self) -> list[str]:
         """The API key values present in the environment, for log redaction."""

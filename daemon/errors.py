@@ -5,7 +5,8 @@
     Exception
     ├── ConfigError                 bad config file; __main__ exits 78
     ├── StoreError                  the store cannot be opened or written
-    │   └── SchemaError             store written by a newer ctxd; exits 78
+    │   ├── SchemaError             store written by a newer ctxd; exits 78
+    │   └── UnstorablePayload       a payload msgpack cannot hold (a client's fault)
     ├── ServerError                 the socket cannot be served (live daemon, bad path)
     ├── StrategyError(kind, detail) one strategy's failure in a race
     └── RpcError(code, message, data)  what a client sees; only rpc.py encodes it
@@ -46,6 +47,10 @@ class StoreError(Exception):
 
 class SchemaError(StoreError):
     """The store on disk has a layout this ctxd cannot read."""
+
+
+class UnstorablePayload(StoreError):
+    """The payload cannot be encoded for the store (e.g. an integer past 64 bits)."""
 
 
 class ServerError(Exception):

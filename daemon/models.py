@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -74,3 +74,62 @@ class StatusResult(_Result, frozen=True):
     cache: CacheStatus
     strategies: dict[str, StrategyStatus]
     drain: DrainStatus
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class Provenance(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a stored result came from (written by the race; null for app events)."""
+
+    latency_ms: float | None = None
+    provider: str | None = None
+    requested_model: str | None = None
+    served_model: str | None = None
+    usage: Usage | None = None
+    race_id: str | None = None
+
+
+class CacheKey(msgspec.Struct, frozen=True):
+    session_id: str
+    category: str
+    resource: str
+    scene: str = ""
+
+
+UNKNOWN = "unknown"
+
+
+class Event(_Result, frozen=True):
+    id: int
+    ts: float
+    session_id: str
+    category: str
+    resource: str
+    scene: str
+    strategy: str
+    model: str
+    payload: dict[str, Any]
+    provenance: Provenance | None
+
+
+def payload_tag(payload: dict[str, Any], name: str) -> str:
+    """``payload[name]`` when it is a non-empty string, else ``"unknown"``
+    (events written before provenance existed have no ``_model``/``_strategy``)."""
+    value = payload.get(name)
+    return value if isinstance(value, str) and value else UNKNOWN
+
+
+class AppendResult(_Result, frozen=True):
+    id: int
+
+
+class EventsResult(_Result, frozen=True):
+    events: list[Event]
+
+
+class BestResult(_Result, frozen=True):
+    event: Event | None

@@ -17,7 +17,7 @@ Encoders and decoders are module constants, built once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
@@ -173,6 +173,34 @@ class Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 
 class NoParams(Params, frozen=True):
     pass
+
+
+SessionId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Category = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Resource = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+Scene = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class AppendParams(Params, frozen=True):
+    session_id: SessionId
+    category: Category
+    resource: Resource
+    payload: dict[str, Any]
+    scene: Scene = ""
+
+
+class ListParams(Params, frozen=True):
+    session_id: SessionId
+    category: Category | None = None
+    resource: Resource | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+
+
+class BestParams(Params, frozen=True):
+    session_id: SessionId
+    category: Category
+    resource: Resource
+    scene: Scene = ""
 
 
 Handler = Callable[[Any], Awaitable[Any]]

@@ -18,28 +18,39 @@ import msgspec
 import trio
 
 from daemon import __version__
-from daemon.errors import Overloaded
+from daemon.errors import InvalidParams, Overloaded, UnstorablePayload
 from daemon.models import (
+    AppendResult,
     BackgroundStatus,
+    BestResult,
     CacheStatus,
     DrainStatus,
+    EventsResult,
     HealthResult,
     State,
     StatusResult,
-    StoreStatus,
     StrategyStatus,
 )
-from daemon.protocol import Method, NoParams, openrpc_document
+from daemon.protocol import (
+    AppendParams,
+    BestParams,
+    ListParams,
+    Method,
+    NoParams,
+    openrpc_document,
+)
 
 if TYPE_CHECKING:
     from daemon.config import Config
+    from daemon.store import Store
     from daemon.supervisor import Supervisor
 
 
 class Service:
-    def __init__(self, config: Config, supervisor: Supervisor) -> None:
+    def __init__(self, config: Config, supervisor: Supervisor, store: Store) -> None:
         self.config = config
         self.supervisor = supervisor
+        self.store = store
         self.state: State = "starting"
         self.connections = 0
         self.in_flight = 0
@@ -67,6 +78,28 @@ class Service:
                 self.health,
                 "Liveness: ok and the lifecycle state.",
                 while_draining=True,
+                inline=True,
+            ),
+            Method(
+                "events.append",
+                AppendParams,
+                AppendResult,
+                self.events_append,
+                "Store an event as given; returns its id once it is durable.",
+            ),
+            Method(
+                "events.list",
+                ListParams,
+                EventsResult,
+                self.events_list,
+                "Events of a session, newest first.",
+            ),
+            Method(
+                "events.best",
+                BestParams,
+                BestResult,
+                self.events_best,
+                "The event analyze would serve from the cache for this key.",
                 inline=True,
             ),
             Method(
@@ -143,7 +176,7 @@ class Service:
                 max=self.supervisor.max_tasks,
                 by_strategy=dict(self.supervisor.by_name),
             ),
-            store=StoreStatus(path=self.config.store.path, events=0, map_size=0, used_bytes=0),
+            store=self.store.status(),
             cache=self.cache,
             strategies={
                 s.name: StrategyStatus(model=s.model or s.kind, rank=s.rank)
@@ -155,6 +188,25 @@ class Service:
                 else round(max(0.0, deadline - trio.current_time()), 3)
             ),
         )
+
+    async def events_append(self, params: AppendParams) -> AppendResult:
+        try:
+            event_id = await self.store.append(
+                params.session_id, params.category, params.resource, params.scene, params.payload
+            )
+        except UnstorablePayload as exc:
+            raise InvalidParams(f"invalid params: {exc}", {"detail": str(exc)}) from None
+        return AppendResult(id=event_id)
+
+    async def events_list(self, params: ListParams) -> EventsResult:
+        events = await self.store.list(
+            params.session_id, params.category, params.resource, params.limit
+        )
+        return EventsResult(events=events)
+
+    async def events_best(self, params: BestParams) -> BestResult:
+        event = self.store.best(params.session_id, params.category, params.resource, params.scene)
+        return BestResult(event=event)
 
     async def discover(self, params: NoParams) -> msgspec.Raw:
         if self._discover is None:

@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from daemon.config import Config, load_config
+from daemon.store import Store
 
 ConfigFactory = Callable[..., Config]
+StoreFactory = Callable[[Config], Store]
 
 
 @pytest.fixture
@@ -57,3 +59,18 @@ def make_config(short_tmp: Path) -> ConfigFactory:
         return load_config(write_config(short_tmp, **sections))
 
     return make
+
+
+@pytest.fixture
+def open_store() -> Iterator[StoreFactory]:
+    """Open the store a config names; every store opened is closed after the test."""
+    opened: list[Store] = []
+
+    def open_(config: Config) -> Store:
+        store = Store.open(config.store, config.rank_of())
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()

@@ -13,6 +13,7 @@ from daemon.config import Config
 from daemon.framing import LineReader
 from daemon.protocol import Method, Params
 from daemon.service import Service
+from daemon.store import Store
 from daemon.supervisor import Supervisor
 
 logger = logging.getLogger("daemon.tests")
@@ -63,8 +64,8 @@ def register_test_methods(service: Service, finished: list[str] | None = None) -
         service.register(Method(name, SleepParams, SleepResult, handler, "test method"))
 
 
-def make_service(config: Config) -> Service:
-    service = Service(config, Supervisor(config.llm.max_background_tasks))
+def make_service(config: Config, store: Store) -> Service:
+    service = Service(config, Supervisor(config.llm.max_background_tasks), store)
     service.state = "serving"
     register_test_methods(service)
     return service

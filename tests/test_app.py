@@ -20,14 +20,16 @@ from daemon.app import App
 from daemon.config import Config
 from daemon.errors import ServerError
 from daemon.server import bind_unix
-from tests.conftest import ConfigFactory
+from daemon.store import Store
+from tests.conftest import ConfigFactory, StoreFactory
 from tests.helpers import Peer, register_test_methods
 
 
 @asynccontextmanager
 async def running(config: Config, finished: list[str] | None = None) -> AsyncIterator[App]:
     """An App serving in the background; cancelled (not drained) at exit."""
-    app = App(config)
+    store = Store.open(config.store, config.rank_of())
+    app = App(config, store)
     register_test_methods(app.service, finished)
     async with trio.open_nursery() as nursery:
         await nursery.start(
@@ -35,6 +37,7 @@ async def running(config: Config, finished: list[str] | None = None) -> AsyncIte
         )
         yield app
         nursery.cancel_scope.cancel()
+    store.close()
 
 
 _open_peers: list[Peer] = []
@@ -66,9 +69,9 @@ def config(make_config: ConfigFactory) -> Config:
 
 
 async def test_drain_waits_for_requests_and_background_then_cancels_the_rest(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    app = App(config)
+    app = App(config, open_store(config))
     finished: list[str] = []
     register_test_methods(app.service, finished)
     returned_at: list[float] = []
@@ -109,9 +112,9 @@ async def test_drain_waits_for_requests_and_background_then_cancels_the_rest(
 
 
 async def test_drain_ends_as_soon_as_nothing_runs(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    app = App(config)
+    app = App(config, open_store(config))
     register_test_methods(app.service)
     async with trio.open_nursery() as nursery:
         await nursery.start(
@@ -168,29 +171,33 @@ async def test_leftover_socket_file_is_replaced(config: Config) -> None:
 
 
 async def test_second_daemon_fails_clearly_and_the_first_keeps_serving(config: Config) -> None:
-    async with running(config):
+    async with running(config) as first:
         with pytest.raises(ServerError, match=r"another ctxd \(pid \d+\) is serving"):
-            await App(config).run(handle_signals=False)
+            await App(config, first.store).run(handle_signals=False)
         peer = await connect(config)
         assert (await peer.call("health"))["result"]["ok"] is True
 
 
-async def test_foreign_live_listener_is_not_replaced(config: Config) -> None:
+async def test_foreign_live_listener_is_not_replaced(
+    config: Config, open_store: StoreFactory
+) -> None:
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.bind(config.socket.path)
     other.listen()
     try:
         with pytest.raises(ServerError, match="another server is listening"):
-            await App(config).run(handle_signals=False)
+            await App(config, open_store(config)).run(handle_signals=False)
         assert os.path.exists(config.socket.path)
     finally:
         other.close()
 
 
-async def test_path_that_is_not_a_socket_is_left_alone(config: Config) -> None:
+async def test_path_that_is_not_a_socket_is_left_alone(
+    config: Config, open_store: StoreFactory
+) -> None:
     Path(config.socket.path).write_text("precious")
     with pytest.raises(ServerError, match="not a socket"):
-        await App(config).run(handle_signals=False)
+        await App(config, open_store(config)).run(handle_signals=False)
     assert Path(config.socket.path).read_text() == "precious"
 
 
@@ -258,14 +265,15 @@ async def test_rpc_discover_describes_the_served_methods(config: Config) -> None
 
 
 async def test_drain_delivers_the_response_of_a_request_in_flight(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
     # Regression: the drain once ended when the handler returned, before its
     # response was written, so the client saw its connection close unanswered.
     # trio shuffles the order of runnable tasks, so one round caught it about
     # one time in five: 40 rounds miss it with odds of about 1 in 10,000.
+    store = open_store(config)
     for _ in range(40):
-        app = App(config)
+        app = App(config, store)
         register_test_methods(app.service)
         async with trio.open_nursery() as nursery:
             await nursery.start(start(app))

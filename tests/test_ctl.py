@@ -11,6 +11,7 @@ import pytest
 
 from clients import ctl
 from daemon.service import Service
+from daemon.store import Store
 from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory
 
@@ -26,9 +27,14 @@ class StubClient:
 
 
 async def real_status(make_config: ConfigFactory, state: str) -> dict[str, Any]:
-    service = Service(make_config(), Supervisor(8))
+    config = make_config()
+    store = Store.open(config.store, config.rank_of())
+    service = Service(config, Supervisor(8), store)
     service.state = state  # type: ignore[assignment]
-    result: dict[str, Any] = msgspec.to_builtins(await service.status(None))  # type: ignore[arg-type]
+    try:
+        result: dict[str, Any] = msgspec.to_builtins(await service.status(None))  # type: ignore[arg-type]
+    finally:
+        store.close()
     return result
 
 

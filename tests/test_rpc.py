@@ -13,7 +13,7 @@ import trio.testing
 from daemon.config import Config
 from daemon.rpc import Connection
 from daemon.service import Service
-from tests.conftest import ConfigFactory
+from tests.conftest import ConfigFactory, StoreFactory
 from tests.helpers import Peer, make_service
 
 
@@ -47,9 +47,9 @@ def config(make_config: ConfigFactory) -> Config:
 
 
 async def test_slow_request_does_not_hold_up_a_fast_one(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    async with connected(make_service(config), config) as (peer, _):
+    async with connected(make_service(config, open_store(config)), config) as (peer, _):
         await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [10, "slow"], "id": 1})
         await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [1, "fast"], "id": 2})
         first, second = await peer.receive(), await peer.receive()
@@ -57,8 +57,8 @@ async def test_slow_request_does_not_hold_up_a_fast_one(
     assert (second["id"], second["result"]["done_at"]) == (1, 10)
 
 
-async def test_spec_examples_over_a_stream(config: Config) -> None:
-    async with connected(make_service(config), config) as (peer, _):
+async def test_spec_examples_over_a_stream(config: Config, open_store: StoreFactory) -> None:
+    async with connected(make_service(config, open_store(config)), config) as (peer, _):
         assert await peer.call("health") == {
             "jsonrpc": "2.0",
             "result": {"ok": True, "state": "serving"},
@@ -83,8 +83,8 @@ async def test_spec_examples_over_a_stream(config: Config) -> None:
         assert (await peer.call("health", id=99))["id"] == 99
 
 
-async def test_mixed_batch(config: Config) -> None:
-    async with connected(make_service(config), config) as (peer, _):
+async def test_mixed_batch(config: Config, open_store: StoreFactory) -> None:
+    async with connected(make_service(config, open_store(config)), config) as (peer, _):
         await peer.send(
             [
                 {"jsonrpc": "2.0", "method": "health", "id": "1"},
@@ -106,9 +106,9 @@ async def test_mixed_batch(config: Config) -> None:
 
 
 async def test_handler_bug_is_internal_error_and_connection_lives(
-    config: Config, caplog: pytest.LogCaptureFixture
+    config: Config, caplog: pytest.LogCaptureFixture, open_store: StoreFactory
 ) -> None:
-    async with connected(make_service(config), config) as (peer, _):
+    async with connected(make_service(config, open_store(config)), config) as (peer, _):
         error = (await peer.call("boom", [0]))["error"]
         assert error == {"code": -32603, "message": "internal error"}
         assert (await peer.call("unencodable", [0]))["error"]["code"] == -32603
@@ -118,7 +118,7 @@ async def test_handler_bug_is_internal_error_and_connection_lives(
 
 
 async def test_each_hostile_message_gets_its_error_and_the_connection_survives(
-    config: Config,
+    config: Config, open_store: StoreFactory
 ) -> None:
     cases: list[tuple[bytes, int]] = [
         (b'{"jsonrpc":"2.0","method":"health","id":1,"x":NaN}', -32700),
@@ -133,7 +133,7 @@ async def test_each_hostile_message_gets_its_error_and_the_connection_survives(
         (b'{"jsonrpc":"2.0","method":"health","id":' + b"7" * 5000 + b"}", -32600),
         (b'{"jsonrpc":"2.0","method":"sleep","params":[' + b"7" * 5000 + b'],"id":1}', -32602),
     ]
-    async with connected(make_service(config), config) as (peer, _):
+    async with connected(make_service(config, open_store(config)), config) as (peer, _):
         for line, code in cases:
             await peer.send(line)
             response = await peer.receive()
@@ -142,9 +142,11 @@ async def test_each_hostile_message_gets_its_error_and_the_connection_survives(
         assert (await peer.call("health"))["result"]["ok"] is True
 
 
-async def test_message_too_large_closes_with_one_error(make_config: ConfigFactory) -> None:
+async def test_message_too_large_closes_with_one_error(
+    make_config: ConfigFactory, open_store: StoreFactory
+) -> None:
     config = make_config(socket={"max_message_bytes": 1000})
-    async with connected(make_service(config), config) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config) as (peer, ended):
         await peer.send(b'{"jsonrpc":"2.0","method":"health","params":{"pad":"' + b"x" * 2000)
         response = await peer.receive()
         assert response == {
@@ -160,20 +162,22 @@ async def test_message_too_large_closes_with_one_error(make_config: ConfigFactor
         assert await peer.receive() is None
 
 
-async def test_exactly_max_message_bytes_is_accepted(make_config: ConfigFactory) -> None:
+async def test_exactly_max_message_bytes_is_accepted(
+    make_config: ConfigFactory, open_store: StoreFactory
+) -> None:
     config = make_config(socket={"max_message_bytes": 1000})
     message = b'{"jsonrpc":"2.0","method":"health","id":1}'
     padded = message[:-1] + b" " * (1000 - len(message)) + b"}"
     assert len(padded) == 1000
-    async with connected(make_service(config), config) as (peer, _):
+    async with connected(make_service(config, open_store(config)), config) as (peer, _):
         await peer.send(padded)
         assert (await peer.receive())["result"]["ok"] is True
 
 
 async def test_idle_connection_is_closed(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    async with connected(make_service(config), config) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config) as (peer, ended):
         assert (await peer.call("health"))["id"] == 1
         await trio.sleep(59)
         assert not ended.is_set()
@@ -183,18 +187,18 @@ async def test_idle_connection_is_closed(
 
 
 async def test_a_long_request_is_not_idle(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    async with connected(make_service(config), config) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config) as (peer, ended):
         response = await peer.call("sleep", [200])
         assert response["result"]["done_at"] == 200
         assert not ended.is_set()
 
 
 async def test_slowloris_line_is_cut_off(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    async with connected(make_service(config), config) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config) as (peer, ended):
         for byte in b'{"jsonrpc":"2.0",':
             await peer.stream.send_all(bytes([byte]))
             await trio.sleep(0.25)
@@ -206,10 +210,13 @@ async def test_slowloris_line_is_cut_off(
 
 
 async def test_client_that_never_reads_is_dropped(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
     # lockstep streams have no buffer at all: a response waits until it is read.
-    async with connected(make_service(config), config, lockstep=True) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config, lockstep=True) as (
+        peer,
+        ended,
+    ):
         await peer.send({"jsonrpc": "2.0", "method": "health", "id": 1})
         with trio.fail_after(10):
             await ended.wait()
@@ -217,10 +224,10 @@ async def test_client_that_never_reads_is_dropped(
 
 
 async def test_pipelining_client_is_held_back_not_buffered(
-    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
     config = make_config(socket={"max_requests_per_connection": 2, "max_in_flight": 100})
-    service = make_service(config)
+    service = make_service(config, open_store(config))
     async with connected(service, config) as (peer, _):
         for i in range(5):
             await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [10], "id": i})
@@ -231,9 +238,9 @@ async def test_pipelining_client_is_held_back_not_buffered(
 
 
 async def test_in_flight_cap_gives_overloaded_then_recovers(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    service = make_service(config)  # max_in_flight 4
+    service = make_service(config, open_store(config))  # max_in_flight 4
     async with connected(service, config) as (peer, _):
         for i in range(5):
             await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [10], "id": i})
@@ -246,8 +253,10 @@ async def test_in_flight_cap_gives_overloaded_then_recovers(
         assert (await peer.call("sleep", [1], id=9))["result"]["done_at"] == 11
 
 
-async def test_draining_refuses_new_work_but_answers_status(config: Config) -> None:
-    service = make_service(config)
+async def test_draining_refuses_new_work_but_answers_status(
+    config: Config, open_store: StoreFactory
+) -> None:
+    service = make_service(config, open_store(config))
     async with connected(service, config) as (peer, _):
         service.state = "draining"
         error = (await peer.call("sleep", [0]))["error"]
@@ -257,10 +266,10 @@ async def test_draining_refuses_new_work_but_answers_status(config: Config) -> N
 
 
 async def test_eof_after_requests_still_answers_them(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
     client, server = trio.testing.memory_stream_pair()
-    service = make_service(config)
+    service = make_service(config, open_store(config))
     peer = Peer(client)
     await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [3], "id": 1})
     await client.send_stream.aclose()  # half-close: "no more requests"
@@ -272,10 +281,10 @@ async def test_eof_after_requests_still_answers_them(
 
 
 async def test_line_started_while_the_watchdog_sleeps_is_cut_off_within_an_eighth(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
     # idle 60 s, line 5 s, write 3 s: the watchdog looks at least every 3/8 s.
-    async with connected(make_service(config), config) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config) as (peer, ended):
         await trio.sleep(30.1)
         await peer.stream.send_all(b'{"jsonrpc":')
         started = trio.current_time()
@@ -286,9 +295,9 @@ async def test_line_started_while_the_watchdog_sleeps_is_cut_off_within_an_eight
 
 
 async def test_requests_arriving_keep_a_connection_from_going_idle(
-    config: Config, autojump_clock: trio.testing.MockClock
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
-    async with connected(make_service(config), config) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config) as (peer, ended):
         for _ in range(10):
             await trio.sleep(50)  # idle_timeout is 60
             assert (await peer.call("health"))["result"]["ok"] is True
@@ -296,13 +305,13 @@ async def test_requests_arriving_keep_a_connection_from_going_idle(
 
 
 async def test_line_clock_stops_while_the_daemon_is_not_reading(
-    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
 ) -> None:
     # Regression: a pipelining client whose next request was half received
     # when every request slot was busy got cut off as a slowloris, although
     # it was the daemon that had stopped reading.
     config = make_config(socket={"line_timeout": 5, "max_requests_per_connection": 1})
-    async with connected(make_service(config), config) as (peer, ended):
+    async with connected(make_service(config, open_store(config)), config) as (peer, ended):
         second = b'{"jsonrpc":"2.0","method":"sleep","params":[1],"id":2}\n'
         await peer.stream.send_all(
             b'{"jsonrpc":"2.0","method":"sleep","params":[20],"id":1}\n' + second[:20]

@@ -1,0 +1,454 @@
+"""The event store: one LMDB environment, append-only events, durable group commit.
+
+Layout (schema version 2), named databases in the environment at ``store.path``:
+
+``meta``
+    ``b"schema_version"`` → 4-byte big-endian int.
+``events``
+    id (8-byte big-endian) → msgpack ``StoredEvent`` (an array: ts, session_id,
+    category, resource, scene, payload, provenance). Ids are assigned inside the
+    write transaction as last id + 1, so they increase with no gaps, crash or not.
+``by_key``
+    digest(session_id, category, resource, scene) (16 bytes) + id → strategy
+    name. All events of one cache key are one prefix range, oldest first, and
+    the strategy in the value lets ``best`` rank them without loading them.
+``by_session``
+    digest(session_id) (16 bytes) + id → empty. ``list`` walks one prefix
+    range backwards, newest first.
+
+Digests (BLAKE2b, 128 bits) keep keys under LMDB's 511-byte limit whatever the
+length of a resource URL; the fields stored in the event are compared on read,
+so even a digest collision could not serve another key's event.
+
+Schema 1 was ``meta`` + ``events`` only (what an importer of the old
+orchestrator's cache writes); opening it builds both indexes in one
+transaction. A newer schema is refused (``SchemaError``, exit 78).
+
+Writes: ``append`` encodes on the trio side and queues; one writer task takes
+everything queued and commits it in one synced transaction from one
+``trio.to_thread.run_sync`` call (begin and commit in the same thread, checked
+at run time), so N concurrent appends cost one fsync, not N. ``append``
+returns only after the commit: an acknowledged event survives ``kill -9``.
+
+Reads run on the event loop: a read transaction plus a lookup costs ~1.2 µs
+here, a thread hop ~130 µs (``bench/store_bench.py`` prints both), and LMDB
+readers never wait for the writer. ``list`` reads in chunks with a checkpoint
+between them, so a long listing cannot hold the loop. Because every read
+transaction lives on the loop thread and never spans an await, the loop can
+grow the map (``set_mapsize`` needs no live transaction in the process) when
+the writer reports it full; the batch is then retried.
+
+Retention: past ``max_events_per_key`` events of one key the oldest are
+dropped, except the one ``best`` would serve, so a premium result is never
+pushed out by a stream of lower-ranked ones.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import lmdb
+import msgspec
+import trio
+
+from daemon.errors import SchemaError, StoreError, UnstorablePayload
+from daemon.models import Event, Provenance, StoreStatus, payload_tag
+
+if TYPE_CHECKING:
+    from daemon.config import StoreConfig
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 2
+MIB: Final = 1024 * 1024
+ID_BYTES: Final = 8
+DIGEST_BYTES: Final = 16
+LIST_CHUNK: Final = 100  # events read per read transaction in ``list``
+MAX_BATCH: Final = 1000  # events committed in one transaction at most
+
+RankOf = Callable[[str], int]
+
+
+class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
+    ts: float
+    session_id: str
+    category: str
+    resource: str
+    scene: str
+    payload: msgspec.Raw  # the msgpack of the payload object, as given
+    provenance: Provenance | None = None
+
+
+_ENCODE: Final = msgspec.msgpack.Encoder()
+_DECODE_EVENT: Final = msgspec.msgpack.Decoder(StoredEvent)
+_DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(dict[str, Any])
+
+
+def key_digest(session_id: str, category: str, resource: str, scene: str) -> bytes:
+    fields = _ENCODE.encode((session_id, category, resource, scene))
+    return hashlib.blake2b(fields, digest_size=DIGEST_BYTES, person=b"ctxd-key").digest()
+
+
+def session_digest(session_id: str) -> bytes:
+    data = session_id.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=DIGEST_BYTES, person=b"ctxd-session").digest()
+
+
+def _id_bytes(event_id: int) -> bytes:
+    return event_id.to_bytes(ID_BYTES, "big")
+
+
+class _Append:
+    __slots__ = ("done", "error", "id", "key", "session", "strategy", "value")
+
+    def __init__(self, value: bytes, key: bytes, session: bytes, strategy: bytes) -> None:
+        self.value = value
+        self.key = key
+        self.session = session
+        self.strategy = strategy
+        self.done = trio.Event()
+        self.id: int | None = None
+        self.error: BaseException | None = None
+
+
+class _MapFull(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, env: lmdb.Environment, path: str, max_per_key: int, rank_of: RankOf):
+        self._env = env
+        self.path = path
+        self._max_per_key = max_per_key
+        self._rank_of = rank_of
+        self._meta = env.open_db(b"meta")
+        self._events = env.open_db(b"events")
+        self._by_key = env.open_db(b"by_key")
+        self._by_session = env.open_db(b"by_session")
+        self._queue: list[_Append] = []
+        self._wake = trio.Event()
+        # (thread id at begin, thread id at commit) of recent write transactions.
+        self.txn_threads: collections.deque[tuple[int, int]] = collections.deque(maxlen=1000)
+        self.commits = 0
+        self.committed = 0
+        self.map_grown = 0
+        self.max_batch = MAX_BATCH
+
+    # ------------------------------------------------------------- opening --
+
+    @classmethod
+    def open(cls, config: StoreConfig, rank_of: RankOf) -> Store:
+        """Open (creating, migrating) the store; blocking: call it from a thread.
+
+        Raises SchemaError for a store written by a newer ctxd, StoreError when
+        the environment cannot be opened."""
+        try:
+            os.makedirs(config.path, exist_ok=True)
+            env = lmdb.open(
+                config.path,
+                map_size=config.map_size_mb * MIB,
+                max_dbs=8,
+                subdir=True,
+                sync=True,
+                metasync=True,
+                readahead=False,
+                lock=True,
+            )
+        except (OSError, lmdb.Error) as exc:
+            raise StoreError(f"cannot open the store at {config.path}: {exc}") from None
+        try:
+            stale = env.reader_check()
+            if stale:
+                logger.info("Cleared %d stale LMDB reader slots", stale)
+            store = cls(env, config.path, config.max_events_per_key, rank_of)
+            store._check_schema()
+        except BaseException:
+            env.close()
+            raise
+        return store
+
+    def _check_schema(self) -> None:
+        with self._env.begin(write=True) as txn:
+            raw = txn.get(b"schema_version", db=self._meta)
+            if raw is None:
+                has_events = txn.stat(self._events)["entries"] > 0
+                version = 1 if has_events else SCHEMA_VERSION
+            else:
+                version = int.from_bytes(raw, "big")
+            if version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"the store at {self.path} has schema version {version}, newer than "
+                    f"this ctxd ({SCHEMA_VERSION}); run a newer ctxd or move the store"
+                )
+            if version < SCHEMA_VERSION:
+                indexed = self._migrate_1_to_2(txn)
+                logger.info(
+                    "Migrated the store at %s from schema %d to %d (%d events indexed)",
+                    self.path,
+                    version,
+                    SCHEMA_VERSION,
+                    indexed,
+                )
+            txn.put(b"schema_version", SCHEMA_VERSION.to_bytes(4, "big"), db=self._meta)
+
+    def _migrate_1_to_2(self, txn: lmdb.Transaction) -> int:
+        count = 0
+        for id_key, value in txn.cursor(db=self._events):
+            event = _DECODE_EVENT.decode(value)
+            strategy = payload_tag(_DECODE_PAYLOAD.decode(event.payload), "_strategy")
+            digest = key_digest(event.session_id, event.category, event.resource, event.scene)
+            txn.put(digest + id_key, strategy.encode(), db=self._by_key)
+            txn.put(session_digest(event.session_id) + id_key, b"", db=self._by_session)
+            count += 1
+        return count
+
+    def close(self) -> None:
+        """Close the environment. The writer must have stopped (it has, once the
+        task running ``run_writer`` has returned)."""
+        self._env.close()
+
+    # -------------------------------------------------------------- writing --
+
+    async def append(
+        self,
+        session_id: str,
+        category: str,
+        resource: str,
+        scene: str,
+        payload: dict[str, Any],
+        provenance: Provenance | None = None,
+    ) -> int:
+        """Store one event; returns its id once it is committed with sync.
+
+        Raises UnstorablePayload for a payload msgpack cannot hold, StoreError
+        if the write fails. Cancelled while waiting: the event may or may
+        not be stored, and nothing was acknowledged."""
+        try:
+            encoded_payload = _ENCODE.encode(payload)
+        except (TypeError, OverflowError) as exc:
+            raise UnstorablePayload(f"the payload cannot be stored: {exc}") from None
+        stored = StoredEvent(
+            time.time(),
+            session_id,
+            category,
+            resource,
+            scene,
+            msgspec.Raw(encoded_payload),
+            provenance,
+        )
+        item = _Append(
+            _ENCODE.encode(stored),
+            key_digest(session_id, category, resource, scene),
+            session_digest(session_id),
+            payload_tag(payload, "_strategy").encode(),
+        )
+        self._queue.append(item)
+        self._wake.set()
+        await item.done.wait()
+        if item.error is not None:
+            raise StoreError(f"the event could not be stored: {item.error}") from item.error
+        assert item.id is not None
+        return item.id
+
+    async def run_writer(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The one writer: commit whatever is queued, one transaction per round.
+
+        Runs until cancelled. A commit in progress always completes (the thread
+        is not abandoned), so cancellation never leaves half a batch."""
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_Append]) -> None:
+        while True:
+            try:
+                ids = await trio.to_thread.run_sync(self._write, batch)
+            except _MapFull:
+                self._grow_map()
+                continue
+            except Exception as exc:
+                logger.exception("Store write of %d events failed", len(batch))
+                for item in batch:
+                    item.error = exc
+                    item.done.set()
+                return
+            break
+        self.commits += 1
+        self.committed += len(batch)
+        for item, event_id in zip(batch, ids, strict=True):
+            item.id = event_id
+            item.done.set()
+
+    def _grow_map(self) -> None:
+        # On the loop thread: no read transaction can be open right now, and
+        # the writer thread has returned, so resizing is safe.
+        old = self._env.info()["map_size"]
+        self._env.set_mapsize(old * 2)
+        self.map_grown += 1
+        logger.warning("Store map full: grown from %d to %d MiB", old // MIB, old * 2 // MIB)
+
+    def _write(self, batch: list[_Append]) -> list[int]:
+        """One write transaction, begun and committed in this (worker) thread."""
+        txn = self._env.begin(write=True)
+        begun_in = threading.get_ident()
+        try:
+            cursor = txn.cursor(db=self._events)
+            next_id = int.from_bytes(cursor.key(), "big") + 1 if cursor.last() else 1
+            ids = []
+            for item in batch:
+                id_key = _id_bytes(next_id)
+                txn.put(id_key, item.value, db=self._events, append=True)
+                txn.put(item.key + id_key, item.strategy, db=self._by_key)
+                txn.put(item.session + id_key, b"", db=self._by_session)
+                self._retain(txn, item.key, item.session)
+                ids.append(next_id)
+                next_id += 1
+            committing_in = threading.get_ident()
+            if committing_in != begun_in:  # cannot happen in one sync call; guards refactors
+                raise StoreError("a write transaction crossed threads")
+            txn.commit()
+        except lmdb.MapFullError:
+            txn.abort()
+            raise _MapFull from None
+        except BaseException:
+            txn.abort()
+            raise
+        self.txn_threads.append((begun_in, committing_in))
+        return ids
+
+    def _retain(self, txn: lmdb.Transaction, key: bytes, session: bytes) -> None:
+        entries = self._key_entries(txn, key)
+        excess = len(entries) - self._max_per_key
+        if excess <= 0:
+            return
+        keep = self._best_entry(entries)
+        for id_key, _ in entries:  # oldest first
+            if excess == 0:
+                break
+            if id_key == keep:
+                continue
+            txn.delete(id_key, db=self._events)
+            txn.delete(key + id_key, db=self._by_key)
+            txn.delete(session + id_key, db=self._by_session)
+            excess -= 1
+
+    # -------------------------------------------------------------- reading --
+
+    def _key_entries(self, txn: lmdb.Transaction, key: bytes) -> list[tuple[bytes, str]]:
+        """(id bytes, strategy) of every event of a key, oldest first."""
+        cursor = txn.cursor(db=self._by_key)
+        entries = []
+        if cursor.set_range(key):
+            for index_key, strategy in cursor:
+                index_key = bytes(index_key)
+                if not index_key.startswith(key):
+                    break
+                entries.append((index_key[DIGEST_BYTES:], bytes(strategy).decode()))
+        return entries
+
+    def _best_entry(self, entries: list[tuple[bytes, str]]) -> bytes:
+        return max(entries, key=lambda e: (self._rank_of(e[1]), e[0]))[0]
+
+    def best(self, session_id: str, category: str, resource: str, scene: str = "") -> Event | None:
+        """The event ``analyze`` serves for this key: highest strategy rank,
+        then newest. Runs on the loop (a few µs; see the module docstring)."""
+        key = key_digest(session_id, category, resource, scene)
+        with self._env.begin() as txn:
+            entries = self._key_entries(txn, key)
+            while entries:
+                best = self._best_entry(entries)
+                event = self._load(txn, best)
+                if event is not None and (
+                    event.session_id,
+                    event.category,
+                    event.resource,
+                    event.scene,
+                ) == (session_id, category, resource, scene):
+                    return event
+                entries = [e for e in entries if e[0] != best]  # a digest collision
+        return None
+
+    async def list(
+        self,
+        session_id: str,
+        category: str | None = None,
+        resource: str | None = None,
+        limit: int = 50,
+    ) -> list[Event]:
+        """Events of a session, newest first, filtered, at most ``limit``."""
+        prefix = session_digest(session_id)
+        found: list[Event] = []
+        below = b"\xff" * ID_BYTES  # ids are < 2**63: above every id
+        while len(found) < limit:
+            exhausted = True
+            with self._env.begin() as txn:
+                cursor = txn.cursor(db=self._by_session)
+                start = prefix + below
+                # The last index key below ``start``.
+                ok = cursor.prev() if cursor.set_range(start) else cursor.last()
+                read = 0
+                while ok and cursor.key().startswith(prefix):
+                    if read == LIST_CHUNK or len(found) == limit:
+                        exhausted = False
+                        break
+                    below = cursor.key()[DIGEST_BYTES:]
+                    event = self._load(txn, below)
+                    read += 1
+                    if (
+                        event is not None
+                        and event.session_id == session_id
+                        and (category is None or event.category == category)
+                        and (resource is None or event.resource == resource)
+                    ):
+                        found.append(event)
+                    ok = cursor.prev()
+            if exhausted:
+                break
+            await trio.lowlevel.checkpoint()  # let the loop breathe between chunks
+        return found
+
+    def _load(self, txn: lmdb.Transaction, id_key: bytes) -> Event | None:
+        value = txn.get(id_key, db=self._events)
+        if value is None:
+            return None
+        stored = _DECODE_EVENT.decode(value)
+        payload = _DECODE_PAYLOAD.decode(stored.payload)
+        return Event(
+            id=int.from_bytes(id_key, "big"),
+            ts=stored.ts,
+            session_id=stored.session_id,
+            category=stored.category,
+            resource=stored.resource,
+            scene=stored.scene,
+            strategy=payload_tag(payload, "_strategy"),
+            model=payload_tag(payload, "_model"),
+            payload=payload,
+            provenance=stored.provenance,
+        )
+
+    def status(self) -> StoreStatus:
+        """Path, event count, map size and bytes used, from LMDB's own counters."""
+        info = self._env.info()
+        stat = self._env.stat()
+        with self._env.begin() as txn:
+            events = txn.stat(self._events)["entries"]
+        return StoreStatus(
+            path=self.path,
+            events=events,
+            map_size=info["map_size"],
+            used_bytes=(info["last_pgno"] + 1) * stat["psize"],
+        )
