@@ -151,9 +151,15 @@ class Store:
         the environment cannot be opened."""
         try:
             os.makedirs(config.path, exist_ok=True)
+            # A map grown at run time is larger than the config says; never
+            # open below the size of the data file.
+            try:
+                on_disk = os.stat(os.path.join(config.path, "data.mdb")).st_size
+            except FileNotFoundError:
+                on_disk = 0
             env = lmdb.open(
                 config.path,
-                map_size=config.map_size_mb * MIB,
+                map_size=max(config.map_size_mb * MIB, on_disk),
                 max_dbs=8,
                 subdir=True,
                 sync=True,
@@ -175,6 +181,13 @@ class Store:
         return store
 
     def _check_schema(self) -> None:
+        while True:
+            try:
+                return self._check_schema_once()
+            except lmdb.MapFullError:  # a migration that needs more room
+                self._grow_map()
+
+    def _check_schema_once(self) -> None:
         with self._env.begin(write=True) as txn:
             raw = txn.get(b"schema_version", db=self._meta)
             if raw is None:

@@ -10,6 +10,7 @@ import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -284,3 +285,75 @@ async def test_drain_delivers_the_response_of_a_request_in_flight(
             response = await peer.receive()
         assert response is not None
         assert (response["id"], response["result"]["tag"]) == (7, "x")
+
+
+async def test_events_methods_over_the_socket(config: Config) -> None:
+    async with running(config):
+        peer = await connect(config)
+        key = {"session_id": "c1", "category": "context_analysis", "resource": "sha256:ab"}
+        appended = await peer.call(
+            "events.append", {**key, "payload": {"_strategy": "premium", "_model": "m", "n": 1}}
+        )
+        assert appended["result"] == {"id": 1}
+        legacy = await peer.call("events.append", {**key, "payload": {"old": True}}, id=2)
+        assert legacy["result"] == {"id": 2}
+        best = (await peer.call("events.best", key, id=3))["result"]["event"]
+        assert (best["id"], best["strategy"], best["model"]) == (1, "premium", "m")
+        assert best["payload"] == {"_strategy": "premium", "_model": "m", "n": 1}
+        assert best["provenance"] is None
+        listed = (await peer.call("events.list", {"session_id": "c1"}, id=4))["result"]["events"]
+        assert [(e["id"], e["strategy"], e["model"]) for e in listed] == [
+            (2, "unknown", "unknown"),
+            (1, "premium", "m"),
+        ]
+        missing = await peer.call("events.best", {**key, "scene": "x"}, id=5)
+        assert missing["result"] == {"event": None}
+        status = (await peer.call("status", id=6))["result"]["store"]
+        assert status["events"] == 2
+        assert status["path"] == config.store.path
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "fragment"),
+    [
+        (
+            "events.append",
+            {"session_id": "", "category": "c", "resource": "r", "payload": {}},
+            "length >= 1",
+        ),
+        (
+            "events.append",
+            {"session_id": "s", "category": "c", "resource": "r", "payload": []},
+            "Expected `object`",
+        ),
+        (
+            "events.append",
+            {"session_id": "s", "category": "c", "resource": "r"},
+            "missing required field `payload`",
+        ),
+        (
+            "events.append",
+            {"session_id": "s", "category": "c", "resource": "r", "payload": {"n": 2**70}},
+            "cannot be stored",
+        ),
+        ("events.list", {"session_id": "s", "limit": 1001}, "<= 1000"),
+        ("events.list", {"session_id": "s", "limit": 0}, ">= 1"),
+        ("events.best", {"session_id": "s", "category": "c"}, "missing required field `resource`"),
+        (
+            "events.append",
+            {"session_id": "x" * 257, "category": "c", "resource": "r", "payload": {}},
+            "length <= 256",
+        ),
+    ],
+)
+async def test_events_bad_params(
+    config: Config, method: str, params: dict[str, Any], fragment: str
+) -> None:
+    async with running(config):
+        peer = await connect(config)
+        error = (await peer.call(method, params))["error"]
+        assert error["code"] == -32602
+        assert fragment in error["message"]
+        assert (await peer.call("events.list", {"session_id": "s"}, id=2))["result"] == {
+            "events": []
+        }

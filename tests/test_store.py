@@ -1,0 +1,320 @@
+"""daemon/store.py against real LMDB (real clock: the writer runs in a thread)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgspec
+import pytest
+import trio
+
+from daemon import store as store_module
+from daemon.__main__ import main
+from daemon.config import Config
+from daemon.errors import SchemaError, UnstorablePayload
+from daemon.models import Provenance, Usage
+from daemon.store import SCHEMA_VERSION, Store, StoredEvent
+from tests.conftest import ConfigFactory, write_config
+
+KEY = ("conv-1", "context_analysis", "sha256:abc", "")
+
+
+@asynccontextmanager
+async def writing(store: Store) -> AsyncIterator[Store]:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run_writer)
+        yield store
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory) -> Config:
+    return make_config()
+
+
+def result(strategy: str | None, model: str | None, **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"participants": {"user": "u", "talker": "t"}, **extra}
+    if strategy is not None:
+        payload["_strategy"] = strategy
+    if model is not None:
+        payload["_model"] = model
+    return payload
+
+
+async def test_append_list_best_and_provenance(config: Config) -> None:
+    store = Store.open(config.store, config.rank_of())
+    provenance = Provenance(
+        latency_ms=812.5,
+        provider="fake",
+        requested_model="slow-model",
+        served_model="slow-model-2025",
+        usage=Usage(prompt_tokens=1000, completion_tokens=200, total_tokens=1200),
+        race_id="r1",
+    )
+    try:
+        async with writing(store):
+            first = await store.append(*KEY, result("premium", "slow-model"), provenance)
+            second = await store.append(*KEY, result("multimodal", "fast-model"))
+            other = await store.append("conv-1", "other", "sha256:abc", "", {"x": 1})
+            assert (first, second, other) == (1, 2, 3)
+            best = store.best(*KEY)
+            assert best is not None
+            # premium (rank 2) beats the newer multimodal (rank 1)
+            assert (best.id, best.strategy, best.model) == (1, "premium", "slow-model")
+            assert best.provenance == provenance
+            assert best.payload["_model"] == "slow-model"
+            listed = await store.list("conv-1")
+            assert [e.id for e in listed] == [3, 2, 1]
+            assert [e.id for e in await store.list("conv-1", category="context_analysis")] == [2, 1]
+            assert [e.id for e in await store.list("conv-1", limit=1)] == [3]
+            assert [e.id for e in await store.list("conv-1", resource="nope")] == []
+            assert await store.list("conv-2") == []
+            assert store.best("conv-1", "context_analysis", "sha256:abc", "other-scene") is None
+            status = store.status()
+            assert status.events == 3
+            assert status.map_size == config.store.map_size_mb * 1024 * 1024
+            assert 0 < status.used_bytes < status.map_size
+    finally:
+        store.close()
+
+
+async def test_unknown_strategy_and_model_read_as_unknown_and_rank_lowest(config: Config) -> None:
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            legacy = await store.append(*KEY, {"participants": {}})  # before provenance existed
+            retired = await store.append(*KEY, result("retired-strategy", "old-model"))
+            event = store.best(*KEY)
+            assert event is not None
+            assert event.id == retired  # both rank below configured ones: newest wins
+            await store.append(*KEY, result("multimodal", "fast-model"))
+            best = store.best(*KEY)
+            assert best is not None
+            assert best.strategy == "multimodal"
+            (oldest,) = [e for e in await store.list("conv-1") if e.id == legacy]
+            assert (oldest.strategy, oldest.model, oldest.provenance) == (
+                "unknown",
+                "unknown",
+                None,
+            )
+    finally:
+        store.close()
+
+
+async def test_same_rank_newest_wins(config: Config) -> None:
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            for i in range(3):
+                await store.append(*KEY, result("premium", f"m{i}"))
+            best = store.best(*KEY)
+            assert best is not None
+            assert best.model == "m2"
+    finally:
+        store.close()
+
+
+async def test_concurrent_appends_are_grouped_and_never_cross_threads(config: Config) -> None:
+    store = Store.open(config.store, config.rank_of())
+    ids: list[int] = []
+    try:
+        async with writing(store):
+
+            async def one(i: int) -> None:
+                ids.append(await store.append(f"s{i % 4}", "c", f"r{i}", "", {"i": i}))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(64):
+                    nursery.start_soon(one, i)
+    finally:
+        store.close()
+    assert sorted(ids) == list(range(1, 65))
+    assert store.committed == 64
+    assert store.commits <= 4, f"64 appends took {store.commits} transactions"
+    assert store.txn_threads
+    assert all(begun == committed for begun, committed in store.txn_threads)
+    assert all(begun != threading.get_ident() for begun, _ in store.txn_threads)
+
+
+async def test_retention_drops_oldest_but_keeps_the_best(make_config: ConfigFactory) -> None:
+    config = make_config(store={"max_events_per_key": 3})
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            premium = await store.append(*KEY, result("premium", "slow"))
+            fast = [await store.append(*KEY, result("multimodal", f"f{i}")) for i in range(5)]
+            kept = [e.id for e in await store.list("conv-1")]
+            assert kept == [fast[4], fast[3], premium]
+            best = store.best(*KEY)
+            assert best is not None
+            assert best.id == premium
+            other = await store.append("conv-1", "c2", "r", "", {"x": 1})
+            assert (await store.list("conv-1"))[0].id == other  # other keys untouched
+            assert store.status().events == 4
+    finally:
+        store.close()
+
+
+async def test_full_map_grows_without_losing_or_duplicating(make_config: ConfigFactory) -> None:
+    config = make_config(store={"map_size_mb": 1, "max_events_per_key": 1000})
+    store = Store.open(config.store, config.rank_of())
+    blob = "x" * 60_000
+    try:
+        async with writing(store):
+            ids: list[int] = []
+
+            async def one(i: int) -> None:
+                ids.append(await store.append("s", "c", f"r{i % 7}", "", {"i": i, "blob": blob}))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(120):  # ~7 MB into a 1 MB map
+                    nursery.start_soon(one, i)
+            assert sorted(ids) == list(range(1, 121))
+            assert store.map_grown >= 3
+            listed = await store.list("s", limit=1000)
+            assert sorted(e.payload["i"] for e in listed) == list(range(120))
+            assert store.status().map_size >= 8 * 1024 * 1024
+    finally:
+        store.close()
+    reopened = Store.open(config.store, config.rank_of())  # the grown map opens again
+    try:
+        assert reopened.status().events == 120
+    finally:
+        reopened.close()
+
+
+async def test_list_walks_many_chunks_with_filters(config: Config) -> None:
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            async with trio.open_nursery() as nursery:
+                for i in range(450):
+                    category = "even" if i % 2 else "odd"
+                    nursery.start_soon(store.append, "s", category, f"r{i}", "", {})
+            evens = await store.list("s", category="even", limit=1000)
+            assert len(evens) == 225
+            assert [e.id for e in evens] == sorted((e.id for e in evens), reverse=True)
+            everything = await store.list("s", limit=1000)
+            assert [e.id for e in everything] == list(range(450, 0, -1))
+            assert len(await store.list("s", limit=120)) == 120
+    finally:
+        store.close()
+
+
+async def test_digest_collision_never_serves_another_keys_event(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "key_digest", lambda *fields: b"\x00" * 16)
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            mine = await store.append(*KEY, result("multimodal", "m"))
+            await store.append(
+                "conv-1", "context_analysis", "sha256:other", "", result("premium", "p")
+            )
+            best = store.best(*KEY)
+            assert best is not None
+            assert best.id == mine
+            assert store.best("conv-9", "x", "y", "") is None
+    finally:
+        store.close()
+
+
+async def test_unstorable_payload_is_refused(config: Config) -> None:
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            with pytest.raises(UnstorablePayload):
+                await store.append(*KEY, {"n": 2**70})
+            assert await store.append(*KEY, {"n": 1}) == 1
+    finally:
+        store.close()
+
+
+def write_v1_store(path: Path, events: list[StoredEvent]) -> None:
+    """A schema-1 store as an importer writes it: meta and events, no index."""
+    path.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(path), max_dbs=8, map_size=1 << 24)
+    meta, data = env.open_db(b"meta"), env.open_db(b"events")
+    with env.begin(write=True) as txn:
+        txn.put(b"schema_version", (1).to_bytes(4, "big"), db=meta)
+        for i, event in enumerate(events, start=1):
+            txn.put(i.to_bytes(8, "big"), msgspec.msgpack.encode(event), db=data)
+    env.close()
+
+
+def stored(session: str, strategy: str | None, model: str | None) -> StoredEvent:
+    payload = msgspec.msgpack.encode(result(strategy, model))
+    return StoredEvent(1.0, session, "context_analysis", "sha256:abc", "", msgspec.Raw(payload))
+
+
+async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="daemon.store")
+    write_v1_store(
+        Path(config.store.path),
+        [
+            stored("conv-1", "multimodal", "fast"),
+            stored("conv-1", "premium", "slow"),
+            stored("conv-1", None, None),
+            stored("conv-2", "multimodal", "fast"),
+        ],
+    )
+    store = Store.open(config.store, config.rank_of())
+    try:
+        assert "from schema 1 to 2 (4 events indexed)" in caplog.text
+        best = store.best(*KEY)
+        assert best is not None
+        assert (best.id, best.strategy) == (2, "premium")
+        assert [e.id for e in await store.list("conv-1")] == [3, 2, 1]
+        async with writing(store):
+            assert await store.append(*KEY, {}) == 5  # ids continue, no gap
+    finally:
+        store.close()
+    env = lmdb.open(config.store.path, max_dbs=8)
+    with env.begin() as txn:
+        version = txn.get(b"schema_version", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    assert version == SCHEMA_VERSION.to_bytes(4, "big")
+
+
+def write_newer_store(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(path), max_dbs=8, map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        txn.put(
+            b"schema_version",
+            (SCHEMA_VERSION + 1).to_bytes(4, "big"),
+            db=env.open_db(b"meta", txn=txn),
+        )
+    env.close()
+
+
+def test_newer_schema_is_refused(config: Config) -> None:
+    write_newer_store(Path(config.store.path))
+    with pytest.raises(SchemaError, match=r"schema version 3, newer than this ctxd \(2\)"):
+        Store.open(config.store, config.rank_of())
+
+
+def test_newer_schema_stops_the_daemon_with_78(
+    short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(short_tmp)
+    write_newer_store(short_tmp / "store")
+    code = main(["--config", str(path)])
+    assert code == 78
+    assert "newer than this ctxd" in capsys.readouterr().err
+
+
+def rank_lookup(config: Config) -> Callable[[str], int]:
+    return config.rank_of()
+
+
+def test_rank_of_config(config: Config) -> None:
+    rank = rank_lookup(config)
+    assert (rank("premium"), rank("multimodal"), rank("gone"), rank("unknown")) == (2, 1, -1, -1)
