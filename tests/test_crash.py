@@ -1,0 +1,142 @@
+"""Process-level: acknowledged events survive SIGKILL; memory does not follow the store."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.client import Client, ConnectionClosed, RpcError
+from tests.process import Daemon
+
+pytestmark = pytest.mark.process
+
+CLIENTS = 4
+ROUNDS = 3
+PER_SESSION = 400  # keep each session listable in one events.list call
+
+
+def hammer(
+    path: str, worker: int, round_: int, acked: dict[str, int], lock: threading.Lock
+) -> None:
+    """Append as fast as possible until the daemon dies; record what was acknowledged."""
+    try:
+        with Client(path, timeout=10) as client:
+            n = 0
+            while True:
+                session = f"w{worker}-r{round_}-{n // PER_SESSION}"
+                resource = f"res-{worker}-{round_}-{n}"
+                params = {
+                    "session_id": session,
+                    "category": "crash",
+                    "resource": resource,
+                    "payload": {"n": n, "_strategy": "premium", "_model": "m"},
+                }
+                event_id = client.call("events.append", params)["id"]
+                with lock:
+                    acked[f"{session}|{resource}"] = event_id
+                n += 1
+    except (ConnectionClosed, OSError, TimeoutError, RpcError):
+        return
+
+
+def test_acknowledged_appends_survive_sigkill_with_no_id_gaps(short_tmp: Path) -> None:
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    acked: dict[str, int] = {}
+    lock = threading.Lock()
+    sessions: set[str] = set()
+    for round_ in range(ROUNDS):
+        daemon = Daemon(short_tmp, store={"max_events_per_key": 5}).start()
+        threads = [
+            threading.Thread(target=hammer, args=(daemon.socket_path, w, round_, acked, lock))
+            for w in range(CLIENTS)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.2, 0.7))
+        assert daemon.proc is not None
+        daemon.proc.kill()  # SIGKILL: no drain, no close
+        daemon.wait()
+        for t in threads:
+            t.join(15)
+    assert len(acked) > 100, f"too few appends to prove anything (seed {seed})"
+    print(f"{len(acked)} acknowledged appends over {ROUNDS} kills (seed {seed})")
+    for key in acked:
+        sessions.add(key.split("|")[0])
+
+    daemon = Daemon(short_tmp, store={"max_events_per_key": 5}).start()
+    try:
+        with Client(daemon.socket_path) as client:
+            present: dict[str, int] = {}
+            for session in sessions:
+                events = client.call("events.list", {"session_id": session, "limit": 1000})[
+                    "events"
+                ]
+                assert len(events) <= PER_SESSION
+                for event in events:
+                    present[f"{event['session_id']}|{event['resource']}"] = event["id"]
+            missing = {k: v for k, v in acked.items() if present.get(k) != v}
+            assert not missing, f"{len(missing)} acknowledged events lost (seed {seed})"
+            ids = sorted(present.values())
+            assert ids == list(range(1, len(ids) + 1)), f"gaps in ids (seed {seed})"
+            assert client.call("status")["store"]["events"] == len(ids)
+    finally:
+        daemon.stop()
+
+
+def rss_anon_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssAnon")
+
+
+def test_daemon_memory_does_not_grow_with_stored_events(short_tmp: Path) -> None:
+    daemon = Daemon(short_tmp).start()
+    assert daemon.proc is not None
+    payload: dict[str, Any] = {"text": "x" * 1000, "_strategy": "multimodal", "_model": "m"}
+
+    def batch(start: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "jsonrpc": "2.0",
+                "method": "events.append",
+                "params": {
+                    "session_id": f"s{(start + i) // 500}",
+                    "category": "c",
+                    "resource": f"r{start + i}",
+                    "payload": payload,
+                },
+                "id": start + i,
+            }
+            for i in range(500)
+        ]
+
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(daemon.socket_path)
+        reader = sock.makefile("rb")
+
+        def append_batches(count: int, offset: int) -> None:
+            for b in range(count):
+                sock.sendall(json.dumps(batch(offset + b * 500)).encode() + b"\n")
+                answers = json.loads(reader.readline())
+                assert all("result" in a for a in answers)
+
+        append_batches(4, 0)  # warm up: 2,000 events
+        before = rss_anon_kib(daemon.proc.pid)
+        append_batches(40, 2000)  # 20,000 more events, ~20 MB of data
+        after = rss_anon_kib(daemon.proc.pid)
+        sock.close()
+        growth = (after - before) / 1024
+        assert growth < 8, f"anonymous memory grew {growth:.1f} MiB over 20,000 events"
+    finally:
+        daemon.stop()
