@@ -58,6 +58,9 @@ class StoreConfig(_Section, frozen=True):
     path: str = "var/store"
     map_size_mb: PositiveInt = 1024
     max_events_per_key: PositiveInt = 20
+    # ctxd extension: most events one write transaction commits (1 = one
+    # fsync per event, for comparison in bench/store_bench.py).
+    max_batch_events: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 1000
 
 
 class ProviderConfig(_Section, frozen=True):

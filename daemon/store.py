@@ -71,7 +71,7 @@ MIB: Final = 1024 * 1024
 ID_BYTES: Final = 8
 DIGEST_BYTES: Final = 16
 LIST_CHUNK: Final = 100  # events read per read transaction in ``list``
-MAX_BATCH: Final = 1000  # events committed in one transaction at most
+LINGER: Final = 0.001  # seconds the writer may wait to fill a batch under load
 
 RankOf = Callable[[str], int]
 
@@ -123,10 +123,11 @@ class _MapFull(Exception):
 
 
 class Store:
-    def __init__(self, env: lmdb.Environment, path: str, max_per_key: int, rank_of: RankOf):
+    def __init__(self, env: lmdb.Environment, config: StoreConfig, rank_of: RankOf) -> None:
         self._env = env
-        self.path = path
-        self._max_per_key = max_per_key
+        self.path = config.path
+        self._max_per_key = config.max_events_per_key
+        self.max_batch = config.max_batch_events
         self._rank_of = rank_of
         self._meta = env.open_db(b"meta")
         self._events = env.open_db(b"events")
@@ -134,12 +135,13 @@ class Store:
         self._by_session = env.open_db(b"by_session")
         self._queue: list[_Append] = []
         self._wake = trio.Event()
+        self._expected = 1  # size of the last batch
+        self.linger = LINGER
         # (thread id at begin, thread id at commit) of recent write transactions.
         self.txn_threads: collections.deque[tuple[int, int]] = collections.deque(maxlen=1000)
         self.commits = 0
         self.committed = 0
         self.map_grown = 0
-        self.max_batch = MAX_BATCH
 
     # ------------------------------------------------------------- opening --
 
@@ -173,7 +175,7 @@ class Store:
             stale = env.reader_check()
             if stale:
                 logger.info("Cleared %d stale LMDB reader slots", stale)
-            store = cls(env, config.path, config.max_events_per_key, rank_of)
+            store = cls(env, config, rank_of)
             store._check_schema()
         except BaseException:
             env.close()
@@ -282,9 +284,28 @@ class Store:
             await self._wake.wait()
             self._wake = trio.Event()
             while self._queue:
+                await self._gather()
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
+                self._expected = len(batch)
                 await self._commit_batch(batch)
+
+    async def _gather(self) -> None:
+        """Under load, wait up to ``linger`` for as many appends as the last
+        batch held: its writers were answered one commit ago and are sending
+        their next event right now. Without this, the first few of them would
+        start a commit and the rest would wait a whole fsync for the next.
+        At light load (last batch of one) it never waits."""
+        target = min(self._expected, self.max_batch)
+        if len(self._queue) >= target:
+            return
+        deadline = trio.current_time() + self.linger
+        while len(self._queue) < target:
+            with trio.move_on_at(deadline):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            if trio.current_time() >= deadline:
+                return
 
     async def _commit_batch(self, batch: list[_Append]) -> None:
         while True:
@@ -315,21 +336,30 @@ class Store:
         logger.warning("Store map full: grown from %d to %d MiB", old // MIB, old * 2 // MIB)
 
     def _write(self, batch: list[_Append]) -> list[int]:
-        """One write transaction, begun and committed in this (worker) thread."""
+        """One write transaction, begun and committed in this (worker) thread.
+
+        Few Python steps on purpose: this thread shares the GIL with the event
+        loop, so each database gets one ``putmulti`` (index keys sorted, for
+        page locality) and retention runs once per distinct key."""
         txn = self._env.begin(write=True)
         begun_in = threading.get_ident()
         try:
             cursor = txn.cursor(db=self._events)
-            next_id = int.from_bytes(cursor.key(), "big") + 1 if cursor.last() else 1
-            ids = []
-            for item in batch:
-                id_key = _id_bytes(next_id)
-                txn.put(id_key, item.value, db=self._events, append=True)
-                txn.put(item.key + id_key, item.strategy, db=self._by_key)
-                txn.put(item.session + id_key, b"", db=self._by_session)
-                self._retain(txn, item.key, item.session)
-                ids.append(next_id)
-                next_id += 1
+            first = int.from_bytes(cursor.key(), "big") + 1 if cursor.last() else 1
+            id_keys = [_id_bytes(i) for i in range(first, first + len(batch))]
+            cursor.putmulti(
+                [(k, item.value) for k, item in zip(id_keys, batch, strict=True)], append=True
+            )
+            txn.cursor(db=self._by_key).putmulti(
+                sorted(
+                    (item.key + k, item.strategy) for k, item in zip(id_keys, batch, strict=True)
+                )
+            )
+            txn.cursor(db=self._by_session).putmulti(
+                sorted((item.session + k, b"") for k, item in zip(id_keys, batch, strict=True))
+            )
+            for key, session in {(item.key, item.session) for item in batch}:
+                self._retain(txn, key, session)
             committing_in = threading.get_ident()
             if committing_in != begun_in:  # cannot happen in one sync call; guards refactors
                 raise StoreError("a write transaction crossed threads")
@@ -341,7 +371,7 @@ class Store:
             txn.abort()
             raise
         self.txn_threads.append((begun_in, committing_in))
-        return ids
+        return list(range(first, first + len(batch)))
 
     def _retain(self, txn: lmdb.Transaction, key: bytes, session: bytes) -> None:
         entries = self._key_entries(txn, key)

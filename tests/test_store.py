@@ -13,6 +13,7 @@ import lmdb
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 from daemon import store as store_module
 from daemon.__main__ import main
@@ -318,3 +319,25 @@ def rank_lookup(config: Config) -> Callable[[str], int]:
 def test_rank_of_config(config: Config) -> None:
     rank = rank_lookup(config)
     assert (rank("premium"), rank("multimodal"), rank("gone"), rank("unknown")) == (2, 1, -1, -1)
+
+
+async def test_writer_lingers_only_under_load(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    # No thread involved: _gather only looks at the queue and the clock.
+    store = Store.open(config.store, config.rank_of())
+    try:
+        item = store_module._Append(b"v", b"k" * 16, b"s" * 16, b"x")
+        store._queue = [item]
+        await store._gather()  # light load (last batch of one): no wait at all
+        assert trio.current_time() == 0
+        store._expected = 10
+        store._queue = [item] * 3
+        await store._gather()  # under load: wait for the crowd, at most `linger`
+        assert trio.current_time() == pytest.approx(store.linger)
+        store._queue = [item] * 10
+        await store._gather()  # already as big as the last batch: no wait
+        assert trio.current_time() == pytest.approx(store.linger)
+    finally:
+        store._queue = []
+        store.close()

@@ -1,0 +1,117 @@
+"""Shared pieces of the benchmarks: start a daemon, drive it with closed-loop clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise SystemExit(f"{path} not ready after {timeout}s")
+
+
+@contextmanager
+def process(cmd: list[str], socket_path: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends (SIGTERM, then kill)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    try:
+        wait_for_socket(socket_path, proc)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def daemon(tmp: Path, name: str, extra_config: str = "") -> Iterator[str]:
+    """A ctxd daemon with its own socket and store under ``tmp``; yields the socket."""
+    config = tmp / f"{name}.yaml"
+    sock = str(tmp / f"{name}.sock")
+    config.write_text(
+        f"socket: {{path: {sock}, max_in_flight: 4096}}\n"
+        f"store: {{path: {tmp / name}-store{extra_config}}}\n"
+        "logging: {level: WARNING}\n"
+    )
+    with process([sys.executable, "-m", "daemon", "--config", str(config)], sock):
+        yield sock
+
+
+@contextmanager
+def echo_server(tmp: Path) -> Iterator[str]:
+    sock = str(tmp / "echo.sock")
+    with process([sys.executable, str(ROOT / "bench" / "echo_server.py"), sock], sock):
+        yield sock
+
+
+RequestFactory = Callable[[int, int], bytes]  # (connection, sequence) -> one request line
+
+
+async def drive(
+    path: str, connections: int, seconds: float, request: RequestFactory
+) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) of ``connections`` closed-loop clients:
+    each sends one request and waits for its response before the next."""
+    latencies: list[float] = []
+    stop_at = trio.current_time() + seconds
+
+    async def client(number: int) -> None:
+        stream = await trio.open_unix_socket(path)
+        buf = bytearray()
+        sequence = 0
+        async with stream:
+            while trio.current_time() < stop_at:
+                line = request(number, sequence)
+                sequence += 1
+                started = time.perf_counter()
+                await stream.send_all(line)
+                while b"\n" not in buf:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        raise SystemExit("server closed the connection")
+                    buf += data
+                end = buf.index(b"\n")
+                if b'"error"' in buf[:end]:
+                    raise SystemExit(f"error response: {bytes(buf[:end])[:200]!r}")
+                del buf[: end + 1]
+                latencies.append(time.perf_counter() - started)
+
+    begun = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for number in range(connections):
+            nursery.start_soon(client, number)
+    elapsed = time.perf_counter() - begun
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return len(latencies) / elapsed, p50, p99
+
+
+def health_request(connection: int, sequence: int) -> bytes:
+    return b'{"jsonrpc":"2.0","method":"health","id":1}\n'

@@ -1,0 +1,107 @@
+"""Durable appends/s through the RPC: group commit against one fsync per event.
+
+    .venv/bin/python bench/store_bench.py [--seconds 3]
+
+Two daemons in the same run: one as configured (one writer commits whatever
+is queued in one synced transaction), one with ``store.max_batch_events: 1``
+(one synced transaction, one fsync, per event). Each is driven with
+``events.append`` of a 1 KiB payload by 1 and by 64 closed-loop connections;
+an append is answered only after its commit. ``health`` at 64 connections on
+the first daemon is measured in the same run as the RPC path's ceiling.
+Finally it times, in this process, an LMDB read transaction with one lookup
+against one ``trio.to_thread.run_sync`` hop: the reason cache reads run on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import lmdb
+import trio
+from common import daemon, drive, health_request
+
+PAYLOAD = json.dumps({"text": "x" * 1000, "_strategy": "multimodal", "_model": "bench"}).encode()
+
+
+def append_request(connection: int, sequence: int) -> bytes:
+    """One events.append line; the 1 KiB payload is encoded once, so that the
+    client's JSON encoder is not what the benchmark measures."""
+    return b"".join(
+        [
+            b'{"jsonrpc":"2.0","method":"events.append","id":%d,"params":' % sequence,
+            b'{"session_id":"bench-%d","category":"bench","resource":"r-%d-%d","payload":'
+            % (connection, connection, sequence),
+            PAYLOAD,
+            b"}}\n",
+        ]
+    )
+
+
+def read_vs_hop(tmp: Path) -> tuple[float, float]:
+    env = lmdb.open(str(tmp / "micro"), map_size=1 << 28, max_dbs=2)
+    db = env.open_db(b"events")
+    with env.begin(write=True) as txn:
+        for i in range(1000):
+            txn.put(i.to_bytes(8, "big"), b"x" * 1024, db=db)
+    n = 100_000
+    started = time.perf_counter()
+    for i in range(n):
+        with env.begin(db=db) as txn:
+            txn.get((i % 1000).to_bytes(8, "big"))
+    read_us = (time.perf_counter() - started) / n * 1e6
+    env.close()
+
+    async def hops() -> float:
+        count = 2000
+        started = time.perf_counter()
+        for _ in range(count):
+            await trio.to_thread.run_sync(lambda: None)
+        return (time.perf_counter() - started) / count * 1e6
+
+    return read_us, trio.run(hops)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ctxd-bench-", dir="/var/tmp"))
+    rates: dict[tuple[str, int], float] = {}
+    try:
+        print(f"durable events.append (1 KiB payload), {args.seconds:g}s per run, closed loop")
+        header = f"{'conns':>5}  {'mode':<22} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+        print(header)
+        print("-" * len(header))
+        modes = [("group commit", ""), ("one fsync per event", ", max_batch_events: 1")]
+        for index, (mode, extra) in enumerate(modes):
+            with daemon(tmp, f"store{index}", extra) as path:
+                for conns in (1, 64):
+                    rate, p50, p99 = trio.run(drive, path, conns, args.seconds, append_request)
+                    rates[(mode, conns)] = rate
+                    print(f"{conns:>5}  {mode:<22} {rate:>10,.0f} {p50:>8.2f} {p99:>8.2f}")
+                if index == 0:
+                    rate, p50, p99 = trio.run(drive, path, 64, args.seconds, health_request)
+                    rates[("health", 64)] = rate
+                    print(
+                        f"{64:>5}  {'health (no store)':<22} {rate:>10,.0f} {p50:>8.2f} {p99:>8.2f}"
+                    )
+        group, single = rates[("group commit", 64)], rates[("one fsync per event", 64)]
+        print(
+            f"group commit / one fsync per event at 64 conns = {group / single:.1f}x (target >= 5)"
+        )
+        health = rates[("health", 64)]
+        print(f"group commit / health at 64 conns = {group / health:.2f} (target >= 0.5)")
+        read_us, hop_us = read_vs_hop(tmp)
+        print(f"LMDB read txn + get: {read_us:.1f} us; trio.to_thread hop: {hop_us:.0f} us")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
