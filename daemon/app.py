@@ -21,13 +21,15 @@ shielded, whatever ended the run.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from typing import TYPE_CHECKING
 
 import trio
 
-from daemon import __version__
-from daemon.server import UnixServer, bind_unix
+from daemon import __version__, systemd
+from daemon.errors import ServerError
+from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
 from daemon.supervisor import Supervisor
 
@@ -59,7 +61,18 @@ class App:
         From this call on, new requests get -32000 (ShuttingDown)."""
         if self.service.state == "serving":
             self.service.state = "draining"
+        if not self._drain_requested.is_set():
+            systemd.notify("STOPPING=1\nSTATUS=draining")
         self._drain_requested.set()
+
+    async def _report_drain(self) -> None:
+        """Tell systemd (``STATUS=``) what the drain still waits for, each second."""
+        while True:
+            systemd.notify(
+                f"STATUS=draining: {self.service.in_flight} requests, "
+                f"{self.supervisor.count} background tasks"
+            )
+            await trio.sleep(1)
 
     def cancel_all(self) -> None:
         """Cancel everything at once; what a second signal does."""
@@ -74,11 +87,22 @@ class App:
     ) -> None:
         """Serve until drained; return normally after a drain or a second signal.
 
-        Raises ServerError before serving if the socket path cannot be claimed."""
+        The socket comes from systemd when it passed one (``LISTEN_FDS``);
+        then it is never bound, chmod-ed or unlinked here. Raises ServerError
+        before serving if the socket cannot be had."""
         sock_config = self.config.socket
-        bound = bind_unix(sock_config.path, sock_config.file_mode)
+        activated = systemd.listen_fds()
+        if len(activated) > 1:
+            raise ServerError(f"systemd passed {len(activated)} sockets; ctxd serves one")
+        bound: BoundSocket | None = None
+        if activated:
+            sock = activated[0]
+        else:
+            bound = bind_unix(sock_config.path, sock_config.file_mode)
+            sock = bound.sock
+        where = sock.getsockname() or sock_config.path
         try:
-            listener = trio.SocketListener(trio.socket.from_stdlib_socket(bound.sock))
+            listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
             server = UnixServer(listener, self.service, sock_config)
             async with trio.open_nursery() as root:
                 self._root = root
@@ -90,14 +114,23 @@ class App:
                 accept_scope = trio.CancelScope()
                 await root.start(self._accept, accept_scope, server, handlers)
                 self.service.state = "serving"
-                logger.info("ctxd %s serving on %s", __version__, sock_config.path)
+                origin = " (from systemd)" if activated else ""
+                logger.info("ctxd %s serving on %s%s", __version__, where, origin)
+                interval = systemd.watchdog_interval()
+                if interval is not None:
+                    root.start_soon(systemd.watchdog, interval)
                 task_status.started()
+                systemd.notify(f"READY=1\nSTATUS=serving on {where}\nMAINPID={os.getpid()}")
                 await self._drain_requested.wait()
+                root.start_soon(self._report_drain)
                 await self._drain(accept_scope, handlers)
                 root.cancel_scope.cancel(reason="drained")
         finally:
             self._root = None
-            bound.close()
+            if bound is not None:
+                bound.close()
+            else:
+                sock.close()  # our copy of the fd; systemd keeps its own
             logger.info("ctxd stopped")
 
     @staticmethod
