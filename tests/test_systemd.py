@@ -496,3 +496,6 @@ def test_unit_essentials() -> None:
     assert value(socket_unit, "SocketUser") == "ctxd"
     assert value(socket_unit, "SocketGroup") == "ctxd"
     assert "RuntimeDirectory" not in service
+    # A private user namespace would turn every peer's uid into 65534 and
+    # break the SO_PEERCRED check.
+    assert not re.search(r"^PrivateUsers=(yes|true|1)", service, re.M)
