@@ -499,3 +499,32 @@ def test_unit_essentials() -> None:
     # A private user namespace would turn every peer's uid into 65534 and
     # break the SO_PEERCRED check.
     assert not re.search(r"^PrivateUsers=(yes|true|1)", service, re.M)
+
+
+@pytest.mark.process
+def test_real_sigterm_sends_stopping_within_100_ms(short_tmp: Path) -> None:
+    config_path = write_config(short_tmp)
+    address = str(short_tmp / "notify")
+    receiver = datagram_socket(address)
+    log = short_tmp / "daemon.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.testd", "--config", str(config_path)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "NOTIFY_SOCKET": address},
+        )
+    try:
+        assert receiver.recv(4096).startswith(b"READY=1\n")
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        message = receiver.recv(4096)
+        elapsed = time.monotonic() - sent
+        assert message.startswith(b"STOPPING=1"), message
+        assert elapsed < 0.1, f"STOPPING=1 came {elapsed * 1000:.0f} ms after SIGTERM"
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        receiver.close()
