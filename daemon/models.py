@@ -133,3 +133,42 @@ class EventsResult(_Result, frozen=True):
 
 class BestResult(_Result, frozen=True):
     event: Event | None
+
+
+# ------------------------------------------------------------- MergeStep ---
+
+Speaker = Literal["talker", "user"]
+Side = Literal["left", "right"]
+
+
+class Participants(msgspec.Struct, frozen=True, kw_only=True):
+    user: str | None = None
+    talker: str | None = None
+
+
+class Layout(msgspec.Struct, frozen=True, kw_only=True):
+    left: Speaker
+    right: Speaker
+
+    def side_of(self, speaker: Speaker) -> Side:
+        return "left" if self.left == speaker else "right"
+
+
+class Bubble(msgspec.Struct, frozen=True, kw_only=True):
+    speaker: Speaker
+    side: Side
+    bbox: tuple[int, int, int, int]
+    text: str
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    speaker: Speaker
+    text: str
+
+
+class MergeStep(msgspec.Struct, frozen=True, kw_only=True):
+    participants: Participants
+    layout: Layout
+    bubbles: list[Bubble]
+    conversation: list[Message]
+    summary: str | None = None

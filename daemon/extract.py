@@ -1,0 +1,125 @@
+"""Model text → validated, sorted MergeStep; no I/O.
+
+What a model answers is text: often a Markdown fence around the JSON, often
+prose before or after it. The first JSON object in the text is parsed (a
+``{`` that does not start a valid object is skipped), then checked against
+SPEC §3; any failure is ``StrategyError("invalid_output", <what is wrong>)``
+and the race goes on without this result.
+
+Accepted: extra fields (ignored), a ``conversation`` the model wrote (replaced
+by one derived from the bubbles), ``summary`` absent or null. Rejected:
+anything that is not strict JSON (trailing commas, NaN, single quotes,
+truncation), a layout that puts one speaker on both sides, a bubble on the
+side its speaker is not, a box that is not four integers with
+``0 <= x1 < x2`` and ``0 <= y1 < y2``, empty text, more than 500 bubbles.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import msgspec
+
+from daemon.errors import StrategyError
+from daemon.models import Bubble, Layout, MergeStep, Message, Participants, Side, Speaker
+
+MAX_BUBBLES: Final = 500
+MAX_TEXT: Final = 2_000_000  # characters of model text looked at
+MAX_ATTEMPTS: Final = 64  # ``{`` positions tried before giving up
+
+
+class _RawBubble(msgspec.Struct):
+    speaker: Speaker
+    side: Side
+    bbox: tuple[int, int, int, int]
+    text: str
+
+
+class _RawStep(msgspec.Struct):
+    participants: Participants
+    layout: Layout
+    bubbles: list[_RawBubble]
+    summary: str | None = None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def first_json_object(text: str) -> tuple[dict[str, Any], str | None]:
+    """The first complete JSON object in ``text`` (fence and prose around it
+    allowed), and the parse error of a broken object met before it, if any.
+
+    After a ``{`` that does not parse, the search goes on after the point
+    where parsing failed, so the inner objects of a truncated answer are not
+    mistaken for the answer's start."""
+    text = text[:MAX_TEXT]
+    start = text.find("{")
+    attempts = 0
+    first_error: str | None = None
+    while start >= 0 and attempts < MAX_ATTEMPTS:
+        attempts += 1
+        try:
+            value, _ = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            first_error = first_error or f"not valid JSON at character {exc.pos}: {exc.msg}"
+            start = text.find("{", max(start + 1, exc.pos))
+            continue
+        except (ValueError, RecursionError) as exc:
+            first_error = first_error or f"not valid JSON at character {start}: {exc}"
+        else:
+            if isinstance(value, dict):
+                return value, first_error
+        start = text.find("{", start + 1)
+    raise StrategyError("invalid_output", first_error or "no JSON object in the model's answer")
+
+
+def parse_merge_step(text: str) -> MergeStep:
+    """Validate the model's answer and return it sorted top to bottom.
+
+    Raises StrategyError("invalid_output", ...) naming the first problem."""
+    data, broken_before = first_json_object(text)
+    try:
+        raw = msgspec.convert(data, _RawStep, strict=True)
+    except msgspec.ValidationError as exc:
+        # An object found after a broken one is most likely a piece of it:
+        # the parse error says better what went wrong.
+        raise StrategyError("invalid_output", broken_before or str(exc)) from None
+    layout = raw.layout
+    if layout.left == layout.right:
+        raise StrategyError("invalid_output", f"layout puts {layout.left} on both sides")
+    if len(raw.bubbles) > MAX_BUBBLES:
+        raise StrategyError(
+            "invalid_output", f"{len(raw.bubbles)} bubbles; at most {MAX_BUBBLES} allowed"
+        )
+    bubbles = []
+    for i, bubble in enumerate(raw.bubbles):
+        x1, y1, x2, y2 = bubble.bbox
+        if not (0 <= x1 < x2 and 0 <= y1 < y2):
+            raise StrategyError(
+                "invalid_output", f"bubble {i}: bbox {list(bubble.bbox)} is not a box"
+            )
+        if bubble.side != layout.side_of(bubble.speaker):
+            raise StrategyError(
+                "invalid_output",
+                f"bubble {i}: {bubble.speaker} on the {bubble.side}, "
+                f"but the layout puts {bubble.speaker} on the {layout.side_of(bubble.speaker)}",
+            )
+        text_ = bubble.text.strip()
+        if not text_:
+            raise StrategyError("invalid_output", f"bubble {i}: empty text")
+        bubbles.append(
+            Bubble(speaker=bubble.speaker, side=bubble.side, bbox=bubble.bbox, text=text_)
+        )
+    bubbles.sort(key=lambda b: (b.bbox[1], b.bbox[0]))
+    return MergeStep(
+        participants=raw.participants,
+        layout=layout,
+        bubbles=bubbles,
+        conversation=[Message(speaker=b.speaker, text=b.text) for b in bubbles],
+        summary=raw.summary,
+    )

@@ -1,0 +1,126 @@
+"""Model text → MergeStep: what real models answer, good and broken."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from daemon.errors import StrategyError
+from daemon.extract import first_json_object, parse_merge_step
+
+
+def step(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "participants": {"user": "Zhang", "talker": "徐康"},
+        "layout": {"left": "talker", "right": "user"},
+        "bubbles": [
+            {"speaker": "user", "side": "right", "bbox": [400, 300, 700, 350], "text": "好的"},
+            {"speaker": "talker", "side": "left", "bbox": [100, 200, 350, 250], "text": "真的假的"},
+        ],
+        "summary": None,
+    }
+    data.update(overrides)
+    return data
+
+
+GOOD = json.dumps(step(), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD,
+        f"```json\n{GOOD}\n```",
+        f"```\n{GOOD}\n```",
+        f"Here is the conversation:\n\n```json\n{GOOD}\n```\nLet me know if you need more.",
+        f"Sure! {GOOD} Hope this helps.",
+        f"Note: use {{curly}} braces carefully.\n{GOOD}",  # a brace that is not JSON first
+        f"{GOOD}\n{json.dumps(step(layout={'left': 'user', 'right': 'talker'}))}",  # two objects
+        json.dumps({**step(), "conversation": [{"speaker": "user", "text": "wrong"}], "extra": 1}),
+        "[" + GOOD + "]",  # the first object, even inside an array
+    ],
+)
+def test_accepted_answers(text: str) -> None:
+    result = parse_merge_step(text)
+    assert [b.text for b in result.bubbles] == ["真的假的", "好的"]  # sorted top to bottom
+    assert [(m.speaker, m.text) for m in result.conversation] == [
+        ("talker", "真的假的"),
+        ("user", "好的"),
+    ]
+    assert result.layout.left == "talker"
+    assert result.participants.talker == "徐康"
+
+
+def bubble(**overrides: Any) -> dict[str, Any]:
+    return {
+        "speaker": "talker",
+        "side": "left",
+        "bbox": [10, 10, 100, 40],
+        "text": "hi",
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("I cannot read this screenshot.", "no JSON object"),
+        (
+            '{"participants": {"user": null, "talker": null}, "layout": {"left": "talker",',
+            "not valid JSON",
+        ),
+        (GOOD.replace('"summary": null', '"summary": null,'), "not valid JSON"),  # trailing comma
+        (GOOD.replace('"好的"}', '"好的",}'), "not valid JSON"),
+        ("{'participants': {}}", "not valid JSON"),
+        (json.dumps(step(layout={"left": "user", "right": "user"})), "user on both sides"),
+        (json.dumps(step(layout={"left": "talker", "right": "bot"})), "layout.right"),
+        (json.dumps(step(bubbles=[bubble(side="right")])), "bubble 0: talker on the right"),
+        (json.dumps(step(bubbles=[bubble(text="   ")])), "bubble 0: empty text"),
+        (json.dumps(step(bubbles=[bubble(bbox=[-5, 10, 100, 40])])), "is not a box"),
+        (json.dumps(step(bubbles=[bubble(bbox=[100, 10, 100, 40])])), "is not a box"),
+        (json.dumps(step(bubbles=[bubble(bbox=[10, 50, 100, 40])])), "is not a box"),
+        (json.dumps(step(bubbles=[bubble(bbox=[10, 10, 100])])), "bbox"),
+        (json.dumps(step(bubbles=[bubble(bbox=[10.5, 10, 100, 40])])), "bbox"),
+        (json.dumps(step(bubbles=[bubble(bbox="10,10,100,40")])), "bbox"),
+        (json.dumps(step(bubbles=[bubble()] * 501)), "501 bubbles"),
+        (
+            json.dumps({"layout": {"left": "talker", "right": "user"}, "bubbles": []}),
+            "participants",
+        ),
+        (json.dumps(step(bubbles=[bubble(speaker=None)])), "speaker"),
+        ('{"a": NaN}', "not valid JSON"),
+    ],
+)
+def test_rejected_answers(text: str, why: str) -> None:
+    with pytest.raises(StrategyError) as info:
+        parse_merge_step(text)
+    assert info.value.kind == "invalid_output"
+    assert why in info.value.detail, info.value.detail
+
+
+def test_empty_conversation_is_valid() -> None:
+    result = parse_merge_step(json.dumps(step(bubbles=[])))
+    assert result.bubbles == []
+    assert result.conversation == []
+
+
+def test_ties_sort_by_x() -> None:
+    bubbles = [
+        bubble(speaker="user", side="right", bbox=[400, 100, 500, 140], text="b"),
+        bubble(bbox=[10, 100, 100, 140], text="a"),
+    ]
+    result = parse_merge_step(json.dumps(step(bubbles=bubbles)))
+    assert [b.text for b in result.bubbles] == ["a", "b"]
+
+
+def test_text_is_stripped() -> None:
+    result = parse_merge_step(json.dumps(step(bubbles=[bubble(text="  hi \n")])))
+    assert result.bubbles[0].text == "hi"
+
+
+def test_first_json_object_gives_up_on_garbage() -> None:
+    with pytest.raises(StrategyError):
+        first_json_object("{" * 10_000)
+    assert first_json_object('x {"a": 1} {"b": 2}') == ({"a": 1}, None)
