@@ -29,8 +29,11 @@ import trio
 
 from daemon import __version__, systemd
 from daemon.errors import ServerError
+from daemon.providers import Provider
+from daemon.race import RaceManager
 from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
+from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -51,7 +54,14 @@ class App:
         self.config = config
         self.store = store
         self.supervisor = Supervisor(config.llm.max_background_tasks)
-        self.service = Service(config, self.supervisor, store)
+        self.providers = {
+            name: Provider.from_config(name, provider)
+            for name, provider in config.providers.items()
+        }
+        self.races = RaceManager(
+            config, store, self.supervisor, self.providers, Stats(config.strategies)
+        )
+        self.service = Service(config, self.supervisor, store, self.races)
         self._drain_requested = trio.Event()
         self._root: trio.Nursery | None = None
 
@@ -127,6 +137,9 @@ class App:
                 root.cancel_scope.cancel(reason="drained")
         finally:
             self._root = None
+            with trio.move_on_after(5, shield=True):
+                for provider in self.providers.values():
+                    await provider.aclose()
             if bound is not None:
                 bound.close()
             else:

@@ -172,3 +172,18 @@ class MergeStep(msgspec.Struct, frozen=True, kw_only=True):
     bubbles: list[Bubble]
     conversation: list[Message]
     summary: str | None = None
+
+
+class AnswerProvenance(msgspec.Struct, frozen=True, kw_only=True):
+    strategy: str
+    model: str
+    cached: bool
+    event_id: int | None
+    created_at: float
+    latency_ms: float
+
+
+class AnalyzeResult(msgspec.Struct, frozen=True, kw_only=True):
+    result: MergeStep
+    provenance: AnswerProvenance
+    pending: list[str]

@@ -196,6 +196,24 @@ class ListParams(Params, frozen=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
 
 
+class ImageParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    path: str | None = None
+    url: str | None = None
+    data: str | None = None
+    mime: str | None = None
+
+
+class AnalyzeParams(Params, frozen=True):
+    conversation_id: SessionId
+    image: ImageParams | None = None
+    resource: Resource | None = None
+    scene: Scene = ""
+    category: Category = "context_analysis"
+    refresh: bool = False
+    wait: Literal["first", "best"] = "first"
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+
+
 class BestParams(Params, frozen=True):
     session_id: SessionId
     category: Category

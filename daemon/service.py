@@ -19,19 +19,22 @@ import trio
 
 from daemon import __version__
 from daemon.errors import InvalidParams, Overloaded, UnstorablePayload
+from daemon.inputs import load_image
+from daemon.logs import conversation
 from daemon.models import (
+    AnalyzeResult,
     AppendResult,
     BackgroundStatus,
     BestResult,
-    CacheStatus,
+    CacheKey,
     DrainStatus,
     EventsResult,
     HealthResult,
     State,
     StatusResult,
-    StrategyStatus,
 )
 from daemon.protocol import (
+    AnalyzeParams,
     AppendParams,
     BestParams,
     ListParams,
@@ -39,29 +42,48 @@ from daemon.protocol import (
     NoParams,
     openrpc_document,
 )
+from daemon.race import MissingInput
 
 if TYPE_CHECKING:
     from daemon.config import Config
+    from daemon.race import RaceManager
     from daemon.store import Store
     from daemon.supervisor import Supervisor
 
 
 class Service:
-    def __init__(self, config: Config, supervisor: Supervisor, store: Store) -> None:
+    def __init__(
+        self,
+        config: Config,
+        supervisor: Supervisor,
+        store: Store,
+        races: RaceManager,
+    ) -> None:
         self.config = config
         self.supervisor = supervisor
         self.store = store
+        self.races = races
+        self.stats = races.stats
         self.state: State = "starting"
         self.connections = 0
         self.in_flight = 0
         self.max_in_flight = config.socket.max_in_flight
-        self.cache = CacheStatus()
         self._started = time.monotonic()
         self._unanswered = 0
         self._all_answered = trio.Event()
         self.methods: dict[str, Method] = {}
         self._discover: msgspec.Raw | None = None
+        analyze = Method(
+            "analyze",
+            AnalyzeParams,
+            AnalyzeResult,
+            self.analyze,
+            "The conversation in a chat screenshot: from the cache, or the race.",
+        )
+        merge_step = msgspec.structs.replace(analyze, name="merge_step", alias_of="analyze")
         for method in (
+            analyze,
+            merge_step,
             Method(
                 "status",
                 NoParams,
@@ -177,17 +199,38 @@ class Service:
                 by_strategy=dict(self.supervisor.by_name),
             ),
             store=self.store.status(),
-            cache=self.cache,
-            strategies={
-                s.name: StrategyStatus(model=s.model or s.kind, rank=s.rank)
-                for s in self.config.strategies
-            },
+            cache=self.stats.cache(),
+            strategies=self.stats.by_strategy(),
             drain=DrainStatus(
                 deadline_s=None
                 if deadline is None
                 else round(max(0.0, deadline - trio.current_time()), 3)
             ),
         )
+
+    async def analyze(self, params: AnalyzeParams) -> AnalyzeResult:
+        with conversation(params.conversation_id):
+            image, resource = None, params.resource
+            if params.image is not None:
+                image, default_resource = await load_image(params.image, self.config.inputs)
+                resource = resource or default_resource
+            if resource is None:
+                raise InvalidParams("invalid params: give image, or resource of a cached result")
+            key = CacheKey(params.conversation_id, params.category, resource, params.scene)
+            timeout = params.timeout or self.config.llm.request_timeout
+            try:
+                return await self.races.analyze(
+                    key,
+                    image,
+                    wait=params.wait,
+                    refresh=params.refresh,
+                    deadline=trio.current_time() + timeout,
+                )
+            except MissingInput:
+                raise InvalidParams(
+                    f"invalid params: resource {resource[:100]!r} is not cached; send the image",
+                    {"resource": resource[:100]},
+                ) from None
 
     async def events_append(self, params: AppendParams) -> AppendResult:
         try:

@@ -12,7 +12,9 @@ import trio
 from daemon.config import Config
 from daemon.framing import LineReader
 from daemon.protocol import Method, Params
+from daemon.race import RaceManager
 from daemon.service import Service
+from daemon.stats import Stats
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 
@@ -65,7 +67,9 @@ def register_test_methods(service: Service, finished: list[str] | None = None) -
 
 
 def make_service(config: Config, store: Store) -> Service:
-    service = Service(config, Supervisor(config.llm.max_background_tasks), store)
+    supervisor = Supervisor(config.llm.max_background_tasks)
+    races = RaceManager(config, store, supervisor, {}, Stats(config.strategies))
+    service = Service(config, supervisor, store, races)
     service.state = "serving"
     register_test_methods(service)
     return service

@@ -10,7 +10,9 @@ import msgspec
 import pytest
 
 from clients import ctl
+from daemon.race import RaceManager
 from daemon.service import Service
+from daemon.stats import Stats
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory
@@ -29,7 +31,8 @@ class StubClient:
 async def real_status(make_config: ConfigFactory, state: str) -> dict[str, Any]:
     config = make_config()
     store = Store.open(config.store, config.rank_of())
-    service = Service(config, Supervisor(8), store)
+    races = RaceManager(config, store, Supervisor(8), {}, Stats(config.strategies))
+    service = Service(config, Supervisor(8), store, races)
     service.state = state  # type: ignore[assignment]
     try:
         result: dict[str, Any] = msgspec.to_builtins(await service.status(None))  # type: ignore[arg-type]

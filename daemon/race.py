@@ -1,0 +1,464 @@
+"""The strategy race: rank rules, single flight, hand-off to the supervisor.
+
+A ``Race`` exists per cache key while any of its legs runs (single flight:
+a second ``analyze`` for the key joins it, ``cache.coalesced``). Every leg is
+a task of the supervisor's nursery from the start, so nothing a request does
+(answering, timing out, disconnecting) cancels it; a request only waits on
+the race's events under its own deadline. Legs are started before any
+per-leg work, so none gets a head start.
+
+Rules (SPEC §4):
+
+* a valid result is appended to the store before anyone is answered with it;
+* a result is accepted only if it outranks every result accepted so far; once
+  one is accepted, lower-ranked legs still running are cancelled;
+* the first accepted result answers ``wait: "first"``; legs of a higher rank
+  still running are then handed off as background tasks (within
+  ``llm.max_background_tasks``, else cancelled with a warning) and cancelled
+  ``llm.premium_cache_timeout`` after that answer;
+* ``wait: "best"`` is answered when no running leg can beat what is accepted;
+* a leg's failure (error, timeout, invalid output) is recorded and never
+  touches another leg; when every leg has failed, waiters get -32001.
+
+The log lines are the ones the operators know from the old orchestrator
+(SPEC §6), each tagged with the conversation id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import msgspec
+import trio
+
+from daemon.errors import (
+    AllStrategiesFailed,
+    DeadlineExceeded,
+    StoreError,
+    StrategyError,
+    StrategyErrorKind,
+)
+from daemon.extract import parse_merge_step
+from daemon.logs import conversation
+from daemon.models import (
+    AnalyzeResult,
+    AnswerProvenance,
+    CacheKey,
+    Event,
+    MergeStep,
+    Provenance,
+)
+
+if TYPE_CHECKING:
+    from daemon.config import Config, StrategyConfig
+    from daemon.providers import Completion, ImageInput, Provider
+    from daemon.stats import Stats
+    from daemon.store import Store
+    from daemon.supervisor import Supervisor, TaskHandle
+
+logger = logging.getLogger(__name__)
+
+STORE_GRACE: Final = 10.0  # seconds a result in hand may take to be stored, shielded
+Wait = Literal["first", "best"]
+
+
+class _Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    step: MergeStep
+    strategy: str
+    model: str
+    event_id: int | None
+    created_at: float
+
+
+class Leg:
+    __slots__ = ("background", "cancel_reason", "deadline", "error", "handle", "state", "strategy")
+
+    def __init__(self, strategy: StrategyConfig) -> None:
+        self.strategy = strategy
+        self.state: Literal["running", "done", "failed"] = "running"
+        self.error: StrategyError | None = None
+        self.handle: TaskHandle | None = None
+        self.background = False
+        self.cancel_reason: str | None = None
+        self.deadline = math.inf
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+    @property
+    def rank(self) -> int:
+        return self.strategy.rank
+
+
+class Race:
+    def __init__(self, manager: RaceManager, key: CacheKey, image: ImageInput, race_id: str):
+        self.manager = manager
+        self.key = key
+        self.image = image
+        self.race_id = race_id
+        self.legs: dict[str, Leg] = {}
+        self.first = trio.Event()  # an answer exists, or every leg has ended
+        self.best = trio.Event()  # nothing running can beat the accepted answer
+        self.accepted: _Accepted | None = None
+        self.best_rank = -math.inf
+        self.answered_at: float | None = None
+        self.started_at = trio.current_time()
+
+    def running(self) -> list[Leg]:
+        return [leg for leg in self.legs.values() if leg.state == "running"]
+
+    def pending(self) -> list[str]:
+        return [leg.name for leg in sorted(self.running(), key=lambda leg: -leg.rank)]
+
+    def failures(self) -> dict[str, dict[str, str]]:
+        return {
+            leg.name: {"error": leg.error.kind, "detail": leg.error.detail}
+            for leg in self.legs.values()
+            if leg.error is not None
+        }
+
+    def start(self, strategies: list[StrategyConfig], *, background: bool) -> None:
+        """Start one leg per strategy, all before any of them runs."""
+        for strategy in strategies:
+            self.legs[strategy.name] = Leg(strategy)
+        supervisor = self.manager.supervisor
+        deadline = math.inf
+        if background:  # an upgrade: nobody waits, the premium timeout runs now
+            deadline = trio.current_time() + self.manager.config.llm.premium_cache_timeout
+        for leg in list(self.legs.values()):
+            leg.background = background
+            leg.deadline = deadline
+            leg.handle = supervisor.spawn(
+                leg.name, self._run_leg, leg, deadline=deadline, background=background
+            )
+            if leg.handle is None:  # the background cap
+                self._end(leg, StrategyError("cancelled", "background task cap reached"))
+
+    # ------------------------------------------------------------ one leg --
+
+    async def _run_leg(self, leg: Leg) -> None:
+        with conversation(self.key.session_id):
+            started = trio.current_time()
+            counters = self.manager.stats.strategies.get(leg.name)
+            if counters is not None:
+                counters.calls += 1
+            try:
+                completion = await self._call(leg)
+                if leg.background:
+                    logger.info("Background: Premium task completed, processing result")
+                step = parse_merge_step(completion.text)
+            except StrategyError as error:
+                if leg.background and error.kind == "timeout":
+                    logger.warning("Premium task timeout after %gs", leg.strategy.timeout)
+                self._end(leg, error)
+                return
+            finally:
+                # Cancelled (Cancelled is on its way up): say why, once.
+                if leg.state == "running" and self._cancelled_now(leg):
+                    self._end(leg, self._cancellation(leg))
+            ms = (trio.current_time() - started) * 1000
+            if counters is not None:
+                counters.latencies_ms.append(ms)
+            await self._accept(leg, step, completion, ms)
+
+    def _cancelled_now(self, leg: Leg) -> bool:
+        assert leg.handle is not None
+        return leg.handle.scope.cancel_called or trio.current_time() >= leg.deadline
+
+    def _cancellation(self, leg: Leg) -> StrategyError:
+        if leg.cancel_reason is not None:
+            return StrategyError("cancelled", leg.cancel_reason)
+        if trio.current_time() >= leg.deadline:
+            timeout = self.manager.config.llm.premium_cache_timeout
+            logger.warning("Premium task timeout after %gs", timeout)
+            return StrategyError("timeout", f"premium_cache_timeout ({timeout:g}s) passed")
+        logger.info("Premium caching cancelled")
+        return StrategyError("cancelled", "cancelled (daemon stopping)")
+
+    async def _call(self, leg: Leg) -> Completion:
+        strategy = leg.strategy
+        provider = self.manager.providers.get(strategy.provider or "")
+        if strategy.kind != "openai_chat" or provider is None:
+            raise StrategyError("not_configured", f"no runnable {strategy.kind} strategy here")
+        try:
+            with trio.fail_after(strategy.timeout):
+                return await provider.complete(strategy, self.image)
+        except trio.TooSlowError:
+            raise StrategyError("timeout", f"no answer within {strategy.timeout:g}s") from None
+
+    async def _accept(self, leg: Leg, step: MergeStep, completion: Completion, ms: float) -> None:
+        if leg.rank <= self.best_rank:  # something at least as good is accepted
+            self._end(leg, None)
+            return
+        self.best_rank = leg.rank
+        for other in self.running():
+            if other is not leg and other.rank < leg.rank:
+                other.cancel_reason = "higher-ranked result accepted"
+                if other.handle is not None:
+                    other.handle.scope.cancel(reason="higher-ranked result accepted")
+        model = completion.served_model or leg.strategy.model
+        if leg.background:
+            logger.info("Background: Premium result is valid")
+            logger.info("Background: Logging premium extraction details")
+        log_extraction(leg.name, model, step)
+        payload: dict[str, Any] = msgspec.to_builtins(step)
+        payload["_model"] = model
+        payload["_strategy"] = leg.name
+        provenance = Provenance(
+            latency_ms=round(ms, 1),
+            provider=leg.strategy.provider,
+            requested_model=leg.strategy.model,
+            served_model=completion.served_model,
+            usage=completion.usage,
+            race_id=self.race_id,
+        )
+        event_id = None
+        key = self.key
+        # A valid result in hand is stored even if its leg is cancelled now.
+        with trio.CancelScope(shield=True), trio.move_on_after(STORE_GRACE):
+            try:
+                event_id = await self.manager.store.append(
+                    key.session_id, key.category, key.resource, key.scene, payload, provenance
+                )
+            except StoreError as exc:
+                logger.error("Failed to cache premium result: %s", exc)
+        if event_id is not None and leg.background:
+            logger.info("Background: Premium result cached successfully")
+        counters = self.manager.stats.strategies.get(leg.name)
+        if counters is not None:
+            counters.wins += 1
+            if completion.usage is not None and completion.usage.total_tokens:
+                counters.tokens += completion.usage.total_tokens
+        self.accepted = _Accepted(
+            step=step, strategy=leg.name, model=model, event_id=event_id, created_at=time.time()
+        )
+        self._end(leg, None)
+        if not self.first.is_set():
+            self.answered_at = trio.current_time()
+            self.first.set()
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        """The answer is out: higher-ranked legs go on in the background."""
+        supervisor = self.manager.supervisor
+        timeout = self.manager.config.llm.premium_cache_timeout
+        assert self.answered_at is not None
+        for leg in self.running():
+            if leg.background or leg.handle is None:
+                continue
+            if supervisor.adopt(leg.handle):
+                leg.background = True
+                leg.deadline = self.answered_at + timeout
+                supervisor.set_deadline(leg.handle, leg.deadline)
+                logger.info("Premium task still running, will cache in background")
+                logger.info("Background: Waiting for premium task to complete...")
+            else:
+                leg.cancel_reason = "background task cap reached"
+                leg.handle.scope.cancel(reason="background task cap reached")
+
+    def _end(self, leg: Leg, error: StrategyError | None) -> None:
+        if leg.state != "running":
+            return
+        leg.state = "failed" if error is not None else "done"
+        leg.error = error
+        if error is not None:
+            self._count_failure(leg, error)
+            if leg.background and error.kind not in ("timeout", "cancelled"):
+                logger.warning("Failed to cache premium result: %s", error)
+            elif not leg.background:
+                logger.info("%s failed: %s", leg.name, error)
+            self.manager.failed_at[(self.key, leg.name)] = trio.current_time()
+        running = self.running()
+        if not running or all(other.rank <= self.best_rank for other in running):
+            self.best.set()
+        if not running:
+            self.first.set()
+            self.manager.finished(self)
+
+    def _count_failure(self, leg: Leg, error: StrategyError) -> None:
+        counters = self.manager.stats.strategies.get(leg.name)
+        if counters is None:
+            return
+        field: dict[StrategyErrorKind, str] = {
+            "invalid_output": "invalid",
+            "timeout": "timeouts",
+            "cancelled": "cancelled",
+        }
+        name = field.get(error.kind, "errors")
+        setattr(counters, name, getattr(counters, name) + 1)
+
+
+def log_extraction(strategy: str, model: str, step: MergeStep) -> None:
+    """The extraction detail lines of SPEC §6."""
+    tag = f"{strategy}|{model}"
+    p = step.participants
+    logger.info("merge_step [%s] Participants: User='%s', Target='%s'", tag, p.user, p.talker)
+    logger.info("FINAL [%s] Layout: left=%s, right=%s", tag, step.layout.left, step.layout.right)
+    logger.info("FINAL [%s] Extracted %d bubbles (sorted top->bottom):", tag, len(step.bubbles))
+    for i, b in enumerate(step.bubbles, start=1):
+        box = ",".join(str(v) for v in b.bbox)
+        logger.info("  [%d] %s(%s) OK bbox=[%s]: %s", i, b.speaker, b.side, box, b.text)
+
+
+class RaceManager:
+    """The races in flight, by key, and what every race needs."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        supervisor: Supervisor,
+        providers: dict[str, Provider],
+        stats: Stats,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.supervisor = supervisor
+        self.providers = providers
+        self.stats = stats
+        self.races: dict[CacheKey, Race] = {}
+        self.failed_at: dict[tuple[CacheKey, str], float] = {}
+        self._ids = itertools.count(1)
+        self._rank_of = config.rank_of()
+        self.top_rank = max((s.rank for s in config.strategies), default=0)
+
+    def finished(self, race: Race) -> None:
+        if self.races.get(race.key) is race:
+            del self.races[race.key]
+        if len(self.failed_at) > 10_000:  # forget failures older than the retry window
+            horizon = trio.current_time() - self.config.llm.upgrade_retry_after
+            self.failed_at = {k: t for k, t in self.failed_at.items() if t >= horizon}
+
+    def _new_race(self, key: CacheKey, image: ImageInput) -> Race:
+        race_id = f"{int(time.time())}-{next(self._ids)}"
+        return Race(self, key, image, race_id)
+
+    async def analyze(
+        self,
+        key: CacheKey,
+        image: ImageInput | None,
+        *,
+        wait: Wait,
+        refresh: bool,
+        deadline: float,
+    ) -> AnalyzeResult:
+        """Answer from the cache, or from a race (joined or started).
+
+        Raises DeadlineExceeded (the race goes on), AllStrategiesFailed, or
+        MissingInput when the key is not cached and no image was given."""
+        started = trio.current_time()
+        if not refresh:
+            event = self.store.best(key.session_id, key.category, key.resource, key.scene)
+            step = _cached_step(event)
+            if event is not None and step is not None:
+                rank = self._rank_of(event.strategy)
+                if wait == "first" or rank >= self.top_rank:
+                    return self._from_cache(key, event, step, image, rank, started)
+        race = self.races.get(key)
+        if race is not None:
+            self.stats.coalesced += 1
+        else:
+            if image is None:
+                raise MissingInput()
+            self.stats.misses += 1
+            race = self._new_race(key, image)
+            self.races[key] = race
+            race.start(list(self.config.strategies), background=False)
+        with trio.move_on_at(deadline):
+            await (race.first if wait == "first" else race.best).wait()
+        accepted = race.accepted
+        if accepted is None:
+            if not race.first.is_set() or (wait == "best" and not race.best.is_set()):
+                raise DeadlineExceeded(data={"pending": race.pending()})
+            raise AllStrategiesFailed(data={"strategies": race.failures()})
+        if wait == "best" and not race.best.is_set():
+            raise DeadlineExceeded(data={"pending": race.pending()})
+        logger.info(
+            "merge_step [%s|%s] Conversation: %d messages",
+            accepted.strategy,
+            accepted.model,
+            len(accepted.step.conversation),
+        )
+        return AnalyzeResult(
+            result=accepted.step,
+            provenance=AnswerProvenance(
+                strategy=accepted.strategy,
+                model=accepted.model,
+                cached=False,
+                event_id=accepted.event_id,
+                created_at=accepted.created_at,
+                latency_ms=round((trio.current_time() - started) * 1000, 1),
+            ),
+            pending=race.pending(),
+        )
+
+    def _from_cache(
+        self,
+        key: CacheKey,
+        event: Event,
+        step: MergeStep,
+        image: ImageInput | None,
+        rank: int,
+        started: float,
+    ) -> AnalyzeResult:
+        self.stats.hits += 1
+        logger.info(
+            "merge_step [CACHED|%s|%s] Conversation: %d messages",
+            event.strategy,
+            event.model,
+            len(step.conversation),
+        )
+        pending: list[str] = []
+        if rank < self.top_rank and image is not None:
+            pending = self._upgrade(key, image, rank)
+        return AnalyzeResult(
+            result=step,
+            provenance=AnswerProvenance(
+                strategy=event.strategy,
+                model=event.model,
+                cached=True,
+                event_id=event.id,
+                created_at=event.ts,
+                latency_ms=round((trio.current_time() - started) * 1000, 1),
+            ),
+            pending=pending,
+        )
+
+    def _upgrade(self, key: CacheKey, image: ImageInput, rank: int) -> list[str]:
+        """Start the strategies that outrank a cached event, in the background,
+        unless one is running or failed within ``llm.upgrade_retry_after``."""
+        if key in self.races:
+            return self.races[key].pending()
+        now = trio.current_time()
+        window = self.config.llm.upgrade_retry_after
+        better = [s for s in self.config.strategies if s.rank > rank]
+        if not better or any(
+            now - self.failed_at.get((key, s.name), -math.inf) < window for s in better
+        ):
+            return []
+        self.stats.upgrades += 1
+        race = self._new_race(key, image)
+        race.best_rank = rank  # only a better result is worth storing
+        self.races[key] = race
+        logger.info("Upgrading the cached %s result in the background", rank)
+        race.start(better, background=True)
+        return race.pending()
+
+
+class MissingInput(Exception):
+    """Not in the cache, and no image to race on."""
+
+
+def _cached_step(event: Event | None) -> MergeStep | None:
+    if event is None:
+        return None
+    try:
+        return msgspec.convert(event.payload, MergeStep)
+    except msgspec.ValidationError:
+        logger.warning("cached event %d is not a MergeStep; racing instead", event.id)
+        return None
