@@ -30,7 +30,7 @@ import itertools
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import msgspec
 import trio
@@ -57,8 +57,26 @@ if TYPE_CHECKING:
     from daemon.config import Config, StrategyConfig
     from daemon.providers import Completion, ImageInput, Provider
     from daemon.stats import Stats
-    from daemon.store import Store
     from daemon.supervisor import Supervisor, TaskHandle
+
+
+class EventStore(Protocol):
+    """What the race needs of the store (``daemon.store.Store`` in the daemon)."""
+
+    def best(
+        self, session_id: str, category: str, resource: str, scene: str = ""
+    ) -> Event | None: ...
+
+    async def append(
+        self,
+        session_id: str,
+        category: str,
+        resource: str,
+        scene: str,
+        payload: dict[str, Any],
+        provenance: Provenance | None = None,
+    ) -> int: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -311,7 +329,7 @@ class RaceManager:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: EventStore,
         supervisor: Supervisor,
         providers: dict[str, Provider],
         stats: Stats,
@@ -351,6 +369,12 @@ class RaceManager:
 
         Raises DeadlineExceeded (the race goes on), AllStrategiesFailed, or
         MissingInput when the key is not cached and no image was given."""
+        with conversation(key.session_id):
+            return await self._analyze(key, image, wait, refresh, deadline)
+
+    async def _analyze(
+        self, key: CacheKey, image: ImageInput | None, wait: Wait, refresh: bool, deadline: float
+    ) -> AnalyzeResult:
         started = trio.current_time()
         if not refresh:
             event = self.store.best(key.session_id, key.category, key.resource, key.scene)

@@ -1,0 +1,354 @@
+"""Every rule of SPEC §4, in virtual time, with scripted providers and a memory store."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from collections.abc import Iterator
+
+import pytest
+import trio
+import trio.testing
+
+from daemon.config import Config
+from daemon.errors import AllStrategiesFailed, DeadlineExceeded
+from daemon.logs import setup_logging
+from daemon.models import AnalyzeResult, CacheKey
+from daemon.providers import ImageInput
+from daemon.race import MissingInput, Wait
+from tests.conftest import ConfigFactory
+from tests.race_fakes import IMAGE, Behaviour, Harness, harness
+
+KEY = CacheKey("conv-1", "context_analysis", "sha256:abc", "")
+FAST, SLOW = "fast-model", "slow-model"  # multimodal (rank 1), premium (rank 2)
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory) -> Config:
+    return make_config(
+        llm={"premium_cache_timeout": 30, "max_background_tasks": 8, "upgrade_retry_after": 600},
+        strategies=[
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
+            {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
+        ],
+    )
+
+
+@pytest.fixture
+def log() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    handler = setup_logging("INFO", "text", [], out)
+    yield out
+    logging.getLogger("daemon").removeHandler(handler)
+    logging.getLogger("daemon").propagate = True
+
+
+def messages(out: io.StringIO) -> list[str]:
+    """``[conversation] message`` of every line, without the time and level."""
+    return [line.split(" ", 2)[2] for line in out.getvalue().splitlines() if line[:1].isdigit()]
+
+
+async def analyze(
+    h: Harness,
+    wait: Wait = "first",
+    refresh: bool = False,
+    within: float = 60,
+    key: CacheKey = KEY,
+    image: ImageInput | None = IMAGE,
+) -> AnalyzeResult:
+    deadline = trio.current_time() + within
+    return await h.races.analyze(key, image, wait=wait, refresh=refresh, deadline=deadline)
+
+
+async def test_first_valid_answers_and_premium_is_cached_in_the_background(
+    config: Config, autojump_clock: trio.testing.MockClock, log: io.StringIO
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(10)}) as h:
+        answer = await analyze(h)
+        assert trio.current_time() == pytest.approx(1)
+        assert (answer.provenance.strategy, answer.provenance.model) == ("multimodal", FAST)
+        assert answer.provenance.cached is False
+        assert answer.provenance.event_id == 1
+        assert answer.pending == ["premium"]
+        assert h.store.strategies() == ["multimodal"]  # stored before the answer
+        assert h.supervisor.by_name == {"premium": 1}  # handed off to the supervisor
+        hit = await analyze(h)
+        assert hit.provenance.cached is True  # a call right after the answer is a hit
+        await h.supervisor.wait_idle()
+        assert trio.current_time() == pytest.approx(10)
+        assert h.store.strategies() == ["multimodal", "premium"]
+        best = await analyze(h)
+        assert (best.provenance.strategy, best.provenance.cached) == ("premium", True)
+        stored = h.store.events[1]
+        assert stored.payload["_model"] == SLOW
+        assert stored.provenance is not None
+        assert stored.provenance.usage is not None
+        assert stored.provenance.usage.total_tokens == 110
+        assert stored.provenance.requested_model == SLOW
+    lines = messages(log)
+    expected = [
+        f"[conv-1] merge_step [multimodal|{FAST}] Participants: User='Zhang', Target='徐康'",
+        f"[conv-1] FINAL [multimodal|{FAST}] Layout: left=talker, right=user",
+        f"[conv-1] FINAL [multimodal|{FAST}] Extracted 2 bubbles (sorted top->bottom):",
+        "[conv-1]   [1] talker(left) OK bbox=[100,200,350,250]: 真的假的",
+        "[conv-1]   [2] user(right) OK bbox=[400,300,700,350]: 真的",
+        "[conv-1] Premium task still running, will cache in background",
+        "[conv-1] Background: Waiting for premium task to complete...",
+        f"[conv-1] merge_step [multimodal|{FAST}] Conversation: 2 messages",
+        f"[conv-1] merge_step [CACHED|multimodal|{FAST}] Conversation: 2 messages",
+        "[conv-1] Background: Premium task completed, processing result",
+        "[conv-1] Background: Premium result is valid",
+        "[conv-1] Background: Logging premium extraction details",
+        f"[conv-1] merge_step [premium|{SLOW}] Participants: User='Zhang', Target='徐康'",
+        f"[conv-1] FINAL [premium|{SLOW}] Layout: left=talker, right=user",
+        f"[conv-1] FINAL [premium|{SLOW}] Extracted 2 bubbles (sorted top->bottom):",
+        "[conv-1]   [1] talker(left) OK bbox=[100,200,350,250]: 真的假的",
+        "[conv-1]   [2] user(right) OK bbox=[400,300,700,350]: 真的",
+        "[conv-1] Background: Premium result cached successfully",
+        f"[conv-1] merge_step [CACHED|premium|{SLOW}] Conversation: 2 messages",
+    ]
+    assert [line for line in lines if "INFO" not in line] == expected
+
+
+async def test_invalid_fast_result_lets_the_premium_answer(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(
+        config, {FAST: Behaviour(1, text="sorry, no JSON"), SLOW: Behaviour(10)}
+    ) as h:
+        answer = await analyze(h)
+        assert trio.current_time() == pytest.approx(10)
+        assert answer.provenance.strategy == "premium"
+        assert answer.pending == []
+        assert h.races.stats.strategies["multimodal"].invalid == 1
+        assert h.store.strategies() == ["premium"]
+
+
+async def test_premium_first_answers_and_cancels_the_multimodal(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(1)}) as h:
+        answer = await analyze(h)
+        assert trio.current_time() == pytest.approx(1)
+        assert answer.provenance.strategy == "premium"
+        assert answer.pending == []
+        await h.supervisor.wait_idle()
+        assert trio.current_time() == pytest.approx(1)  # cancelled, not awaited
+        stats = h.races.stats.strategies
+        assert (stats["multimodal"].cancelled, stats["premium"].wins) == (1, 1)
+        assert h.store.strategies() == ["premium"]
+
+
+async def test_lower_ranked_result_never_replaces_a_higher_one(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        await analyze(h, wait="best")
+        h.models.behaviours[SLOW] = Behaviour(1, status=503)
+        fresh = await analyze(h, refresh=True)  # only the multimodal can answer now
+        assert fresh.provenance.strategy == "multimodal"
+        await h.supervisor.wait_idle()
+        assert h.store.strategies() == ["multimodal", "premium", "multimodal"]
+        served = await analyze(h)
+        assert (served.provenance.strategy, served.provenance.cached) == ("premium", True)
+
+
+async def test_premium_is_cancelled_premium_cache_timeout_after_the_answer(
+    config: Config, autojump_clock: trio.testing.MockClock, log: io.StringIO
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(100)}) as h:
+        await analyze(h)
+        await h.supervisor.wait_idle()
+        assert trio.current_time() == pytest.approx(31)
+        assert h.store.strategies() == ["multimodal"]
+        assert h.races.stats.strategies["premium"].timeouts == 1
+    assert "[conv-1] Premium task timeout after 30s" in messages(log)
+
+
+async def test_background_cap_cancels_instead_of_handing_off(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, log: io.StringIO
+) -> None:
+    config = make_config(llm={"max_background_tasks": 1, "premium_cache_timeout": 30})
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(10)}) as h:
+        await analyze(h, key=CacheKey("a", "c", "r1"))
+        await analyze(h, key=CacheKey("b", "c", "r2"))
+        assert h.supervisor.count == 1
+        await h.supervisor.wait_idle()
+        assert [e.session_id for e in h.store.events if e.strategy == "premium"] == ["a"]
+        assert h.races.stats.strategies["premium"].cancelled == 1
+    assert any("Background task premium refused: 1 of 1" in m for m in messages(log))
+
+
+async def test_a_client_that_disconnects_cancels_nothing(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(3), SLOW: Behaviour(10)}) as h:
+        with trio.move_on_after(1):  # the client goes away after 1 s
+            await analyze(h)
+        await h.supervisor.wait_idle()
+        assert trio.current_time() == pytest.approx(10)
+        assert h.store.strategies() == ["multimodal", "premium"]
+
+
+async def test_all_strategies_failing(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(
+        config, {FAST: Behaviour(1, status=400), SLOW: Behaviour(2, text="{}")}
+    ) as h:
+        with pytest.raises(AllStrategiesFailed) as info:
+            await analyze(h)
+        failures = info.value.data["strategies"]  # type: ignore[index]
+        assert failures["multimodal"]["error"] == "http_status"
+        assert "HTTP 400" in failures["multimodal"]["detail"]
+        assert failures["premium"]["error"] == "invalid_output"
+        assert info.value.code == -32001
+        assert h.races.races == {}
+
+
+async def test_request_deadline_while_the_race_goes_on(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(8)}) as h:
+        with pytest.raises(DeadlineExceeded) as info:
+            await analyze(h, within=2)
+        assert trio.current_time() == pytest.approx(2)
+        assert info.value.data == {"pending": ["premium", "multimodal"]}
+        await h.supervisor.wait_idle()
+        assert h.store.strategies() == ["multimodal", "premium"]  # still cached
+
+
+async def test_wait_best(config: Config, autojump_clock: trio.testing.MockClock) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(10)}) as h:
+        answer = await analyze(h, wait="best")
+        assert trio.current_time() == pytest.approx(10)
+        assert answer.provenance.strategy == "premium"
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(10)}) as h:
+        await analyze(h)  # caches the multimodal result
+        h.models.behaviours[SLOW] = Behaviour(5)
+        start = trio.current_time()
+        best = await analyze(h, wait="best")  # a lower-ranked event does not count as found
+        assert best.provenance.strategy == "premium"
+        assert best.provenance.cached is False
+        assert trio.current_time() - start == pytest.approx(9)  # joined the running race
+        assert h.models.calls[SLOW] == 1
+
+
+async def test_wait_best_when_the_premium_fails_answers_the_best_there_is(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(3, status=500)}) as h:
+        answer = await analyze(h, wait="best")
+        assert answer.provenance.strategy == "multimodal"
+
+
+async def test_refresh_skips_the_cache_read(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        await analyze(h, wait="best")
+        again = await analyze(h, refresh=True)
+        assert again.provenance.cached is False
+        assert h.models.calls[FAST] == 2
+
+
+async def test_single_flight(config: Config, autojump_clock: trio.testing.MockClock) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(10)}) as h:
+        answers: list[AnalyzeResult] = []
+
+        async def one() -> None:
+            answers.append(await analyze(h))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(one)
+        assert len(answers) == 50
+        assert {a.provenance.strategy for a in answers} == {"multimodal"}
+        await h.supervisor.wait_idle()
+        assert h.models.calls == {FAST: 1, SLOW: 1}
+        assert (h.races.stats.misses, h.races.stats.coalesced) == (1, 49)
+
+
+async def test_upgrade_on_hit(config: Config, autojump_clock: trio.testing.MockClock) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(100, status=503)}) as h:
+        await analyze(h)
+        await h.supervisor.wait_idle()  # the premium failed (503s, then the timeout)
+        h.models.behaviours[SLOW] = Behaviour(5)
+        hit = await analyze(h)
+        assert hit.provenance.cached is True
+        assert hit.pending == []  # failed within upgrade_retry_after: no retry yet
+        await trio.sleep(600)
+        start = trio.current_time()
+        hit = await analyze(h)
+        assert trio.current_time() == start  # the answer is not delayed
+        assert (hit.provenance.strategy, hit.pending) == ("multimodal", ["premium"])
+        again = await analyze(h)  # one upgrade at a time
+        assert again.pending == ["premium"]
+        assert h.races.stats.upgrades == 1
+        await h.supervisor.wait_idle()
+        upgraded = await analyze(h)
+        assert (upgraded.provenance.strategy, upgraded.pending) == ("premium", [])
+        assert h.models.calls[SLOW] == 2
+
+
+async def test_no_image_and_not_cached(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        with pytest.raises(MissingInput):
+            await analyze(h, image=None)
+        await analyze(h, wait="best")
+        cached = await analyze(h, image=None)
+        assert cached.provenance.cached is True
+
+
+async def test_a_strategy_without_api_key_is_not_configured(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        h.races.providers["fake"]._api_key = None
+        with pytest.raises(AllStrategiesFailed) as info:
+            await analyze(h)
+        kinds = {k: v["error"] for k, v in info.value.data["strategies"].items()}  # type: ignore[index]
+        assert kinds == {"multimodal": "not_configured", "premium": "not_configured"}
+        assert trio.current_time() == 0
+
+
+async def test_store_failure_still_answers(
+    config: Config, autojump_clock: trio.testing.MockClock, log: io.StringIO
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(10)}) as h:
+        h.store.fail = True
+        answer = await analyze(h)
+        assert answer.provenance.event_id is None
+    assert any("Failed to cache premium result: disk on fire" in m for m in messages(log))
+
+
+async def test_drain_deadline_cancels_background_premium(
+    config: Config, autojump_clock: trio.testing.MockClock, log: io.StringIO
+) -> None:
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(25)}) as h:
+        await analyze(h)
+        h.supervisor.set_drain_deadline(trio.current_time() + 5)
+        await h.supervisor.wait_idle()
+        assert trio.current_time() == pytest.approx(6)
+        assert h.races.stats.strategies["premium"].cancelled == 1
+    assert "[conv-1] Premium caching cancelled" in messages(log)
+
+
+def test_percentiles_of_the_window() -> None:
+    from daemon.stats import StrategyCounters
+
+    counters = StrategyCounters("m", 1)
+    assert counters.status().latency_ms.p50 is None
+    counters.latencies_ms.extend(float(i) for i in range(1, 101))
+    status = counters.status()
+    assert (status.latency_ms.p50, status.latency_ms.p95, status.latency_ms.p99) == (
+        51.0,
+        96.0,
+        100.0,
+    )
+    assert not math.isnan(status.latency_ms.p50 or 0)
+    json.dumps(status.__struct_fields__)
