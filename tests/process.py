@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Daemon:
     """``python -m tests.testd`` on a config under ``root``; stderr goes to a file."""
 
-    def __init__(self, root: Path, **sections: Any) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None, **sections: Any) -> None:
         self.root = root
+        self.env = env or {}
         self.config_path = root / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config_data(root, **sections)))
         self.socket_path = str(root / "ctxd.sock")
@@ -37,7 +38,7 @@ class Daemon:
             cwd=ROOT,
             stdout=self._log,
             stderr=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         if wait:
             self.wait_ready()
