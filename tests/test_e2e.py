@@ -79,7 +79,7 @@ def test_fast_answer_cache_hit_then_premium_from_cache(short_tmp: Path, fake: Fa
             key = {
                 "session_id": "conv-e2e",
                 "category": "context_analysis",
-                "resource": first["result"] and hit["provenance"] and _resource(client),
+                "resource": "sha256:" + hashlib.sha256(PNG).hexdigest(),  # the default key
             }
             wait_for(lambda: client.call("events.best", key)["event"]["strategy"] == "premium")
             premium = analyze(client, "conv-e2e", path)
