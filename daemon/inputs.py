@@ -45,6 +45,17 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+def url_ok(url: str) -> bool:
+    """An http(s) URL of sane length without whitespace."""
+    parts = urlsplit(url)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and len(url) <= MAX_URL
+        and not any(c.isspace() for c in url)
+    )
+
+
 def _within(path: str, dirs: list[str]) -> bool:
     for allowed in dirs:
         root = os.path.realpath(allowed)
@@ -118,7 +129,7 @@ async def load_image(image: ImageParams, config: InputsConfig) -> tuple[ImageInp
         parts = urlsplit(image.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise BadInput("image.url must be an http:// or https:// URL")
-        if len(image.url) > MAX_URL or any(c.isspace() for c in image.url):
+        if not url_ok(image.url):
             raise BadInput(f"image.url must be at most {MAX_URL} characters, without spaces")
         return ImageInput(image.url), image.url
     if image.data is not None:

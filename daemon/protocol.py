@@ -237,6 +237,9 @@ class Method(msgspec.Struct, frozen=True):
     # The handler never blocks (no await that waits): the connection's reader
     # runs it itself instead of starting a task for it.
     inline: bool = False
+    # A synchronous path the reader tries first (a cache hit); None from it
+    # means "take the normal path".
+    fast: Callable[[Any], Any] | None = None
     alias_of: str | None = None
 
 

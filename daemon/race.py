@@ -372,17 +372,29 @@ class RaceManager:
         with conversation(key.session_id):
             return await self._analyze(key, image, wait, refresh, deadline)
 
+    def cached_answer(
+        self, key: CacheKey, image: ImageInput | None, wait: Wait
+    ) -> AnalyzeResult | None:
+        """Step 1 of SPEC §4: the answer from the cache, if it counts; synchronous."""
+        with conversation(key.session_id):
+            started = trio.current_time()
+            event = self.store.best(key.session_id, key.category, key.resource, key.scene)
+            step = _cached_step(event)
+            if event is None or step is None:
+                return None
+            rank = self._rank_of(event.strategy)
+            if wait == "best" and rank < self.top_rank:
+                return None
+            return self._from_cache(key, event, step, image, rank, started)
+
     async def _analyze(
         self, key: CacheKey, image: ImageInput | None, wait: Wait, refresh: bool, deadline: float
     ) -> AnalyzeResult:
         started = trio.current_time()
         if not refresh:
-            event = self.store.best(key.session_id, key.category, key.resource, key.scene)
-            step = _cached_step(event)
-            if event is not None and step is not None:
-                rank = self._rank_of(event.strategy)
-                if wait == "first" or rank >= self.top_rank:
-                    return self._from_cache(key, event, step, image, rank, started)
+            cached = self.cached_answer(key, image, wait)
+            if cached is not None:
+                return cached
         race = self.races.get(key)
         if race is not None:
             self.stats.coalesced += 1

@@ -124,6 +124,8 @@ class Connection:
             message = _parse(line)
             if self._inline(message):
                 await self._serve(message)
+            elif (answer := self._try_fast(message)) is not None:
+                await self._serve(message, answer)
             else:
                 nursery.start_soon(self._serve, message)
 
@@ -182,10 +184,35 @@ class Connection:
                 wake = min(wake, expiry)
             await trio.sleep_until(wake)
 
-    async def _serve(self, message: _Parsed) -> None:
+    def _try_fast(self, message: _Parsed) -> bytes | None:
+        """The answer of a method's synchronous fast path (a cache hit), or
+        None: then the request takes the normal path, which also produces
+        every error (params, draining, overload) in the usual way."""
+        if isinstance(message, RpcError) or message[0] or not isinstance(message[1][0], Request):
+            return None
+        request = message[1][0]
+        method = self._service.methods.get(request.method)
+        if method is None or method.fast is None or self._service.draining:
+            return None
+        if isinstance(request.id, UnsetType):  # a notification: nothing to answer
+            return None
+        try:
+            params = decode_params(request.params, method.params)
+            with self._service.request():
+                result = method.fast(params)
+            if result is None:
+                return None
+            return ENCODER.encode(ResultResponse(result=result, id=request.id)) + b"\n"
+        except RpcError:
+            return None
+        except Exception:
+            logger.exception("fast path of %.100r failed; taking the normal path", request.method)
+            return None
+
+    async def _serve(self, message: _Parsed, answer: bytes | None = None) -> None:
         try:
             with self._service.answering():
-                response = await self._respond(message)
+                response = answer if answer is not None else await self._respond(message)
                 if response is not None:
                     await self._send(response)
         finally:

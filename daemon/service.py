@@ -19,7 +19,7 @@ import trio
 
 from daemon import __version__
 from daemon.errors import InvalidParams, Overloaded, UnstorablePayload
-from daemon.inputs import load_image
+from daemon.inputs import load_image, url_ok
 from daemon.logs import conversation
 from daemon.models import (
     AnalyzeResult,
@@ -42,6 +42,7 @@ from daemon.protocol import (
     NoParams,
     openrpc_document,
 )
+from daemon.providers import ImageInput
 from daemon.race import MissingInput
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Service:
             AnalyzeResult,
             self.analyze,
             "The conversation in a chat screenshot: from the cache, or the race.",
+            fast=self.analyze_cached,
         )
         merge_step = msgspec.structs.replace(analyze, name="merge_step", alias_of="analyze")
         for method in (
@@ -207,6 +209,23 @@ class Service:
                 else round(max(0.0, deadline - trio.current_time()), 3)
             ),
         )
+
+    def analyze_cached(self, params: AnalyzeParams) -> AnalyzeResult | None:
+        """The cache hit of ``analyze`` when it needs no I/O (no image, or an
+        image URL), answered without a task; None otherwise."""
+        image = params.image
+        if params.refresh or (
+            image is not None and (image.url is None or image.path or image.data)
+        ):
+            return None
+        resource = params.resource or (image.url if image is not None else None)
+        if resource is None:
+            return None
+        key = CacheKey(params.conversation_id, params.category, resource, params.scene)
+        input_ = ImageInput(image.url) if image is not None and image.url is not None else None
+        if input_ is not None and not url_ok(input_.url):
+            return None
+        return self.races.cached_answer(key, input_, params.wait)
 
     async def analyze(self, params: AnalyzeParams) -> AnalyzeResult:
         with conversation(params.conversation_id):

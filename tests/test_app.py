@@ -357,3 +357,36 @@ async def test_events_bad_params(
         assert (await peer.call("events.list", {"session_id": "s"}, id=2))["result"] == {
             "events": []
         }
+
+
+STEP = {
+    "participants": {"user": "u", "talker": "t"},
+    "layout": {"left": "talker", "right": "user"},
+    "bubbles": [{"speaker": "user", "side": "right", "bbox": [5, 5, 50, 20], "text": "yo"}],
+    "conversation": [{"speaker": "user", "text": "yo"}],
+    "summary": None,
+    "_strategy": "premium",
+    "_model": "m",
+}
+
+
+async def test_cache_hit_is_answered_by_the_fast_path(config: Config) -> None:
+    async with running(config) as app:
+        peer = await connect(config)
+        key = {"session_id": "c1", "category": "context_analysis", "resource": "sha256:x"}
+        assert "result" in await peer.call("events.append", {**key, "payload": STEP})
+        params = {"conversation_id": "c1", "resource": "sha256:x"}
+        spawned = app.supervisor.spawned
+        hit = (await peer.call("analyze", params, id=2))["result"]
+        assert hit["provenance"]["cached"] is True
+        assert (hit["provenance"]["strategy"], hit["provenance"]["event_id"]) == ("premium", 1)
+        assert hit["result"]["conversation"] == [{"speaker": "user", "text": "yo"}]
+        merge = (await peer.call("merge_step", params, id=3))["result"]  # the alias
+        assert merge["provenance"]["cached"] is True
+        assert app.races.stats.hits == 2
+        assert app.supervisor.spawned == spawned  # no race, no task
+        await peer.send({"jsonrpc": "2.0", "method": "analyze", "params": params})  # notification
+        refresh = await peer.call("analyze", {**params, "refresh": True}, id=4)
+        assert refresh["error"]["code"] == -32602  # not cached for a refresh, and no image
+        assert "send the image" in refresh["error"]["message"]
+        assert app.races.stats.hits == 3  # the notification was served once, not twice
