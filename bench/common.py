@@ -50,14 +50,17 @@ def process(cmd: list[str], socket_path: str) -> Iterator[subprocess.Popen[bytes
 
 
 @contextmanager
-def daemon(tmp: Path, name: str, extra_config: str = "") -> Iterator[str]:
-    """A ctxd daemon with its own socket and store under ``tmp``; yields the socket."""
+def daemon(tmp: Path, name: str, store_extra: str = "", sections: str = "") -> Iterator[str]:
+    """A ctxd daemon with its own socket and store under ``tmp``; yields the socket.
+
+    ``store_extra`` is added inside the ``store`` mapping (``, key: value``),
+    ``sections`` is more top-level YAML."""
     config = tmp / f"{name}.yaml"
     sock = str(tmp / f"{name}.sock")
     config.write_text(
         f"socket: {{path: {sock}, max_in_flight: 4096}}\n"
-        f"store: {{path: {tmp / name}-store{extra_config}}}\n"
-        "logging: {level: WARNING}\n"
+        f"store: {{path: {tmp / name}-store{store_extra}}}\n"
+        "logging: {level: WARNING}\n" + sections
     )
     with process([sys.executable, "-m", "daemon", "--config", str(config)], sock):
         yield sock

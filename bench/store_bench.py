@@ -78,7 +78,10 @@ def main() -> None:
         header = f"{'conns':>5}  {'mode':<22} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
         print(header)
         print("-" * len(header))
-        modes = [("group commit", ""), ("one fsync per event", ", max_batch_events: 1")]
+        modes = [
+            ("group commit", ""),
+            ("one fsync per event", ", max_batch_events: 1"),
+        ]  # store_extra
         for index, (mode, extra) in enumerate(modes):
             with daemon(tmp, f"store{index}", extra) as path:
                 for conns in (1, 64):

@@ -1,4 +1,4 @@
-"""OpenAI-compatible chat completions on one shared ``httpx.AsyncClient`` per provider.
+"""OpenAI-compatible chat completions on one shared ``httpx2.AsyncClient`` per provider.
 
 ``Provider.complete`` sends ``POST {base_url}/chat/completions`` with the
 screenshot as an ``image_url`` part and ``temperature`` 0, retries what is
@@ -10,7 +10,7 @@ what happened               kind (retried?)
 ==========================  ===============================================
 no API key in the env       ``not_configured`` (no)
 connect/read failure        ``connection`` (yes)
-httpx phase timeout         ``timeout`` (yes)
+httpx2 phase timeout        ``timeout`` (yes)
 408, 409, 429, 5xx          ``http_status`` (yes)
 other 4xx                   ``http_status`` (no)
 200 without usable text     ``invalid_output`` (no)
@@ -38,9 +38,9 @@ import math
 import os
 import random
 import time
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
-import httpx
+import httpx2
 import msgspec
 import trio
 
@@ -48,8 +48,6 @@ from daemon.errors import StrategyError
 from daemon.models import Usage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
-
     from daemon.config import ProviderConfig, StrategyConfig
 
 logger = logging.getLogger(__name__)
@@ -107,7 +105,7 @@ _RESPONSE: Final = msgspec.json.Decoder(_ChatResponse)
 _ENCODER: Final = msgspec.json.Encoder()
 
 
-def retry_delay(headers: httpx.Headers, now: float | None = None) -> float | None:
+def retry_delay(headers: httpx2.Headers, now: float | None = None) -> float | None:
     """The delay a response asks for, when it asks for a sane one (0-60 s)."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms is not None:
@@ -144,7 +142,7 @@ class Provider:
         self,
         name: str,
         config: ProviderConfig,
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         api_key: str | None,
         rng: random.Random | None = None,
     ) -> None:
@@ -156,18 +154,18 @@ class Provider:
 
     @classmethod
     def from_config(
-        cls, name: str, config: ProviderConfig, transport: httpx.AsyncBaseTransport | None = None
+        cls, name: str, config: ProviderConfig, transport: httpx2.AsyncBaseTransport | None = None
     ) -> Provider:
         """A provider with its own pooled client (``transport`` for tests)."""
-        limits = httpx.Limits(
+        limits = httpx2.Limits(
             max_connections=config.max_connections,
             max_keepalive_connections=config.max_connections,
         )
-        client = httpx.AsyncClient(
+        client = httpx2.AsyncClient(
             base_url=config.base_url.rstrip("/") + "/",
             headers=config.headers,
             limits=limits,
-            timeout=httpx.Timeout(120.0, connect=10.0),
+            timeout=httpx2.Timeout(120.0, connect=10.0),
             transport=transport,
         )
         # None: the key's variable is unset (not_configured); "": no key needed.
@@ -237,11 +235,11 @@ class Provider:
         )
         try:
             response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
+        except httpx2.TimeoutException as exc:
             raise _Retryable(
                 StrategyError("timeout", f"{type(exc).__name__} from {self.name}")
             ) from None
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise _Retryable(
                 StrategyError("connection", f"{type(exc).__name__}: {exc}"[:300])
             ) from None
@@ -258,14 +256,13 @@ class Provider:
             raise error
         return self._parse(data, attempt)
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, response: httpx2.Response) -> bytes:
         chunks = []
         size = 0
         try:
             # Decoded bytes, so a gzip bomb counts at its real size; aclosing,
             # so leaving early closes the generator now, not at GC time.
-            body_iter = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
-            async with contextlib.aclosing(body_iter) as body:
+            async with contextlib.aclosing(response.aiter_bytes()) as body:
                 async for chunk in body:
                     size += len(chunk)
                     if size > MAX_RESPONSE_BYTES:
@@ -273,11 +270,11 @@ class Provider:
                             "invalid_output", f"response larger than {MAX_RESPONSE_BYTES} bytes"
                         )
                     chunks.append(chunk)
-        except httpx.TimeoutException as exc:
+        except httpx2.TimeoutException as exc:
             raise _Retryable(
                 StrategyError("timeout", f"{type(exc).__name__} reading the body")
             ) from None
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise _Retryable(
                 StrategyError("connection", f"{type(exc).__name__} reading the body: {exc}"[:300])
             ) from None

@@ -11,6 +11,7 @@ would stall ~40 ms.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -35,6 +36,23 @@ class Script:
     status: int = 200
     answer: Any = field(default_factory=lambda: ANSWER)
     headers: dict[str, str] = field(default_factory=dict)
+    # Answer text that is not JSON when the request body contains this marker
+    # (e.g. in the image URL): scripted invalid output for chosen requests.
+    invalid_if: str | None = None
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default 5 resets connections under a burst
+    daemon_threads = True
+
+
+def answer_text(script: Script, body: dict[str, Any]) -> str:
+    """What the model says: the scripted answer in a fence, or a refusal."""
+    if script.invalid_if is not None and script.invalid_if in json.dumps(body):
+        return "Sorry, I cannot read this screenshot."
+    if isinstance(script.answer, str):
+        return script.answer
+    return "```json\n" + json.dumps(script.answer, ensure_ascii=False) + "\n```"
 
 
 class FakeProvider:
@@ -60,25 +78,7 @@ class FakeProvider:
                 script = fake.scripts.get(body.get("model"), Script(status=404))
                 time.sleep(script.latency)
                 if script.status == 200:
-                    text = (
-                        script.answer
-                        if isinstance(script.answer, str)
-                        else "```json\n" + json.dumps(script.answer, ensure_ascii=False) + "\n```"
-                    )
-                    payload = json.dumps(
-                        {
-                            "id": "chatcmpl-test",
-                            "model": body["model"] + "-served",
-                            "choices": [
-                                {"index": 0, "message": {"role": "assistant", "content": text}}
-                            ],
-                            "usage": {
-                                "prompt_tokens": 1000,
-                                "completion_tokens": 100,
-                                "total_tokens": 1100,
-                            },
-                        }
-                    ).encode()
+                    payload = completion_body(script, body)
                 else:
                     payload = json.dumps({"error": {"message": "scripted failure"}}).encode()
                 try:
@@ -92,8 +92,7 @@ class FakeProvider:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (cancelled): fine
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -112,3 +111,88 @@ class FakeProvider:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+
+
+def completion_body(script: Script, body: dict[str, Any]) -> bytes:
+    """The JSON of a chat completion answering ``body`` by ``script``."""
+    return json.dumps(
+        {
+            "id": "chatcmpl-test",
+            "model": body["model"] + "-served",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": answer_text(script, body)}}
+            ],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
+        }
+    ).encode()
+
+
+async def serve_trio(scripts: dict[str, Script], port: int = 0) -> None:
+    """The same answers from a trio + h11 server: thousands of concurrent calls
+    without a thread each (``http.server`` manages ~100/s here). For benchmarks."""
+    import h11
+    import trio
+
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        async with stream:
+            while True:
+                request, body = None, b""
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await stream.receive_some(65536)
+                        conn.receive_data(data)
+                        continue
+                    if isinstance(event, h11.Request):
+                        request = event
+                    elif isinstance(event, h11.Data):
+                        body += event.data
+                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                        break
+                if request is None:
+                    return
+                parsed = json.loads(body)
+                script = scripts.get(parsed.get("model"), Script(status=404))
+                await trio.sleep(script.latency)
+                payload = completion_body(script, parsed) if script.status == 200 else b"{}"
+                headers = [
+                    ("content-type", "application/json"),
+                    ("content-length", str(len(payload))),
+                ]
+                await stream.send_all(
+                    conn.send(h11.Response(status_code=script.status, headers=headers))
+                    + conn.send(h11.Data(data=payload))
+                    + conn.send(h11.EndOfMessage())
+                )
+                if conn.our_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+
+    async def guarded(stream: trio.SocketStream) -> None:
+        # A client that went away (a cancelled leg) is fine.
+        with contextlib.suppress(trio.BrokenResourceError, h11.RemoteProtocolError, ValueError):
+            await handle(stream)
+
+    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1", backlog=1024)
+    print(f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1", flush=True)
+    await trio.serve_listeners(guarded, listeners)
+
+
+def main() -> None:
+    """Serve from a process of its own (benchmarks): ``python -m tests.fake_provider
+    MODEL=LATENCY[:INVALID_IF] ...``; prints the base URL, then serves until killed."""
+    import sys
+
+    import trio
+
+    scripts = {}
+    for spec in sys.argv[1:]:
+        model, _, rest = spec.partition("=")
+        latency, _, invalid_if = rest.partition(":")
+        scripts[model] = Script(latency=float(latency), invalid_if=invalid_if or None)
+    trio.run(serve_trio, scripts)
+
+
+if __name__ == "__main__":
+    main()

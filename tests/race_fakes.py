@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 import trio
 
 from daemon.config import Config, ProviderConfig
@@ -81,22 +81,22 @@ class Behaviour:
 
 @dataclass
 class ScriptedModels:
-    """An httpx MockTransport handler: each model sleeps, then answers."""
+    """An httpx2 MockTransport handler: each model sleeps, then answers."""
 
     behaviours: dict[str, Behaviour]
     calls: dict[str, int] = field(default_factory=dict)
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
         model = json.loads(request.content)["model"]
         self.calls[model] = self.calls.get(model, 0) + 1
         behaviour = self.behaviours[model]
         await trio.sleep(behaviour.latency)
         if behaviour.status != 200:
-            return httpx.Response(behaviour.status, text="scripted failure")
+            return httpx2.Response(behaviour.status, text="scripted failure")
         text = behaviour.text
         if text is None:
             text = "```json\n" + json.dumps(ANSWER, ensure_ascii=False) + "\n```"
-        return httpx.Response(
+        return httpx2.Response(
             200,
             json={
                 "model": model,
@@ -119,7 +119,7 @@ class Harness:
 async def harness(config: Config, behaviours: dict[str, Behaviour]) -> AsyncIterator[Harness]:
     models = ScriptedModels(behaviours)
     cfg = ProviderConfig(base_url="https://llm.example/v1")
-    client = httpx.AsyncClient(base_url=cfg.base_url + "/", transport=httpx.MockTransport(models))
+    client = httpx2.AsyncClient(base_url=cfg.base_url + "/", transport=httpx2.MockTransport(models))
     provider = Provider("fake", cfg, client, "sk-test")
     store = MemoryStore(config.rank_of())
     supervisor = Supervisor(config.llm.max_background_tasks)

@@ -1,4 +1,4 @@
-"""providers.py against httpx.MockTransport in virtual time, and a real pool."""
+"""providers.py against httpx2.MockTransport in virtual time, and a real pool."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import httpx2
 import msgspec
 import pytest
 import trio
@@ -29,11 +29,11 @@ from tests.fake_provider import FakeProvider, Script
 
 STRATEGY = StrategyConfig(name="premium", provider="p", model="slow-model", rank=2, max_retries=3)
 IMAGE = ImageInput.from_bytes(b"\x89PNG\r\n\x1a\nfake", "image/png")
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Handler = Callable[[httpx2.Request], Awaitable[httpx2.Response]]
 
 
-def completion(content: Any = '{"a": 1}', **extra: Any) -> httpx.Response:
-    return httpx.Response(
+def completion(content: Any = '{"a": 1}', **extra: Any) -> httpx2.Response:
+    return httpx2.Response(
         200,
         json={
             "model": "slow-model-2025",
@@ -46,24 +46,24 @@ def completion(content: Any = '{"a": 1}', **extra: Any) -> httpx.Response:
 
 def provider(
     handler: Handler, api_key: str | None = "sk-test", **config: Any
-) -> tuple[Provider, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
+) -> tuple[Provider, list[httpx2.Request]]:
+    seen: list[httpx2.Request] = []
 
-    async def recording(request: httpx.Request) -> httpx.Response:
+    async def recording(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
         return await handler(request)
 
     cfg = ProviderConfig(
         base_url="https://llm.example/api/v1", headers={"X-Title": "ctxd"}, **config
     )
-    client = httpx.AsyncClient(
-        base_url=cfg.base_url + "/", headers=cfg.headers, transport=httpx.MockTransport(recording)
+    client = httpx2.AsyncClient(
+        base_url=cfg.base_url + "/", headers=cfg.headers, transport=httpx2.MockTransport(recording)
     )
     return Provider("p", cfg, client, api_key, random.Random(7)), seen
 
 
 async def test_request_shape_and_result(autojump_clock: trio.testing.MockClock) -> None:
-    async def ok(request: httpx.Request) -> httpx.Response:
+    async def ok(request: httpx2.Request) -> httpx2.Response:
         return completion()
 
     p, seen = provider(ok)
@@ -88,29 +88,29 @@ async def test_request_shape_and_result(autojump_clock: trio.testing.MockClock) 
 
 
 async def test_content_parts_are_joined(autojump_clock: trio.testing.MockClock) -> None:
-    async def parts(request: httpx.Request) -> httpx.Response:
+    async def parts(request: httpx2.Request) -> httpx2.Response:
         return completion([{"type": "text", "text": '{"a"'}, {"type": "text", "text": ": 1}"}])
 
     p, _ = provider(parts)
     assert (await p.complete(STRATEGY, IMAGE)).text == '{"a": 1}'
 
 
-def scripted(*responses: httpx.Response | Exception, delay: float = 0) -> Handler:
+def scripted(*responses: httpx2.Response | Exception, delay: float = 0) -> Handler:
     queue = list(responses)
 
-    async def handler(request: httpx.Request) -> httpx.Response:
+    async def handler(request: httpx2.Request) -> httpx2.Response:
         await trio.sleep(delay)
         item = queue.pop(0) if len(queue) > 1 else queue[0]
         if isinstance(item, Exception):
             raise item
         # A fresh response each time: a body can be read only once.
-        return httpx.Response(item.status_code, headers=item.headers, content=item.content)
+        return httpx2.Response(item.status_code, headers=item.headers, content=item.content)
 
     return handler
 
 
 async def test_429_with_retry_after_seconds(autojump_clock: trio.testing.MockClock) -> None:
-    limited = httpx.Response(429, headers={"Retry-After": "2"}, text="slow down")
+    limited = httpx2.Response(429, headers={"Retry-After": "2"}, text="slow down")
     p, seen = provider(scripted(limited, limited, completion()))
     result = await p.complete(STRATEGY, IMAGE)
     assert (result.attempts, len(seen)) == (3, 3)
@@ -118,19 +118,21 @@ async def test_429_with_retry_after_seconds(autojump_clock: trio.testing.MockClo
 
 
 async def test_retry_after_ms_and_http_date(autojump_clock: trio.testing.MockClock) -> None:
-    p, _ = provider(scripted(httpx.Response(503, headers={"retry-after-ms": "1500"}), completion()))
+    p, _ = provider(
+        scripted(httpx2.Response(503, headers={"retry-after-ms": "1500"}), completion())
+    )
     await p.complete(STRATEGY, IMAGE)
     assert trio.current_time() == pytest.approx(1.5)
     now = time.time()
     date = email.utils.formatdate(now + 30, usegmt=True)
-    assert retry_delay(httpx.Headers({"Retry-After": date}), now=now) == pytest.approx(30, abs=1)
+    assert retry_delay(httpx2.Headers({"Retry-After": date}), now=now) == pytest.approx(30, abs=1)
 
 
 @pytest.mark.parametrize(
     "value", ["99999", "-3", "soon", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"]
 )
 def test_absurd_retry_after_falls_back(value: str) -> None:
-    assert retry_delay(httpx.Headers({"Retry-After": value})) is None
+    assert retry_delay(httpx2.Headers({"Retry-After": value})) is None
 
 
 def test_backoff_is_jittered_and_capped() -> None:
@@ -145,7 +147,7 @@ def test_backoff_is_jittered_and_capped() -> None:
 async def test_retryable_statuses_exhaust_into_http_status(
     status: int, autojump_clock: trio.testing.MockClock
 ) -> None:
-    p, seen = provider(scripted(httpx.Response(status, text="nope")))
+    p, seen = provider(scripted(httpx2.Response(status, text="nope")))
     with pytest.raises(StrategyError) as info:
         await p.complete(STRATEGY, IMAGE)
     assert info.value.kind == "http_status"
@@ -157,7 +159,7 @@ async def test_retryable_statuses_exhaust_into_http_status(
 async def test_other_4xx_are_not_retried(
     status: int, autojump_clock: trio.testing.MockClock
 ) -> None:
-    p, seen = provider(scripted(httpx.Response(status, text="bad request")))
+    p, seen = provider(scripted(httpx2.Response(status, text="bad request")))
     with pytest.raises(StrategyError, match=f"HTTP {status}"):
         await p.complete(STRATEGY, IMAGE)
     assert len(seen) == 1
@@ -165,15 +167,15 @@ async def test_other_4xx_are_not_retried(
 
 async def test_connection_errors_are_retried(autojump_clock: trio.testing.MockClock) -> None:
     p, seen = provider(
-        scripted(httpx.ConnectError("refused"), httpx.ReadError("reset"), completion())
+        scripted(httpx2.ConnectError("refused"), httpx2.ReadError("reset"), completion())
     )
     assert (await p.complete(STRATEGY, IMAGE)).attempts == 3
     assert len(seen) == 3
-    p, _ = provider(scripted(httpx.ConnectError("refused")))
+    p, _ = provider(scripted(httpx2.ConnectError("refused")))
     with pytest.raises(StrategyError) as info:
         await p.complete(STRATEGY, IMAGE)
     assert info.value.kind == "connection"
-    p, _ = provider(scripted(httpx.ReadTimeout("slow")))
+    p, _ = provider(scripted(httpx2.ReadTimeout("slow")))
     with pytest.raises(StrategyError) as info:
         await p.complete(STRATEGY, IMAGE)
     assert info.value.kind == "timeout"
@@ -182,16 +184,16 @@ async def test_connection_errors_are_retried(autojump_clock: trio.testing.MockCl
 @pytest.mark.parametrize(
     "response",
     [
-        httpx.Response(200, text="<html>gateway</html>"),
-        httpx.Response(200, json={"choices": []}),
-        httpx.Response(200, json={"choices": [{"message": {"content": "  "}}]}),
-        httpx.Response(200, json={"choices": [{"message": {"content": None}}]}),
-        httpx.Response(200, content=b"\xff\xfe{not utf-8"),
-        httpx.Response(200, content=b"x" * (MAX_RESPONSE_BYTES + 1)),
+        httpx2.Response(200, text="<html>gateway</html>"),
+        httpx2.Response(200, json={"choices": []}),
+        httpx2.Response(200, json={"choices": [{"message": {"content": "  "}}]}),
+        httpx2.Response(200, json={"choices": [{"message": {"content": None}}]}),
+        httpx2.Response(200, content=b"\xff\xfe{not utf-8"),
+        httpx2.Response(200, content=b"x" * (MAX_RESPONSE_BYTES + 1)),
     ],
 )
 async def test_unusable_200_is_invalid_output_not_retried(
-    response: httpx.Response, autojump_clock: trio.testing.MockClock
+    response: httpx2.Response, autojump_clock: trio.testing.MockClock
 ) -> None:
     p, seen = provider(scripted(response))
     with pytest.raises(StrategyError) as info:
@@ -214,7 +216,7 @@ async def test_missing_api_key_is_not_configured_and_sends_nothing(
 async def test_no_retry_that_cannot_finish_before_the_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    p, seen = provider(scripted(httpx.Response(429, headers={"Retry-After": "10"})))
+    p, seen = provider(scripted(httpx2.Response(429, headers={"Retry-After": "10"})))
     with trio.fail_after(5), pytest.raises(StrategyError, match="HTTP 429"):
         await p.complete(STRATEGY, IMAGE)
     assert len(seen) == 1
