@@ -48,6 +48,8 @@ from daemon.errors import StrategyError
 from daemon.models import Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from daemon.config import ProviderConfig, StrategyConfig
 
 logger = logging.getLogger(__name__)
@@ -233,18 +235,11 @@ class Provider:
         request = self.client.build_request(
             "POST", "chat/completions", content=body, headers=headers
         )
-        try:
+        with _transport_errors(f"from {self.name}"):
             response = await self.client.send(request, stream=True)
-        except httpx2.TimeoutException as exc:
-            raise _Retryable(
-                StrategyError("timeout", f"{type(exc).__name__} from {self.name}")
-            ) from None
-        except httpx2.TransportError as exc:
-            raise _Retryable(
-                StrategyError("connection", f"{type(exc).__name__}: {exc}"[:300])
-            ) from None
         try:
-            data = await self._read(response)
+            with _transport_errors("reading the body"):
+                data = await self._read(response)
         finally:
             await response.aclose()
         status = response.status_code
@@ -259,25 +254,16 @@ class Provider:
     async def _read(self, response: httpx2.Response) -> bytes:
         chunks = []
         size = 0
-        try:
-            # Decoded bytes, so a gzip bomb counts at its real size; aclosing,
-            # so leaving early closes the generator now, not at GC time.
-            async with contextlib.aclosing(response.aiter_bytes()) as body:
-                async for chunk in body:
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise StrategyError(
-                            "invalid_output", f"response larger than {MAX_RESPONSE_BYTES} bytes"
-                        )
-                    chunks.append(chunk)
-        except httpx2.TimeoutException as exc:
-            raise _Retryable(
-                StrategyError("timeout", f"{type(exc).__name__} reading the body")
-            ) from None
-        except httpx2.TransportError as exc:
-            raise _Retryable(
-                StrategyError("connection", f"{type(exc).__name__} reading the body: {exc}"[:300])
-            ) from None
+        # Decoded bytes, so a gzip bomb counts at its real size; aclosing, so
+        # leaving early closes the generator now, not at GC time.
+        async with contextlib.aclosing(response.aiter_bytes()) as body:
+            async for chunk in body:
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise StrategyError(
+                        "invalid_output", f"response larger than {MAX_RESPONSE_BYTES} bytes"
+                    )
+                chunks.append(chunk)
         return b"".join(chunks)
 
     def _parse(self, data: bytes, attempt: int) -> Completion:
@@ -295,6 +281,18 @@ class Provider:
         return Completion(
             text=content, served_model=parsed.model, usage=parsed.usage, attempts=attempt
         )
+
+
+@contextlib.contextmanager
+def _transport_errors(where: str) -> Iterator[None]:
+    """httpx2's timeouts and transport errors as retryable StrategyErrors."""
+    try:
+        yield
+    except httpx2.TimeoutException as exc:
+        raise _Retryable(StrategyError("timeout", f"{type(exc).__name__} {where}")) from None
+    except httpx2.TransportError as exc:
+        detail = f"{type(exc).__name__} {where}: {exc}"[:300]
+        raise _Retryable(StrategyError("connection", detail)) from None
 
 
 class _Retryable(Exception):

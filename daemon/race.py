@@ -420,18 +420,7 @@ class RaceManager:
             accepted.model,
             len(accepted.step.conversation),
         )
-        return AnalyzeResult(
-            result=accepted.step,
-            provenance=AnswerProvenance(
-                strategy=accepted.strategy,
-                model=accepted.model,
-                cached=False,
-                event_id=accepted.event_id,
-                created_at=accepted.created_at,
-                latency_ms=round((trio.current_time() - started) * 1000, 1),
-            ),
-            pending=race.pending(),
-        )
+        return _answer(accepted, False, started, race.pending())
 
     def _from_cache(
         self,
@@ -452,18 +441,14 @@ class RaceManager:
         pending: list[str] = []
         if rank < self.top_rank and image is not None:
             pending = self._upgrade(key, image, rank)
-        return AnalyzeResult(
-            result=step,
-            provenance=AnswerProvenance(
-                strategy=event.strategy,
-                model=event.model,
-                cached=True,
-                event_id=event.id,
-                created_at=event.ts,
-                latency_ms=round((trio.current_time() - started) * 1000, 1),
-            ),
-            pending=pending,
+        cached = _Accepted(
+            step=step,
+            strategy=event.strategy,
+            model=event.model,
+            event_id=event.id,
+            created_at=event.ts,
         )
+        return _answer(cached, True, started, pending)
 
     def _upgrade(self, key: CacheKey, image: ImageInput, rank: int) -> list[str]:
         """Start the strategies that outrank a cached event, in the background,
@@ -484,6 +469,21 @@ class RaceManager:
         logger.info("Upgrading the cached %s result in the background", rank)
         race.start(better, background=True)
         return race.pending()
+
+
+def _answer(result: _Accepted, cached: bool, started: float, pending: list[str]) -> AnalyzeResult:
+    return AnalyzeResult(
+        result=result.step,
+        provenance=AnswerProvenance(
+            strategy=result.strategy,
+            model=result.model,
+            cached=cached,
+            event_id=result.event_id,
+            created_at=result.created_at,
+            latency_ms=round((trio.current_time() - started) * 1000, 1),
+        ),
+        pending=pending,
+    )
 
 
 class MissingInput(Exception):

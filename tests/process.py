@@ -82,3 +82,11 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` memory figure (``VmRSS``, ``RssAnon``) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")

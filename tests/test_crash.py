@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from clients.client import Client, ConnectionClosed, RpcError
-from tests.process import Daemon
+from tests.process import Daemon, proc_status_kib
 
 pytestmark = pytest.mark.process
 
@@ -92,13 +92,6 @@ def test_acknowledged_appends_survive_sigkill_with_no_id_gaps(short_tmp: Path) -
         daemon.stop()
 
 
-def rss_anon_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    raise AssertionError("no RssAnon")
-
-
 def test_daemon_memory_does_not_grow_with_stored_events(short_tmp: Path) -> None:
     daemon = Daemon(short_tmp).start()
     assert daemon.proc is not None
@@ -132,9 +125,9 @@ def test_daemon_memory_does_not_grow_with_stored_events(short_tmp: Path) -> None
                 assert all("result" in a for a in answers)
 
         append_batches(4, 0)  # warm up: 2,000 events
-        before = rss_anon_kib(daemon.proc.pid)
+        before = proc_status_kib(daemon.proc.pid, "RssAnon")
         append_batches(40, 2000)  # 20,000 more events, ~20 MB of data
-        after = rss_anon_kib(daemon.proc.pid)
+        after = proc_status_kib(daemon.proc.pid, "RssAnon")
         sock.close()
         growth = (after - before) / 1024
         assert growth < 8, f"anonymous memory grew {growth:.1f} MiB over 20,000 events"

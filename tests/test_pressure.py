@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 
 from clients.client import Client
-from tests.process import Daemon
+from tests.process import Daemon, proc_status_kib
 
 pytestmark = pytest.mark.process
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_non_reading_and_slowloris_clients_are_bounded_and_dropped(short_tmp: Path) -> None:
@@ -39,7 +32,7 @@ def test_non_reading_and_slowloris_clients_are_bounded_and_dropped(short_tmp: Pa
         with Client(daemon.socket_path) as probe:
             for _ in range(200):  # warm up allocator and caches
                 probe.call("status")
-            baseline = rss_kib(pid)
+            baseline = proc_status_kib(pid, "VmRSS")
             status_request = b'{"jsonrpc":"2.0","method":"status","id":1}\n'
             for _ in range(40):  # pipeline 5,000 requests each (~4 MB of answers), never read
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -64,7 +57,7 @@ def test_non_reading_and_slowloris_clients_are_bounded_and_dropped(short_tmp: Pa
                 started = time.monotonic()
                 assert probe.call("health", timeout=5)["ok"] is True
                 latencies.append(time.monotonic() - started)
-                peak = max(peak, rss_kib(pid))
+                peak = max(peak, proc_status_kib(pid, "VmRSS"))
                 if probe.call("status")["connections"] == 1:
                     break
                 time.sleep(0.05)
