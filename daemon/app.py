@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from daemon import __version__, systemd
+from daemon.analysis import RaceManager
 from daemon.errors import ServerError
 from daemon.providers import Provider
-from daemon.race import RaceManager
 from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
 from daemon.stats import Stats

@@ -1,7 +1,7 @@
-"""The strategy race: rank rules, single flight, hand-off to the supervisor.
+"""The strategy race: rank rules and hand-off to the supervisor.
 
-A ``Race`` exists per cache key while any of its legs runs (single flight:
-a second ``analyze`` for the key joins it, ``cache.coalesced``). Every leg is
+A ``Race`` exists per cache key while any of its legs runs (``analysis.py``
+finds it for single flight). Every leg is
 a task of the supervisor's nursery from the start, so nothing a request does
 (answering, timing out, disconnecting) cancels it; a request only waits on
 the race's events under its own deadline. Legs are started before any
@@ -26,7 +26,6 @@ The log lines are the ones the operators know from the old orchestrator
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
@@ -35,25 +34,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import msgspec
 import trio
 
-from daemon.errors import (
-    AllStrategiesFailed,
-    DeadlineExceeded,
-    StoreError,
-    StrategyError,
-    StrategyErrorKind,
-)
+from daemon.errors import StoreError, StrategyError, StrategyErrorKind
 from daemon.extract import parse_merge_step
 from daemon.logs import conversation
-from daemon.models import (
-    AnalyzeResult,
-    AnswerProvenance,
-    CacheKey,
-    Event,
-    MergeStep,
-    Provenance,
-)
+from daemon.models import CacheKey, Event, MergeStep, Provenance
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from daemon.config import Config, StrategyConfig
     from daemon.providers import Completion, ImageInput, Provider
     from daemon.stats import Stats
@@ -81,10 +69,11 @@ class EventStore(Protocol):
 logger = logging.getLogger(__name__)
 
 STORE_GRACE: Final = 10.0  # seconds a result in hand may take to be stored, shielded
-Wait = Literal["first", "best"]
 
 
-class _Accepted(msgspec.Struct, frozen=True, kw_only=True):
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """A valid result, stored (``event_id``) unless the store failed."""
+
     step: MergeStep
     strategy: str
     model: str
@@ -113,16 +102,38 @@ class Leg:
         return self.strategy.rank
 
 
+class RaceContext:
+    """What every race needs, shared by all of them (built by ``RaceManager``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: EventStore,
+        supervisor: Supervisor,
+        providers: dict[str, Provider],
+        stats: Stats,
+        finished: Callable[[Race], None],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.supervisor = supervisor
+        self.providers = providers
+        self.stats = stats
+        self.finished = finished
+        # (key, strategy) -> trio time of the last failed attempt
+        self.failed_at: dict[tuple[CacheKey, str], float] = {}
+
+
 class Race:
-    def __init__(self, manager: RaceManager, key: CacheKey, image: ImageInput, race_id: str):
-        self.manager = manager
+    def __init__(self, ctx: RaceContext, key: CacheKey, image: ImageInput, race_id: str):
+        self.ctx = ctx
         self.key = key
         self.image = image
         self.race_id = race_id
         self.legs: dict[str, Leg] = {}
         self.first = trio.Event()  # an answer exists, or every leg has ended
         self.best = trio.Event()  # nothing running can beat the accepted answer
-        self.accepted: _Accepted | None = None
+        self.accepted: Accepted | None = None
         self.best_rank = -math.inf
         self.answered_at: float | None = None
         self.started_at = trio.current_time()
@@ -144,10 +155,10 @@ class Race:
         """Start one leg per strategy, all before any of them runs."""
         for strategy in strategies:
             self.legs[strategy.name] = Leg(strategy)
-        supervisor = self.manager.supervisor
+        supervisor = self.ctx.supervisor
         deadline = math.inf
         if background:  # an upgrade: nobody waits, the premium timeout runs now
-            deadline = trio.current_time() + self.manager.config.llm.premium_cache_timeout
+            deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
         for leg in list(self.legs.values()):
             leg.background = background
             leg.deadline = deadline
@@ -162,7 +173,7 @@ class Race:
     async def _run_leg(self, leg: Leg) -> None:
         with conversation(self.key.session_id):
             started = trio.current_time()
-            counters = self.manager.stats.strategies.get(leg.name)
+            counters = self.ctx.stats.strategies.get(leg.name)
             if counters is not None:
                 counters.calls += 1
             try:
@@ -192,7 +203,7 @@ class Race:
         if leg.cancel_reason is not None:
             return StrategyError("cancelled", leg.cancel_reason)
         if trio.current_time() >= leg.deadline:
-            timeout = self.manager.config.llm.premium_cache_timeout
+            timeout = self.ctx.config.llm.premium_cache_timeout
             logger.warning("Premium task timeout after %gs", timeout)
             return StrategyError("timeout", f"premium_cache_timeout ({timeout:g}s) passed")
         logger.info("Premium caching cancelled")
@@ -200,7 +211,7 @@ class Race:
 
     async def _call(self, leg: Leg) -> Completion:
         strategy = leg.strategy
-        provider = self.manager.providers.get(strategy.provider or "")
+        provider = self.ctx.providers.get(strategy.provider or "")
         if strategy.kind != "openai_chat" or provider is None:
             raise StrategyError("not_configured", f"no runnable {strategy.kind} strategy here")
         try:
@@ -240,19 +251,19 @@ class Race:
         # A valid result in hand is stored even if its leg is cancelled now.
         with trio.CancelScope(shield=True), trio.move_on_after(STORE_GRACE):
             try:
-                event_id = await self.manager.store.append(
+                event_id = await self.ctx.store.append(
                     key.session_id, key.category, key.resource, key.scene, payload, provenance
                 )
             except StoreError as exc:
                 logger.error("Failed to cache premium result: %s", exc)
         if event_id is not None and leg.background:
             logger.info("Background: Premium result cached successfully")
-        counters = self.manager.stats.strategies.get(leg.name)
+        counters = self.ctx.stats.strategies.get(leg.name)
         if counters is not None:
             counters.wins += 1
             if completion.usage is not None and completion.usage.total_tokens:
                 counters.tokens += completion.usage.total_tokens
-        self.accepted = _Accepted(
+        self.accepted = Accepted(
             step=step, strategy=leg.name, model=model, event_id=event_id, created_at=time.time()
         )
         self._end(leg, None)
@@ -263,8 +274,8 @@ class Race:
 
     def _hand_off(self) -> None:
         """The answer is out: higher-ranked legs go on in the background."""
-        supervisor = self.manager.supervisor
-        timeout = self.manager.config.llm.premium_cache_timeout
+        supervisor = self.ctx.supervisor
+        timeout = self.ctx.config.llm.premium_cache_timeout
         assert self.answered_at is not None
         for leg in self.running():
             if leg.background or leg.handle is None:
@@ -290,16 +301,16 @@ class Race:
                 logger.warning("Failed to cache premium result: %s", error)
             elif not leg.background:
                 logger.info("%s failed: %s", leg.name, error)
-            self.manager.failed_at[(self.key, leg.name)] = trio.current_time()
+            self.ctx.failed_at[(self.key, leg.name)] = trio.current_time()
         running = self.running()
         if not running or all(other.rank <= self.best_rank for other in running):
             self.best.set()
         if not running:
             self.first.set()
-            self.manager.finished(self)
+            self.ctx.finished(self)
 
     def _count_failure(self, leg: Leg, error: StrategyError) -> None:
-        counters = self.manager.stats.strategies.get(leg.name)
+        counters = self.ctx.stats.strategies.get(leg.name)
         if counters is None:
             return
         field: dict[StrategyErrorKind, str] = {
@@ -321,180 +332,3 @@ def log_extraction(strategy: str, model: str, step: MergeStep) -> None:
     for i, b in enumerate(step.bubbles, start=1):
         box = ",".join(str(v) for v in b.bbox)
         logger.info("  [%d] %s(%s) OK bbox=[%s]: %s", i, b.speaker, b.side, box, b.text)
-
-
-class RaceManager:
-    """The races in flight, by key, and what every race needs."""
-
-    def __init__(
-        self,
-        config: Config,
-        store: EventStore,
-        supervisor: Supervisor,
-        providers: dict[str, Provider],
-        stats: Stats,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.supervisor = supervisor
-        self.providers = providers
-        self.stats = stats
-        self.races: dict[CacheKey, Race] = {}
-        self.failed_at: dict[tuple[CacheKey, str], float] = {}
-        self._ids = itertools.count(1)
-        self._rank_of = config.rank_of()
-        self.top_rank = max((s.rank for s in config.strategies), default=0)
-
-    def finished(self, race: Race) -> None:
-        if self.races.get(race.key) is race:
-            del self.races[race.key]
-        if len(self.failed_at) > 10_000:  # forget failures older than the retry window
-            horizon = trio.current_time() - self.config.llm.upgrade_retry_after
-            self.failed_at = {k: t for k, t in self.failed_at.items() if t >= horizon}
-
-    def _new_race(self, key: CacheKey, image: ImageInput) -> Race:
-        race_id = f"{int(time.time())}-{next(self._ids)}"
-        return Race(self, key, image, race_id)
-
-    async def analyze(
-        self,
-        key: CacheKey,
-        image: ImageInput | None,
-        *,
-        wait: Wait,
-        refresh: bool,
-        deadline: float,
-    ) -> AnalyzeResult:
-        """Answer from the cache, or from a race (joined or started).
-
-        Raises DeadlineExceeded (the race goes on), AllStrategiesFailed, or
-        MissingInput when the key is not cached and no image was given."""
-        with conversation(key.session_id):
-            return await self._analyze(key, image, wait, refresh, deadline)
-
-    def cached_answer(
-        self, key: CacheKey, image: ImageInput | None, wait: Wait
-    ) -> AnalyzeResult | None:
-        """Step 1 of SPEC §4: the answer from the cache, if it counts; synchronous."""
-        with conversation(key.session_id):
-            started = trio.current_time()
-            event = self.store.best(key.session_id, key.category, key.resource, key.scene)
-            step = _cached_step(event)
-            if event is None or step is None:
-                return None
-            rank = self._rank_of(event.strategy)
-            if wait == "best" and rank < self.top_rank:
-                return None
-            return self._from_cache(key, event, step, image, rank, started)
-
-    async def _analyze(
-        self, key: CacheKey, image: ImageInput | None, wait: Wait, refresh: bool, deadline: float
-    ) -> AnalyzeResult:
-        started = trio.current_time()
-        if not refresh:
-            cached = self.cached_answer(key, image, wait)
-            if cached is not None:
-                return cached
-        race = self.races.get(key)
-        if race is not None:
-            self.stats.coalesced += 1
-        else:
-            if image is None:
-                raise MissingInput()
-            self.stats.misses += 1
-            race = self._new_race(key, image)
-            self.races[key] = race
-            race.start(list(self.config.strategies), background=False)
-        with trio.move_on_at(deadline):
-            await (race.first if wait == "first" else race.best).wait()
-        accepted = race.accepted
-        if accepted is None:
-            if not race.first.is_set() or (wait == "best" and not race.best.is_set()):
-                raise DeadlineExceeded(data={"pending": race.pending()})
-            raise AllStrategiesFailed(data={"strategies": race.failures()})
-        if wait == "best" and not race.best.is_set():
-            raise DeadlineExceeded(data={"pending": race.pending()})
-        logger.info(
-            "merge_step [%s|%s] Conversation: %d messages",
-            accepted.strategy,
-            accepted.model,
-            len(accepted.step.conversation),
-        )
-        return _answer(accepted, False, started, race.pending())
-
-    def _from_cache(
-        self,
-        key: CacheKey,
-        event: Event,
-        step: MergeStep,
-        image: ImageInput | None,
-        rank: int,
-        started: float,
-    ) -> AnalyzeResult:
-        self.stats.hits += 1
-        logger.info(
-            "merge_step [CACHED|%s|%s] Conversation: %d messages",
-            event.strategy,
-            event.model,
-            len(step.conversation),
-        )
-        pending: list[str] = []
-        if rank < self.top_rank and image is not None:
-            pending = self._upgrade(key, image, rank)
-        cached = _Accepted(
-            step=step,
-            strategy=event.strategy,
-            model=event.model,
-            event_id=event.id,
-            created_at=event.ts,
-        )
-        return _answer(cached, True, started, pending)
-
-    def _upgrade(self, key: CacheKey, image: ImageInput, rank: int) -> list[str]:
-        """Start the strategies that outrank a cached event, in the background,
-        unless one is running or failed within ``llm.upgrade_retry_after``."""
-        if key in self.races:
-            return self.races[key].pending()
-        now = trio.current_time()
-        window = self.config.llm.upgrade_retry_after
-        better = [s for s in self.config.strategies if s.rank > rank]
-        if not better or any(
-            now - self.failed_at.get((key, s.name), -math.inf) < window for s in better
-        ):
-            return []
-        self.stats.upgrades += 1
-        race = self._new_race(key, image)
-        race.best_rank = rank  # only a better result is worth storing
-        self.races[key] = race
-        logger.info("Upgrading the cached %s result in the background", rank)
-        race.start(better, background=True)
-        return race.pending()
-
-
-def _answer(result: _Accepted, cached: bool, started: float, pending: list[str]) -> AnalyzeResult:
-    return AnalyzeResult(
-        result=result.step,
-        provenance=AnswerProvenance(
-            strategy=result.strategy,
-            model=result.model,
-            cached=cached,
-            event_id=result.event_id,
-            created_at=result.created_at,
-            latency_ms=round((trio.current_time() - started) * 1000, 1),
-        ),
-        pending=pending,
-    )
-
-
-class MissingInput(Exception):
-    """Not in the cache, and no image to race on."""
-
-
-def _cached_step(event: Event | None) -> MergeStep | None:
-    if event is None:
-        return None
-    try:
-        return msgspec.convert(event.payload, MergeStep)
-    except msgspec.ValidationError:
-        logger.warning("cached event %d is not a MergeStep; racing instead", event.id)
-        return None

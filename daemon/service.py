@@ -18,6 +18,7 @@ import msgspec
 import trio
 
 from daemon import __version__
+from daemon.analysis import MissingInput
 from daemon.errors import InvalidParams, Overloaded, UnstorablePayload
 from daemon.inputs import load_image, url_ok
 from daemon.logs import conversation
@@ -43,11 +44,10 @@ from daemon.protocol import (
     openrpc_document,
 )
 from daemon.providers import ImageInput
-from daemon.race import MissingInput
 
 if TYPE_CHECKING:
+    from daemon.analysis import RaceManager
     from daemon.config import Config
-    from daemon.race import RaceManager
     from daemon.store import Store
     from daemon.supervisor import Supervisor
 

@@ -1,28 +1,8 @@
 """The event store: one LMDB environment, append-only events, durable group commit.
 
-Layout (schema version 2), named databases in the environment at ``store.path``:
-
-``meta``
-    ``b"schema_version"`` → 4-byte big-endian int.
-``events``
-    id (8-byte big-endian) → msgpack ``StoredEvent`` (an array: ts, session_id,
-    category, resource, scene, payload, provenance). Ids are assigned inside the
-    write transaction as last id + 1, so they increase with no gaps, crash or not.
-``by_key``
-    digest(session_id, category, resource, scene) (16 bytes) + id → strategy
-    name. All events of one cache key are one prefix range, oldest first, and
-    the strategy in the value lets ``best`` rank them without loading them.
-``by_session``
-    digest(session_id) (16 bytes) + id → empty. ``list`` walks one prefix
-    range backwards, newest first.
-
-Digests (BLAKE2b, 128 bits) keep keys under LMDB's 511-byte limit whatever the
-length of a resource URL; the fields stored in the event are compared on read,
-so even a digest collision could not serve another key's event.
-
-Schema 1 was ``meta`` + ``events`` only (what an importer of the old
-orchestrator's cache writes); opening it builds both indexes in one
-transaction. A newer schema is refused (``SchemaError``, exit 78).
+The layout (named databases, key and value encoding, schema versions and
+migrations) is ``store_format.py``; ids are assigned inside the write
+transaction as last id + 1, so they increase with no gaps, crash or not.
 
 Writes: ``append`` encodes on the trio side and queues; one writer task takes
 everything queued and commits it in one synced transaction from one
@@ -46,7 +26,6 @@ pushed out by a stream of lower-ranked ones.
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import os
 import threading
@@ -58,51 +37,34 @@ import lmdb
 import msgspec
 import trio
 
-from daemon.errors import SchemaError, StoreError, UnstorablePayload
+from daemon.errors import StoreError, UnstorablePayload
 from daemon.models import Event, Provenance, StoreStatus, payload_tag
+from daemon.store_format import (
+    DECODE_EVENT,
+    DECODE_PAYLOAD,
+    DIGEST_BYTES,
+    ENCODE,
+    ID_BYTES,
+    Databases,
+    StoredEvent,
+    best_entry,
+    id_bytes,
+    key_digest,
+    key_entries,
+    session_digest,
+    upgrade_schema,
+)
 
 if TYPE_CHECKING:
     from daemon.config import StoreConfig
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
 MIB: Final = 1024 * 1024
-ID_BYTES: Final = 8
-DIGEST_BYTES: Final = 16
 LIST_CHUNK: Final = 100  # events read per read transaction in ``list``
 LINGER: Final = 0.001  # seconds the writer may wait to fill a batch under load
 
 RankOf = Callable[[str], int]
-
-
-class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
-    ts: float
-    session_id: str
-    category: str
-    resource: str
-    scene: str
-    payload: msgspec.Raw  # the msgpack of the payload object, as given
-    provenance: Provenance | None = None
-
-
-_ENCODE: Final = msgspec.msgpack.Encoder()
-_DECODE_EVENT: Final = msgspec.msgpack.Decoder(StoredEvent)
-_DECODE_PAYLOAD: Final = msgspec.msgpack.Decoder(dict[str, Any])
-
-
-def key_digest(session_id: str, category: str, resource: str, scene: str) -> bytes:
-    fields = _ENCODE.encode((session_id, category, resource, scene))
-    return hashlib.blake2b(fields, digest_size=DIGEST_BYTES, person=b"ctxd-key").digest()
-
-
-def session_digest(session_id: str) -> bytes:
-    data = session_id.encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=DIGEST_BYTES, person=b"ctxd-session").digest()
-
-
-def _id_bytes(event_id: int) -> bytes:
-    return event_id.to_bytes(ID_BYTES, "big")
 
 
 class _Append:
@@ -191,38 +153,9 @@ class Store:
 
     def _check_schema_once(self) -> None:
         with self._env.begin(write=True) as txn:
-            raw = txn.get(b"schema_version", db=self._meta)
-            if raw is None:
-                has_events = txn.stat(self._events)["entries"] > 0
-                version = 1 if has_events else SCHEMA_VERSION
-            else:
-                version = int.from_bytes(raw, "big")
-            if version > SCHEMA_VERSION:
-                raise SchemaError(
-                    f"the store at {self.path} has schema version {version}, newer than "
-                    f"this ctxd ({SCHEMA_VERSION}); run a newer ctxd or move the store"
-                )
-            if version < SCHEMA_VERSION:
-                indexed = self._migrate_1_to_2(txn)
-                logger.info(
-                    "Migrated the store at %s from schema %d to %d (%d events indexed)",
-                    self.path,
-                    version,
-                    SCHEMA_VERSION,
-                    indexed,
-                )
-            txn.put(b"schema_version", SCHEMA_VERSION.to_bytes(4, "big"), db=self._meta)
-
-    def _migrate_1_to_2(self, txn: lmdb.Transaction) -> int:
-        count = 0
-        for id_key, value in txn.cursor(db=self._events):
-            event = _DECODE_EVENT.decode(value)
-            strategy = payload_tag(_DECODE_PAYLOAD.decode(event.payload), "_strategy")
-            digest = key_digest(event.session_id, event.category, event.resource, event.scene)
-            txn.put(digest + id_key, strategy.encode(), db=self._by_key)
-            txn.put(session_digest(event.session_id) + id_key, b"", db=self._by_session)
-            count += 1
-        return count
+            upgrade_schema(
+                txn, Databases(self._meta, self._events, self._by_key, self._by_session), self.path
+            )
 
     def close(self) -> None:
         """Close the environment. The writer must have stopped (it has, once the
@@ -246,7 +179,7 @@ class Store:
         if the write fails. Cancelled while waiting: the event may or may
         not be stored, and nothing was acknowledged."""
         try:
-            encoded_payload = _ENCODE.encode(payload)
+            encoded_payload = ENCODE.encode(payload)
         except (TypeError, OverflowError) as exc:
             raise UnstorablePayload(f"the payload cannot be stored: {exc}") from None
         stored = StoredEvent(
@@ -259,7 +192,7 @@ class Store:
             provenance,
         )
         item = _Append(
-            _ENCODE.encode(stored),
+            ENCODE.encode(stored),
             key_digest(session_id, category, resource, scene),
             session_digest(session_id),
             payload_tag(payload, "_strategy").encode(),
@@ -346,7 +279,7 @@ class Store:
         try:
             cursor = txn.cursor(db=self._events)
             first = int.from_bytes(cursor.key(), "big") + 1 if cursor.last() else 1
-            id_keys = [_id_bytes(i) for i in range(first, first + len(batch))]
+            id_keys = [id_bytes(i) for i in range(first, first + len(batch))]
             cursor.putmulti(
                 [(k, item.value) for k, item in zip(id_keys, batch, strict=True)], append=True
             )
@@ -374,11 +307,11 @@ class Store:
         return list(range(first, first + len(batch)))
 
     def _retain(self, txn: lmdb.Transaction, key: bytes, session: bytes) -> None:
-        entries = self._key_entries(txn, key)
+        entries = key_entries(txn, self._by_key, key)
         excess = len(entries) - self._max_per_key
         if excess <= 0:
             return
-        keep = self._best_entry(entries)
+        keep = best_entry(entries, self._rank_of)
         for id_key, _ in entries:  # oldest first
             if excess == 0:
                 break
@@ -391,29 +324,14 @@ class Store:
 
     # -------------------------------------------------------------- reading --
 
-    def _key_entries(self, txn: lmdb.Transaction, key: bytes) -> list[tuple[bytes, str]]:
-        """(id bytes, strategy) of every event of a key, oldest first."""
-        cursor = txn.cursor(db=self._by_key)
-        entries = []
-        if cursor.set_range(key):
-            for index_key, strategy in cursor:
-                index_key = bytes(index_key)
-                if not index_key.startswith(key):
-                    break
-                entries.append((index_key[DIGEST_BYTES:], bytes(strategy).decode()))
-        return entries
-
-    def _best_entry(self, entries: list[tuple[bytes, str]]) -> bytes:
-        return max(entries, key=lambda e: (self._rank_of(e[1]), e[0]))[0]
-
     def best(self, session_id: str, category: str, resource: str, scene: str = "") -> Event | None:
         """The event ``analyze`` serves for this key: highest strategy rank,
         then newest. Runs on the loop (a few µs; see the module docstring)."""
         key = key_digest(session_id, category, resource, scene)
         with self._env.begin() as txn:
-            entries = self._key_entries(txn, key)
+            entries = key_entries(txn, self._by_key, key)
             while entries:
-                best = self._best_entry(entries)
+                best = best_entry(entries, self._rank_of)
                 event = self._load(txn, best)
                 if event is not None and (
                     event.session_id,
@@ -468,8 +386,8 @@ class Store:
         value = txn.get(id_key, db=self._events)
         if value is None:
             return None
-        stored = _DECODE_EVENT.decode(value)
-        payload = _DECODE_PAYLOAD.decode(stored.payload)
+        stored = DECODE_EVENT.decode(value)
+        payload = DECODE_PAYLOAD.decode(stored.payload)
         return Event(
             id=int.from_bytes(id_key, "big"),
             ts=stored.ts,

@@ -9,10 +9,10 @@ from typing import Any
 import msgspec
 import trio
 
+from daemon.analysis import RaceManager
 from daemon.config import Config
 from daemon.framing import LineReader
 from daemon.protocol import Method, Params
-from daemon.race import RaceManager
 from daemon.service import Service
 from daemon.stats import Stats
 from daemon.store import Store

@@ -12,11 +12,11 @@ from typing import Any
 import httpx2
 import trio
 
+from daemon.analysis import RaceManager
 from daemon.config import Config, ProviderConfig
 from daemon.errors import StoreError
 from daemon.models import Event, Provenance, payload_tag
 from daemon.providers import ImageInput, Provider
-from daemon.race import RaceManager
 from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 from tests.fake_provider import ANSWER

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from clients import ctl
-from daemon.race import RaceManager
+from daemon.analysis import RaceManager
 from daemon.service import Service
 from daemon.stats import Stats
 from daemon.store import Store

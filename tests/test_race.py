@@ -12,12 +12,12 @@ import pytest
 import trio
 import trio.testing
 
+from daemon.analysis import MissingInput, Wait
 from daemon.config import Config
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded
 from daemon.logs import setup_logging
 from daemon.models import AnalyzeResult, CacheKey
 from daemon.providers import ImageInput
-from daemon.race import MissingInput, Wait
 from tests.conftest import ConfigFactory
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
 

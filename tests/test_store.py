@@ -20,7 +20,8 @@ from daemon.__main__ import main
 from daemon.config import Config
 from daemon.errors import SchemaError, UnstorablePayload
 from daemon.models import Provenance, Usage
-from daemon.store import SCHEMA_VERSION, Store, StoredEvent
+from daemon.store import Store
+from daemon.store_format import SCHEMA_VERSION, StoredEvent
 from tests.conftest import ConfigFactory, write_config
 
 KEY = ("conv-1", "context_analysis", "sha256:abc", "")
@@ -256,7 +257,7 @@ def stored(session: str, strategy: str | None, model: str | None) -> StoredEvent
 
 
 async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="daemon.store")
+    caplog.set_level(logging.INFO, logger="daemon")
     write_v1_store(
         Path(config.store.path),
         [

@@ -1,0 +1,215 @@
+"""``analyze`` in front of the race: cache read, single flight, upgrade on hit.
+
+``RaceManager.analyze`` is SPEC §4 steps 1, 2, 3 and 9: answer from the best
+cached event when it counts (``wait: "best"`` wants the top rank), else join
+the race already running for the key, else start one; a hit below the top
+rank, with the input at hand, starts the better strategies in the background
+(``_upgrade``), once per ``llm.upgrade_retry_after`` after a failure. The
+request waits on the race's events under its own deadline; the race's legs
+never belong to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+import trio
+
+from daemon.errors import AllStrategiesFailed, DeadlineExceeded
+from daemon.logs import conversation
+from daemon.models import AnalyzeResult, AnswerProvenance, CacheKey, Event, MergeStep
+from daemon.race import Accepted, EventStore, Race, RaceContext
+
+if TYPE_CHECKING:
+    from daemon.config import Config
+    from daemon.providers import ImageInput, Provider
+    from daemon.stats import Stats
+    from daemon.supervisor import Supervisor
+
+logger = logging.getLogger(__name__)
+
+Wait = Literal["first", "best"]
+
+
+class RaceManager:
+    """The races in flight, by key, and what every race needs."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: EventStore,
+        supervisor: Supervisor,
+        providers: dict[str, Provider],
+        stats: Stats,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.supervisor = supervisor
+        self.providers = providers
+        self.stats = stats
+        self.races: dict[CacheKey, Race] = {}
+        self.ctx = RaceContext(config, store, supervisor, providers, stats, self.finished)
+        self._ids = itertools.count(1)
+        self._rank_of = config.rank_of()
+        self.top_rank = max((s.rank for s in config.strategies), default=0)
+
+    def finished(self, race: Race) -> None:
+        if self.races.get(race.key) is race:
+            del self.races[race.key]
+        failed_at = self.ctx.failed_at
+        if len(failed_at) > 10_000:  # forget failures older than the retry window
+            horizon = trio.current_time() - self.config.llm.upgrade_retry_after
+            for key in [k for k, t in failed_at.items() if t < horizon]:
+                del failed_at[key]
+
+    def _new_race(self, key: CacheKey, image: ImageInput) -> Race:
+        race_id = f"{int(time.time())}-{next(self._ids)}"
+        return Race(self.ctx, key, image, race_id)
+
+    async def analyze(
+        self,
+        key: CacheKey,
+        image: ImageInput | None,
+        *,
+        wait: Wait,
+        refresh: bool,
+        deadline: float,
+    ) -> AnalyzeResult:
+        """Answer from the cache, or from a race (joined or started).
+
+        Raises DeadlineExceeded (the race goes on), AllStrategiesFailed, or
+        MissingInput when the key is not cached and no image was given."""
+        with conversation(key.session_id):
+            return await self._analyze(key, image, wait, refresh, deadline)
+
+    def cached_answer(
+        self, key: CacheKey, image: ImageInput | None, wait: Wait
+    ) -> AnalyzeResult | None:
+        """Step 1 of SPEC §4: the answer from the cache, if it counts; synchronous."""
+        with conversation(key.session_id):
+            started = trio.current_time()
+            event = self.store.best(key.session_id, key.category, key.resource, key.scene)
+            step = _cached_step(event)
+            if event is None or step is None:
+                return None
+            rank = self._rank_of(event.strategy)
+            if wait == "best" and rank < self.top_rank:
+                return None
+            return self._from_cache(key, event, step, image, rank, started)
+
+    async def _analyze(
+        self, key: CacheKey, image: ImageInput | None, wait: Wait, refresh: bool, deadline: float
+    ) -> AnalyzeResult:
+        started = trio.current_time()
+        if not refresh:
+            cached = self.cached_answer(key, image, wait)
+            if cached is not None:
+                return cached
+        race = self.races.get(key)
+        if race is not None:
+            self.stats.coalesced += 1
+        else:
+            if image is None:
+                raise MissingInput()
+            self.stats.misses += 1
+            race = self._new_race(key, image)
+            self.races[key] = race
+            race.start(list(self.config.strategies), background=False)
+        with trio.move_on_at(deadline):
+            await (race.first if wait == "first" else race.best).wait()
+        accepted = race.accepted
+        if accepted is None:
+            if not race.first.is_set() or (wait == "best" and not race.best.is_set()):
+                raise DeadlineExceeded(data={"pending": race.pending()})
+            raise AllStrategiesFailed(data={"strategies": race.failures()})
+        if wait == "best" and not race.best.is_set():
+            raise DeadlineExceeded(data={"pending": race.pending()})
+        logger.info(
+            "merge_step [%s|%s] Conversation: %d messages",
+            accepted.strategy,
+            accepted.model,
+            len(accepted.step.conversation),
+        )
+        return _answer(accepted, False, started, race.pending())
+
+    def _from_cache(
+        self,
+        key: CacheKey,
+        event: Event,
+        step: MergeStep,
+        image: ImageInput | None,
+        rank: int,
+        started: float,
+    ) -> AnalyzeResult:
+        self.stats.hits += 1
+        logger.info(
+            "merge_step [CACHED|%s|%s] Conversation: %d messages",
+            event.strategy,
+            event.model,
+            len(step.conversation),
+        )
+        pending: list[str] = []
+        if rank < self.top_rank and image is not None:
+            pending = self._upgrade(key, image, rank)
+        cached = Accepted(
+            step=step,
+            strategy=event.strategy,
+            model=event.model,
+            event_id=event.id,
+            created_at=event.ts,
+        )
+        return _answer(cached, True, started, pending)
+
+    def _upgrade(self, key: CacheKey, image: ImageInput, rank: int) -> list[str]:
+        """Start the strategies that outrank a cached event, in the background,
+        unless one is running or failed within ``llm.upgrade_retry_after``."""
+        if key in self.races:
+            return self.races[key].pending()
+        now = trio.current_time()
+        window = self.config.llm.upgrade_retry_after
+        better = [s for s in self.config.strategies if s.rank > rank]
+        if not better or any(
+            now - self.ctx.failed_at.get((key, s.name), -math.inf) < window for s in better
+        ):
+            return []
+        self.stats.upgrades += 1
+        race = self._new_race(key, image)
+        race.best_rank = rank  # only a better result is worth storing
+        self.races[key] = race
+        logger.info("Upgrading the cached %s result in the background", rank)
+        race.start(better, background=True)
+        return race.pending()
+
+
+def _answer(result: Accepted, cached: bool, started: float, pending: list[str]) -> AnalyzeResult:
+    return AnalyzeResult(
+        result=result.step,
+        provenance=AnswerProvenance(
+            strategy=result.strategy,
+            model=result.model,
+            cached=cached,
+            event_id=result.event_id,
+            created_at=result.created_at,
+            latency_ms=round((trio.current_time() - started) * 1000, 1),
+        ),
+        pending=pending,
+    )
+
+
+class MissingInput(Exception):
+    """Not in the cache, and no image to race on."""
+
+
+def _cached_step(event: Event | None) -> MergeStep | None:
+    if event is None:
+        return None
+    try:
+        return msgspec.convert(event.payload, MergeStep)
+    except msgspec.ValidationError:
+        logger.warning("cached event %d is not a MergeStep; racing instead", event.id)
+        return None
