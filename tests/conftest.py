@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from daemon.config import Config, load_config
 from daemon.store import Store
@@ -74,3 +76,9 @@ def open_store() -> Iterator[StoreFactory]:
     yield open_
     for store in opened:
         store.close()
+
+
+# Hypothesis: a bounded run in `make test`, a long one in `make fuzz`.
+settings.register_profile("default", max_examples=300, deadline=None, derandomize=False)
+settings.register_profile("fuzz", max_examples=50_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
