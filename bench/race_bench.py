@@ -201,6 +201,8 @@ def main() -> None:
     finally:
         fake.kill()
         fake.wait()
+        if fake.stdout is not None:
+            fake.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -127,51 +129,124 @@ def completion_body(script: Script, body: dict[str, Any]) -> bytes:
     ).encode()
 
 
-async def serve_trio(scripts: dict[str, Script], port: int = 0) -> None:
+CHAOS = ["ok", "slow", "hang", "reset", "429", "5xx", "truncated", "huge", "non_utf8", "invalid"]
+RETRY_AFTERS = ["1", "0", "-1", "abc", "99999", "Wed, 21 Oct 2015 07:28:00 GMT", "0.2", "", "1e400"]
+
+
+async def serve_trio(
+    scripts: dict[str, Script], port: int = 0, chaos_seed: int | None = None
+) -> None:
     """The same answers from a trio + h11 server: thousands of concurrent calls
-    without a thread each (``http.server`` manages ~100/s here). For benchmarks."""
+    without a thread each (``http.server`` manages ~100/s here).
+
+    With ``chaos_seed``, each call picks one of ``CHAOS`` at random: slow,
+    hanging, reset mid-body, 429 with odd Retry-After values, 5xx, truncated
+    JSON, a 9 MB body, non-UTF-8 bytes, a completion that is not a MergeStep,
+    or a good answer. ``POST /control`` with ``{"chaos": false}`` turns it off."""
+    import random
+
     import h11
     import trio
+
+    rng = random.Random(chaos_seed)
+    state = {"chaos": chaos_seed is not None}
+
+    async def read_request(conn: h11.Connection, stream: trio.SocketStream) -> tuple[Any, bytes]:
+        request, body = None, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return request, body
+
+    async def respond(
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        status: int,
+        payload: bytes,
+        headers: list[tuple[str, str]] | None = None,
+        declared: int | None = None,
+    ) -> None:
+        all_headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(payload) if declared is None else declared)),
+        ]
+        all_headers += headers or []
+        await stream.send_all(conn.send(h11.Response(status_code=status, headers=all_headers)))
+        await stream.send_all(conn.send(h11.Data(data=payload)))
+        if declared is None:
+            await stream.send_all(conn.send(h11.EndOfMessage()))
 
     async def handle(stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
         async with stream:
             while True:
-                request, body = None, b""
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        data = await stream.receive_some(65536)
-                        conn.receive_data(data)
-                        continue
-                    if isinstance(event, h11.Request):
-                        request = event
-                    elif isinstance(event, h11.Data):
-                        body += event.data
-                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                        break
+                request, body = await read_request(conn, stream)
                 if request is None:
                     return
-                parsed = json.loads(body)
-                script = scripts.get(parsed.get("model"), Script(status=404))
-                await trio.sleep(script.latency)
-                payload = completion_body(script, parsed) if script.status == 200 else b"{}"
-                headers = [
-                    ("content-type", "application/json"),
-                    ("content-length", str(len(payload))),
-                ]
-                await stream.send_all(
-                    conn.send(h11.Response(status_code=script.status, headers=headers))
-                    + conn.send(h11.Data(data=payload))
-                    + conn.send(h11.EndOfMessage())
-                )
+                if request.target.endswith(b"/control"):
+                    state["chaos"] = bool(json.loads(body).get("chaos"))
+                    await respond(conn, stream, 200, b"{}")
+                else:
+                    parsed = json.loads(body)
+                    script = scripts.get(parsed.get("model"), Script(status=404))
+                    mode = rng.choice(CHAOS) if state["chaos"] else "ok"
+                    if mode == "hang":
+                        await trio.sleep_forever()
+                    if mode == "reset":
+                        good = completion_body(script, parsed)
+                        await respond(conn, stream, 200, good[: len(good) // 2], declared=len(good))
+                        stream.socket.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                        return  # closing with linger 0 sends a RST mid-body
+                    await trio.sleep(script.latency + (rng.uniform(0, 3) if mode == "slow" else 0))
+                    if mode == "429":
+                        headers = [("retry-after", rng.choice(RETRY_AFTERS))]
+                        await respond(conn, stream, 429, b'{"error":"slow down"}', headers)
+                    elif mode == "5xx":
+                        await respond(conn, stream, rng.choice([500, 502, 503, 504]), b"oops")
+                    elif mode == "truncated":
+                        await respond(conn, stream, 200, completion_body(script, parsed)[:-40])
+                    elif mode == "huge":
+                        await respond(conn, stream, 200, b'{"x":"' + b"a" * 9_000_000 + b'"}')
+                    elif mode == "non_utf8":
+                        await respond(
+                            conn, stream, 200, b'{"choices":[{"message":{"content":"\xff\xfe"}}]}'
+                        )
+                    elif mode == "invalid":
+                        await respond(
+                            conn,
+                            stream,
+                            200,
+                            completion_body(Script(answer="no JSON here"), parsed),
+                        )
+                    else:
+                        await respond(
+                            conn,
+                            stream,
+                            script.status,
+                            completion_body(script, parsed) if script.status == 200 else b"{}",
+                        )
                 if conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
 
     async def guarded(stream: trio.SocketStream) -> None:
         # A client that went away (a cancelled leg) is fine.
-        with contextlib.suppress(trio.BrokenResourceError, h11.RemoteProtocolError, ValueError):
+        with contextlib.suppress(
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            h11.RemoteProtocolError,
+            h11.LocalProtocolError,
+            ValueError,
+            OSError,
+        ):
             await handle(stream)
 
     listeners = await trio.open_tcp_listeners(port, host="127.0.0.1", backlog=1024)
@@ -180,18 +255,23 @@ async def serve_trio(scripts: dict[str, Script], port: int = 0) -> None:
 
 
 def main() -> None:
-    """Serve from a process of its own (benchmarks): ``python -m tests.fake_provider
-    MODEL=LATENCY[:INVALID_IF] ...``; prints the base URL, then serves until killed."""
+    """Serve from a process of its own: ``python -m tests.fake_provider
+    [--chaos=SEED] MODEL=LATENCY[:INVALID_IF] ...``; prints the base URL, then
+    serves until killed."""
     import sys
 
     import trio
 
     scripts = {}
+    chaos_seed = None
     for spec in sys.argv[1:]:
+        if spec.startswith("--chaos="):
+            chaos_seed = int(spec.split("=", 1)[1])
+            continue
         model, _, rest = spec.partition("=")
         latency, _, invalid_if = rest.partition(":")
         scripts[model] = Script(latency=float(latency), invalid_if=invalid_if or None)
-    trio.run(serve_trio, scripts)
+    trio.run(serve_trio, scripts, 0, chaos_seed)
 
 
 if __name__ == "__main__":
