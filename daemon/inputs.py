@@ -68,6 +68,8 @@ def read_image_file(path: str, config: InputsConfig) -> bytes:
     """Blocking: open, check and read ``path`` (see the module docstring)."""
     if not config.allowed_dirs:
         raise BadInput("image.path is not accepted: inputs.allowed_dirs is empty; send image.data")
+    if "\0" in path:  # the OS cannot take it (os.open raises ValueError)
+        raise BadInput("image.path contains a NUL byte")
     if not os.path.isabs(path):
         raise BadInput(f"image.path must be absolute: {path!r}")
     real = os.path.realpath(path)

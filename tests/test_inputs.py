@@ -67,6 +67,12 @@ def test_traversal_and_symlinks_out_are_refused(allowed: Path, tmp_path: Path) -
     assert "must be absolute" in bad_path("shots/x.png", cfg)
 
 
+def test_nul_byte_in_path_is_bad_input(allowed: Path) -> None:
+    # Regression (found by tests/test_fuzz_inputs.py): os.path.realpath raised
+    # ValueError, which reached the client as -32603 instead of -32003.
+    assert "NUL byte" in bad_path(str(allowed / "ok.png\x00.png"), config_for(allowed))
+
+
 def test_symlink_inside_is_fine(allowed: Path) -> None:
     (allowed / "real.png").write_bytes(PNG)
     (allowed / "alias.png").symlink_to(allowed / "real.png")
