@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any
 import pytest
 
 from clients.client import Client, ConnectionClosed, RpcError
-from tests.process import Daemon, proc_status_kib
+from tests.process import ROOT, Daemon, proc_status_kib
 
 pytestmark = pytest.mark.process
 
@@ -133,3 +136,98 @@ def test_daemon_memory_does_not_grow_with_stored_events(short_tmp: Path) -> None
         assert growth < 8, f"anonymous memory grew {growth:.1f} MiB over 20,000 events"
     finally:
         daemon.stop()
+
+
+def test_sigkill_during_a_busy_mix_loses_nothing_acknowledged(short_tmp: Path) -> None:
+    """Appends, analyses whose premium runs on in the background, and reads,
+    all at once; SIGKILL at a random moment; three rounds."""
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_provider", "fast-model=0.02", "slow-model=0.15"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    acked: dict[tuple[str, str], int] = {}  # (session, resource) -> event id
+    lock = threading.Lock()
+    try:
+        assert fake.stdout is not None
+        base_url = fake.stdout.readline().strip()
+        sections: dict[str, Any] = {
+            "providers": {"fake": {"base_url": base_url}},
+            "store": {"max_events_per_key": 50},
+        }
+
+        def analyzer(path: str, worker: int, round_: int) -> None:
+            gone = (ConnectionClosed, OSError, TimeoutError, RpcError)
+            with contextlib.suppress(*gone), Client(path, timeout=10) as client:
+                for n in range(10_000):
+                    session = f"a{worker}-r{round_}-{n}"
+                    url = f"https://img.example/{session}.png"
+                    result = client.call(
+                        "analyze", {"conversation_id": session, "image": {"url": url}}
+                    )
+                    if result["provenance"]["event_id"] is not None:
+                        with lock:
+                            acked[(session, url)] = result["provenance"]["event_id"]
+
+        def reader(path: str) -> None:
+            gone = (ConnectionClosed, OSError, TimeoutError, RpcError)
+            with contextlib.suppress(*gone), Client(path, timeout=10) as client:
+                while True:
+                    client.call("events.list", {"session_id": "a0-r0-0"})
+                    client.call("status")
+
+        appended: dict[str, int] = {}
+        for round_ in range(3):
+            daemon = Daemon(short_tmp, **sections).start()
+            threads = [
+                threading.Thread(
+                    target=hammer, args=(daemon.socket_path, 9, round_, appended, lock)
+                ),
+                threading.Thread(target=reader, args=(daemon.socket_path,)),
+                *(
+                    threading.Thread(target=analyzer, args=(daemon.socket_path, w, round_))
+                    for w in range(3)
+                ),
+            ]
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.3, 0.9))
+            assert daemon.proc is not None
+            daemon.proc.kill()
+            daemon.wait()
+            for t in threads:
+                t.join(15)
+
+        daemon = Daemon(short_tmp, **sections).start()  # the store opens cleanly
+        try:
+            with Client(daemon.socket_path) as client:
+                assert client.call("health")["ok"] is True
+                missing = []
+                for (session, _url), event_id in acked.items():
+                    events = client.call("events.list", {"session_id": session})["events"]
+                    if event_id not in {e["id"] for e in events}:
+                        missing.append((session, event_id))
+                for key, event_id in appended.items():
+                    session, resource = key.split("|")
+                    best = client.call(
+                        "events.best",
+                        {"session_id": session, "category": "crash", "resource": resource},
+                    )["event"]
+                    if best is None or best["id"] != event_id:
+                        missing.append((session, event_id))
+                assert not missing, f"{len(missing)} acknowledged events lost (seed {seed})"
+                assert len(acked) > 10, f"too few analyses to prove anything (seed {seed})"
+                print(
+                    f"{len(acked)} analyses and {len(appended)} appends acknowledged (seed {seed})"
+                )
+        finally:
+            daemon.stop()
+    finally:
+        fake.kill()
+        fake.wait()
+        if fake.stdout is not None:
+            fake.stdout.close()
