@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 from collections.abc import Callable, Sequence
 
@@ -46,6 +47,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def raise_fd_limit(wanted: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards the hard one: each connection is an
+    fd, and systemd's default soft limit (1024) is below max_connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        logger.info("Raised the open-file limit from %d to %d", soft, target)
+    elif soft != resource.RLIM_INFINITY and soft < wanted:
+        logger.warning("open-file limit %d is below the %d ctxd may need", soft, wanted)
+
+
 def main(argv: Sequence[str] | None = None, *, prepare: Callable[[App], None] | None = None) -> int:
     """Run the daemon; returns the exit status. ``prepare`` may add methods to
     the App before it serves (the test suite's daemon uses it)."""
@@ -59,6 +72,13 @@ def main(argv: Sequence[str] | None = None, *, prepare: Callable[[App], None] | 
         print(f"ctxd: {args.config}: ok")
         return EX_OK
     setup_logging(config.logging.level, config.logging.format, config.secrets())
+    # connections + their rejections, provider pools, LMDB, the log, spare
+    wanted = (
+        config.socket.max_connections * 2
+        + sum(p.max_connections for p in config.providers.values())
+        + 256
+    )
+    raise_fd_limit(wanted)
     try:
         store = Store.open(config.store, config.rank_of())
     except SchemaError as exc:

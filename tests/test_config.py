@@ -200,3 +200,21 @@ def test_ctxd_command_is_installed_beside_python_m_daemon(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     version = subprocess.run([str(ctxd), "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("ctxd ")
+
+
+def test_fd_limit_is_raised_towards_the_hard_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from daemon.__main__ import raise_fd_limit
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 8192))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: calls.append(limits))
+    raise_fd_limit(4000)
+    assert calls == [(4000, 8192)]
+    raise_fd_limit(100_000)
+    assert calls[-1] == (8192, 8192)  # never past the hard limit
+    calls.clear()
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (50_000, 65536))
+    raise_fd_limit(4000)
+    assert calls == []  # already enough

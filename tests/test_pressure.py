@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -97,3 +98,71 @@ def test_many_concurrent_clients_all_answered(short_tmp: Path) -> None:
         assert errors == []
     finally:
         daemon.stop()
+
+
+def test_a_good_client_stays_fast_under_idle_slow_and_deaf_connections(short_tmp: Path) -> None:
+    """1,000 idle connections, 200 sending one byte every second (a line that
+    never ends), 20 pipelining requests and never reading: a well-behaved
+    client's health p99 stays under 50 ms and the daemon's RSS under 150 MiB."""
+    daemon = Daemon(
+        short_tmp,
+        socket={"max_connections": 1300, "line_timeout": 4, "write_timeout": 3, "idle_timeout": 60},
+    ).start()
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    sockets: list[socket.socket] = []
+    stop = threading.Event()
+
+    def connect() -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(daemon.socket_path)
+        sockets.append(s)
+        return s
+
+    try:
+        idle = [connect() for _ in range(1000)]
+        slow = [connect() for _ in range(200)]
+        deaf = [connect() for _ in range(20)]
+        for s in deaf:
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                for _ in range(5000):
+                    s.send(b'{"jsonrpc":"2.0","method":"status","id":1}\n')
+
+        def dribble() -> None:
+            while not stop.is_set():
+                for s in slow:
+                    with contextlib.suppress(OSError):
+                        s.send(b"{")
+                stop.wait(1.0)
+
+        dribbler = threading.Thread(target=dribble)
+        dribbler.start()
+        latencies = []
+        peak = 0
+        with Client(daemon.socket_path) as client:
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                assert client.call("health", timeout=5)["ok"] is True
+                latencies.append(time.monotonic() - started)
+                peak = max(peak, proc_status_kib(pid, "VmRSS"))
+                time.sleep(0.01)
+            connections = client.call("status")["connections"]
+        stop.set()
+        dribbler.join(5)
+        latencies.sort()
+        p99 = latencies[int(len(latencies) * 0.99)]
+        calls = len(latencies)
+        print(f"health p99 {p99 * 1000:.1f} ms over {calls} calls; peak RSS {peak / 1024:.0f} MiB")
+        assert p99 < 0.050
+        assert peak < 150 * 1024
+        assert connections >= 1000  # the idle ones are still there (idle_timeout 60 s)
+        assert len(idle) == 1000
+    finally:
+        stop.set()
+        for s in sockets:
+            s.close()
+        daemon.stop()
+    log = daemon.log()
+    assert "Closing a connection whose client has not read for 3s" in log
