@@ -60,11 +60,6 @@ class Supervisor:
         return sum(self.by_name.values())
 
     @property
-    def total(self) -> int:
-        """Every task running, background and attached."""
-        return len(self._tasks)
-
-    @property
     def drain_deadline(self) -> float | None:
         return None if self._drain_deadline == math.inf else self._drain_deadline
 
