@@ -1,7 +1,8 @@
 """The composition root and the drain sequence.
 
-Shape of the running daemon (one root nursery)::
+Shape of the running daemon::
 
+    writer                      store.run_writer: stops only after root has ended
     root
     ├── supervisor.serve        background nursery (work that outlives requests)
     ├── _hold_nursery           the connection handlers' nursery
@@ -14,8 +15,10 @@ started finish while new ones on open connections get -32000; one absolute
 deadline, signal time + ``shutdown.drain_timeout``, is set on the connection
 handlers and on the supervisor, so whatever still runs then is cancelled
 together. Once no request and no background task is left (or at the deadline)
-the root is cancelled. Closing the store and the socket file happens last,
-shielded, whatever ended the run.
+the root is cancelled; the store's writer stops once the root has ended (so a
+result a cancelled task still holds is committed), the providers' clients are
+closed (shielded, 5 s at most) and the socket file removed, whatever ended the
+run. ``__main__`` closes the store after ``trio.run`` returns.
 """
 
 from __future__ import annotations
@@ -114,27 +117,13 @@ class App:
         try:
             listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
             server = UnixServer(listener, self.service, sock_config)
-            async with trio.open_nursery() as root:
-                self._root = root
-                if handle_signals:
-                    await root.start(self._watch_signals)
-                await root.start(self.store.run_writer)
-                await root.start(self.supervisor.serve)
-                handlers: trio.Nursery = await root.start(_hold_nursery)
-                accept_scope = trio.CancelScope()
-                await root.start(self._accept, accept_scope, server, handlers)
-                self.service.state = "serving"
-                origin = " (from systemd)" if activated else ""
-                logger.info("ctxd %s serving on %s%s", __version__, where, origin)
-                interval = systemd.watchdog_interval()
-                if interval is not None:
-                    root.start_soon(systemd.watchdog, interval)
-                task_status.started()
-                systemd.notify(f"READY=1\nSTATUS=serving on {where}\nMAINPID={os.getpid()}")
-                await self._drain_requested.wait()
-                root.start_soon(self._report_drain)
-                await self._drain(accept_scope, handlers)
-                root.cancel_scope.cancel(reason="drained")
+            # The store's writer outlives the root: a task cancelled at the
+            # drain deadline may still be storing a result it holds (shielded),
+            # and that commit must happen now, not after a grace period.
+            async with trio.open_nursery() as writer:
+                await writer.start(self.store.run_writer)
+                await self._serve(server, where, bool(activated), handle_signals, task_status)
+                writer.cancel_scope.cancel(reason="every task has ended")
         finally:
             self._root = None
             with trio.move_on_after(5, shield=True):
@@ -145,6 +134,35 @@ class App:
             else:
                 sock.close()  # our copy of the fd; systemd keeps its own
             logger.info("ctxd stopped")
+
+    async def _serve(
+        self,
+        server: UnixServer,
+        where: str,
+        from_systemd: bool,
+        handle_signals: bool,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        async with trio.open_nursery() as root:
+            self._root = root
+            if handle_signals:
+                await root.start(self._watch_signals)
+            await root.start(self.supervisor.serve)
+            handlers: trio.Nursery = await root.start(_hold_nursery)
+            accept_scope = trio.CancelScope()
+            await root.start(self._accept, accept_scope, server, handlers)
+            self.service.state = "serving"
+            origin = " (from systemd)" if from_systemd else ""
+            logger.info("ctxd %s serving on %s%s", __version__, where, origin)
+            interval = systemd.watchdog_interval()
+            if interval is not None:
+                root.start_soon(systemd.watchdog, interval)
+            task_status.started()
+            systemd.notify(f"READY=1\nSTATUS=serving on {where}\nMAINPID={os.getpid()}")
+            await self._drain_requested.wait()
+            root.start_soon(self._report_drain)
+            await self._drain(accept_scope, handlers)
+            root.cancel_scope.cancel(reason="drained")
 
     @staticmethod
     async def _accept(

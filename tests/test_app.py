@@ -390,3 +390,31 @@ async def test_cache_hit_is_answered_by_the_fast_path(config: Config) -> None:
         assert refresh["error"]["code"] == -32602  # not cached for a refresh, and no image
         assert "send the image" in refresh["error"]["message"]
         assert app.races.stats.hits == 3  # the notification was served once, not twice
+
+
+async def test_an_append_in_flight_at_the_drain_deadline_is_committed_at_once(
+    config: Config, open_store: StoreFactory
+) -> None:
+    # Regression: the store writer was cancelled with everything else at the
+    # drain deadline, so a result being stored right then (the race shields
+    # that append) waited out its grace period: the exit came 10 s late.
+    app = App(config, open_store(config))
+    stored: list[int] = []
+
+    async def storing_at_the_deadline() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                stored.append(await app.store.append("s", "c", "r", "", {"late": True}))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(start(app))
+        app.supervisor.spawn("late", storing_at_the_deadline)
+        started = trio.current_time()
+        with trio.fail_after(5):  # the writer must still be there to commit it
+            app.request_drain()
+            app.cancel_all()  # the deadline, now
+            await app.supervisor.wait_idle()
+    assert stored == [1]
+    assert trio.current_time() - started < 2
