@@ -181,7 +181,10 @@ class RaceManager:
         race = self._new_race(key, image)
         race.best_rank = rank  # only a better result is worth storing
         self.races[key] = race
-        logger.info("Upgrading the cached %s result in the background", rank)
+        logger.info(
+            "Cached result is below the top rank: starting %s in the background",
+            ", ".join(s.name for s in better),
+        )
         race.start(better, background=True)
         return race.pending()
 
