@@ -63,15 +63,22 @@ logger = logging.getLogger(__name__)
 MIB: Final = 1024 * 1024
 LIST_CHUNK: Final = 100  # events read per read transaction in ``list``
 LINGER: Final = 0.001  # seconds the writer may wait to fill a batch under load
+BEST_MEMO: Final = 4096  # keys whose best event is kept in memory
 
 RankOf = Callable[[str], int]
 
 
-class _Append:
-    __slots__ = ("done", "error", "id", "key", "session", "strategy", "value")
+Fields = tuple[str, str, str, str]  # session_id, category, resource, scene
 
-    def __init__(self, value: bytes, key: bytes, session: bytes, strategy: bytes) -> None:
+
+class _Append:
+    __slots__ = ("done", "error", "fields", "id", "key", "session", "strategy", "value")
+
+    def __init__(
+        self, value: bytes, fields: Fields, key: bytes, session: bytes, strategy: bytes
+    ) -> None:
         self.value = value
+        self.fields = fields
         self.key = key
         self.session = session
         self.strategy = strategy
@@ -96,6 +103,9 @@ class Store:
         self._by_key = env.open_db(b"by_key")
         self._by_session = env.open_db(b"by_session")
         self._queue: list[_Append] = []
+        # The answer of ``best`` per key, for the cache-hit path; bounded, and
+        # dropped for a key whenever a commit touches it.
+        self._best_memo: collections.OrderedDict[Fields, Event | None] = collections.OrderedDict()
         self._wake = trio.Event()
         self._expected = 1  # size of the last batch
         self.linger = LINGER
@@ -191,9 +201,11 @@ class Store:
             msgspec.Raw(encoded_payload),
             provenance,
         )
+        fields = (session_id, category, resource, scene)
         item = _Append(
             ENCODE.encode(stored),
-            key_digest(session_id, category, resource, scene),
+            fields,
+            key_digest(*fields),
             session_digest(session_id),
             payload_tag(payload, "_strategy").encode(),
         )
@@ -256,6 +268,8 @@ class Store:
             break
         self.commits += 1
         self.committed += len(batch)
+        for item in batch:  # these keys' best (and retention) may have changed
+            self._best_memo.pop(item.fields, None)
         for item, event_id in zip(batch, ids, strict=True):
             item.id = event_id
             item.done.set()
@@ -326,8 +340,22 @@ class Store:
 
     def best(self, session_id: str, category: str, resource: str, scene: str = "") -> Event | None:
         """The event ``analyze`` serves for this key: highest strategy rank,
-        then newest. Runs on the loop (a few µs; see the module docstring)."""
-        key = key_digest(session_id, category, resource, scene)
+        then newest. Runs on the loop: a memo hit is a dict lookup, a miss a
+        read transaction of a few µs (see the module docstring)."""
+        fields = (session_id, category, resource, scene)
+        memo = self._best_memo
+        if fields in memo:
+            memo.move_to_end(fields)
+            return memo[fields]
+        event = self._best_from_disk(fields)
+        memo[fields] = event
+        if len(memo) > BEST_MEMO:
+            memo.popitem(last=False)
+        return event
+
+    def _best_from_disk(self, fields: Fields) -> Event | None:
+        session_id, category, resource, scene = fields
+        key = key_digest(*fields)
         with self._env.begin() as txn:
             entries = key_entries(txn, self._by_key, key)
             while entries:

@@ -328,7 +328,7 @@ async def test_writer_lingers_only_under_load(
     # No thread involved: _gather only looks at the queue and the clock.
     store = Store.open(config.store, config.rank_of())
     try:
-        item = store_module._Append(b"v", b"k" * 16, b"s" * 16, b"x")
+        item = store_module._Append(b"v", ("s", "c", "r", ""), b"k" * 16, b"s" * 16, b"x")
         store._queue = [item]
         await store._gather()  # light load (last batch of one): no wait at all
         assert trio.current_time() == 0
@@ -341,4 +341,34 @@ async def test_writer_lingers_only_under_load(
         assert trio.current_time() == pytest.approx(store.linger)
     finally:
         store._queue = []
+        store.close()
+
+
+async def test_best_memo_never_serves_a_stale_answer(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "BEST_MEMO", 2)
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            assert store.best(*KEY) is None  # a miss is remembered too...
+            first = await store.append(*KEY, result("multimodal", "m1"))
+            best = store.best(*KEY)  # ...and forgotten when the key is written
+            assert best is not None
+            assert best.id == first
+            better = await store.append(*KEY, result("premium", "p1"))
+            best = store.best(*KEY)
+            assert best is not None
+            assert best.id == better
+            await store.append(*KEY, result("multimodal", "m2"))  # lower rank, newer
+            best = store.best(*KEY)
+            assert best is not None
+            assert best.id == better
+            for i in range(5):  # more keys than the memo holds: it stays bounded
+                store.best("other", "c", f"r{i}", "")
+            assert len(store._best_memo) == 2
+            best = store.best(*KEY)
+            assert best is not None
+            assert best.id == better
+    finally:
         store.close()
