@@ -72,13 +72,10 @@ Fields = tuple[str, str, str, str]  # session_id, category, resource, scene
 
 
 class _Append:
-    __slots__ = ("done", "error", "fields", "id", "key", "session", "strategy", "value")
+    __slots__ = ("done", "error", "id", "key", "session", "strategy", "value")
 
-    def __init__(
-        self, value: bytes, fields: Fields, key: bytes, session: bytes, strategy: bytes
-    ) -> None:
+    def __init__(self, value: bytes, key: bytes, session: bytes, strategy: bytes) -> None:
         self.value = value
-        self.fields = fields
         self.key = key
         self.session = session
         self.strategy = strategy
@@ -104,8 +101,11 @@ class Store:
         self._by_session = env.open_db(b"by_session")
         self._queue: list[_Append] = []
         # The answer of ``best`` per key, for the cache-hit path; bounded, and
-        # dropped for a key whenever a commit touches it.
+        # forgotten whenever any process commits to the environment (its last
+        # transaction id moves): during a restart on a held socket the old
+        # daemon still commits while the new one serves.
         self._best_memo: collections.OrderedDict[Fields, Event | None] = collections.OrderedDict()
+        self._memo_txnid = -1
         self._wake = trio.Event()
         self._expected = 1  # size of the last batch
         self.linger = LINGER
@@ -201,11 +201,9 @@ class Store:
             msgspec.Raw(encoded_payload),
             provenance,
         )
-        fields = (session_id, category, resource, scene)
         item = _Append(
             ENCODE.encode(stored),
-            fields,
-            key_digest(*fields),
+            key_digest(session_id, category, resource, scene),
             session_digest(session_id),
             payload_tag(payload, "_strategy").encode(),
         )
@@ -268,8 +266,6 @@ class Store:
             break
         self.commits += 1
         self.committed += len(batch)
-        for item in batch:  # these keys' best (and retention) may have changed
-            self._best_memo.pop(item.fields, None)
         for item, event_id in zip(batch, ids, strict=True):
             item.id = event_id
             item.done.set()
@@ -344,6 +340,10 @@ class Store:
         read transaction of a few µs (see the module docstring)."""
         fields = (session_id, category, resource, scene)
         memo = self._best_memo
+        txnid = self._env.info()["last_txnid"]  # ~0.7 µs
+        if txnid != self._memo_txnid:
+            memo.clear()
+            self._memo_txnid = txnid
         if fields in memo:
             memo.move_to_end(fields)
             return memo[fields]

@@ -21,7 +21,7 @@ from daemon.config import Config
 from daemon.errors import SchemaError, UnstorablePayload
 from daemon.models import Provenance, Usage
 from daemon.store import Store
-from daemon.store_format import SCHEMA_VERSION, StoredEvent
+from daemon.store_format import SCHEMA_VERSION, StoredEvent, key_digest
 from tests.conftest import ConfigFactory, write_config
 
 KEY = ("conv-1", "context_analysis", "sha256:abc", "")
@@ -328,7 +328,7 @@ async def test_writer_lingers_only_under_load(
     # No thread involved: _gather only looks at the queue and the clock.
     store = Store.open(config.store, config.rank_of())
     try:
-        item = store_module._Append(b"v", ("s", "c", "r", ""), b"k" * 16, b"s" * 16, b"x")
+        item = store_module._Append(b"v", b"k" * 16, b"s" * 16, b"x")
         store._queue = [item]
         await store._gather()  # light load (last batch of one): no wait at all
         assert trio.current_time() == 0
@@ -370,5 +370,30 @@ async def test_best_memo_never_serves_a_stale_answer(
             best = store.best(*KEY)
             assert best is not None
             assert best.id == better
+    finally:
+        store.close()
+
+
+async def test_best_memo_sees_another_writers_commit(config: Config) -> None:
+    """Another process committing (the old daemon, draining during a restart
+    on a held socket) must not leave this one serving a stale best."""
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            await store.append(*KEY, result("multimodal", "m"))
+            first = store.best(*KEY)
+            assert first is not None
+            assert first.strategy == "multimodal"
+            # A foreign commit, straight through LMDB: a premium event and its index.
+            payload = msgspec.msgpack.encode(result("premium", "p"))
+            event = StoredEvent(2.0, *KEY, msgspec.Raw(payload))
+            env = store._env
+            with env.begin(write=True) as txn:
+                id_key = (99).to_bytes(8, "big")
+                txn.put(id_key, msgspec.msgpack.encode(event), db=store._events)
+                txn.put(key_digest(*KEY) + id_key, b"premium", db=store._by_key)
+            best = store.best(*KEY)
+            assert best is not None
+            assert (best.id, best.strategy) == (99, "premium")
     finally:
         store.close()
