@@ -12,7 +12,7 @@ import trio
 from daemon.analysis import RaceManager
 from daemon.config import Config
 from daemon.framing import LineReader
-from daemon.protocol import Method, Params
+from daemon.protocol import Handler, Method, NoParams, Params
 from daemon.service import Service
 from daemon.stats import Stats
 from daemon.store import Store
@@ -29,6 +29,46 @@ class SleepParams(Params, frozen=True):
 class SleepResult(msgspec.Struct, frozen=True):
     tag: str
     done_at: float
+
+
+class SubtractParams(Params, frozen=True):
+    minuend: int
+    subtrahend: int
+
+
+class NumbersParams(Params, frozen=True):
+    a: int = 0
+    b: int = 0
+    c: int = 0
+    d: int = 0
+    e: int = 0
+
+
+def register_spec_methods(service: Service) -> None:
+    """The methods of the JSON-RPC 2.0 specification's section 7 examples."""
+
+    async def subtract(params: SubtractParams) -> int:
+        return params.minuend - params.subtrahend
+
+    async def sum_(params: NumbersParams) -> int:
+        return params.a + params.b + params.c + params.d + params.e
+
+    async def get_data(params: NoParams) -> list[object]:
+        return ["hello", 5]
+
+    async def ignore(params: NumbersParams) -> None:
+        return None
+
+    methods: list[tuple[str, type[Params], Any, Handler]] = [
+        ("subtract", SubtractParams, int, subtract),
+        ("sum", NumbersParams, int, sum_),
+        ("get_data", NoParams, list[object], get_data),
+        ("update", NumbersParams, None, ignore),
+        ("notify_hello", NumbersParams, None, ignore),
+        ("notify_sum", NumbersParams, None, ignore),
+    ]
+    for name, params, result, handler in methods:
+        service.register(Method(name, params, result, handler, "JSON-RPC 2.0 spec example"))
 
 
 def register_test_methods(service: Service, finished: list[str] | None = None) -> None:

@@ -344,3 +344,87 @@ def test_client_concurrent_calls_on_one_connection(daemon: Daemon) -> None:
         daemon.wait()
         with pytest.raises(ConnectionClosed):
             client.call("health")
+
+
+SECTION_7 = [
+    # (request, expected response or None for no output); error messages are
+    # ctxd's own sentences, so errors compare by code and id.
+    (
+        b'{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
+        {"jsonrpc": "2.0", "result": 19, "id": 1},
+    ),
+    (
+        b'{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
+        {"jsonrpc": "2.0", "result": -19, "id": 2},
+    ),
+    (
+        b'{"jsonrpc": "2.0", "method": "subtract",'
+        b' "params": {"subtrahend": 23, "minuend": 42}, "id": 3}',
+        {"jsonrpc": "2.0", "result": 19, "id": 3},
+    ),
+    (
+        b'{"jsonrpc": "2.0", "method": "subtract",'
+        b' "params": {"minuend": 42, "subtrahend": 23}, "id": 4}',
+        {"jsonrpc": "2.0", "result": 19, "id": 4},
+    ),
+    (b'{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}', None),
+    (b'{"jsonrpc": "2.0", "method": "foobar"}', None),
+    (b'{"jsonrpc": "2.0", "method": "foobar", "id": "1"}', (-32601, "1")),
+    (b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]', (-32700, None)),
+    (b'{"jsonrpc": "2.0", "method": 1, "params": "bar"}', (-32600, None)),
+    (
+        b'[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
+        b'{"jsonrpc": "2.0", "method"]',
+        (-32700, None),
+    ),
+    (b"[]", (-32600, None)),
+    (b"[1]", [(-32600, None)]),
+    (b"[1,2,3]", [(-32600, None)] * 3),
+    (
+        b'[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
+        b'{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},'
+        b'{"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},'
+        b'{"foo": "boo"},'
+        b'{"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},'
+        b'{"jsonrpc": "2.0", "method": "get_data", "id": "9"}]',
+        [
+            {"jsonrpc": "2.0", "result": 7, "id": "1"},
+            {"jsonrpc": "2.0", "result": 19, "id": "2"},
+            (-32600, None),
+            (-32601, "5"),
+            {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"},
+        ],
+    ),
+    (
+        b'[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},'
+        b'{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]',
+        None,
+    ),
+]
+
+
+def as_expected(response: Any, expected: Any) -> Any:
+    """An error as (code, id); anything else as it is."""
+    if isinstance(response, dict) and "error" in response:
+        return (response["error"]["code"], response["id"])
+    return response
+
+
+def test_every_example_of_jsonrpc_section_7_gives_the_specified_answer(daemon: Daemon) -> None:
+    raw = Raw(daemon.socket_path)
+    try:
+        for request, expected in SECTION_7:
+            raw.send(request)
+            if expected is None:
+                # No output at all: the next line read answers a later call.
+                raw.send(b'{"jsonrpc": "2.0", "method": "health", "id": "probe"}')
+                assert raw.line()["id"] == "probe", request
+                continue
+            response = raw.line()
+            if isinstance(expected, list):
+                got = sorted((as_expected(r, None) for r in response), key=repr)
+                assert got == sorted(expected, key=repr), request
+            else:
+                assert as_expected(response, expected) == expected, request
+    finally:
+        raw.close()

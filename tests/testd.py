@@ -12,11 +12,12 @@ import sys
 
 from daemon.__main__ import main
 from daemon.app import App
-from tests.helpers import register_test_methods
+from tests.helpers import register_spec_methods, register_test_methods
 
 
 def prepare(app: App) -> None:
     register_test_methods(app.service)
+    register_spec_methods(app.service)
 
 
 if __name__ == "__main__":
