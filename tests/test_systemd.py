@@ -187,6 +187,18 @@ def start_with_fd(
         )
 
 
+def start_plain(config_path: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the test daemon with extra environment variables, output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.testd", "--config", str(config_path)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+            env={**os.environ, **env},
+        )
+
+
 def wait_answering(path: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -249,14 +261,7 @@ def test_inherited_socket_of_the_wrong_kind_stops_the_start(short_tmp: Path) -> 
 def test_wrong_listen_pid_binds_its_own_socket(short_tmp: Path) -> None:
     config_path = write_config(short_tmp)
     log = short_tmp / "daemon.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.testd", "--config", str(config_path)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "LISTEN_PID": "1", "LISTEN_FDS": "1"},
-        )
+    proc = start_plain(config_path, log, {"LISTEN_PID": "1", "LISTEN_FDS": "1"})
     path = str(short_tmp / "ctxd.sock")
     try:
         wait_answering(path, proc, log)
@@ -507,14 +512,7 @@ def test_real_sigterm_sends_stopping_within_100_ms(short_tmp: Path) -> None:
     address = str(short_tmp / "notify")
     receiver = datagram_socket(address)
     log = short_tmp / "daemon.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.testd", "--config", str(config_path)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "NOTIFY_SOCKET": address},
-        )
+    proc = start_plain(config_path, log, {"NOTIFY_SOCKET": address})
     try:
         assert receiver.recv(4096).startswith(b"READY=1\n")
         proc.send_signal(signal.SIGTERM)
