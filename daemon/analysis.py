@@ -23,11 +23,11 @@ import trio
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded
 from daemon.logs import conversation
 from daemon.models import AnalyzeResult, AnswerProvenance, CacheKey, Event, MergeStep
-from daemon.race import Accepted, EventStore, Race, RaceContext
+from daemon.race import Accepted, Backend, EventStore, Race, RaceContext
 
 if TYPE_CHECKING:
     from daemon.config import Config
-    from daemon.providers import ImageInput, Provider
+    from daemon.providers import ImageInput
     from daemon.stats import Stats
     from daemon.supervisor import Supervisor
 
@@ -44,8 +44,9 @@ class RaceManager:
         config: Config,
         store: EventStore,
         supervisor: Supervisor,
-        providers: dict[str, Provider],
+        providers: dict[str, Backend],
         stats: Stats,
+        local: dict[str, Backend] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -53,7 +54,9 @@ class RaceManager:
         self.providers = providers
         self.stats = stats
         self.races: dict[CacheKey, Race] = {}
-        self.ctx = RaceContext(config, store, supervisor, providers, stats, self.finished)
+        self.ctx = RaceContext(
+            config, store, supervisor, providers, stats, self.finished, local=local
+        )
         self._ids = itertools.count(1)
         self._rank_of = config.rank_of()
         self.top_rank = max((s.rank for s in config.strategies), default=0)

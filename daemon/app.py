@@ -7,6 +7,7 @@ Shape of the running daemon::
     ├── supervisor.serve        background nursery (work that outlives requests)
     ├── _hold_nursery           the connection handlers' nursery
     ├── server.serve            the accept loop (its own task, so it can stop alone)
+    ├── LocalOcr.warm           starts the OCR workers of local_ocr strategies
     └── _watch_signals          SIGTERM / SIGINT → drain; a second one → cancel all
 
 Drain (first signal, or ``request_drain()``): state ``draining``; the accept
@@ -18,7 +19,7 @@ together. Once no request and no background task is left (or at the deadline)
 the root is cancelled; the store's writer stops once the root has ended (so a
 result a cancelled task still holds is committed), the providers' clients are
 closed (shielded, 5 s at most) and the socket file removed, whatever ended the
-run. ``__main__`` closes the store after ``trio.run`` returns.
+run, and idle OCR workers are stopped. ``__main__`` closes the store after ``trio.run`` returns.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import trio
 from daemon import __version__, systemd
 from daemon.analysis import RaceManager
 from daemon.errors import ServerError
+from daemon.local_ocr import LocalOcr
 from daemon.providers import Provider
 from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
@@ -61,8 +63,14 @@ class App:
             name: Provider.from_config(name, provider)
             for name, provider in config.providers.items()
         }
+        self.local = {s.name: LocalOcr(s) for s in config.strategies if s.kind == "local_ocr"}
         self.races = RaceManager(
-            config, store, self.supervisor, self.providers, Stats(config.strategies)
+            config,
+            store,
+            self.supervisor,
+            dict(self.providers),
+            Stats(config.strategies),
+            local=dict(self.local),
         )
         self.service = Service(config, self.supervisor, store, self.races)
         self._drain_requested = trio.Event()
@@ -129,6 +137,8 @@ class App:
             with trio.move_on_after(5, shield=True):
                 for provider in self.providers.values():
                     await provider.aclose()
+                for engine in self.local.values():
+                    await engine.aclose()
             if bound is not None:
                 bound.close()
             else:
@@ -157,6 +167,8 @@ class App:
             interval = systemd.watchdog_interval()
             if interval is not None:
                 root.start_soon(systemd.watchdog, interval)
+            for engine in self.local.values():
+                root.start_soon(engine.warm)  # models load now, READY does not wait
             task_status.started()
             systemd.notify(f"READY=1\nSTATUS=serving on {where}\nMAINPID={os.getpid()}")
             await self._drain_requested.wait()

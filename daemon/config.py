@@ -70,6 +70,9 @@ class ProviderConfig(_Section, frozen=True):
     max_connections: PositiveInt = 16
 
 
+LOCAL_OCR_MODEL = "rapidocr-onnxruntime"  # what a local_ocr strategy's ``model`` reads by default
+
+
 class StrategyConfig(_Section, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: Literal["openai_chat", "local_ocr"] = "openai_chat"
@@ -79,6 +82,11 @@ class StrategyConfig(_Section, frozen=True):
     timeout: PositiveFloat = 60.0
     max_retries: NonNegativeInt = 2
     prompt: str | None = None
+    # local_ocr only (ctxd extensions): inferences at once, each in its own
+    # worker process (default 1); the side the app's own user is on
+    # (default right).
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    user_side: Literal["left", "right"] | None = None
 
 
 class LlmConfig(_Section, frozen=True):
@@ -238,6 +246,9 @@ def _check(config: Config, file: Path) -> None:
                 fail(f"{key}.provider", f"no provider named {strategy.provider!r}")
             if not strategy.model:
                 fail(f"{key}.model", "an openai_chat strategy needs a model")
+            for name in ("workers", "user_side"):
+                if getattr(strategy, name) is not None:
+                    fail(f"{key}.{name}", "only a local_ocr strategy takes this key")
         elif strategy.provider is not None:
             fail(f"{key}.provider", "a local_ocr strategy takes no provider")
 
@@ -251,7 +262,15 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     inputs = msgspec.structs.replace(
         config.inputs, allowed_dirs=[absolute(d) for d in config.inputs.allowed_dirs]
     )
+    strategies = [
+        msgspec.structs.replace(s, model=LOCAL_OCR_MODEL)
+        if s.kind == "local_ocr" and not s.model
+        else s
+        for s in config.strategies
+    ]
     if len(os.fsencode(socket.path)) > 107:
         # sun_path holds 108 bytes including the terminating NUL.
         raise ConfigError(f"socket.path: {socket.path} is longer than a Unix socket path may be")
-    return msgspec.structs.replace(config, socket=socket, store=store, inputs=inputs)
+    return msgspec.structs.replace(
+        config, socket=socket, store=store, inputs=inputs, strategies=strategies
+    )

@@ -43,9 +43,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from daemon.config import Config, StrategyConfig
-    from daemon.providers import Completion, ImageInput, Provider
+    from daemon.providers import Completion, ImageInput
     from daemon.stats import Stats
     from daemon.supervisor import Supervisor, TaskHandle
+
+
+class Backend(Protocol):
+    """What runs one strategy: a ``Provider`` (openai_chat) or ``LocalOcr``."""
+
+    async def complete(self, strategy: StrategyConfig, image: ImageInput) -> Completion: ...
 
 
 class EventStore(Protocol):
@@ -110,14 +116,16 @@ class RaceContext:
         config: Config,
         store: EventStore,
         supervisor: Supervisor,
-        providers: dict[str, Provider],
+        providers: dict[str, Backend],
         stats: Stats,
         finished: Callable[[Race], None],
+        local: dict[str, Backend] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.supervisor = supervisor
-        self.providers = providers
+        self.providers = providers  # by provider name
+        self.local = local or {}  # local_ocr strategies, by strategy name
         self.stats = stats
         self.finished = finished
         # (key, strategy) -> trio time of the last failed attempt
@@ -211,12 +219,15 @@ class Race:
 
     async def _call(self, leg: Leg) -> Completion:
         strategy = leg.strategy
-        provider = self.ctx.providers.get(strategy.provider or "")
-        if strategy.kind != "openai_chat" or provider is None:
+        if strategy.kind == "local_ocr":
+            backend = self.ctx.local.get(strategy.name)
+        else:
+            backend = self.ctx.providers.get(strategy.provider or "")
+        if backend is None:
             raise StrategyError("not_configured", f"no runnable {strategy.kind} strategy here")
         try:
             with trio.fail_after(strategy.timeout):
-                return await provider.complete(strategy, self.image)
+                return await backend.complete(strategy, self.image)
         except trio.TooSlowError:
             raise StrategyError("timeout", f"no answer within {strategy.timeout:g}s") from None
 

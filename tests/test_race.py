@@ -17,7 +17,7 @@ from daemon.config import Config
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded
 from daemon.logs import setup_logging
 from daemon.models import AnalyzeResult, CacheKey
-from daemon.providers import ImageInput
+from daemon.providers import ImageInput, Provider
 from tests.conftest import ConfigFactory
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
 
@@ -308,7 +308,9 @@ async def test_a_strategy_without_api_key_is_not_configured(
     config: Config, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
-        h.races.providers["fake"]._api_key = None
+        provider = h.races.providers["fake"]
+        assert isinstance(provider, Provider)
+        provider._api_key = None
         with pytest.raises(AllStrategiesFailed) as info:
             await analyze(h)
         kinds = {k: v["error"] for k, v in info.value.data["strategies"].items()}  # type: ignore[index]

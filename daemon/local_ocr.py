@@ -1,0 +1,224 @@
+"""The ``local_ocr`` strategy: PP-OCR on this host, in killable worker processes.
+
+``LocalOcr.complete`` has the shape of ``Provider.complete``, so the race
+treats it like any other strategy: its answer is MergeStep JSON text that
+``daemon.extract`` validates exactly as a model's.
+
+Why processes and not threads (measured with ``bench/ocr_bench.py``): an
+inference is ~0.5 s of CPU in ONNX Runtime, NumPy and OpenCV. In a thread
+it would share the GIL with the event loop for its Python parts, and a
+thread cannot be stopped: a lost race or the drain deadline would have to
+wait for it. A worker process is killed (SIGKILL) the moment its answer is
+no longer wanted, runs at nice 10 so that the event loop wins the CPU, and
+keeps the models' memory out of the daemon.
+
+Pool: at most ``workers`` inferences at once (config ``strategies[].workers``,
+default 1); each runs in its own process. Processes are started at daemon
+start (``warm``, in the background: it does not delay ``READY=1``) and
+reused; one killed or dead is replaced at the next inference. The models
+load once per process, when it starts.
+
+Errors: no ``ocr`` extra installed → ``not_configured``; a URL input (ctxd
+never fetches URLs) → ``not_configured``; an image the worker cannot decode
+→ ``invalid_output``; a worker that dies mid-inference → ``connection``.
+Cancellation (the strategy's timeout, a higher-ranked result, the drain
+deadline) kills the worker at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import trio
+
+from daemon.errors import StrategyError
+from daemon.ocr_worker import HEADER, MAX_FRAME
+from daemon.providers import Completion
+
+if TYPE_CHECKING:
+    from daemon.config import StrategyConfig
+    from daemon.providers import ImageInput
+
+logger = logging.getLogger(__name__)
+
+WORKER_COMMAND: Final = [sys.executable, "-m", "daemon.ocr_worker"]
+REAP_GRACE: Final = 2.0  # seconds a killed worker may take to be reaped
+START_TIMEOUT: Final = 120.0  # seconds a worker may take to load its models
+
+
+def ocr_available() -> bool:
+    """Whether the ``ocr`` extra (rapidocr-onnxruntime) is installed."""
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class Worker:
+    """One worker process and its framed pipe."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.jobs = 0
+        self._buffer = bytearray()
+
+    @classmethod
+    async def start(cls, command: list[str]) -> tuple[Worker, str]:
+        """A ready worker and the engine it runs.
+
+        Raises WorkerDied if it exits before it is ready; cancelled, it is killed."""
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        worker = cls(process)
+        try:
+            with trio.fail_after(START_TIMEOUT):
+                ready = await worker.receive()
+        except BaseException:
+            await worker.kill()
+            raise
+        return worker, str(ready.get("engine", "local_ocr"))
+
+    async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        data = msgspec.msgpack.encode(request)
+        try:
+            await self.process.stdin.send_all(HEADER.pack(len(data)) + data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise WorkerDied(self._exit_status()) from None
+        self.jobs += 1
+        return await self.receive()
+
+    async def receive(self) -> dict[str, Any]:
+        size = HEADER.unpack(await self._receive_exactly(HEADER.size))[0]
+        if size > MAX_FRAME:
+            raise WorkerDied(f"sent a frame of {size} bytes")
+        message = msgspec.msgpack.decode(await self._receive_exactly(size))
+        if not isinstance(message, dict):
+            raise WorkerDied("sent something that is not a message")
+        return message
+
+    async def _receive_exactly(self, size: int) -> bytes:
+        stream = self.process.stdout
+        assert stream is not None
+        while len(self._buffer) < size:
+            try:
+                chunk = await stream.receive_some(max(65536, size - len(self._buffer)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                chunk = b""
+            if not chunk:
+                raise WorkerDied(self._exit_status())
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _exit_status(self) -> str:
+        code = self.process.poll()
+        return "exited" if code is None else f"exited with status {code}"
+
+    async def kill(self) -> None:
+        """Kill and reap; safe to call from a cancelled or finally block."""
+        with trio.CancelScope(shield=True), trio.move_on_after(REAP_GRACE):
+            if self.process.returncode is None:
+                self.process.kill()
+            await self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                if stream is not None:
+                    await stream.aclose()
+
+
+class LocalOcr:
+    """The pool of OCR workers of one ``local_ocr`` strategy."""
+
+    def __init__(self, strategy: StrategyConfig, command: list[str] | None = None) -> None:
+        self.strategy = strategy
+        self.command = command or WORKER_COMMAND
+        self.user_side = strategy.user_side or "right"
+        self.workers = strategy.workers or 1
+        self.engine: str | None = None
+        self.available = command is not None or ocr_available()
+        self._limiter = trio.CapacityLimiter(self.workers)
+        self._idle: list[Worker] = []
+        self._closed = False
+
+    async def warm(self) -> None:
+        """Start every worker now, so the first inference does not pay the
+        model load. Failures are logged; ``complete`` tries again."""
+        if not self.available:
+            logger.warning(
+                "%s: the ocr extra is not installed (pip install '.[ocr]'): not_configured",
+                self.strategy.name,
+            )
+            return
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.workers):
+                nursery.start_soon(self._warm_one)
+
+    async def _warm_one(self) -> None:
+        async with self._limiter:
+            try:
+                worker = await self._spawn()
+            except StrategyError as error:
+                logger.warning("%s: %s", self.strategy.name, error.detail)
+                return
+            self._release(worker, healthy=True)
+
+    async def _spawn(self) -> Worker:
+        try:
+            worker, self.engine = await Worker.start(self.command)
+        except (OSError, WorkerDied) as exc:
+            raise StrategyError("connection", f"OCR worker could not start: {exc}") from None
+        logger.info(
+            "%s: OCR worker %d ready (%s)", self.strategy.name, worker.process.pid, self.engine
+        )
+        return worker
+
+    def _release(self, worker: Worker, *, healthy: bool) -> None:
+        if healthy and not self._closed:
+            self._idle.append(worker)
+
+    async def complete(self, strategy: StrategyConfig, image: ImageInput) -> Completion:
+        """The MergeStep JSON text of the screenshot, read on this host.
+
+        Raises StrategyError; the caller bounds the time, and cancellation
+        kills the worker doing the inference."""
+        if not self.available:
+            raise StrategyError(
+                "not_configured", "the ocr extra is not installed (pip install '.[ocr]')"
+            )
+        if not image.url.startswith("data:"):
+            raise StrategyError(
+                "not_configured", "local_ocr reads path and data inputs; ctxd never fetches a URL"
+            )
+        if self._closed:
+            raise StrategyError("cancelled", "the daemon is stopping")
+        async with self._limiter:
+            worker = self._idle.pop() if self._idle else await self._spawn()
+            healthy = False
+            try:
+                reply = await worker.ask({"image_url": image.url, "user_side": self.user_side})
+                healthy = True
+            except WorkerDied as exc:
+                raise StrategyError("connection", f"OCR worker {exc}") from None
+            finally:
+                if healthy:
+                    self._release(worker, healthy=True)
+                else:
+                    await worker.kill()
+        if "error" in reply:
+            raise StrategyError("invalid_output", str(reply["error"]))
+        return Completion(text=str(reply["step"]), served_model=self.engine, usage=None, attempts=1)
+
+    async def aclose(self) -> None:
+        """Stop every idle worker (a busy one is killed by its cancellation)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            await worker.kill()

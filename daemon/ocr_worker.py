@@ -1,0 +1,140 @@
+"""The OCR worker process: ``python -m daemon.ocr_worker``.
+
+The daemon (``daemon/local_ocr.py``) starts one process per concurrent
+inference and talks to it over its stdin/stdout with frames: a 4-byte
+big-endian length, then a msgpack map. The worker
+
+1. lowers its own CPU priority (nice 10), so that the daemon's event loop
+   wins the CPU whenever it has something to do;
+2. asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``),
+   and exits on end of input;
+3. loads the PP-OCR models of ``rapidocr-onnxruntime`` once, then writes
+   ``{"ready": true, "engine": "<name version>"}``;
+4. answers each ``{"image_url": "data:<mime>;base64,...", "user_side":
+   "left" | "right"}`` (the data URL the daemon holds anyway) with
+   ``{"step": <MergeStep JSON text>, "lines": n, "ms": float}`` or
+   ``{"error": "<what is wrong>"}`` for an image it cannot decode.
+
+It is killed, not asked, when the daemon no longer wants an answer (a lost
+race, the drain deadline): nothing it holds needs to be saved.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ctypes
+import io
+import json
+import os
+import signal
+import struct
+import sys
+import time
+from importlib import metadata
+from typing import Any, BinaryIO, Final
+
+import msgspec
+
+MAX_PIXELS: Final = 40_000_000  # a decompression bomb is refused, not decoded
+HEADER: Final = struct.Struct(">I")
+MAX_FRAME: Final = 64 * 1024 * 1024
+ENGINE_PACKAGE: Final = "rapidocr-onnxruntime"
+
+
+def read_frame(stream: BinaryIO) -> bytes | None:
+    """One frame, or None at end of input."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes")
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return data
+
+
+def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:
+    data = msgspec.msgpack.encode(message)
+    stream.write(HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def decode_data_url(url: str) -> bytes:
+    head, comma, payload = url.partition(",")
+    if not comma or not head.startswith("data:") or not head.endswith(";base64"):
+        raise ValueError("the image is not a base64 data URL")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise ValueError("the image's base64 is broken") from None
+
+
+def engine_name() -> str:
+    return f"{ENGINE_PACKAGE} {metadata.version(ENGINE_PACKAGE)}"
+
+
+class Reader:
+    """The OCR engine and the layout, in-process (the worker's whole job)."""
+
+    def __init__(self) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        self.engine = RapidOCR()
+
+    def read(self, data: bytes, user_side: str) -> dict[str, Any]:
+        import numpy as np
+        from PIL import Image, UnidentifiedImageError
+
+        from daemon.ocr_layout import build_step, lines_from_ocr
+
+        started = time.perf_counter()
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    return {"error": f"image of {width}x{height} pixels is too large to read"}
+                rgb = np.asarray(image.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            return {"error": f"image could not be decoded: {exc}"}
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        result, _ = self.engine(bgr, use_cls=False)
+        lines = lines_from_ocr(result)
+        step = build_step(rgb, lines, "left" if user_side == "left" else "right")
+        return {
+            "step": json.dumps(step, ensure_ascii=False),
+            "lines": len(lines),
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: end of input still ends the worker
+
+
+def main() -> int:
+    _die_with_parent()
+    os.nice(10)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing printed by a library may corrupt the frames
+    reader = Reader()
+    write_frame(stdout, {"ready": True, "engine": engine_name()})
+    while (frame := read_frame(stdin)) is not None:
+        request = msgspec.msgpack.decode(frame)
+        try:
+            data = decode_data_url(str(request["image_url"]))
+        except ValueError as exc:
+            write_frame(stdout, {"error": str(exc)})
+            continue
+        write_frame(stdout, reader.read(data, str(request.get("user_side", "right"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""A stand-in for ``daemon.ocr_worker`` that speaks its frame protocol.
+
+    python -m tests.fake_ocr_worker [--delay S] [--start-delay S] [--die-on-job N]
+                                    [--no-ready] [--pid-dir DIR]
+
+Answers every job with a one-bubble MergeStep whose text says how many bytes
+the image had, after ``--delay`` seconds. ``--die-on-job N`` exits (status 3)
+on the Nth job instead of answering; ``--no-ready`` exits before the ready
+frame; ``--pid-dir`` writes an empty file named by the pid, so a test can
+check that a killed worker is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+from daemon.ocr_worker import decode_data_url, read_frame, write_frame
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--start-delay", type=float, default=0.0)
+    parser.add_argument("--die-on-job", type=int, default=0)
+    parser.add_argument("--no-ready", action="store_true")
+    parser.add_argument("--pid-dir", type=Path)
+    args = parser.parse_args()
+    if args.pid_dir is not None:
+        import os
+
+        (args.pid_dir / str(os.getpid())).touch()
+    time.sleep(args.start_delay)
+    if args.no_ready:
+        return 4
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    write_frame(stdout, {"ready": True, "engine": "fake-ocr 1.0"})
+    jobs = 0
+    while (frame := read_frame(stdin)) is not None:
+        jobs += 1
+        if jobs == args.die_on_job:
+            return 3
+        request = msgspec.msgpack.decode(frame)
+        time.sleep(args.delay)
+        try:
+            data = decode_data_url(request["image_url"])
+        except ValueError as exc:
+            write_frame(stdout, {"error": str(exc)})
+            continue
+        if data.startswith(b"\x89PNG\r\n\x1a\nBROKEN"):
+            write_frame(stdout, {"error": "image could not be decoded: truncated"})
+            continue
+        left = request["user_side"] == "right"
+        step = {
+            "participants": {"user": None, "talker": "Fake"},
+            "layout": {"left": "talker", "right": "user"}
+            if left
+            else {"left": "user", "right": "talker"},
+            "bubbles": [
+                {
+                    "speaker": "talker",
+                    "side": "left" if left else "right",
+                    "bbox": [10, 10, 100, 40],
+                    "text": f"{len(data)} bytes",
+                }
+            ],
+        }
+        write_frame(stdout, {"step": json.dumps(step), "lines": 1, "ms": args.delay * 1000})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
