@@ -6,8 +6,8 @@ big-endian length, then a msgpack map. The worker
 
 1. lowers its own CPU priority (nice 10), so that the daemon's event loop
    wins the CPU whenever it has something to do;
-2. asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``),
-   and exits on end of input;
+2. exits on end of input, and within a second of its parent's death even
+   in the middle of an inference;
 3. loads the PP-OCR models of ``rapidocr-onnxruntime`` once, then writes
    ``{"ready": true, "engine": "<name version>"}``;
 4. answers each ``{"image_url": "data:<mime>;base64,...", "user_side":
@@ -21,15 +21,15 @@ race, the drain deadline): nothing it holds needs to be saved.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
-import ctypes
 import io
 import json
 import os
-import signal
 import struct
 import sys
+import threading
 import time
 from importlib import metadata
 from typing import Any, BinaryIO, Final
@@ -79,10 +79,11 @@ def engine_name() -> str:
 class Reader:
     """The OCR engine and the layout, in-process (the worker's whole job)."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 0) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
-        self.engine = RapidOCR()
+        # 0: ONNX Runtime's default, one thread per core
+        self.engine = RapidOCR(intra_op_num_threads=threads or -1, inter_op_num_threads=1)
 
     def read(self, data: bytes, user_side: str) -> dict[str, Any]:
         import numpy as np
@@ -110,20 +111,33 @@ class Reader:
         }
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: end of input still ends the worker
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Exit when the daemon is gone, even in the middle of an inference.
+
+    Not ``PR_SET_PDEATHSIG``: that signal follows the *thread* that forked,
+    and trio starts processes from its worker threads, which end after 10 s
+    idle; every worker would be killed 10 s after the daemon's last spawn.
+    ``parent`` comes from the command line, so a daemon that died before
+    this line ran is noticed too."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def main() -> int:
-    _die_with_parent()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m daemon.ocr_worker")
+    parser.add_argument("--parent", type=int, default=os.getppid(), help="the daemon's pid")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
+    args = parser.parse_args(argv)
+    _watch_parent(args.parent)
     os.nice(10)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing printed by a library may corrupt the frames
-    reader = Reader()
+    reader = Reader(args.threads)
     write_frame(stdout, {"ready": True, "engine": engine_name()})
     while (frame := read_frame(stdin)) is not None:
         request = msgspec.msgpack.decode(frame)

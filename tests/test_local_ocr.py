@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -266,3 +267,65 @@ async def test_config_accepts_local_ocr_keys(make_config: ConfigFactory) -> None
     (strategy,) = config.strategies
     assert (strategy.workers, strategy.user_side) == (2, "left")
     assert strategy.model == "rapidocr-onnxruntime"
+
+
+async def test_a_worker_outlives_the_thread_that_started_it(
+    monkeypatch: pytest.MonkeyPatch, pid_dir: Path
+) -> None:
+    """Regression: the real worker once set PR_SET_PDEATHSIG, which fires
+    when the *thread* that forked exits; trio forks from its thread cache,
+    whose threads end after 10 s idle, so every worker died 10 s after the
+    last spawn (SIGKILL, seen as "exited with status -9")."""
+    import trio._core._thread_cache as thread_cache
+
+    # Long enough for the worker to be up before its spawning thread ends.
+    monkeypatch.setattr(thread_cache, "IDLE_TIMEOUT", 1.0)
+    engine = LocalOcr(STRATEGY)
+    try:
+        await engine.warm()
+        (worker,) = engine._idle
+        with trio.fail_after(10):
+            while threading.active_count() > 1:  # noqa: ASYNC110 - no event for a thread exit
+                await trio.sleep(0.05)
+        await trio.sleep(0.2)
+        assert worker.process.poll() is None
+        completion = await engine.complete(STRATEGY, example("chat.png"))
+        assert parse_merge_step(completion.text).bubbles
+        assert engine._idle == [worker]
+    finally:
+        await engine.aclose()
+
+
+def gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status  # exited, not yet reaped by its new parent
+
+
+async def test_a_worker_exits_when_the_daemon_dies_even_with_input_open() -> None:
+    """kill -9 of the daemon: the worker notices its parent is gone (not only
+    end of input, which a busy worker would not read until done)."""
+    read_end, write_end = os.pipe()  # held open here: the worker sees no EOF
+    try:
+        spawn = (
+            "import os, subprocess, sys\n"
+            "p = subprocess.Popen([sys.executable, '-m', 'daemon.ocr_worker',"
+            " '--parent', str(os.getpid())],"
+            " stdin=int(sys.argv[1]), stdout=subprocess.DEVNULL, pass_fds=[int(sys.argv[1])])\n"
+            "print(p.pid)\n"
+        )
+        result = await trio.run_process(
+            [sys.executable, "-c", spawn, str(read_end)],
+            capture_stdout=True,
+            pass_fds=[read_end],
+            cwd=ROOT,
+        )
+        pid = int(result.stdout)
+        with trio.fail_after(10):
+            while not gone(pid):  # noqa: ASYNC110 - polling another process
+                await trio.sleep(0.05)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
