@@ -104,6 +104,8 @@ class Reader:
         result, _ = self.engine(bgr, use_cls=False)
         lines = lines_from_ocr(result)
         step = build_step(rgb, lines, "left" if user_side == "left" else "right")
+        if not step["bubbles"]:  # not a chat screenshot, or an empty one: let others answer
+            return {"error": f"no chat bubble found ({len(lines)} text lines)"}
         return {
             "step": json.dumps(step, ensure_ascii=False),
             "lines": len(lines),

@@ -17,6 +17,7 @@ from daemon.config import Config, ProviderConfig
 from daemon.errors import StoreError
 from daemon.models import Event, Provenance, payload_tag
 from daemon.providers import ImageInput, Provider
+from daemon.race import Backend
 from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 from tests.fake_provider import ANSWER
@@ -116,14 +117,18 @@ class Harness:
 
 
 @asynccontextmanager
-async def harness(config: Config, behaviours: dict[str, Behaviour]) -> AsyncIterator[Harness]:
+async def harness(
+    config: Config, behaviours: dict[str, Behaviour], local: dict[str, Backend] | None = None
+) -> AsyncIterator[Harness]:
     models = ScriptedModels(behaviours)
     cfg = ProviderConfig(base_url="https://llm.example/v1")
     client = httpx2.AsyncClient(base_url=cfg.base_url + "/", transport=httpx2.MockTransport(models))
     provider = Provider("fake", cfg, client, "sk-test")
     store = MemoryStore(config.rank_of())
     supervisor = Supervisor(config.llm.max_background_tasks)
-    races = RaceManager(config, store, supervisor, {"fake": provider}, Stats(config.strategies))
+    races = RaceManager(
+        config, store, supervisor, {"fake": provider}, Stats(config.strategies), local=local
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.serve)
         yield Harness(config, store, supervisor, races, models)

@@ -17,12 +17,15 @@ import msgspec
 import pytest
 import trio
 
+from daemon.analysis import Wait
 from daemon.config import Config, StrategyConfig
 from daemon.errors import StrategyError
 from daemon.extract import parse_merge_step
 from daemon.local_ocr import LocalOcr
-from daemon.providers import ImageInput
+from daemon.models import AnalyzeResult, CacheKey
+from daemon.providers import ImageInput, Provider
 from tests.conftest import ConfigFactory
+from tests.race_fakes import Behaviour, Harness, harness
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 56
@@ -329,3 +332,77 @@ async def test_a_worker_exits_when_the_daemon_dies_even_with_input_open() -> Non
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+# ------------------------------------------------------------------- in the race --
+
+KEY = CacheKey("conv-ocr", "context_analysis", "sha256:ocr", "")
+
+
+def race_config(make_config: ConfigFactory) -> Config:
+    return make_config(
+        strategies=[
+            {"name": "local", "kind": "local_ocr", "rank": 0, "timeout": 30},
+            {"name": "multimodal", "provider": "fake", "model": "fast-model", "rank": 1},
+            {"name": "premium", "provider": "fake", "model": "slow-model", "rank": 2},
+        ]
+    )
+
+
+async def run_race(h: Harness, wait: Wait = "first") -> AnalyzeResult:
+    deadline = trio.current_time() + 30
+    return await h.races.analyze(KEY, IMAGE, wait=wait, refresh=False, deadline=deadline)
+
+
+async def test_local_ocr_answers_first_and_the_models_upgrade_the_cache(
+    make_config: ConfigFactory,
+) -> None:
+    config = race_config(make_config)
+    engine = LocalOcr(config.strategies[0], fake())
+    behaviours = {"fast-model": Behaviour(0.3), "slow-model": Behaviour(0.6)}
+    try:
+        async with harness(config, behaviours, local={"local": engine}) as h:
+            first = await run_race(h)
+            assert first.provenance.strategy == "local"
+            assert first.provenance.model == "fake-ocr 1.0"
+            assert first.pending == ["premium", "multimodal"]
+            best = await run_race(h, wait="best")
+            assert best.provenance.strategy == "premium"
+            assert h.store.strategies() == ["local", "multimodal", "premium"]
+    finally:
+        await engine.aclose()
+
+
+async def test_a_higher_ranked_answer_kills_the_running_inference(
+    make_config: ConfigFactory, pid_dir: Path
+) -> None:
+    config = race_config(make_config)
+    engine = LocalOcr(config.strategies[0], fake("--delay", "60", "--pid-dir", str(pid_dir)))
+    behaviours = {"fast-model": Behaviour(0.2), "slow-model": Behaviour(0.4)}
+    try:
+        async with harness(config, behaviours, local={"local": engine}) as h:
+            await engine.warm()
+            first = await run_race(h)
+            assert first.provenance.strategy == "multimodal"
+            with trio.fail_after(10):  # the lost leg's worker is killed, not waited for
+                while not all(gone(pid) for pid in pids(pid_dir)):  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+            failures = h.races.ctx.stats.strategies["local"]
+            assert failures.cancelled == 1
+    finally:
+        await engine.aclose()
+
+
+async def test_without_keys_local_ocr_answers_alone(make_config: ConfigFactory) -> None:
+    config = race_config(make_config)
+    engine = LocalOcr(config.strategies[0], fake())
+    try:
+        async with harness(config, {}, local={"local": engine}) as h:
+            provider = h.races.providers["fake"]
+            assert isinstance(provider, Provider)
+            provider._api_key = None
+            answer = await run_race(h)
+            assert answer.provenance.strategy == "local"
+            assert answer.pending == []
+    finally:
+        await engine.aclose()
