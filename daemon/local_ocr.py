@@ -100,6 +100,12 @@ class Worker:
         except BaseException:
             await worker.kill()
             raise
+        if ready.get("niced") is False:
+            logger.warning(
+                "OCR worker %d could not lower its priority (setpriority denied): "
+                "inferences compete with the event loop for the CPU",
+                process.pid,
+            )
         return worker, str(ready.get("engine", "local_ocr"))
 
     async def ask(self, request: dict[str, Any]) -> dict[str, Any]:

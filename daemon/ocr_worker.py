@@ -5,11 +5,13 @@ inference and talks to it over its stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack map. The worker
 
 1. lowers its own CPU priority (nice 10), so that the daemon's event loop
-   wins the CPU whenever it has something to do;
+   wins the CPU whenever it has something to do (systemd/ctxd.service allows
+   ``setpriority`` for this; where it is denied the worker runs anyway and
+   the daemon logs a warning);
 2. exits on end of input, and within a second of its parent's death even
    in the middle of an inference;
 3. loads the PP-OCR models of ``rapidocr-onnxruntime`` once, then writes
-   ``{"ready": true, "engine": "<name version>"}``;
+   ``{"ready": true, "engine": "<name version>", "niced": bool}``;
 4. answers each ``{"image_url": "data:<mime>;base64,...", "user_side":
    "left" | "right"}`` (the data URL the daemon holds anyway) with
    ``{"step": <MergeStep JSON text>, "lines": n, "ms": float}`` or
@@ -32,7 +34,7 @@ import sys
 import threading
 import time
 from importlib import metadata
-from typing import Any, BinaryIO, Final
+from typing import IO, Any, Final
 
 import msgspec
 
@@ -42,7 +44,7 @@ MAX_FRAME: Final = 64 * 1024 * 1024
 ENGINE_PACKAGE: Final = "rapidocr-onnxruntime"
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
+def read_frame(stream: IO[bytes]) -> bytes | None:
     """One frame, or None at end of input."""
     header = stream.read(HEADER.size)
     if len(header) < HEADER.size:
@@ -56,7 +58,7 @@ def read_frame(stream: BinaryIO) -> bytes | None:
     return data
 
 
-def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:
+def write_frame(stream: IO[bytes], message: dict[str, Any]) -> None:
     data = msgspec.msgpack.encode(message)
     stream.write(HEADER.pack(len(data)) + data)
     stream.flush()
@@ -130,17 +132,27 @@ def _watch_parent(parent: int, interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
+def lower_priority(increment: int = 10) -> bool:
+    """nice +10; False where a seccomp filter forbids it (a worker that runs
+    at the daemon's priority still works, the event loop just competes)."""
+    try:
+        os.nice(increment)
+    except OSError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m daemon.ocr_worker")
     parser.add_argument("--parent", type=int, default=os.getppid(), help="the daemon's pid")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
     args = parser.parse_args(argv)
     _watch_parent(args.parent)
-    os.nice(10)
+    niced = lower_priority()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing printed by a library may corrupt the frames
     reader = Reader(args.threads)
-    write_frame(stdout, {"ready": True, "engine": engine_name()})
+    write_frame(stdout, {"ready": True, "engine": engine_name(), "niced": niced})
     while (frame := read_frame(stdin)) is not None:
         request = msgspec.msgpack.decode(frame)
         try:

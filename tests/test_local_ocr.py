@@ -6,7 +6,9 @@ These start processes, so they run on the real clock; every wait is bounded.
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -406,3 +408,62 @@ async def test_without_keys_local_ocr_answers_alone(make_config: ConfigFactory) 
             assert answer.pending == []
     finally:
         await engine.aclose()
+
+
+def _deny_write_execute() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+
+
+PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1
+
+
+def test_the_real_worker_runs_under_memory_deny_write_execute() -> None:
+    """systemd/ctxd.service sets MemoryDenyWriteExecute=yes (systemd uses the
+    kernel's PR_SET_MDWE for it where the kernel has it, Linux 6.3+): ONNX
+    Runtime, OpenCV and NumPy must work without writable+executable memory."""
+    from daemon.ocr_worker import read_frame, write_frame
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.ocr_worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        preexec_fn=_deny_write_execute,
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        ready = read_frame(proc.stdout)
+        assert ready is not None
+        assert msgspec.msgpack.decode(ready)["ready"] is True
+        write_frame(proc.stdin, {"image_url": example("chat.png").url, "user_side": "right"})
+        reply = read_frame(proc.stdout)
+        assert reply is not None
+        answer = msgspec.msgpack.decode(reply)
+        assert "error" not in answer, answer
+        assert len(parse_merge_step(answer["step"]).bubbles) == 7
+        libc_check = f"import ctypes; print(ctypes.CDLL(None).prctl({PR_GET_MDWE}, 0, 0, 0, 0))"
+        inherited = subprocess.run(
+            [sys.executable, "-c", libc_check],
+            preexec_fn=_deny_write_execute,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert inherited.stdout.strip() == "1"  # the restriction really was in force
+    finally:
+        proc.stdin.close()
+        assert proc.wait(30) == 0
+        proc.stdout.close()
+
+
+def test_a_worker_denied_setpriority_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon import ocr_worker
+
+    def denied(increment: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.nice", denied)
+    assert ocr_worker.lower_priority() is False

@@ -1,0 +1,299 @@
+"""The local_ocr strategy: throughput, latency, the event loop under OCR load, memory.
+
+    .venv/bin/python bench/ocr_bench.py [--seconds 20] [--memory 1000]
+
+One run, one machine, side by side:
+
+1. Analyses/s and latency of the local strategy through the daemon's socket
+   (``analyze`` with ``refresh`` and a new resource each time, so every call
+   is an inference; the three screenshots of examples/ in turn), with 1 and
+   with 2 workers, as many closed-loop clients as workers.
+2. ``health`` p50/p99 on its own connection: on the idle daemon, then while
+   the OCR runs at full load (target p99 <= 20 ms).
+3. Why worker processes: the lateness of a 1 ms trio timer while inferences
+   run in a thread of the same process (``trio.to_thread``) versus in a
+   worker process, and how long a cancelled inference keeps the CPU busy.
+4. ``--memory N``: RSS of the daemon and of its worker before and after N
+   analyses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import trio
+from common import ROOT, process
+
+sys.path.insert(0, str(ROOT))
+
+from daemon.config import StrategyConfig
+from daemon.local_ocr import LocalOcr
+from daemon.providers import ImageInput
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+@contextlib.contextmanager
+def ocr_daemon(tmp: Path, workers: int) -> Iterator[tuple[str, int]]:
+    name = f"ocr{workers}"
+    sock = str(tmp / f"{name}.sock")
+    config = tmp / f"{name}.yaml"
+    config.write_text(
+        f"socket: {{path: {sock}}}\n"
+        f"store: {{path: {tmp / name}-store}}\n"
+        "logging: {level: WARNING}\n"
+        "llm: {request_timeout: 120}\n"
+        "strategies:\n"
+        f"  - {{name: local, kind: local_ocr, rank: 0, timeout: 60, workers: {workers}}}\n"
+    )
+    with process([sys.executable, "-m", "daemon", "--config", str(config)], sock) as proc:
+        yield sock, proc.pid
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.extend(int(p) for p in text)
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_ids = itertools.count()
+_DATA = [base64.b64encode(p.read_bytes()).decode() for p in EXAMPLES]
+
+
+def analyze_line() -> bytes:
+    n = next(_ids)
+    params = {
+        "conversation_id": "bench",
+        "image": {"data": _DATA[n % len(_DATA)], "mime": "image/png"},
+        "resource": f"bench-{n}",
+        "refresh": True,
+    }
+    return json.dumps({"jsonrpc": "2.0", "method": "analyze", "params": params, "id": n}).encode()
+
+
+async def call(stream: trio.SocketStream, line: bytes, buf: bytearray) -> float:
+    started = time.perf_counter()
+    await stream.send_all(line + b"\n")
+    while b"\n" not in buf:
+        data = await stream.receive_some(1 << 20)
+        if not data:
+            raise SystemExit("daemon closed the connection")
+        buf += data
+    end = buf.index(b"\n")
+    if b'"error"' in buf[:end]:
+        raise SystemExit(f"error: {bytes(buf[:end])[:300]!r}")
+    del buf[: end + 1]
+    return time.perf_counter() - started
+
+
+async def health_probe(sock: str, stop: trio.Event, out: list[float]) -> None:
+    stream = await trio.open_unix_socket(sock)
+    buf = bytearray()
+    line = b'{"jsonrpc":"2.0","method":"health","id":1}'
+    async with stream:
+        while not stop.is_set():
+            out.append(await call(stream, line, buf))
+            await trio.sleep(0.005)
+
+
+async def load(sock: str, clients: int, seconds: float, health: list[float]) -> list[float]:
+    latencies: list[float] = []
+    stop = trio.Event()
+
+    async def client() -> None:
+        stream = await trio.open_unix_socket(sock)
+        buf = bytearray()
+        async with stream:
+            while not stop.is_set():
+                latencies.append(await call(stream, analyze_line(), buf))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(health_probe, sock, stop, health)
+        for _ in range(clients):
+            nursery.start_soon(client)
+        await trio.sleep(seconds)
+        stop.set()
+    return latencies
+
+
+async def idle_health(sock: str, seconds: float) -> list[float]:
+    out: list[float] = []
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(health_probe, sock, stop, out)
+        await trio.sleep(seconds)
+        stop.set()
+    return out
+
+
+async def warm(sock: str, count: int) -> None:
+    stream = await trio.open_unix_socket(sock)
+    buf = bytearray()
+    async with stream:
+        for _ in range(count):
+            await call(stream, analyze_line(), buf)
+
+
+def throughput(tmp: Path, seconds: float) -> None:
+    print("local_ocr through the socket (examples/*.png, refresh, one inference per call)")
+    print(
+        f"{'workers':>7}  {'analyses/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  "
+        f"{'health p50':>10}  {'health p99':>10}"
+    )
+    for workers in (1, 2):
+        with ocr_daemon(tmp, workers) as (sock, _):
+            trio.run(warm, sock, 2 * workers)
+            idle = trio.run(idle_health, sock, 3.0)
+            if workers == 1:
+                print(
+                    f"{'idle':>7}  {'':>10}  {'':>7}  {'':>7}  "
+                    f"{pct(idle, 0.5) * 1000:>10.2f}  {pct(idle, 0.99) * 1000:>10.2f}"
+                )
+            health: list[float] = []
+            started = time.perf_counter()
+            latencies = trio.run(load, sock, workers, seconds, health)
+            elapsed = time.perf_counter() - started
+            print(
+                f"{workers:>7}  {len(latencies) / elapsed:>10.2f}  "
+                f"{pct(latencies, 0.5) * 1000:>7.0f}  {pct(latencies, 0.99) * 1000:>7.0f}  "
+                f"{pct(health, 0.5) * 1000:>10.2f}  {pct(health, 0.99) * 1000:>10.2f}"
+            )
+    print("(health: ms, one closed-loop client with 5 ms pauses; target p99 <= 20 ms)")
+
+
+async def lateness_during(run_inferences: object) -> tuple[float, float]:
+    """p50/p99 ms by which a 1 ms timer fires late while inferences run."""
+    late: list[float] = []
+    done = trio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            before = trio.current_time()
+            await trio.sleep(0.001)
+            late.append(trio.current_time() - before - 0.001)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        await run_inferences()  # type: ignore[operator]
+        done.set()
+    return pct(late, 0.5) * 1000, pct(late, 0.99) * 1000
+
+
+def thread_vs_process(rounds: int) -> None:
+    from daemon.ocr_worker import Reader
+
+    images = [p.read_bytes() for p in EXAMPLES]
+    print("\nwhere the inference runs: 1 ms timer lateness in the daemon's process")
+    strategy = StrategyConfig(name="local", kind="local_ocr", rank=0)
+    reader = Reader()
+    reader.read(images[0], "right")
+
+    async def in_thread() -> None:
+        for i in range(rounds):
+            await trio.to_thread.run_sync(reader.read, images[i % len(images)], "right")
+
+    async def in_process() -> None:
+        engine = LocalOcr(strategy)
+        await engine.warm()
+        try:
+            for i in range(rounds):
+                data = ImageInput.from_bytes(images[i % len(images)], "image/png")
+                await engine.complete(strategy, data)
+        finally:
+            await engine.aclose()
+
+    for name, runner in (("thread", in_thread), ("process", in_process)):
+        p50, p99 = trio.run(lateness_during, runner)
+        print(f"  {name:<8} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+
+    async def cancel_thread() -> float:
+        finished = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def work() -> None:
+            reader.read(images[1], "right")
+            token.run_sync_soon(finished.set)
+
+        with trio.move_on_after(0.05):
+            await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+        cancelled = trio.current_time()
+        await finished.wait()
+        return trio.current_time() - cancelled
+
+    async def cancel_process() -> float:
+        engine = LocalOcr(strategy)
+        await engine.warm()
+        try:
+            with trio.move_on_after(0.05):
+                await engine.complete(strategy, ImageInput.from_bytes(images[1], "image/png"))
+            return 0.0 if not engine._idle else float("nan")
+        finally:
+            await engine.aclose()
+
+    busy = trio.run(cancel_thread)
+    trio.run(cancel_process)
+    print(
+        f"  a cancelled inference keeps the CPU busy: thread {busy * 1000:.0f} ms more, "
+        "process 0 ms (killed)"
+    )
+
+
+def memory(tmp: Path, count: int) -> None:
+    print(f"\nmemory over {count} analyses (1 worker)")
+    with ocr_daemon(tmp, 1) as (sock, pid):
+        trio.run(warm, sock, 20)
+        (worker,) = children(pid)
+        print(f"  after 20:   daemon {rss_mib(pid):6.1f} MiB   worker {rss_mib(worker):6.1f} MiB")
+        done = 20
+        while done < count:
+            step = min(200, count - done)
+            trio.run(warm, sock, step)
+            done += step
+            figures = f"daemon {rss_mib(pid):6.1f} MiB   worker {rss_mib(worker):6.1f} MiB"
+            print(f"  after {done}: {figures}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=12, help="inferences per thread/process run")
+    parser.add_argument("--memory", type=int, default=0, help="analyses for the memory run")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ctxd-ocr-bench-", dir="/tmp"))
+    try:
+        print(f"{os.cpu_count()} CPUs; {len(EXAMPLES)} screenshots of examples/")
+        throughput(tmp, args.seconds)
+        thread_vs_process(args.rounds)
+        if args.memory:
+            memory(tmp, args.memory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
