@@ -114,7 +114,7 @@ class Worker:
         try:
             await self.process.stdin.send_all(HEADER.pack(len(data)) + data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise WorkerDied(self._exit_status()) from None
+            raise await self._died() from None
         self.jobs += 1
         return await self.receive()
 
@@ -136,15 +136,18 @@ class Worker:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 chunk = b""
             if not chunk:
-                raise WorkerDied(self._exit_status())
+                raise await self._died()
             self._buffer += chunk
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
 
-    def _exit_status(self) -> str:
+    async def _died(self) -> WorkerDied:
+        """The worker closed its pipe: wait a moment for its exit status, to say why."""
+        with trio.move_on_after(REAP_GRACE):
+            await self.process.wait()
         code = self.process.poll()
-        return "exited" if code is None else f"exited with status {code}"
+        return WorkerDied("exited" if code is None else f"exited with status {code}")
 
     async def kill(self) -> None:
         """Kill and reap; safe to call from a cancelled or finally block."""

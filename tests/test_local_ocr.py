@@ -386,11 +386,11 @@ async def test_a_higher_ranked_answer_kills_the_running_inference(
             await engine.warm()
             first = await run_race(h)
             assert first.provenance.strategy == "multimodal"
+            local = h.races.ctx.stats.strategies["local"]
             with trio.fail_after(10):  # the lost leg's worker is killed, not waited for
-                while not all(gone(pid) for pid in pids(pid_dir)):  # noqa: ASYNC110
+                while local.cancelled == 0:  # noqa: ASYNC110 - the leg ends in its own task
                     await trio.sleep(0.02)
-            failures = h.races.ctx.stats.strategies["local"]
-            assert failures.cancelled == 1
+            assert all(gone(pid) for pid in pids(pid_dir))
     finally:
         await engine.aclose()
 
