@@ -74,11 +74,20 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def memory_line(daemon: int, worker: int) -> str:
+    """RSS, and its anonymous part (the heap: the rest is the mapped store
+    and libraries, which grow with the events read, not with leaks)."""
+    return (
+        f"daemon {rss_mib(daemon):6.1f} MiB (anon {rss_mib(daemon, 'RssAnon'):5.1f})   "
+        f"worker {rss_mib(worker):6.1f} MiB (anon {rss_mib(worker, 'RssAnon'):5.1f})"
+    )
 
 
 _ids = itertools.count()
@@ -268,14 +277,13 @@ def memory(tmp: Path, count: int) -> None:
     with ocr_daemon(tmp, 1) as (sock, pid):
         trio.run(warm, sock, 20)
         (worker,) = children(pid)
-        print(f"  after 20:   daemon {rss_mib(pid):6.1f} MiB   worker {rss_mib(worker):6.1f} MiB")
+        print(f"  after {20:>5}: {memory_line(pid, worker)}")
         done = 20
         while done < count:
             step = min(200, count - done)
             trio.run(warm, sock, step)
             done += step
-            figures = f"daemon {rss_mib(pid):6.1f} MiB   worker {rss_mib(worker):6.1f} MiB"
-            print(f"  after {done}: {figures}")
+            print(f"  after {done:>5}: {memory_line(pid, worker)}")
 
 
 def main() -> None:

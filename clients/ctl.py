@@ -141,11 +141,11 @@ def format_analysis(r: dict[str, Any], conversation: str) -> str:
     p = r["provenance"]
     step = r["result"]
     origin = "cached" if p["cached"] else "fresh"
+    who = {k: "-" if v is None else v for k, v in step["participants"].items()}
     lines = [
         f"conversation {conversation}  [{p['strategy']} | {p['model']} | {origin}, "
         f"{p['latency_ms']:.0f} ms]",
-        f"participants  user={step['participants']['user']}  "
-        f"talker={step['participants']['talker']}",
+        f"participants  user={who.get('user', '-')}  talker={who.get('talker', '-')}",
         f"layout        left={step['layout']['left']}  right={step['layout']['right']}",
         "",
     ]

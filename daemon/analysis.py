@@ -15,7 +15,7 @@ import itertools
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 import trio
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Wait = Literal["first", "best"]
+STEP_MEMO: Final = 4096  # converted payloads kept, as many as the store's best-event memo
 
 
 class RaceManager:
@@ -58,6 +59,7 @@ class RaceManager:
             config, store, supervisor, providers, stats, self.finished, local=local
         )
         self._ids = itertools.count(1)
+        self._steps: dict[int, MergeStep] = {}  # event id -> its payload, converted
         self._rank_of = config.rank_of()
         self.top_rank = max((s.rank for s in config.strategies), default=0)
 
@@ -69,6 +71,22 @@ class RaceManager:
             horizon = trio.current_time() - self.config.llm.upgrade_retry_after
             for key in [k for k, t in failed_at.items() if t < horizon]:
                 del failed_at[key]
+
+    def _cached_step(self, event: Event) -> MergeStep | None:
+        """The event's payload as a MergeStep, converted once per event: an
+        event never changes, and the conversion is most of a hit's cost."""
+        step = self._steps.get(event.id)
+        if step is not None:
+            return step
+        try:
+            step = msgspec.convert(event.payload, MergeStep)
+        except msgspec.ValidationError:
+            logger.warning("cached event %d is not a MergeStep; racing instead", event.id)
+            return None
+        self._steps[event.id] = step
+        if len(self._steps) > STEP_MEMO:
+            del self._steps[next(iter(self._steps))]  # the oldest converted
+        return step
 
     def _new_race(self, key: CacheKey, image: ImageInput) -> Race:
         race_id = f"{int(time.time())}-{next(self._ids)}"
@@ -97,8 +115,10 @@ class RaceManager:
         with conversation(key.session_id):
             started = trio.current_time()
             event = self.store.best(key.session_id, key.category, key.resource, key.scene)
-            step = _cached_step(event)
-            if event is None or step is None:
+            if event is None:
+                return None
+            step = self._cached_step(event)
+            if step is None:
                 return None
             rank = self._rank_of(event.strategy)
             if wait == "best" and rank < self.top_rank:
@@ -209,13 +229,3 @@ def _answer(result: Accepted, cached: bool, started: float, pending: list[str]) 
 
 class MissingInput(Exception):
     """Not in the cache, and no image to race on."""
-
-
-def _cached_step(event: Event | None) -> MergeStep | None:
-    if event is None:
-        return None
-    try:
-        return msgspec.convert(event.payload, MergeStep)
-    except msgspec.ValidationError:
-        logger.warning("cached event %d is not a MergeStep; racing instead", event.id)
-        return None

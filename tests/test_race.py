@@ -16,7 +16,7 @@ from daemon.analysis import MissingInput, Wait
 from daemon.config import Config
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded
 from daemon.logs import setup_logging
-from daemon.models import AnalyzeResult, CacheKey
+from daemon.models import AnalyzeResult, CacheKey, MergeStep
 from daemon.providers import ImageInput, Provider
 from tests.conftest import ConfigFactory
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
@@ -354,3 +354,29 @@ def test_percentiles_of_the_window() -> None:
     )
     assert not math.isnan(status.latency_ms.p50 or 0)
     json.dumps(status.__struct_fields__)
+
+
+async def test_a_cached_payload_is_converted_once_per_event(
+    config: Config, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import daemon.analysis
+
+    monkeypatch.setattr(daemon.analysis, "STEP_MEMO", 2)
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        await analyze(h, wait="best")
+        first = await analyze(h)
+        second = await analyze(h)
+        assert first.provenance.cached is True
+        assert second.result is first.result  # served from the memo, not converted again
+        for n in range(3):  # more keys than the memo holds
+            key = CacheKey("conv-1", "context_analysis", f"sha256:{n}", "")
+            await analyze(h, key=key, wait="best")
+            await analyze(h, key=key)
+        assert len(h.races._steps) == 2
+        # a payload that is not a MergeStep is never memoized: the race runs
+        odd = CacheKey("conv-1", "context_analysis", "sha256:odd", "")
+        payload = {"note": "not a MergeStep", "_strategy": "premium"}
+        await h.store.append(odd.session_id, odd.category, odd.resource, odd.scene, payload)
+        answer = await analyze(h, key=odd)
+        assert answer.provenance.cached is False
+        assert all(isinstance(s, MergeStep) for s in h.races._steps.values())
