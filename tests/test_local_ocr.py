@@ -467,3 +467,43 @@ def test_a_worker_denied_setpriority_still_runs(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr("os.nice", denied)
     assert ocr_worker.lower_priority() is False
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+async def test_the_real_worker_reads_jpeg_and_webp(fmt: str, mime: str) -> None:
+    import io
+
+    from PIL import Image
+
+    with Image.open(ROOT / "examples" / "chat.png") as image:
+        out = io.BytesIO()
+        image.convert("RGB").save(out, fmt, quality=95)
+    engine = LocalOcr(STRATEGY)
+    try:
+        completion = await engine.complete(STRATEGY, ImageInput.from_bytes(out.getvalue(), mime))
+    finally:
+        await engine.aclose()
+    step = parse_merge_step(completion.text)
+    assert len(step.bubbles) == 7
+    assert step.participants.talker is not None
+    assert step.participants.talker.replace(" ", "") == "TomBaker"  # JPEG blurs the space
+
+
+async def test_the_real_worker_refuses_a_decompression_bomb() -> None:
+    """A tiny file that decodes to 100 megapixels is refused before decoding."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(out, "PNG")
+    assert len(out.getvalue()) < 100_000
+    engine = LocalOcr(STRATEGY)
+    try:
+        with pytest.raises(StrategyError) as info:
+            await engine.complete(STRATEGY, ImageInput.from_bytes(out.getvalue(), "image/png"))
+        assert info.value.kind == "invalid_output"
+        assert "too large" in info.value.detail
+        assert len(engine._idle) == 1  # the worker lives on
+    finally:
+        await engine.aclose()
