@@ -165,11 +165,11 @@ def _group_by_gap(lines: list[Line]) -> list[Bubble]:
                 bubbles[-1].lines.append(line)
                 continue
         bubbles.append(Bubble(box=line.box, lines=[line]))
-    for bubble in bubbles:
+    for bubble in bubbles:  # build_step clips the padded box to the image
         pad = max(ln.height for ln in bubble.lines) // 2
         bubble.box = (
-            max(0, min(ln.box[0] for ln in bubble.lines) - pad),
-            max(0, min(ln.box[1] for ln in bubble.lines) - pad),
+            min(ln.box[0] for ln in bubble.lines) - pad,
+            min(ln.box[1] for ln in bubble.lines) - pad,
             max(ln.box[2] for ln in bubble.lines) + pad,
             max(ln.box[3] for ln in bubble.lines) + pad,
         )
@@ -190,10 +190,26 @@ def _title(lines: list[Line], width: int) -> str | None:
     return _UNREAD.sub("", best.text) or None
 
 
+def clip(lines: list[Line], width: int, height: int) -> list[Line]:
+    """Boxes cut to the image; a line with nothing left of its box is dropped
+    (an engine's box may stick out of the image, or be a point)."""
+    out = []
+    for line in lines:
+        x1, y1, x2, y2 = line.box
+        box = (max(0, x1), max(0, y1), min(width, x2), min(height, y2))
+        if box[0] < box[2] and box[1] < box[3]:
+            out.append(Line(box=box, text=line.text, score=line.score))
+    return out
+
+
 def build_step(image: Image, lines: list[Line], user_side: Side = "right") -> dict[str, Any]:
-    """A MergeStep-shaped dict from the screenshot (RGB, H×W×3) and its lines."""
+    """A MergeStep-shaped dict from the screenshot (RGB, H×W×3) and its lines.
+
+    Every bubble box lies inside the image and is not empty, whatever boxes
+    the engine gave."""
     height, width = image.shape[:2]
     image = np.array(image, dtype=np.uint8, order="C")  # OpenCV wants it writable
+    lines = clip(lines, width, height)
     bubbles: list[Bubble] = []
     loose: list[Line] = []
     for line in sorted(lines, key=lambda ln: (ln.box[1], ln.box[0])):

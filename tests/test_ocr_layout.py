@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from daemon.extract import parse_merge_step
 from daemon.ocr_layout import Line, bubble_text, build_step, lines_from_ocr
@@ -158,3 +160,57 @@ def test_an_empty_screenshot_gives_no_bubbles_and_a_valid_layout(user_side: str)
     step = run(canvas(), [], user_side)
     assert step["bubbles"] == []
     assert step["layout"][user_side] == "user"
+
+
+# ---------------------------------------------------------------------- fuzzing --
+
+def quad(x: float, y: float, w: float, h: float) -> list[list[float]]:
+    return [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
+
+
+coords = st.floats(min_value=-60, max_value=460, allow_nan=False)
+sizes = st.floats(min_value=0, max_value=80, allow_nan=False)
+quads = st.builds(quad, coords, coords, sizes, sizes)
+texts = st.text(min_size=0, max_size=12)
+raw_lines = st.lists(st.tuples(quads, texts, st.floats(0, 1)), max_size=12)
+rects = st.lists(
+    st.tuples(
+        st.integers(0, 399),
+        st.integers(0, 399),
+        st.integers(1, 200),
+        st.integers(1, 200),
+        st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)),
+    ),
+    max_size=8,
+)
+
+
+@example(  # a degenerate box below the bars, no bubble backgrounds
+    width=300, height=300, rects=[], raw=[[quad(100, 150, 0, 0), "x", 0.9]], user_side="right"
+)
+@example(  # a box past the image's corner
+    width=300, height=300, rects=[], raw=[[quad(400, 350, 20, 30), "y", 0.9]], user_side="left"
+)
+@given(
+    width=st.integers(8, 400),
+    height=st.integers(8, 400),
+    rects=rects,
+    raw=raw_lines,
+    user_side=st.sampled_from(["left", "right"]),
+)
+def test_any_lines_on_any_image_give_a_valid_step_or_none(
+    width: int, height: int, rects: list[Any], raw: list[Any], user_side: str
+) -> None:
+    """Whatever the OCR engine returns (boxes outside the image, degenerate,
+    overlapping, empty text) on whatever pixels, the layout never raises and
+    its result passes the daemon's validation whenever it has a bubble."""
+    image = np.zeros((height, width, 3), np.uint8)
+    for x, y, w, h, colour in rects:
+        image[y : y + h, x : x + w] = colour
+    step = build_step(image, lines_from_ocr(raw), "left" if user_side == "left" else "right")
+    if step["bubbles"]:
+        parse_merge_step(json.dumps(step))
+    for bubble in step["bubbles"]:
+        x1, y1, x2, y2 = bubble["bbox"]
+        assert 0 <= x1 < x2 <= width
+        assert 0 <= y1 < y2 <= height
