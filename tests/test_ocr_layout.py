@@ -164,6 +164,7 @@ def test_an_empty_screenshot_gives_no_bubbles_and_a_valid_layout(user_side: str)
 
 # ---------------------------------------------------------------------- fuzzing --
 
+
 def quad(x: float, y: float, w: float, h: float) -> list[list[float]]:
     return [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
 
