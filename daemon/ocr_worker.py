@@ -39,6 +39,7 @@ from typing import IO, Any, Final
 import msgspec
 
 MAX_PIXELS: Final = 40_000_000  # a decompression bomb is refused, not decoded
+DETECTOR_MIN_SIDE: Final = 736  # rapidocr's Det.limit_side_len with limit_type "min"
 HEADER: Final = struct.Struct(">I")
 MAX_FRAME: Final = 64 * 1024 * 1024
 ENGINE_PACKAGE: Final = "rapidocr-onnxruntime"
@@ -74,6 +75,14 @@ def decode_data_url(url: str) -> bytes:
         raise ValueError("the image's base64 is broken") from None
 
 
+def detector_pixels(width: int, height: int) -> float:
+    """The pixels the text detector works on: it scales an image up until its
+    shorter side is ``DETECTOR_MIN_SIDE``, so a 1x160 strip would become
+    736x117,760 (two minutes of CPU, measured) and is refused instead."""
+    scale = max(1.0, DETECTOR_MIN_SIDE / max(1, min(width, height)))
+    return width * height * scale * scale
+
+
 def engine_name() -> str:
     return f"{ENGINE_PACKAGE} {metadata.version(ENGINE_PACKAGE)}"
 
@@ -99,11 +108,17 @@ class Reader:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     return {"error": f"image of {width}x{height} pixels is too large to read"}
+                if detector_pixels(width, height) > MAX_PIXELS:
+                    return {"error": f"image of {width}x{height} pixels is too narrow to read"}
                 rgb = np.asarray(image.convert("RGB"))
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             return {"error": f"image could not be decoded: {exc}"}
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        result, _ = self.engine(bgr, use_cls=False)
+        try:
+            result, _ = self.engine(bgr, use_cls=False)
+        except Exception as exc:  # e.g. ResizeImgError on a 5000x5 strip
+            detail = str(exc) or type(exc).__name__
+            return {"error": f"the OCR engine cannot read this {width}x{height} image: {detail}"}
         lines = lines_from_ocr(result)
         step = build_step(rgb, lines, "left" if user_side == "left" else "right")
         if not step["bubbles"]:  # not a chat screenshot, or an empty one: let others answer

@@ -14,10 +14,13 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from daemon.analysis import Wait
 from daemon.config import Config, StrategyConfig
@@ -285,12 +288,22 @@ async def test_a_worker_outlives_the_thread_that_started_it(
 
     # Long enough for the worker to be up before its spawning thread ends.
     monkeypatch.setattr(thread_cache, "IDLE_TIMEOUT", 1.0)
+    spawners: list[threading.Thread] = []
+    popen_init = subprocess.Popen.__init__
+
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        spawners.append(threading.current_thread())
+        popen_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", recording_init)
     engine = LocalOcr(STRATEGY)
     try:
         await engine.warm()
         (worker,) = engine._idle
+        assert spawners
+        assert threading.main_thread() not in spawners
         with trio.fail_after(10):
-            while threading.active_count() > 1:  # noqa: ASYNC110 - no event for a thread exit
+            while any(t.is_alive() for t in spawners):  # noqa: ASYNC110 - no event for that
                 await trio.sleep(0.05)
         await trio.sleep(0.2)
         assert worker.process.poll() is None
@@ -507,3 +520,82 @@ async def test_the_real_worker_refuses_a_decompression_bomb() -> None:
         assert len(engine._idle) == 1  # the worker lives on
     finally:
         await engine.aclose()
+
+
+@pytest.mark.parametrize("size", [(5000, 5), (5, 3000), (1, 1)])
+async def test_an_image_the_engine_cannot_read_is_invalid_output_and_the_worker_lives(
+    size: tuple[int, int],
+) -> None:
+    """Regression: a 5000x5 strip made the engine raise (ResizeImgError),
+    which killed the worker; the next call paid a new worker's start."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, "white").save(out, "PNG")
+    engine = LocalOcr(STRATEGY)
+    try:
+        await engine.warm()
+        (worker,) = engine._idle
+        with pytest.raises(StrategyError) as info:
+            await engine.complete(STRATEGY, ImageInput.from_bytes(out.getvalue(), "image/png"))
+        assert info.value.kind == "invalid_output"
+        assert engine._idle == [worker]
+    finally:
+        await engine.aclose()
+
+
+@pytest.fixture(scope="module")
+def reader() -> Any:
+    from daemon.ocr_worker import Reader
+
+    return Reader(threads=1)
+
+
+MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"RIFF\0\0\0\0WEBP"]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(magic=st.sampled_from(MAGIC), body=st.binary(max_size=2048))
+def test_the_worker_answers_any_bytes_with_an_error_never_an_exception(
+    reader: Any, magic: bytes, body: bytes
+) -> None:
+    answer = reader.read(magic + body, "right")
+    assert set(answer) == {"error"}
+    assert answer["error"]
+
+
+@pytest.mark.parametrize("size", [(1, 160), (160, 1), (2, 400)])
+def test_a_strip_the_detector_would_blow_up_is_refused_before_reading(
+    reader: Any, size: tuple[int, int]
+) -> None:
+    """Regression (found by a fuzz of small images): the detector scales an
+    image up until its shorter side is 736 px, so a 1x160 PNG of a few bytes
+    cost 125 s of CPU; it is refused before the engine sees it."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, "white").save(out, "PNG")
+    started = time.monotonic()
+    answer = reader.read(out.getvalue(), "right")
+    assert answer == {"error": f"image of {size[0]}x{size[1]} pixels is too narrow to read"}
+    assert time.monotonic() - started < 5  # not the minutes the engine would take
+
+
+@given(width=st.integers(1, 100_000), height=st.integers(1, 100_000))
+def test_what_the_detector_would_process_is_bounded_by_what_is_let_through(
+    width: int, height: int
+) -> None:
+    from daemon.ocr_worker import MAX_PIXELS, detector_pixels
+
+    pixels = detector_pixels(width, height)
+    assert pixels >= width * height
+    if min(width, height) >= 736:
+        assert pixels == width * height
+    if pixels <= MAX_PIXELS:  # what reaches the engine: at most 40 Mpx of detector input
+        assert max(width, height) / min(width, height) <= MAX_PIXELS / 736**2
