@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REAP_GRACE: Final = 2.0  # seconds a killed worker may take to be reaped
-START_TIMEOUT: Final = 120.0  # seconds a worker may take to load its models
+START_TIMEOUT = 120.0  # seconds a worker may take to load its models (tests lower it)
 
 
 def worker_command(workers: int) -> list[str]:
@@ -97,6 +97,9 @@ class Worker:
         try:
             with trio.fail_after(START_TIMEOUT):
                 ready = await worker.receive()
+        except trio.TooSlowError:
+            await worker.kill()
+            raise WorkerDied(f"was not ready within {START_TIMEOUT:g}s") from None
         except BaseException:
             await worker.kill()
             raise
@@ -122,7 +125,10 @@ class Worker:
         size = HEADER.unpack(await self._receive_exactly(HEADER.size))[0]
         if size > MAX_FRAME:
             raise WorkerDied(f"sent a frame of {size} bytes")
-        message = msgspec.msgpack.decode(await self._receive_exactly(size))
+        try:
+            message = msgspec.msgpack.decode(await self._receive_exactly(size))
+        except msgspec.DecodeError:
+            raise WorkerDied("sent a broken frame") from None
         if not isinstance(message, dict):
             raise WorkerDied("sent something that is not a message")
         return message

@@ -194,6 +194,13 @@ class Race:
                     logger.warning("Premium task timeout after %gs", leg.strategy.timeout)
                 self._end(leg, error)
                 return
+            except Exception as exc:
+                # A bug in a backend: this leg fails, the race goes on (a leg
+                # left "running" would hold the key's single flight forever).
+                logger.exception("%s failed with an internal error", leg.name)
+                detail = f"internal error: {type(exc).__name__}"
+                self._end(leg, StrategyError("invalid_output", detail))
+                return
             finally:
                 # Cancelled (Cancelled is on its way up): say why, once.
                 if leg.state == "running" and self._cancelled_now(leg):

@@ -1,12 +1,13 @@
 """A stand-in for ``daemon.ocr_worker`` that speaks its frame protocol.
 
     python -m tests.fake_ocr_worker [--delay S] [--start-delay S] [--die-on-job N]
-                                    [--no-ready] [--pid-dir DIR]
+                                    [--no-ready] [--garbage] [--pid-dir DIR]
 
 Answers every job with a one-bubble MergeStep whose text says how many bytes
 the image had, after ``--delay`` seconds. ``--die-on-job N`` exits (status 3)
 on the Nth job instead of answering; ``--no-ready`` exits before the ready
-frame; ``--pid-dir`` writes an empty file named by the pid, so a test can
+frame; ``--garbage`` answers every job with a frame that is not msgpack;
+``--pid-dir`` writes an empty file named by the pid, so a test can
 check that a killed worker is gone.
 """
 
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("--start-delay", type=float, default=0.0)
     parser.add_argument("--die-on-job", type=int, default=0)
     parser.add_argument("--no-ready", action="store_true")
+    parser.add_argument("--garbage", action="store_true")
     parser.add_argument("--pid-dir", type=Path)
     args = parser.parse_args()
     if args.pid_dir is not None:
@@ -47,6 +49,10 @@ def main() -> int:
             return 3
         request = msgspec.msgpack.decode(frame)
         time.sleep(args.delay)
+        if args.garbage:
+            stdout.write(b"\x00\x00\x00\x03\xc1\xc1\xc1")  # 0xc1 is never msgpack
+            stdout.flush()
+            continue
         try:
             data = decode_data_url(request["image_url"])
         except ValueError as exc:

@@ -599,3 +599,31 @@ def test_what_the_detector_would_process_is_bounded_by_what_is_let_through(
         assert pixels == width * height
     if pixels <= MAX_PIXELS:  # what reaches the engine: at most 40 Mpx of detector input
         assert max(width, height) / min(width, height) <= MAX_PIXELS / 736**2
+
+
+async def test_a_worker_that_hangs_at_start_is_an_error_and_is_killed(
+    monkeypatch: pytest.MonkeyPatch, pid_dir: Path
+) -> None:
+    import daemon.local_ocr
+
+    monkeypatch.setattr(daemon.local_ocr, "START_TIMEOUT", 0.5)
+    engine = LocalOcr(STRATEGY, fake("--start-delay", "60", "--pid-dir", str(pid_dir)))
+    with pytest.raises(StrategyError) as info:
+        await engine.complete(STRATEGY, IMAGE)
+    assert info.value.kind == "connection"
+    assert "not ready within 0.5s" in info.value.detail
+    await engine.warm()  # logs, does not raise (it once would have crashed the daemon)
+    assert engine._idle == []
+    assert all(gone(pid) for pid in pids(pid_dir))
+
+
+async def test_a_worker_that_sends_a_broken_frame_is_an_error_and_is_killed(
+    pid_dir: Path,
+) -> None:
+    engine = LocalOcr(STRATEGY, fake("--garbage", "--pid-dir", str(pid_dir)))
+    with pytest.raises(StrategyError) as info:
+        await engine.complete(STRATEGY, IMAGE)
+    assert info.value.kind == "connection"
+    assert "broken frame" in info.value.detail
+    assert engine._idle == []
+    assert all(gone(pid) for pid in pids(pid_dir))

@@ -13,11 +13,11 @@ import trio
 import trio.testing
 
 from daemon.analysis import MissingInput, Wait
-from daemon.config import Config
+from daemon.config import Config, StrategyConfig
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded
 from daemon.logs import setup_logging
 from daemon.models import AnalyzeResult, CacheKey, MergeStep
-from daemon.providers import ImageInput, Provider
+from daemon.providers import Completion, ImageInput, Provider
 from tests.conftest import ConfigFactory
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
 
@@ -380,3 +380,33 @@ async def test_a_cached_payload_is_converted_once_per_event(
         answer = await analyze(h, key=odd)
         assert answer.provenance.cached is False
         assert all(isinstance(s, MergeStep) for s in h.races._steps.values())
+
+
+class _Broken:
+    async def complete(self, strategy: StrategyConfig, image: ImageInput) -> Completion:
+        raise RuntimeError("a bug in a backend")
+
+
+async def test_a_backend_bug_fails_its_leg_and_never_holds_the_key(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(
+        strategies=[
+            {"name": "local", "kind": "local_ocr", "rank": 0},
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1},
+        ]
+    )
+    async with harness(config, {FAST: Behaviour(1)}, local={"local": _Broken()}) as h:
+        answer = await analyze(h)
+        assert answer.provenance.strategy == "multimodal"
+        assert h.races.ctx.stats.strategies["local"].invalid == 1
+        assert h.races.races == {}  # the race ended: single flight is free
+    async with harness(config, {FAST: Behaviour(1, status=500)}, local={"local": _Broken()}) as h:
+        with pytest.raises(AllStrategiesFailed) as info:
+            await analyze(h)
+        failures = info.value.data["strategies"]  # type: ignore[index]
+        assert failures["local"] == {
+            "error": "invalid_output",
+            "detail": "internal error: RuntimeError",
+        }
+        assert h.races.races == {}
