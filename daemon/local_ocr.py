@@ -200,7 +200,7 @@ class LocalOcr:
             except StrategyError as error:
                 logger.warning("%s: %s", self.strategy.name, error.detail)
                 return
-            self._release(worker, healthy=True)
+            await self._release(worker, healthy=True)
 
     async def _spawn(self) -> Worker:
         try:
@@ -212,9 +212,13 @@ class LocalOcr:
         )
         return worker
 
-    def _release(self, worker: Worker, *, healthy: bool) -> None:
+    async def _release(self, worker: Worker, *, healthy: bool) -> None:
+        """Back to the idle workers, or killed: when it failed, was cancelled,
+        or the pool closed meanwhile (a worker nobody holds must not live on)."""
         if healthy and not self._closed:
             self._idle.append(worker)
+        else:
+            await worker.kill()
 
     async def complete(self, strategy: StrategyConfig, image: ImageInput) -> Completion:
         """The MergeStep JSON text of the screenshot, read on this host.
@@ -241,7 +245,7 @@ class LocalOcr:
                 raise StrategyError("connection", f"OCR worker {exc}") from None
             finally:
                 if healthy:
-                    self._release(worker, healthy=True)
+                    await self._release(worker, healthy=True)
                 else:
                     await worker.kill()
         if "error" in reply:

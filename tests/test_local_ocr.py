@@ -627,3 +627,15 @@ async def test_a_worker_that_sends_a_broken_frame_is_an_error_and_is_killed(
     assert "broken frame" in info.value.detail
     assert engine._idle == []
     assert all(gone(pid) for pid in pids(pid_dir))
+
+
+async def test_a_worker_finishing_after_aclose_is_stopped_not_kept(pid_dir: Path) -> None:
+    engine = LocalOcr(STRATEGY, fake("--delay", "0.5", "--pid-dir", str(pid_dir)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(engine.complete, STRATEGY, IMAGE)
+        with trio.fail_after(10):
+            while not pids(pid_dir):  # noqa: ASYNC110 - the worker announces itself by a file
+                await trio.sleep(0.02)
+        await engine.aclose()  # while the inference runs
+    assert engine._idle == []
+    assert all(gone(pid) for pid in pids(pid_dir))
