@@ -62,7 +62,8 @@ def daemon(tmp: Path, name: str, store_extra: str = "", sections: str = "") -> I
         f"store: {{path: {tmp / name}-store{store_extra}}}\n"
         "logging: {level: WARNING}\n" + sections
     )
-    with process([sys.executable, "-m", "daemon", "--config", str(config)], sock):
+    with process([sys.executable, "-m", "daemon", "--config", str(config)], sock) as proc:
+        PIDS[sock] = proc.pid
         yield sock
 
 
@@ -71,6 +72,15 @@ def echo_server(tmp: Path) -> Iterator[str]:
     sock = str(tmp / "echo.sock")
     with process([sys.executable, str(ROOT / "bench" / "echo_server.py"), sock], sock):
         yield sock
+
+
+PIDS: dict[str, int] = {}  # socket path -> pid of the daemon serving it
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 RequestFactory = Callable[[int, int], bytes]  # (connection, sequence) -> one request line

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx2
 import trio
-from common import ROOT, daemon, drive, echo_server
+from common import PIDS, ROOT, cpu_seconds, daemon, drive, echo_server
 
 sys.path.insert(0, str(ROOT))
 
@@ -174,13 +174,16 @@ def main() -> None:
                     f" so {extra:.1f} ms of each figure is the fake and the HTTP client)"
                 )
                 for concurrent, rounds in ((1, 40), (100, 3)):
+                    cpu_before = cpu_seconds(PIDS[path])
                     over, beyond = trio.run(misses, path, concurrent, rounds, f"m{concurrent}")
+                    # (events.list lookups of the answers included: a small share)
+                    cpu_ms = (cpu_seconds(PIDS[path]) - cpu_before) * 1000 / len(over)
                     print(
                         f"   {concurrent:>3} concurrent: p50 {pct(over, 0.5):6.2f} ms"
                         f"   p99 {pct(over, 0.99):6.2f} ms   ({len(over)} requests);"
                         f" over a direct call: p50 {pct(over, 0.5) - extra:6.2f} ms;"
                         f" over the winning leg as ctxd timed it: p50 {pct(beyond, 0.5):6.2f}"
-                        f" p99 {pct(beyond, 0.99):6.2f} ms"
+                        f" p99 {pct(beyond, 0.99):6.2f} ms; daemon CPU per miss {cpu_ms:.2f} ms"
                     )
                 trio.run(one_call, path, analyze_line("hit", "https://img.example/hit.png", 1))
                 hit = (
