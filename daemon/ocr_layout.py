@@ -5,19 +5,23 @@ NumPy and OpenCV from the ``ocr`` extra; the daemon itself never imports it.
 
 How a chat screenshot is read:
 
-1. **Bubbles from pixels.** For each text line, the region of flat colour
+1. **Bubbles from pixels.** For each text line, the region of one colour
    around it is flood-filled from a few seed points just outside the line's
-   box (left, right, above, below). A fill whose bounding box contains the
+   box (left, right, above, below): first following small steps from pixel
+   to pixel (a bubble whose colour fades), then staying close to the seed's
+   colour (a flat bubble with JPEG noise). A fill whose bounding box contains the
    line and spans neither the whole width nor most of the height is the
    line's bubble; every other line found inside that box belongs to the same
    bubble, so multi-line bubbles stay whole and two bubbles never merge, how
    ever close they sit. A fill that covers the chat background (a timestamp,
    the title) is not a bubble.
-2. **Chrome.** When the screenshot has bubbles, text outside them is chrome:
-   the status bar, the title bar, timestamps, system notes. The title is the
-   line centred in the top band (84 dp, 1 dp = width / 360): the talker's
-   name. A screenshot with no bubble at all (an app that draws text on the
-   background) falls back to grouping lines by gap and alignment.
+2. **Chrome, and text in no bubble.** Text outside every bubble found is
+   chrome when it is in the top band (84 dp, 1 dp = width / 360: status and
+   title bars), centred (timestamps, system notes) or small print (lower
+   than 0.8 of the typical bubble text: receipts, names); the title is the
+   line centred in the top band, the talker's name. Any other text outside
+   the bubbles found (a bubble no fill could follow, or an app that draws
+   text on the background) is grouped into bubbles by gap and alignment.
 3. **Side and speaker.** A bubble is on the side it is nearer to; the app's
    own user is on ``user_side`` (right in every mainstream app), the talker
    on the other.
@@ -45,7 +49,9 @@ Image = npt.NDArray[np.uint8]
 
 TOP_BAND_DP: Final = 84  # status bar + title bar
 FILL_TOLERANCE: Final = 10  # per channel, from the seed's colour
+FLOAT_TOLERANCE: Final = 3  # per channel, from the neighbouring pixel
 SEED_OFFSET: Final = 4  # px outside the line's box
+SMALL_PRINT: Final = 0.8  # a loose line lower than this share of bubble text is chrome
 _UNREAD = re.compile(r"\s*[(（]\d+[)）]\s*$")
 
 
@@ -110,20 +116,23 @@ def _seeds(box: Box, width: int, height: int) -> list[tuple[int, int]]:
 
 
 def find_bubble(image: Image, line: Line) -> Box | None:
-    """The box of the flat-coloured region around ``line``, if it is a bubble."""
+    """The box of the region of one colour around ``line``, if it is a bubble.
+
+    First a floating fill (each pixel close to its neighbour), which follows
+    a bubble whose colour fades from top to bottom; then a fill close to the
+    seed's own colour, which holds on noisy (JPEG) flat bubbles."""
     height, width = image.shape[:2]
-    for seed in _seeds(line.box, width, height):
-        mask = np.zeros((height + 2, width + 2), np.uint8)
-        flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8)
-        tolerance = (FILL_TOLERANCE,) * 3
-        _, _, _, (x, y, w, h) = cv2.floodFill(
-            image, mask, seed, (0, 0, 0), tolerance, tolerance, flags
-        )
-        box = (x, y, x + w, y + h)
-        if w >= 0.9 * width or h >= 0.8 * height:
-            return None  # the background (or a bar): this seed is not in a bubble
-        if _contains(box, line.box, slack=2):
-            return box
+    for mode, tolerance in ((0, FLOAT_TOLERANCE), (cv2.FLOODFILL_FIXED_RANGE, FILL_TOLERANCE)):
+        flags = 4 | cv2.FLOODFILL_MASK_ONLY | mode | (255 << 8)
+        for seed in _seeds(line.box, width, height):
+            mask = np.zeros((height + 2, width + 2), np.uint8)
+            diff = (tolerance,) * 3
+            _, _, _, (x, y, w, h) = cv2.floodFill(image, mask, seed, (0, 0, 0), diff, diff, flags)
+            box = (x, y, x + w, y + h)
+            if w >= 0.9 * width or h >= 0.8 * height:
+                break  # the background (or a bar): this line is not in a bubble of this kind
+            if _contains(box, line.box, slack=2):
+                return box
     return None
 
 
@@ -224,10 +233,15 @@ def build_step(image: Image, lines: list[Line], user_side: Side = "right") -> di
         else:
             home.lines.append(line)
     talker = _title(loose, width)
-    if not bubbles:  # no bubble backgrounds: everything below the bars is a message
-        top = TOP_BAND_DP * width / 360
-        body = [ln for ln in loose if ln.cy >= top and not _centred(ln, width)]
-        bubbles = _group_by_gap(body)
+    # Text outside every bubble found: chrome (the bars, timestamps, small
+    # print), or messages in bubbles no fill could find, grouped by layout.
+    top = TOP_BAND_DP * width / 360
+    body = [ln for ln in loose if ln.cy >= top and not _centred(ln, width)]
+    bubbled = sorted(ln.height for b in bubbles for ln in b.lines)
+    if bubbled:
+        typical = bubbled[len(bubbled) // 2]
+        body = [ln for ln in body if ln.height >= SMALL_PRINT * typical]
+    bubbles += _group_by_gap(body)
     talker_side: Side = "left" if user_side == "right" else "right"
     out = []
     for bubble in sorted(bubbles, key=lambda b: (b.box[1], b.box[0])):

@@ -215,3 +215,38 @@ def test_any_lines_on_any_image_give_a_valid_step_or_none(
         x1, y1, x2, y2 = bubble["bbox"]
         assert 0 <= x1 < x2 <= width
         assert 0 <= y1 < y2 <= height
+
+
+def test_a_bubble_whose_colour_fades_is_found_whole() -> None:
+    image = canvas()
+    top, bottom = np.array([40, 130, 255]), np.array([110, 80, 230])
+    for row in range(300, 420):  # one row a shade darker than the last
+        t = (row - 300) / 119
+        image[row, 400:612] = (top + (bottom - top) * t).round().astype(np.uint8)
+    lines = [line(420, 318, 590, 352, "first line"), line(420, 364, 540, 398, "second")]
+    step = run(image, lines)
+    assert step["bubbles"] == [
+        {
+            "speaker": "user",
+            "side": "right",
+            "bbox": [400, 300, 612, 420],
+            "text": "first line second",
+        }
+    ]
+
+
+def test_a_message_in_no_bubble_any_fill_finds_is_kept_and_small_print_is_not() -> None:
+    image = canvas()
+    rect(image, (108, 300, 400, 360), WHITE)  # a found bubble: its text sets the size
+    noise = np.random.default_rng(7).integers(0, 256, (60, 212, 3), dtype=np.uint8)
+    image[400:460, 400:612] = noise  # a bubble no fill can follow (a picture, say)
+    lines = [
+        line(128, 312, 380, 348, "found"),
+        line(420, 412, 590, 448, "kept anyway"),
+        line(420, 464, 470, 480, "Read"),  # small print under a bubble: chrome
+    ]
+    step = run(image, lines)
+    assert [(b["side"], b["text"]) for b in step["bubbles"]] == [
+        ("left", "found"),
+        ("right", "kept anyway"),
+    ]

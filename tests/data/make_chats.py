@@ -17,7 +17,8 @@ seed, Pillow and font version.
 
 What is drawn, in density-independent units (dp; 1 dp = width / 360 px):
 a status bar (clock, battery), a title bar with the talker's name (left out
-on some screenshots), avatars (on two schemes of three), one- and multi-line
+on one in five), avatars (on two schemes of four), user bubbles that fade
+from one colour to another (one scheme), one- and multi-line
 bubbles on both sides with Chinese, English and mixed text, timestamps
 centred between bubbles, and an empty input bar at the bottom.
 """
@@ -56,6 +57,7 @@ class Scheme:
     stamp_text: RGB
     avatars: bool
     radius_dp: float
+    user_gradient: RGB | None = None  # the user bubble fades to this colour, top to bottom
 
 
 SCHEMES = [
@@ -100,6 +102,21 @@ SCHEMES = [
         stamp_text=(134, 150, 160),
         avatars=True,
         radius_dp=8,
+    ),
+    Scheme(
+        name="gradient",
+        font="wqy",
+        background=(250, 250, 252),
+        bar=(255, 255, 255),
+        bar_text=(20, 20, 20),
+        talker_bubble=(236, 236, 240),
+        talker_text=(20, 20, 20),
+        user_bubble=(40, 130, 255),
+        user_text=(255, 255, 255),
+        stamp_text=(140, 140, 150),
+        avatars=False,
+        radius_dp=18,
+        user_gradient=(110, 80, 230),
     ),
 ]
 
@@ -243,6 +260,22 @@ class Painter:
         h = len(lines) * self.px(21) + 2 * self.px(9)
         return lines, w, h
 
+    def gradient_box(
+        self, box: tuple[int, int, int, int], radius: int, top: RGB, bottom: RGB
+    ) -> None:
+        """A rounded box whose colour fades from ``top`` to ``bottom``: no flat
+        region to find it by, as in newer messaging apps."""
+        x1, y1, x2, y2 = box
+        fade = Image.new("RGB", (x2 - x1, y2 - y1))
+        rows = ImageDraw.Draw(fade)
+        for row in range(y2 - y1):
+            t = row / max(1, y2 - y1 - 1)
+            colour = tuple(round(a + (b - a) * t) for a, b in zip(top, bottom, strict=True))
+            rows.line([(0, row), (x2 - x1, row)], fill=colour)
+        mask = Image.new("L", fade.size, 0)
+        ImageDraw.Draw(mask).rounded_rectangle((0, 0, x2 - x1 - 1, y2 - y1 - 1), radius, fill=255)
+        self.image.paste(fade, (x1, y1), mask)
+
     def bubble(self, y: int, side: str, lines: list[str], w: int, h: int) -> list[int]:
         s, d = self.scheme, self.draw
         margin = self.px(54) if s.avatars else self.px(12)
@@ -256,7 +289,11 @@ class Painter:
             d.rounded_rectangle(
                 (ax, y, ax + self.px(36), y + self.px(36)), radius=self.px(4), fill=colour
             )
-        d.rounded_rectangle((x1, y, x1 + w, y + h), radius=self.px(s.radius_dp), fill=fill)
+        radius = self.px(s.radius_dp)
+        if s.user_gradient is not None and not talker:
+            self.gradient_box((x1, y, x1 + w, y + h), radius, fill, s.user_gradient)
+        else:
+            d.rounded_rectangle((x1, y, x1 + w, y + h), radius=radius, fill=fill)
         for i, line in enumerate(lines):
             d.text(
                 (x1 + self.px(11), y + self.px(9) + i * self.px(21) + self.px(10.5)),
@@ -273,7 +310,7 @@ def render(
 ) -> tuple[Image.Image, dict[str, object]]:
     rng = random.Random(seed)
     painter = Painter(scheme, width, rng)
-    talker = None if index % 4 == 3 else rng.choice(TALKERS)
+    talker = None if index % 5 == 4 else rng.choice(TALKERS)
     y = painter.bars(talker) + painter.px(12)
     bottom = painter.input_bar() - painter.px(10)
     bubbles: list[dict[str, object]] = []
@@ -323,7 +360,7 @@ def render(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "chats")
-    parser.add_argument("--count", type=int, default=36)
+    parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--examples", action="store_true", help="write examples/ instead")
     args = parser.parse_args()
