@@ -2,19 +2,22 @@
 
     python -m tests.fake_ocr_worker [--delay S] [--start-delay S] [--die-on-job N]
                                     [--no-ready] [--garbage] [--pid-dir DIR]
+                                    [--job-dir DIR]
 
 Answers every job with a one-bubble MergeStep whose text says how many bytes
 the image had, after ``--delay`` seconds. ``--die-on-job N`` exits (status 3)
 on the Nth job instead of answering; ``--no-ready`` exits before the ready
 frame; ``--garbage`` answers every job with a frame that is not msgpack;
 ``--pid-dir`` writes an empty file named by the pid, so a test can
-check that a killed worker is gone.
+check that a killed worker is gone; ``--job-dir`` writes a file named
+``<pid>-<n>`` when job n arrives, so a test knows an inference is under way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,10 +35,9 @@ def main() -> int:
     parser.add_argument("--no-ready", action="store_true")
     parser.add_argument("--garbage", action="store_true")
     parser.add_argument("--pid-dir", type=Path)
+    parser.add_argument("--job-dir", type=Path)
     args = parser.parse_args()
     if args.pid_dir is not None:
-        import os
-
         (args.pid_dir / str(os.getpid())).touch()
     time.sleep(args.start_delay)
     if args.no_ready:
@@ -48,6 +50,8 @@ def main() -> int:
         if jobs == args.die_on_job:
             return 3
         request = msgspec.msgpack.decode(frame)
+        if args.job_dir is not None:
+            (args.job_dir / f"{os.getpid()}-{jobs}").touch()
         time.sleep(args.delay)
         if args.garbage:
             stdout.write(b"\x00\x00\x00\x03\xc1\xc1\xc1")  # 0xc1 is never msgpack

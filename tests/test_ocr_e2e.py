@@ -94,7 +94,9 @@ def test_the_drain_does_not_wait_for_an_inference_past_its_deadline(short_tmp: P
     shots = short_tmp / "shots"
     shots.mkdir()
     (shots / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
-    worker = f"{sys.executable} -m tests.fake_ocr_worker --delay 60"
+    jobs = short_tmp / "jobs"
+    jobs.mkdir()
+    worker = f"{sys.executable} -m tests.fake_ocr_worker --delay 60 --job-dir {jobs}"
     daemon = Daemon(
         short_tmp,
         env={"CTXD_TEST_OCR_WORKER": worker},
@@ -119,7 +121,9 @@ def test_the_drain_does_not_wait_for_an_inference_past_its_deadline(short_tmp: P
             assert time.monotonic() < deadline, daemon.log()
             time.sleep(0.05)
         caller.start()
-        time.sleep(0.5)  # the inference is under way: it would take 60 s
+        while not any(jobs.iterdir()):  # until the inference (of 60 s) is under way
+            assert time.monotonic() < deadline + 15, daemon.log()
+            time.sleep(0.02)
         started = time.monotonic()
         daemon.signal()
         assert daemon.wait(30) == 0
