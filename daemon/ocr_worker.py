@@ -164,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _watch_parent(args.parent)
     niced = lower_priority()
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing printed by a library may corrupt the frames
+    # The frames get their own copy of fd 1; fd 1 itself (and sys.stdout)
+    # become stderr, so nothing a library prints, from Python or from C,
+    # can corrupt a frame.
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    stdin = sys.stdin.buffer
     reader = Reader(args.threads)
     write_frame(stdout, {"ready": True, "engine": engine_name(), "niced": niced})
     while (frame := read_frame(stdin)) is not None:

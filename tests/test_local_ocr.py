@@ -639,3 +639,32 @@ async def test_a_worker_finishing_after_aclose_is_stopped_not_kept(pid_dir: Path
         await engine.aclose()  # while the inference runs
     assert engine._idle == []
     assert all(gone(pid) for pid in pids(pid_dir))
+
+
+async def test_output_printed_by_a_library_in_the_worker_never_corrupts_a_frame() -> None:
+    """Anything written to fd 1 inside the worker (a C library's printf, a
+    print()) goes to stderr; the frames have their own descriptor."""
+    script = (
+        "import os, sys\n"
+        "import daemon.ocr_worker as w\n"
+        "class Loud:\n"
+        "    def __init__(self, threads=0):\n"
+        "        pass\n"
+        "    def read(self, data, user_side):\n"
+        "        print('chatter from python')\n"
+        "        os.write(1, b'chatter from C\\n')\n"
+        "        return {'error': 'read ' + str(len(data))}\n"
+        "w.Reader = Loud\n"
+        "w.engine_name = lambda: 'loud 1.0'\n"
+        "sys.exit(w.main([]))\n"
+    )
+    engine = LocalOcr(STRATEGY, [sys.executable, "-c", script])
+    try:
+        for _ in range(3):
+            with pytest.raises(StrategyError) as info:
+                await engine.complete(STRATEGY, IMAGE)
+            assert (info.value.kind, info.value.detail) == ("invalid_output", f"read {len(PNG)}")
+        assert engine.engine == "loud 1.0"
+        assert len(engine._idle) == 1  # the same worker answered all three
+    finally:
+        await engine.aclose()
