@@ -82,7 +82,6 @@ class Worker:
 
     def __init__(self, process: trio.Process) -> None:
         self.process = process
-        self.jobs = 0
         self._buffer = bytearray()
 
     @classmethod
@@ -118,7 +117,6 @@ class Worker:
             await self.process.stdin.send_all(HEADER.pack(len(data)) + data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise await self._died() from None
-        self.jobs += 1
         return await self.receive()
 
     async def receive(self) -> dict[str, Any]:
@@ -244,13 +242,11 @@ class LocalOcr:
             except WorkerDied as exc:
                 raise StrategyError("connection", f"OCR worker {exc}") from None
             finally:
-                if healthy:
-                    await self._release(worker, healthy=True)
-                else:
-                    await worker.kill()
+                await self._release(worker, healthy=healthy)
         if "error" in reply:
             raise StrategyError("invalid_output", str(reply["error"]))
-        return Completion(text=str(reply["step"]), served_model=self.engine, usage=None, attempts=1)
+        text = str(reply.get("step", ""))  # anything else fails validation, as a model's would
+        return Completion(text=text, served_model=self.engine, usage=None, attempts=1)
 
     async def aclose(self) -> None:
         """Stop every idle worker (a busy one is killed by its cancellation)."""
