@@ -1,0 +1,183 @@
+"""Where a miss's and an append's time goes, timed inside a real daemon.
+
+    .venv/bin/python bench/where_time_goes.py [--misses 40] [--seconds 4]
+
+Runs the daemon with timing wrappers around a few functions (the daemon's
+code is not changed: this script patches them in the daemon's process, then
+runs ``daemon.__main__.main``), drives it, stops it, and prints what the
+wrappers saw:
+
+1. sequential misses against the fake provider (fast-model 50 ms,
+   slow-model 300 ms): per call of ``Provider.complete`` (by model),
+   ``Service.analyze``, ``Store.append`` and ``Store._write`` (the synced
+   write transaction, in the writer thread);
+2. ``events.append`` of 1 KiB from 64 closed-loop connections: commits,
+   events per commit, the writer thread's busy share, wall and CPU time of a
+   commit, appends/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import functools
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+from common import ROOT, drive, wait_for_socket
+
+sys.path.insert(0, str(ROOT))
+
+Timings = dict[str, list[tuple[float, float, int]]]  # label -> (wall ms, cpu ms, batch)
+
+
+def _instrument(report: Path) -> None:
+    """In the daemon's process: wrap, and write the timings at exit."""
+    import daemon.providers as providers
+    import daemon.service as service
+    import daemon.store as store
+
+    timings: Timings = collections.defaultdict(list)
+
+    def wrap_async(owner: Any, name: str, label: Callable[..., str]) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                timings[label(*args)].append(((time.perf_counter() - started) * 1000, 0.0, 0))
+
+        setattr(owner, name, timed)
+
+    wrap_async(providers.Provider, "complete", lambda _self, s, _i: f"Provider.complete {s.model}")
+    wrap_async(service.Service, "analyze", lambda *_: "Service.analyze")
+    wrap_async(store.Store, "append", lambda *_: "Store.append")
+    write = store.Store._write
+
+    def timed_write(self: Any, batch: list[Any]) -> list[int]:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return write(self, batch)
+        finally:
+            wall = (time.perf_counter() - started) * 1000
+            timings["Store._write"].append((wall, (time.thread_time() - cpu) * 1000, len(batch)))
+
+    store.Store._write = timed_write  # type: ignore[method-assign]
+    atexit.register(lambda: report.write_text(json.dumps(timings)))
+
+
+def run_daemon(config: str, report: str) -> None:
+    _instrument(Path(report))
+    from daemon.__main__ import main
+
+    sys.exit(main(["--config", config]))
+
+
+def start(config: Path, report: Path, sock: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, __file__, "--daemon", str(config), str(report)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wait_for_socket(sock, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes], report: Path) -> Timings:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    data: Timings = json.loads(report.read_text())
+    return data
+
+
+def p50(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def misses(tmp: Path, count: int) -> None:
+    import race_bench
+
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_provider", "fast-model=0.05", "slow-model=0.3"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        base_url = fake.stdout.readline().strip()
+        sock, report, config = str(tmp / "m.sock"), tmp / "m.json", tmp / "m.yaml"
+        config.write_text(
+            f"socket: {{path: {sock}}}\nstore: {{path: {tmp / 'm-store'}}}\n"
+            "logging: {level: WARNING}\n"
+            f"providers: {{fake: {{base_url: '{base_url}', max_connections: 64}}}}\n"
+            "strategies: [{name: multimodal, provider: fake, model: fast-model, rank: 1},"
+            " {name: premium, provider: fake, model: slow-model, rank: 2}]\n"
+        )
+        proc = start(config, report, sock)
+        overheads, _ = trio.run(race_bench.misses, sock, 1, count, "w")
+        time.sleep(0.5)  # the last premium legs end (300 ms) before the daemon stops
+        timings = stop(proc, report)
+    finally:
+        fake.terminate()
+        fake.wait(10)
+    print(f"1. {count} sequential misses: answer p50 {50 + p50(overheads):.2f} ms")
+    for label in sorted(timings):
+        walls = [t[0] for t in timings[label]]
+        print(f"   {label:<34} n={len(walls):4}  p50 {p50(walls):8.3f} ms")
+
+
+def appends(tmp: Path, seconds: float) -> None:
+    from store_bench import append_request
+
+    sock, report, config = str(tmp / "a.sock"), tmp / "a.json", tmp / "a.yaml"
+    config.write_text(
+        f"socket: {{path: {sock}}}\nstore: {{path: {tmp / 'a-store'}}}\n"
+        "logging: {level: WARNING}\n"
+    )
+    proc = start(config, report, sock)
+    begun = time.perf_counter()
+    rate, latency_p50, _ = trio.run(drive, sock, 64, seconds, append_request)
+    elapsed = time.perf_counter() - begun
+    writes = stop(proc, report)["Store._write"]
+    walls = [w[0] for w in writes]
+    print(
+        f"2. events.append, 64 connections, {seconds:g}s: {rate:,.0f} appends/s "
+        f"(p50 {latency_p50:.2f} ms)\n"
+        f"   {len(writes)} commits, {statistics.mean(w[2] for w in writes):.1f} events each; "
+        f"a commit p50 {p50(walls):.2f} ms wall, "
+        f"{p50([w[1] for w in writes]):.2f} ms CPU of the writer thread; "
+        f"the writer was busy {sum(walls) / 1000 / elapsed:.0%} of the run"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--daemon":
+        run_daemon(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--misses", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ctxd-where-", dir="/tmp"))
+    try:
+        misses(tmp, args.misses)
+        appends(tmp, args.seconds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
