@@ -139,12 +139,13 @@ def misses(tmp: Path, count: int) -> None:
         print(f"   {label:<34} n={len(walls):4}  p50 {p50(walls):8.3f} ms")
 
 
-def appends(tmp: Path, seconds: float) -> None:
+def appends(tmp: Path, seconds: float, max_batch: int) -> None:
     from store_bench import append_request
 
     sock, report, config = str(tmp / "a.sock"), tmp / "a.json", tmp / "a.yaml"
     config.write_text(
-        f"socket: {{path: {sock}}}\nstore: {{path: {tmp / 'a-store'}}}\n"
+        f"socket: {{path: {sock}}}\n"
+        f"store: {{path: {tmp / 'a-store'}, max_batch_events: {max_batch}}}\n"
         "logging: {level: WARNING}\n"
     )
     proc = start(config, report, sock)
@@ -170,11 +171,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--misses", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--max-batch", type=int, default=1000, help="store.max_batch_events")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-where-", dir="/tmp"))
     try:
         misses(tmp, args.misses)
-        appends(tmp, args.seconds)
+        appends(tmp, args.seconds, args.max_batch)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
