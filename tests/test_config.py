@@ -29,6 +29,10 @@ def test_shipped_config_loads_from_a_fresh_checkout() -> None:
     assert by_name["multimodal"].rank == 1
     assert by_name["premium"].model == "anthropic/claude-3.5-sonnet"
     assert by_name["premium"].rank == 2
+    local = by_name["local"]  # the offline strategy, below both models
+    assert (local.kind, local.rank, local.workers, local.user_side) == ("local_ocr", 0, 1, "right")
+    assert local.model == "rapidocr-onnxruntime"
+    assert config.inputs.allowed_dirs[-1] == str(ROOT / "examples")
     assert config.providers["openrouter"].api_key_env == "OPENROUTER_API_KEY"
     assert config.llm.premium_cache_timeout == 30
     assert config.llm.upgrade_retry_after == 600
@@ -91,6 +95,18 @@ def bad(tmp_path: Path, **sections: Any) -> str:
                 ]
             },
             "strategies[1].name: strategy name 'a' is used twice",
+        ),
+        (
+            {"strategies": [{"name": "a", "provider": "fake", "model": "m", "workers": 2}]},
+            "strategies[0].workers: only a local_ocr strategy takes this key",
+        ),
+        (
+            {"strategies": [{"name": "a", "kind": "local_ocr", "workers": 0}]},
+            "strategies[0].workers: expected `int` >= 1",
+        ),
+        (
+            {"strategies": [{"name": "a", "kind": "local_ocr", "user_side": "top"}]},
+            "strategies[0].user_side: invalid enum value 'top'",
         ),
         (
             {
