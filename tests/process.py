@@ -90,3 +90,12 @@ def proc_status_kib(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     raise AssertionError(f"no {field} for pid {pid}")
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie not yet reaped by its new parent counts)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status

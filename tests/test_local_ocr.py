@@ -30,6 +30,7 @@ from daemon.local_ocr import LocalOcr
 from daemon.models import AnalyzeResult, CacheKey
 from daemon.providers import ImageInput, Provider
 from tests.conftest import ConfigFactory
+from tests.process import gone
 from tests.race_fakes import Behaviour, Harness, harness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,14 +313,6 @@ async def test_a_worker_outlives_the_thread_that_started_it(
         assert engine._idle == [worker]
     finally:
         await engine.aclose()
-
-
-def gone(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status  # exited, not yet reaped by its new parent
 
 
 async def test_a_worker_exits_when_the_daemon_dies_even_with_input_open() -> None:

@@ -14,19 +14,11 @@ from typing import Any
 import pytest
 
 from clients.client import Client, RpcError
-from tests.process import ROOT, Daemon
+from tests.process import ROOT, Daemon, gone
 
 pytestmark = pytest.mark.process
 
 CTL = [sys.executable, "-I", "-S", str(ROOT / "clients" / "ctl.py")]
-
-
-def gone(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "\nState:\tZ" in status
 
 
 def worker_pids(log: str) -> list[int]:
