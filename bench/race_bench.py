@@ -38,6 +38,8 @@ from common import PIDS, ROOT, cpu_seconds, daemon, drive, echo_server
 
 sys.path.insert(0, str(ROOT))
 
+from daemon.providers import DEFAULT_PROMPT, USER_TEXT
+
 FAST_S, SLOW_S = 0.05, 0.3
 
 
@@ -49,18 +51,33 @@ def analyze_line(conversation: str, url: str, ident: int) -> bytes:
     )
 
 
+class Client:
+    """One connection to the daemon, one request at a time."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def call(self, line: bytes) -> tuple[float, dict[str, Any]]:
+        """(seconds from sending the request to its whole answer, the reply)."""
+        started = time.perf_counter()
+        await self.stream.send_all(line)
+        while b"\n" not in self.buf:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise SystemExit("connection closed")
+            self.buf += data
+        elapsed = time.perf_counter() - started
+        end = self.buf.index(b"\n")
+        reply = json.loads(self.buf[:end])
+        del self.buf[: end + 1]
+        return elapsed, reply
+
+
 async def one_call(path: str, line: bytes) -> tuple[float, dict[str, Any]]:
     stream = await trio.open_unix_socket(path)
     async with stream:
-        started = time.perf_counter()
-        await stream.send_all(line)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            data = await stream.receive_some(65536)
-            if not data:
-                raise SystemExit("connection closed")
-            buf += data
-        return time.perf_counter() - started, json.loads(buf)
+        return await Client(stream).call(line)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -77,18 +94,23 @@ async def misses(
     overheads: list[float] = []
     answered: list[tuple[str, int, float]] = []
 
-    async def one(i: int) -> None:
+    async def one(client: Client, i: int) -> None:
         url = f"https://img.example/{tag}-{i}.png"
-        latency, reply = await one_call(path, analyze_line(f"{tag}-{i}", url, i))
+        latency, reply = await client.call(analyze_line(f"{tag}-{i}", url, i))
         assert "result" in reply, reply
         overheads.append((latency - FAST_S) * 1000)
         event_id = reply["result"]["provenance"]["event_id"]
         answered.append((f"{tag}-{i}", event_id, latency * 1000))
 
+    # Connections are opened first and kept: an app keeps its connection, and
+    # the time measured is from request to answer.
+    clients = [Client(await trio.open_unix_socket(path)) for _ in range(concurrent)]
     for r in range(rounds):
         async with trio.open_nursery() as nursery:
-            for i in range(concurrent):
-                nursery.start_soon(one, r * concurrent + i)
+            for i, client in enumerate(clients):
+                nursery.start_soon(one, client, r * concurrent + i)
+    for client in clients:
+        await client.stream.aclose()
     beyond_leg = []
     for conversation, event_id, latency_ms in answered:
         params = {"session_id": conversation}
@@ -100,11 +122,26 @@ async def misses(
 
 
 async def direct_calls(base_url: str, count: int) -> list[float]:
-    """Latency (ms) of calling the fast model directly, as ctxd's client does."""
+    """Latency (ms) of calling the fast model directly with the request ctxd
+    sends (same prompt, same size), through httpx2 as it comes."""
     latencies = []
     async with httpx2.AsyncClient(base_url=base_url + "/") as client:
         for i in range(count):
-            body = {"model": "fast-model", "messages": [{"role": "user", "content": f"d{i}"}]}
+            url = f"https://img.example/direct-{i}.png"
+            body = {
+                "model": "fast-model",
+                "temperature": 0,
+                "messages": [
+                    {"role": "system", "content": DEFAULT_PROMPT},
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": USER_TEXT},
+                            {"type": "image_url", "image_url": {"url": url}},
+                        ],
+                    },
+                ],
+            }
             started = time.perf_counter()
             (await client.post("chat/completions", json=body)).raise_for_status()
             latencies.append((time.perf_counter() - started) * 1000)

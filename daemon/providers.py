@@ -38,6 +38,8 @@ import math
 import os
 import random
 import time
+import urllib.parse
+import urllib.request
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
@@ -45,6 +47,7 @@ import msgspec
 import trio
 
 from daemon.errors import StrategyError
+from daemon.http11 import PoolTransport
 from daemon.models import Usage
 
 if TYPE_CHECKING:
@@ -158,11 +161,20 @@ class Provider:
     def from_config(
         cls, name: str, config: ProviderConfig, transport: httpx2.AsyncBaseTransport | None = None
     ) -> Provider:
-        """A provider with its own pooled client (``transport`` for tests)."""
+        """A provider with its own pooled client (``transport`` for tests).
+
+        The transport is ``daemon.http11.PoolTransport`` unless the environment
+        sets a proxy for the provider's URL: httpx2's own transport speaks
+        proxies, ours does not."""
         limits = httpx2.Limits(
             max_connections=config.max_connections,
             max_keepalive_connections=config.max_connections,
         )
+        if transport is None and not _proxied(config.base_url):
+            transport = PoolTransport(
+                max_connections=config.max_connections,
+                ssl_context=httpx2.create_ssl_context(),
+            )
         client = httpx2.AsyncClient(
             base_url=config.base_url.rstrip("/") + "/",
             headers=config.headers,
@@ -281,6 +293,16 @@ class Provider:
         return Completion(
             text=content, served_model=parsed.model, usage=parsed.usage, attempts=attempt
         )
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``...) proxies ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
+    return not bypass(parts.hostname or "", proxies)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,433 @@
+"""daemon/http11.py against scripted trio servers on 127.0.0.1 (plain and TLS).
+
+The TLS certificate in tests/data/tls is self-signed for 127.0.0.1 and
+localhost, valid until 2126; made with
+``openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes
+-days 36500 -subj "/CN=ctxd test" -addext
+"subjectAltName=IP:127.0.0.1,DNS:localhost"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx2
+import msgspec
+import pytest
+import trio
+
+from daemon.config import ProviderConfig
+from daemon.http11 import PoolTransport
+from daemon.providers import Provider, _proxied
+from tests.fake_provider import FakeProvider, Script
+
+TLS = Path(__file__).parent / "data" / "tls"
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+Handler = Callable[["Peer"], Awaitable[None]]
+
+
+class Peer:
+    """The server's side of one connection, with a small request reader."""
+
+    def __init__(self, stream: trio.abc.Stream, number: int) -> None:
+        self.stream = stream
+        self.number = number  # 0 for the server's first connection
+        self.buf = b""
+
+    async def request(self) -> bytes | None:
+        """The next request's body (by content-length), or None at EOF."""
+        while b"\r\n\r\n" not in self.buf:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return None
+            self.buf += data
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(self.buf) < length:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return None
+            self.buf += data
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return body
+
+    async def at_eof(self) -> bool:
+        """Whether the client closed the connection (waits for it)."""
+        try:
+            return await self.stream.receive_some(1) == b""
+        except trio.BrokenResourceError:
+            return True
+
+
+class Server:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.port = 0
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.closed = trio.Event()  # set whenever a connection ends
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        number = self.connections
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            await self.handler(Peer(stream, number))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.open -= 1
+            await trio.aclose_forcefully(stream)
+            self.closed.set()
+            self.closed = trio.Event()
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+    server = Server(handler)
+    async with trio.open_nursery() as nursery:
+        if tls is None:
+            start = functools.partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1")
+            listeners = await nursery.start(start)
+            server.port = listeners[0].socket.getsockname()[1]
+        else:
+            start_tls = functools.partial(
+                trio.serve_ssl_over_tcp,
+                server.handle,
+                0,
+                tls,
+                host="127.0.0.1",
+                https_compatible=True,
+            )
+            listeners = await nursery.start(start_tls)
+            server.port = listeners[0].transport_listener.socket.getsockname()[1]
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+async def keep_alive(peer: Peer) -> None:
+    """Answer ``ok`` to every request on the connection."""
+    while await peer.request() is not None:
+        await peer.stream.send_all(OK)
+
+
+def url(server: Server, scheme: str = "http", host: str = "127.0.0.1") -> str:
+    return f"{scheme}://{host}:{server.port}/v1/chat"
+
+
+async def test_round_trips_share_one_connection() -> None:
+    bodies: list[bytes] = []
+
+    async def echo(peer: Peer) -> None:
+        while (body := await peer.request()) is not None:
+            bodies.append(body)
+            reply = b"got " + body
+            await peer.stream.send_all(
+                b"HTTP/1.1 201 Created\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(reply), reply)
+            )
+
+    pool = PoolTransport()
+    async with serve(echo) as server, httpx2.AsyncClient(transport=pool) as client:
+        for i in range(3):
+            response = await client.post(url(server), content=b"n%d" % i)
+            assert response.status_code == 201
+            assert response.content == b"got n%d" % i
+            assert response.headers.get_list("x-a") == ["1", "2"]
+            assert response.http_version == "HTTP/1.1"
+        assert bodies == [b"n0", b"n1", b"n2"]
+        assert server.connections == 1
+        assert pool.opened == 1
+        assert pool.idle == 1
+
+
+async def test_chunked_and_close_delimited_bodies() -> None:
+    async def reply(peer: Peer) -> None:
+        await peer.request()
+        if peer.number == 0:
+            await peer.stream.send_all(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            )
+            await keep_alive(peer)  # chunked leaves the connection reusable
+        else:
+            await peer.stream.send_all(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+
+    pool = PoolTransport()
+    async with serve(reply) as server, httpx2.AsyncClient(transport=pool) as client:
+        assert (await client.get(url(server))).content == b"hello world"
+        assert (await client.get(url(server))).content == b"ok"
+        assert server.connections == 1
+        for queue in pool._idle.values():  # force a second connection: the HTTP/1.0 one
+            while queue:
+                queue.pop().close()
+        assert (await client.get(url(server))).content == b"until the end"
+        assert pool.idle == 0  # a body that ends with the connection is not reusable
+
+
+async def test_connection_close_is_honoured() -> None:
+    async def once(peer: Peer) -> None:
+        await peer.request()
+        await peer.stream.send_all(
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+        )
+        assert await peer.at_eof()
+
+    pool = PoolTransport()
+    async with serve(once) as server, httpx2.AsyncClient(transport=pool) as client:
+        for _ in range(3):
+            assert (await client.get(url(server))).content == b"ok"
+        assert server.connections == 3
+        assert pool.idle == 0
+
+
+async def test_an_idle_connection_the_server_closed_is_not_used() -> None:
+    async def one_reply(peer: Peer) -> None:
+        await peer.request()
+        await peer.stream.send_all(OK)  # keep-alive by the headers, then closes
+
+    pool = PoolTransport()
+    async with serve(one_reply) as server, httpx2.AsyncClient(transport=pool) as client:
+        assert (await client.get(url(server))).content == b"ok"
+        await server.closed.wait()
+        assert pool.idle == 1
+        assert (await client.get(url(server))).content == b"ok"
+        assert server.connections == 2
+
+
+async def test_keep_alive_race_is_retried_once_on_a_new_connection() -> None:
+    """The server takes the second request on a reused connection and closes
+    without answering (it timed the connection out as the request arrived)."""
+
+    async def flaky(peer: Peer) -> None:
+        await peer.request()
+        await peer.stream.send_all(OK)
+        await peer.request()  # the reused connection's request: dropped
+
+    pool = PoolTransport()
+    async with serve(flaky) as server, httpx2.AsyncClient(transport=pool) as client:
+        assert (await client.post(url(server), content=b"a")).content == b"ok"
+        assert (await client.post(url(server), content=b"b")).content == b"ok"
+        assert server.connections == 2
+
+
+async def test_a_new_connection_closed_without_an_answer_is_an_error() -> None:
+    async def hang_up(peer: Peer) -> None:
+        await peer.request()
+
+    pool = PoolTransport()
+    async with serve(hang_up) as server, httpx2.AsyncClient(transport=pool) as client:
+        with pytest.raises(httpx2.RemoteProtocolError, match="without a response"):
+            await client.get(url(server))
+        assert server.connections == 1  # not retried: it was not a reused connection
+
+
+async def test_bad_responses_are_protocol_errors_and_free_the_slot() -> None:
+    replies = [b"SPDY/9 what\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"]
+
+    async def bad(peer: Peer) -> None:
+        await peer.request()
+        await peer.stream.send_all(replies[peer.number % 2])
+
+    pool = PoolTransport(max_connections=1)
+    async with serve(bad) as server, httpx2.AsyncClient(transport=pool) as client:
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await client.get(url(server))
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await client.get(url(server))
+        assert pool.idle == 0
+        assert pool._slots.value == 1
+
+
+async def test_max_connections_bounds_connections_in_use() -> None:
+    async def slow(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await trio.sleep(0.02)
+            await peer.stream.send_all(OK)
+
+    pool = PoolTransport(max_connections=2)
+    async with serve(slow) as server, httpx2.AsyncClient(transport=pool) as client:
+        replies: list[bytes] = []
+
+        async def one() -> None:
+            replies.append((await client.get(url(server))).content)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(one)
+        assert replies == [b"ok"] * 8
+        assert server.most_open == 2
+        assert pool.opened == 2
+
+
+async def test_timeouts_map_to_httpx_types_and_free_the_slot() -> None:
+    async def silent(peer: Peer) -> None:
+        await peer.request()
+        await trio.sleep_forever()
+
+    pool = PoolTransport(max_connections=1)
+    async with serve(silent) as server, httpx2.AsyncClient(transport=pool) as client:
+        with pytest.raises(httpx2.ReadTimeout, match="reading the response"):
+            await client.get(url(server), timeout=httpx2.Timeout(5, read=0.05))
+        assert pool._slots.value == 1
+
+        async def hold() -> None:
+            with contextlib.suppress(httpx2.ReadTimeout):
+                await client.get(url(server), timeout=httpx2.Timeout(5, read=0.3))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold)
+            await trio.sleep(0.05)
+            with pytest.raises(httpx2.PoolTimeout):
+                await client.get(url(server), timeout=httpx2.Timeout(5, pool=0.05))
+        assert pool._slots.value == 1
+        assert pool.idle == 0
+
+
+async def test_cancelled_requests_close_their_connections_and_free_their_slots() -> None:
+    """Cancelled waiting for a slot, mid-head and mid-body: afterwards the pool
+    serves, and no connection in an unknown state went back to it."""
+
+    async def dribble(peer: Peer) -> None:
+        while await peer.request() is not None:
+            if peer.number < 100:
+                await peer.stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab")
+                await trio.sleep_forever()
+            await peer.stream.send_all(OK)
+
+    pool = PoolTransport(max_connections=3)
+    async with serve(dribble) as server, httpx2.AsyncClient(transport=pool) as client:
+        for delay in (0.0, 0.01, 0.05):
+            with trio.move_on_after(delay + 0.1):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(10):
+                        nursery.start_soon(client.get, url(server))
+        assert pool._slots.value == 3
+        assert pool.idle == 0
+        server.handler = keep_alive
+        with trio.fail_after(5):
+            assert (await client.get(url(server))).content == b"ok"
+
+
+async def test_a_response_closed_before_its_end_closes_the_connection() -> None:
+    async def big(peer: Peer) -> None:
+        await peer.request()
+        await peer.stream.send_all(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 1000
+        )
+        assert await peer.at_eof()
+
+    pool = PoolTransport()
+    async with serve(big) as server, httpx2.AsyncClient(transport=pool) as client:
+        async with client.stream("GET", url(server)) as response:
+            assert response.status_code == 200
+        with trio.fail_after(5):
+            await server.closed.wait()
+        assert pool.idle == 0
+
+
+async def test_connect_errors() -> None:
+    probe = trio.socket.socket()
+    await probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    async with httpx2.AsyncClient(transport=PoolTransport()) as client:
+        with pytest.raises(httpx2.ConnectError, match=f"127.0.0.1:{port}"):
+            await client.get(f"http://127.0.0.1:{port}/")
+    pool = PoolTransport()
+    with pytest.raises(httpx2.UnsupportedProtocol):
+        await pool.handle_async_request(httpx2.Request("GET", "ftp://127.0.0.1/"))
+
+
+async def test_expired_idle_connections_are_closed() -> None:
+    pool = PoolTransport(keepalive_expiry=0.0)
+    async with serve(keep_alive) as server, httpx2.AsyncClient(transport=pool) as client:
+        assert (await client.get(url(server))).content == b"ok"
+        await trio.sleep(0.01)
+        assert (await client.get(url(server))).content == b"ok"
+        assert server.connections == 2
+
+
+async def test_aclose_closes_idle_connections_and_refuses_requests() -> None:
+    pool = PoolTransport()
+    async with serve(keep_alive) as server:
+        async with httpx2.AsyncClient(transport=pool) as client:
+            assert (await client.get(url(server))).content == b"ok"
+            assert server.open == 1
+        with trio.fail_after(5):
+            while server.open:
+                await server.closed.wait()
+        with pytest.raises(httpx2.ConnectError, match="closed"):
+            await pool.handle_async_request(httpx2.Request("GET", url(server)))
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    client = ssl.create_default_context(cafile=str(TLS / "cert.pem"))
+    return server, client
+
+
+async def test_https_round_trips_and_reuse() -> None:
+    server_ctx, client_ctx = tls_contexts()
+    pool = PoolTransport(ssl_context=client_ctx)
+    async with serve(keep_alive, server_ctx) as server, httpx2.AsyncClient(transport=pool) as c:
+        for _ in range(3):
+            assert (await c.post(url(server, "https"), content=b"x")).content == b"ok"
+        assert (await c.get(url(server, "https", "localhost"))).content == b"ok"
+        assert server.connections == 2  # one per origin (127.0.0.1, localhost)
+
+
+async def test_https_refuses_an_untrusted_certificate() -> None:
+    server_ctx, _ = tls_contexts()
+    pool = PoolTransport(ssl_context=ssl.create_default_context())  # system CAs only
+    async with serve(keep_alive, server_ctx) as server, httpx2.AsyncClient(transport=pool) as c:
+        with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await c.get(url(server, "https"))
+        assert pool._slots.value == 100
+
+
+def test_the_environment_proxy_decides_the_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    cfg = ProviderConfig(base_url="https://openrouter.ai/api/v1")
+    assert not _proxied(cfg.base_url)
+    assert isinstance(Provider.from_config("p", cfg).client._transport, PoolTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert _proxied(cfg.base_url)
+    assert not _proxied("http://127.0.0.1:8000/v1")  # http is not proxied by HTTPS_PROXY
+    proxied = Provider.from_config("p", cfg).client
+    assert not isinstance(proxied._transport_for_url(httpx2.URL(cfg.base_url)), PoolTransport)
+    monkeypatch.setenv("NO_PROXY", "openrouter.ai")
+    assert not _proxied(cfg.base_url)
+
+
+async def test_providers_use_the_pool_against_the_fake() -> None:
+    """The provider's real stack (from_config, no injected transport) on the
+    test suite's OpenAI-compatible fake: calls share connections."""
+    from tests.test_providers import IMAGE, STRATEGY
+
+    with FakeProvider({"fast-model": Script()}) as fake:
+        provider = Provider.from_config("fake", ProviderConfig(base_url=fake.base_url))
+        strategy = msgspec.structs.replace(STRATEGY, model="fast-model")
+        try:
+            for _ in range(5):
+                completion = await provider.complete(strategy, IMAGE)
+                assert completion.served_model == "fast-model-served"
+            pool = provider.client._transport
+            assert isinstance(pool, PoolTransport)
+            assert pool.opened == 1
+        finally:
+            await provider.aclose()
