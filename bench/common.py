@@ -83,6 +83,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def loop_and_threads_cpu(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the main thread, the event loop; of all other threads)."""
+    loop = other = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(tid) == pid:
+            loop += seconds
+        else:
+            other += seconds
+    return loop, other
+
+
 RequestFactory = Callable[[int, int], bytes]  # (connection, sequence) -> one request line
 
 

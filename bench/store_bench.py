@@ -24,7 +24,7 @@ from pathlib import Path
 
 import lmdb
 import trio
-from common import daemon, drive, health_request
+from common import PIDS, daemon, drive, health_request, loop_and_threads_cpu
 
 PAYLOAD = json.dumps({"text": "x" * 1000, "_strategy": "multimodal", "_model": "bench"}).encode()
 
@@ -67,6 +67,15 @@ def read_vs_hop(tmp: Path) -> tuple[float, float]:
     return read_us, trio.run(hops)
 
 
+def per_request(
+    before: tuple[float, float], after: tuple[float, float], requests: float
+) -> tuple[float, float]:
+    """CPU µs per request, on the event loop and in other threads, between two readings."""
+    return tuple(  # type: ignore[return-value]
+        (b - a) * 1e6 / requests for a, b in zip(before, after, strict=True)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -82,14 +91,22 @@ def main() -> None:
             ("group commit", ""),
             ("one fsync per event", ", max_batch_events: 1"),
         ]  # store_extra
+        cpu: dict[str, tuple[float, float]] = {}  # per request: loop, other threads (us)
         for index, (mode, extra) in enumerate(modes):
             with daemon(tmp, f"store{index}", extra) as path:
                 for conns in (1, 64):
+                    before = loop_and_threads_cpu(PIDS[path])
                     rate, p50, p99 = trio.run(drive, path, conns, args.seconds, append_request)
+                    after = loop_and_threads_cpu(PIDS[path])
                     rates[(mode, conns)] = rate
+                    if index == 0 and conns == 64:
+                        cpu["append"] = per_request(before, after, rate * args.seconds)
                     print(f"{conns:>5}  {mode:<22} {rate:>10,.0f} {p50:>8.2f} {p99:>8.2f}")
                 if index == 0:
+                    before = loop_and_threads_cpu(PIDS[path])
                     rate, p50, p99 = trio.run(drive, path, 64, args.seconds, health_request)
+                    after = loop_and_threads_cpu(PIDS[path])
+                    cpu["health"] = per_request(before, after, rate * args.seconds)
                     rates[("health", 64)] = rate
                     print(
                         f"{64:>5}  {'health (no store)':<22} {rate:>10,.0f} {p50:>8.2f} {p99:>8.2f}"
@@ -100,6 +117,12 @@ def main() -> None:
         )
         health = rates[("health", 64)]
         print(f"group commit / health at 64 conns = {group / health:.2f} (target >= 0.5)")
+        (append_loop, append_other), (health_loop, _) = cpu["append"], cpu["health"]
+        print(
+            f"daemon CPU per request at 64 conns: append {append_loop:.1f} us on the event loop"
+            f" + {append_other:.1f} us in the writer thread; health {health_loop:.1f} us."
+            f" The loop alone caps appends at {health_loop / append_loop:.2f} of health"
+        )
         read_us, hop_us = read_vs_hop(tmp)
         print(f"LMDB read txn + get: {read_us:.1f} us; trio.to_thread hop: {hop_us:.0f} us")
     finally:
