@@ -70,11 +70,12 @@ def daemon(tmp: Path, name: str, store_extra: str = "", sections: str = "") -> I
 @contextmanager
 def echo_server(tmp: Path) -> Iterator[str]:
     sock = str(tmp / "echo.sock")
-    with process([sys.executable, str(ROOT / "bench" / "echo_server.py"), sock], sock):
+    with process([sys.executable, str(ROOT / "bench" / "echo_server.py"), sock], sock) as proc:
+        PIDS[sock] = proc.pid
         yield sock
 
 
-PIDS: dict[str, int] = {}  # socket path -> pid of the daemon serving it
+PIDS: dict[str, int] = {}  # socket path -> pid of the server (daemon or echo) behind it
 
 
 def cpu_seconds(pid: int) -> float:

@@ -176,6 +176,14 @@ async def race_vs_fallback(path: str, base_url: str, count: int) -> tuple[list[f
     return race, fallback
 
 
+def served(path: str, conns: int, seconds: float, line: bytes) -> tuple[float, float, float, float]:
+    """``drive`` with one request line, plus the server's CPU µs per request."""
+    before = cpu_seconds(PIDS[path])
+    rate, p50, p99 = trio.run(drive, path, conns, seconds, lambda c, s: line)
+    cpu_us = (cpu_seconds(PIDS[path]) - before) * 1e6 / (rate * seconds)
+    return rate, p50, p99, cpu_us
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -238,16 +246,21 @@ def main() -> None:
                     + b"\n"
                 )
                 print("2. cache hits (analyze of a cached resource) next to an echo server")
+                health = b'{"jsonrpc":"2.0","method":"health","id":1}\n'
                 for conns in (1, 8):
-                    rate, p50, _ = trio.run(drive, path, conns, args.seconds, lambda c, s: hit)
-                    echo_rate, echo_p50, _ = trio.run(
-                        drive, echo_path, conns, args.seconds, lambda c, s: hit
-                    )
+                    rate, p50, _, hit_us = served(path, conns, args.seconds, hit)
+                    echo_rate, echo_p50, _, echo_us = served(echo_path, conns, args.seconds, hit)
                     print(
                         f"   {conns} conns: ctxd {rate:8,.0f} req/s p50 {p50:.3f} ms"
                         f" | echo {echo_rate:8,.0f} req/s p50 {echo_p50:.3f} ms"
                         f" | ratio {rate / echo_rate:.2f}"
                     )
+                health_rate, _, _, health_us = served(path, 8, args.seconds, health)
+                print(
+                    f"   server CPU per request at 8 conns: ctxd hit {hit_us:.1f} us,"
+                    f" ctxd health {health_us:.1f} us ({health_rate:,.0f}/s,"
+                    f" {health_rate / echo_rate:.2f} of echo), echo {echo_us:.1f} us"
+                )
                 race, fallback = trio.run(race_vs_fallback, path, base_url, 30)
                 print("3. answer latency, every third screenshot unreadable for the fast model")
                 for name, values in (("race", race), ("sequential fallback", fallback)):
