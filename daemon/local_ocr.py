@@ -20,7 +20,16 @@ load once per process, when it starts.
 
 Errors: no ``ocr`` extra installed → ``not_configured``; a URL input (ctxd
 never fetches URLs) → ``not_configured``; an image the worker cannot decode
-→ ``invalid_output``; a worker that dies mid-inference → ``connection``.
+→ ``invalid_output``; a worker that dies mid-inference → ``connection``,
+with its exit status and the last line it wrote to stderr (a Python
+exception, say).
+
+Whatever a worker writes to stderr (a traceback, a warning of ONNX Runtime or
+OpenCV) comes out of the daemon's log as ``OCR worker <pid>: <line>`` at
+WARNING, in SPEC §6 form with the conversation being read, never raw. The
+pipe is read while the daemon waits for the worker (its start, each
+inference) and to its end when the worker dies or is killed: an idle worker
+writes nothing, so the pipe never fills.
 Cancellation (the strategy's timeout, a higher-ranked result, the drain
 deadline) kills the worker at once.
 """
@@ -48,6 +57,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REAP_GRACE: Final = 2.0  # seconds a killed worker may take to be reaped
+STDERR_LINE: Final = 2000  # characters of one stderr line that are logged
 START_TIMEOUT = 120.0  # seconds a worker may take to load its models (tests lower it)
 
 
@@ -83,6 +93,10 @@ class Worker:
     def __init__(self, process: trio.Process) -> None:
         self.process = process
         self._buffer = bytearray()
+        self._stderr = bytearray()  # the start of a line not yet logged
+        self._stderr_reader = False  # a task reads stderr right now
+        self._stderr_closed = trio.Event()  # read to its end
+        self.last_stderr_line = ""
 
     @classmethod
     async def start(cls, command: list[str]) -> tuple[Worker, str]:
@@ -90,12 +104,12 @@ class Worker:
 
         Raises WorkerDied if it exits before it is ready; cancelled, it is killed."""
         process = await trio.lowlevel.open_process(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         worker = cls(process)
         try:
             with trio.fail_after(START_TIMEOUT):
-                ready = await worker.receive()
+                ready = await worker.receive_relaying()
         except trio.TooSlowError:
             await worker.kill()
             raise WorkerDied(f"was not ready within {START_TIMEOUT:g}s") from None
@@ -117,7 +131,60 @@ class Worker:
             await self.process.stdin.send_all(HEADER.pack(len(data)) + data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise await self._died() from None
-        return await self.receive()
+        return await self.receive_relaying()
+
+    async def receive_relaying(self) -> dict[str, Any]:
+        """``receive``, logging what the worker writes to stderr meanwhile."""
+        message: dict[str, Any] = {}
+        died: WorkerDied | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._relay_stderr)
+            try:
+                message = await self.receive()
+            except WorkerDied as exc:  # raised below, not inside an ExceptionGroup
+                died = exc
+            nursery.cancel_scope.cancel(reason="the worker answered or died")
+        if died is not None:
+            raise died
+        return message
+
+    async def _relay_stderr(self) -> None:
+        """Log the worker's stderr line by line until it closes (or we are
+        cancelled). Called while another task relays, it waits for that one."""
+        stream = self.process.stderr
+        if stream is None or self._stderr_closed.is_set():
+            return
+        if self._stderr_reader:
+            await self._stderr_closed.wait()
+            return
+        self._stderr_reader = True
+        try:
+            while True:
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self._log_stderr(final=True)
+                    self._stderr_closed.set()
+                    return
+                self._stderr += data
+                self._log_stderr(final=False)
+        finally:
+            self._stderr_reader = False
+
+    def _log_stderr(self, *, final: bool) -> None:
+        lines = bytes(self._stderr).split(b"\n")
+        rest = b"" if final else lines.pop()
+        if len(rest) > 65536:  # a "line" without end: log it as it is
+            lines.append(rest)
+            rest = b""
+        self._stderr = bytearray(rest)
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.last_stderr_line = line[:STDERR_LINE]
+                logger.warning("OCR worker %d: %s", self.process.pid, self.last_stderr_line)
 
     async def receive(self) -> dict[str, Any]:
         size = HEADER.unpack(await self._receive_exactly(HEADER.size))[0]
@@ -147,11 +214,16 @@ class Worker:
         return data
 
     async def _died(self) -> WorkerDied:
-        """The worker closed its pipe: wait a moment for its exit status, to say why."""
+        """The worker closed its pipe: wait a moment for its exit status and its
+        last words on stderr, to say why."""
         with trio.move_on_after(REAP_GRACE):
             await self.process.wait()
+            await self._relay_stderr()
         code = self.process.poll()
-        return WorkerDied("exited" if code is None else f"exited with status {code}")
+        why = "exited" if code is None else f"exited with status {code}"
+        if self.last_stderr_line:
+            why += f": {self.last_stderr_line[:200]}"
+        return WorkerDied(why)
 
     async def kill(self) -> None:
         """Kill and reap; safe to call from a cancelled or finally block."""
@@ -159,7 +231,8 @@ class Worker:
             if self.process.returncode is None:
                 self.process.kill()
             await self.process.wait()
-            for stream in (self.process.stdin, self.process.stdout):
+            await self._relay_stderr()  # what it wrote before it died: to its end
+            for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
                 if stream is not None:
                     await stream.aclose()
 

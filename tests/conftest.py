@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import shutil
 import tempfile
@@ -14,10 +16,21 @@ import yaml
 from hypothesis import settings
 
 from daemon.config import Config, load_config
+from daemon.logs import setup_logging
 from daemon.store import Store
 
 ConfigFactory = Callable[..., Config]
 StoreFactory = Callable[[Config], Store]
+
+
+@pytest.fixture
+def log() -> Iterator[io.StringIO]:
+    """The daemon's log lines (SPEC form, INFO and up) written while the test runs."""
+    out = io.StringIO()
+    handler = setup_logging("INFO", "text", [], out)
+    yield out
+    logging.getLogger("daemon").removeHandler(handler)
+    logging.getLogger("daemon").propagate = True
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import io
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -27,6 +29,7 @@ from daemon.config import Config, StrategyConfig
 from daemon.errors import StrategyError
 from daemon.extract import parse_merge_step
 from daemon.local_ocr import LocalOcr
+from daemon.logs import conversation
 from daemon.models import AnalyzeResult, CacheKey
 from daemon.providers import ImageInput, Provider
 from tests.conftest import ConfigFactory
@@ -160,6 +163,63 @@ async def test_a_worker_that_dies_mid_inference_is_an_error_and_is_replaced(
     finally:
         await engine.aclose()
     assert len(pids(pid_dir)) == 2
+
+
+def worker_lines(out: io.StringIO) -> list[str]:
+    """``LEVEL [conversation] message`` of the lines the workers' stderr became."""
+    return [
+        line.split(" ", 1)[1]
+        for line in out.getvalue().splitlines()
+        if line[:1].isdigit() and re.search(r" OCR worker \d+: ", line)
+    ]
+
+
+async def test_worker_stderr_is_logged_in_spec_form_with_the_conversation(
+    log: io.StringIO,
+) -> None:
+    """Nothing a worker writes reaches the journal raw: each line becomes a
+    WARNING of the daemon's log, tagged with the conversation being read."""
+    engine = LocalOcr(STRATEGY, fake("--stderr", "onnx says hi"))
+    try:
+        with conversation("conv-7"):
+            await engine.complete(STRATEGY, IMAGE)
+        pid = engine._idle[0].process.pid
+    finally:
+        await engine.aclose()
+    assert worker_lines(log) == [
+        f"WARNING [conv-7] OCR worker {pid}: onnx says hi (start, from Python)",
+        f"WARNING [conv-7] OCR worker {pid}: onnx says hi (start, from fd 2)",
+        f"WARNING [conv-7] OCR worker {pid}: onnx says hi (job 1, from Python)",
+        f"WARNING [conv-7] OCR worker {pid}: onnx says hi (job 1, from fd 2)",
+    ]
+
+
+async def test_a_worker_that_crashes_says_why(log: io.StringIO) -> None:
+    engine = LocalOcr(STRATEGY, fake("--crash-on-job", "1"))
+    try:
+        with conversation("conv-8"), pytest.raises(StrategyError) as info:
+            await engine.complete(STRATEGY, IMAGE)
+    finally:
+        await engine.aclose()
+    assert info.value.kind == "connection"
+    assert "status 1: RuntimeError: scripted crash on job 1" in info.value.detail
+    logged = worker_lines(log)
+    assert any("Traceback (most recent call last):" in line for line in logged)
+    assert all(line.startswith("WARNING [conv-8] OCR worker ") for line in logged)
+
+
+async def test_a_worker_that_writes_more_than_a_pipe_holds_is_not_stuck(
+    log: io.StringIO,
+) -> None:
+    engine = LocalOcr(STRATEGY, fake("--spew", "300000"))
+    try:
+        with trio.fail_after(20):
+            for _ in range(2):
+                step = parse_merge_step((await engine.complete(STRATEGY, IMAGE)).text)
+                assert step.bubbles
+    finally:
+        await engine.aclose()
+    assert len(worker_lines(log)) == 2 * (300000 // 100)
 
 
 async def test_a_worker_that_never_gets_ready_is_an_error() -> None:

@@ -21,6 +21,11 @@ pytestmark = pytest.mark.process
 CTL = [sys.executable, "-I", "-S", str(ROOT / "clients" / "ctl.py")]
 
 
+SPEC_LINE = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \[[^\]]+\] "
+)
+
+
 def worker_pids(log: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"OCR worker (\d+) ready", log)]
 
@@ -80,6 +85,9 @@ def test_first_run_without_a_key_answers_from_the_local_strategy(short_tmp: Path
     pids = worker_pids(log)
     assert pids
     assert all(gone(pid) for pid in pids)  # no worker outlives the daemon
+    # The workers' stderr included: nothing reaches the journal outside SPEC §6 form.
+    for line in log.splitlines():
+        assert SPEC_LINE.match(line), line
 
 
 def test_the_drain_does_not_wait_for_an_inference_past_its_deadline(short_tmp: Path) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import math
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -15,7 +13,6 @@ import trio.testing
 from daemon.analysis import MissingInput, Wait
 from daemon.config import Config, StrategyConfig
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded
-from daemon.logs import setup_logging
 from daemon.models import AnalyzeResult, CacheKey, MergeStep
 from daemon.providers import Completion, ImageInput, Provider
 from tests.conftest import ConfigFactory
@@ -34,15 +31,6 @@ def config(make_config: ConfigFactory) -> Config:
             {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
         ],
     )
-
-
-@pytest.fixture
-def log() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    handler = setup_logging("INFO", "text", [], out)
-    yield out
-    logging.getLogger("daemon").removeHandler(handler)
-    logging.getLogger("daemon").propagate = True
 
 
 def messages(out: io.StringIO) -> list[str]:
