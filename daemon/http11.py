@@ -36,6 +36,9 @@ How it works:
   error for the caller, in httpx's types: ``ConnectError``,
   ``ConnectTimeout``, ``ReadError``, ``ReadTimeout``, ``WriteError``,
   ``WriteTimeout``, ``PoolTimeout``, ``RemoteProtocolError``.
+* A server that answers before it has read the whole request (a 413 for a
+  large image) and stops reading: that answer is the outcome, not the write
+  error, and the connection is not reused.
 * A response whose body was read to its end goes back to the pool when it is
   closed; one closed early, cancelled, or marked ``Connection: close`` is
   closed, synchronously (closing a socket needs no await, so a cancelled
@@ -99,6 +102,7 @@ class _Connection:
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
         self.used = False
+        self.broken = False
         # httpx's per-phase timeouts of the request being served
         self.read_timeout: float | None = None
         self.write_timeout: float | None = None
@@ -108,7 +112,9 @@ class _Connection:
         self.socket.close()
 
     def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        return (
+            not self.broken and self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        )
 
     async def send(self, data: bytes) -> None:
         with _deadline(self.write_timeout, httpx2.WriteTimeout, "sending the request"):
@@ -238,14 +244,27 @@ class PoolTransport(httpx2.AsyncBaseTransport):
         data += state.send(h11.EndOfMessage()) or b""
         connection.read_timeout = timeouts.get("read")
         connection.write_timeout = timeouts.get("write")
-        await connection.send(data)
-        while True:
+        try:
+            await connection.send(data)
+        except httpx2.WriteError:
+            # The server may have answered early and closed (413 for a large
+            # image, say): that answer, when there is one, is the outcome.
+            try:
+                event = await connection.next_event()
+            except httpx2.HTTPError:
+                event = None
+            if not isinstance(event, h11.Response):
+                raise
+            connection.broken = True  # our request is not whole: never reuse it
+        else:
             event = await connection.next_event()
+        while True:
             if isinstance(event, h11.Response):
                 break
             # 1xx (100 Continue and the like) are skipped; anything else is broken
             if not isinstance(event, h11.InformationalResponse):
                 raise httpx2.RemoteProtocolError(f"{type(event).__name__} before the response")
+            event = await connection.next_event()
         connection.used = True
         return httpx2.Response(
             status_code=event.status_code,

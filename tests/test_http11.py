@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -174,6 +176,51 @@ async def test_chunked_and_close_delimited_bodies() -> None:
                 queue.pop().close()
         assert (await client.get(url(server))).content == b"until the end"
         assert pool.idle == 0  # a body that ends with the connection is not reusable
+
+
+async def test_informational_responses_are_skipped_and_bodies_decoded() -> None:
+    body = gzip.compress(b"hello, compressed")
+
+    async def reply(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.stream.send_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+
+    pool = PoolTransport()
+    async with serve(reply) as server, httpx2.AsyncClient(transport=pool) as client:
+        for _ in range(2):
+            response = await client.post(url(server), content=b"x")
+            assert response.status_code == 200
+            assert response.content == b"hello, compressed"
+        assert server.connections == 1
+
+
+async def test_an_early_answer_to_a_large_request_is_the_outcome() -> None:
+    """A server that refuses a large body after its headers (413) and closes
+    without reading it: the client gets the 413, not a write error, and the
+    connection is not reused."""
+
+    async def refuse(peer: Peer) -> None:
+        while b"\r\n\r\n" not in peer.buf:
+            peer.buf += await peer.stream.receive_some(65536)
+        reason = b"request body too large"
+        await peer.stream.send_all(
+            b"HTTP/1.1 413 Content Too Large\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(reason), reason)
+        )
+        await trio.sleep(0.2)  # the client's write fails against the closed socket
+        peer.stream.socket.shutdown(socket.SHUT_WR)  # type: ignore[attr-defined]
+        await trio.sleep(0.2)
+
+    pool = PoolTransport()
+    async with serve(refuse) as server, httpx2.AsyncClient(transport=pool) as client:
+        response = await client.post(url(server), content=b"x" * 20_000_000)
+        assert response.status_code == 413
+        assert response.content == b"request body too large"
+        assert pool.idle == 0
 
 
 async def test_connection_close_is_honoured() -> None:
