@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -72,6 +70,7 @@ class Service:
         self._started = time.monotonic()
         self._unanswered = 0
         self._all_answered = trio.Event()
+        self._answers_awaited = False  # a drain waits on _all_answered
         self.methods: dict[str, Method] = {}
         self._discover: msgspec.Raw | None = None
         analyze = Method(
@@ -149,36 +148,37 @@ class Service:
 
     # ------------------------------------------------------------ accounting
 
-    @contextmanager
-    def request(self) -> Iterator[None]:
-        """Count one request in flight while its handler runs; Overloaded past the cap."""
+    def begin_request(self) -> None:
+        """Count one request in flight while its handler runs (``end_request``
+        after it, in a ``finally``); Overloaded past the cap."""
         if self.in_flight >= self.max_in_flight:
             raise Overloaded(
                 "too many requests in flight; retry shortly",
                 {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight},
             )
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
 
-    @contextmanager
-    def answering(self) -> Iterator[None]:
-        """Hold the drain for one received message until its response is written
-        (or given up); a request whose handler has returned is not done yet."""
+    def end_request(self) -> None:
+        self.in_flight -= 1
+
+    def begin_answer(self) -> None:
+        """Hold the drain for one received message until ``end_answer``: a
+        request whose handler has returned is not done until its response is
+        written (or given up). Plain calls, not a context manager: this runs
+        for every request, and ``rpc`` pairs them in ``try``/``finally``."""
         self._unanswered += 1
-        try:
-            yield
-        finally:
-            self._unanswered -= 1
-            if not self._unanswered:
-                self._all_answered.set()
-                self._all_answered = trio.Event()
+
+    def end_answer(self) -> None:
+        self._unanswered -= 1
+        if not self._unanswered and self._answers_awaited:  # a new Event only when used
+            self._answers_awaited = False
+            self._all_answered.set()
+            self._all_answered = trio.Event()
 
     async def wait_all_answered(self) -> None:
         """Return once every message received so far has been answered."""
         while self._unanswered:
+            self._answers_awaited = True
             await self._all_answered.wait()
 
     # --------------------------------------------------------------- methods

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import array
+import contextlib
+import fcntl
 import math
-from collections.abc import AsyncIterator
+import termios
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -17,13 +21,26 @@ from tests.conftest import ConfigFactory, StoreFactory
 from tests.helpers import Peer, make_service
 
 
+def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A connected pair of Unix sockets: the daemon's own I/O paths (direct
+    reads and writes without schedule points) run only on real sockets."""
+    a, b = trio.socket.socketpair()
+    return trio.SocketStream(a), trio.SocketStream(b)
+
+
+PAIRS: dict[str, Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]]] = {
+    "memory": trio.testing.memory_stream_pair,
+    "lockstep": trio.testing.lockstep_stream_pair,
+    "socket": socket_stream_pair,
+}
+
+
 @asynccontextmanager
 async def connected(
-    service: Service, config: Config, *, lockstep: bool = False
+    service: Service, config: Config, *, lockstep: bool = False, kind: str = "memory"
 ) -> AsyncIterator[tuple[Peer, trio.Event]]:
     """A Connection served in the background; the event is set when it ends."""
-    pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
-    client, server = pair()
+    client, server = PAIRS["lockstep" if lockstep else kind]()
     ended = trio.Event()
 
     async def serve() -> None:
@@ -33,10 +50,13 @@ async def connected(
             await server.aclose()
             ended.set()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve)
-        yield Peer(client), ended
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            yield Peer(client), ended
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(client)
 
 
 @pytest.fixture
@@ -322,3 +342,94 @@ async def test_line_clock_stops_while_the_daemon_is_not_reading(
         response = await peer.receive()
         assert (response["id"], response["result"]["done_at"]) == (2, 21)
         assert not ended.is_set()
+
+
+@pytest.mark.parametrize("kind", ["memory", "socket"])
+async def test_spec_methods_and_errors_over_both_kinds_of_stream(
+    kind: str, config: Config, open_store: StoreFactory
+) -> None:
+    async with connected(make_service(config, open_store(config)), config, kind=kind) as (
+        peer,
+        _,
+    ):
+        assert (await peer.call("health"))["result"]["ok"] is True
+        await peer.send(b'{"jsonrpc":"2.0","method":"nope","id":2}')
+        assert (await peer.receive())["error"]["code"] == -32601
+        await peer.send(b"{not json")
+        assert (await peer.receive())["error"]["code"] == -32700
+        reply = await peer.call("sleep", [0, "t"], id=3)
+        assert reply["result"]["tag"] == "t"
+
+
+async def test_over_a_socket_a_pipelining_client_does_not_starve_another(
+    config: Config, open_store: StoreFactory
+) -> None:
+    """The reader answers cheap requests without schedule points; every
+    YIELD_EVERY lines it checkpoints. 3,000 calls pipelined on one connection
+    (all of them received in the socket before the daemon reads) must not make
+    another connection's one call wait for them all."""
+    service = make_service(config, open_store(config))
+    line = b'{"jsonrpc":"2.0","method":"health","id":1}\n'
+    flood_client, flood_server = socket_stream_pair()
+    other_client, other_server = socket_stream_pair()
+    await flood_client.send_all(line * 3000)
+    await other_client.send_all(line)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(Connection(flood_server, service, config.socket).serve)
+        nursery.start_soon(Connection(other_server, service, config.socket).serve)
+        reply = await Peer(other_client).receive()
+        assert reply["result"]["ok"] is True
+        waiting = array.array("i", [0])
+        fcntl.ioctl(flood_client.socket.fileno(), termios.FIONREAD, waiting)
+        flood_answered = waiting[0] // len(
+            b'{"jsonrpc":"2.0","result":{"ok":true,"state":"serving"},"id":1}\n'
+        )
+        nursery.cancel_scope.cancel()
+    for stream in (flood_client, flood_server, other_client, other_server):
+        await trio.aclose_forcefully(stream)
+    assert flood_answered <= 64, flood_answered  # 4 x YIELD_EVERY
+
+
+async def test_over_a_socket_a_client_that_never_reads_is_dropped(
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
+) -> None:
+    """Responses that no longer fit the socket's buffer go through send_all,
+    under the write timeout (3 s here)."""
+    async with connected(make_service(config, open_store(config)), config, kind="socket") as (
+        peer,
+        ended,
+    ):
+        async with trio.open_nursery() as nursery:
+
+            async def flood() -> None:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while True:
+                        await peer.stream.send_all(
+                            b'{"jsonrpc":"2.0","method":"health","id":1}\n' * 1000
+                        )
+
+            nursery.start_soon(flood)
+            with trio.fail_after(10):
+                await ended.wait()
+            nursery.cancel_scope.cancel()
+        assert 3 <= trio.current_time() <= 3 + 3 / 8
+
+
+async def test_over_a_socket_slowloris_and_eof_behave_as_over_memory(
+    config: Config, autojump_clock: trio.testing.MockClock, open_store: StoreFactory
+) -> None:
+    service = make_service(config, open_store(config))
+    async with connected(service, config, kind="socket") as (peer, ended):
+        for byte in b'{"jsonrpc":"2.0",':  # one byte at a time, never the end
+            await peer.stream.send_all(bytes([byte]))
+            await trio.sleep(0.1)
+        response = await peer.receive()
+        assert response["error"]["data"] == {"line_timeout": 5}
+        await ended.wait()
+    async with connected(service, config, kind="socket") as (peer, ended):
+        await peer.send({"jsonrpc": "2.0", "method": "sleep", "params": [2], "id": 1})
+        await peer.stream.send_eof()  # type: ignore[attr-defined]
+        assert (await peer.receive())["result"]["done_at"] == pytest.approx(
+            trio.current_time(), abs=0.01
+        )
+        await ended.wait()
