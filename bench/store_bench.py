@@ -8,9 +8,11 @@ is queued in one synced transaction), one with ``store.max_batch_events: 1``
 ``events.append`` of a 1 KiB payload by 1 and by 64 closed-loop connections;
 an append is answered only after its commit. ``health`` at 64 connections on
 the first daemon is measured in the same run as the RPC path's ceiling.
-Finally it times, in this process, an LMDB read transaction with one lookup
-against one ``trio.to_thread.run_sync`` hop: the reason cache reads run on the
-event loop.
+Then the store alone, in this process and without the RPC: 64 trio tasks
+calling ``Store.append`` in a loop, the same payload, the same disk. Finally
+it times, in this process, an LMDB read transaction with one lookup against
+one ``trio.to_thread.run_sync`` hop: the reason cache reads run on the event
+loop.
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import lmdb
 import trio
-from common import PIDS, daemon, drive, health_request, loop_and_threads_cpu
+from common import PIDS, ROOT, daemon, drive, health_request, loop_and_threads_cpu
+
+sys.path.insert(0, str(ROOT))
+
+from daemon.config import StoreConfig
+from daemon.store import Store
 
 PAYLOAD = json.dumps({"text": "x" * 1000, "_strategy": "multimodal", "_model": "bench"}).encode()
 
@@ -65,6 +73,33 @@ def read_vs_hop(tmp: Path) -> tuple[float, float]:
         return (time.perf_counter() - started) / count * 1e6
 
     return read_us, trio.run(hops)
+
+
+async def store_alone(path: Path, writers: int, seconds: float) -> float:
+    """Durable appends/s of ``writers`` tasks calling Store.append directly."""
+    store = Store.open(StoreConfig(path=str(path)), lambda strategy: 0)
+    appended = 0
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run_writer)
+            payload = json.loads(PAYLOAD)
+            stop_at = trio.current_time() + seconds
+
+            async def writer(number: int) -> None:
+                nonlocal appended
+                while trio.current_time() < stop_at:
+                    await store.append(f"s{number}", "bench", f"r{appended}", "", payload)
+                    appended += 1
+
+            began = time.perf_counter()
+            async with trio.open_nursery() as writing:
+                for number in range(writers):
+                    writing.start_soon(writer, number)
+            elapsed = time.perf_counter() - began
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+    return appended / elapsed
 
 
 def per_request(
@@ -122,6 +157,11 @@ def main() -> None:
             f"daemon CPU per request at 64 conns: append {append_loop:.1f} us on the event loop"
             f" + {append_other:.1f} us in the writer thread; health {health_loop:.1f} us."
             f" The loop alone caps appends at {health_loop / append_loop:.2f} of health"
+        )
+        alone = trio.run(store_alone, tmp / "alone", 64, args.seconds)
+        print(
+            f"the store alone (this process, no RPC), 64 writers: {alone:,.0f} appends/s"
+            f" = {alone / health:.2f} of health"
         )
         read_us, hop_us = read_vs_hop(tmp)
         print(f"LMDB read txn + get: {read_us:.1f} us; trio.to_thread hop: {hop_us:.0f} us")
