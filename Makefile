@@ -26,7 +26,8 @@ test: lint
 	$(PY) -m pytest
 
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py tests/test_ocr_layout.py
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py tests/test_ocr_layout.py \
+		tests/test_http11.py
 
 bench: $(STAMP)
 	$(PY) bench/rpc_bench.py
