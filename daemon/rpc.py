@@ -81,12 +81,12 @@ class Connection:
         # A send lock and request slots by hand: a flag or a counter, and a
         # parking lot touched only under contention. trio.Lock and Semaphore
         # cost ~1 µs a pair on every request, a tenth of a cache hit.
-        self._unyielded = 0  # lines handled since the reader last checkpointed
         self._sending = False
         self._send_waiters = trio.lowlevel.ParkingLot()
         self._fd = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._free_slots = config.max_requests_per_connection
         self._slot_waiters = trio.lowlevel.ParkingLot()
+        self._unyielded = 0  # lines handled since the reader last checkpointed
         self._active = 0
         # The run's clock, looked up once: trio.current_time() is three calls
         # deep, and the fast path reads the time four times per request.
