@@ -86,10 +86,12 @@ class ScriptedModels:
 
     behaviours: dict[str, Behaviour]
     calls: dict[str, int] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # models in the order called
 
     async def __call__(self, request: httpx2.Request) -> httpx2.Response:
         model = json.loads(request.content)["model"]
         self.calls[model] = self.calls.get(model, 0) + 1
+        self.order.append(model)
         behaviour = self.behaviours[model]
         await trio.sleep(behaviour.latency)
         if behaviour.status != 200:

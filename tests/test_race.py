@@ -6,6 +6,7 @@ import io
 import json
 import math
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -398,3 +399,22 @@ async def test_a_backend_bug_fails_its_leg_and_never_holds_the_key(
             "detail": "internal error: RuntimeError",
         }
         assert h.races.races == {}
+
+
+async def test_the_lowest_ranked_leg_sends_its_request_first(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    """trio runs a batch of tasks in either order; the fast model's request
+    must not wait behind the premium's. The premium is listed first on purpose."""
+    config = make_config(
+        strategies=[
+            {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2},
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1},
+        ]
+    )
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(10)}) as h:
+        for i in range(30):
+            key = msgspec.structs.replace(KEY, resource=f"shot-{i}")
+            answer = await analyze(h, key=key)
+            assert answer.provenance.strategy == "multimodal"
+        assert h.models.order[0::2] == [FAST] * 30, h.models.order
