@@ -169,8 +169,9 @@ class _Body(httpx2.AsyncByteStream):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 return
-            elif isinstance(event, h11.ConnectionClosed):  # pragma: no cover - h11 raises first
-                raise httpx2.RemoteProtocolError("the server closed the connection mid-body")
+            else:  # PAUSED or ConnectionClosed: never inside a body h11 accepted
+                name = getattr(event, "__name__", type(event).__name__)
+                raise httpx2.RemoteProtocolError(f"{name} inside the response body")
 
     async def aclose(self) -> None:
         if not self._closed:

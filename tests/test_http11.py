@@ -490,6 +490,8 @@ STATUS_LINES = [
     b"HTTP/1.0 200 OK\r\n",
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n",
     b"HTTP/1.1 503 Busy\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\n",
     b"HTTP/1.1 abc\r\n",
     b"HTTP/2 200\r\n",
     b"SSH-2.0-OpenSSH\r\n",
