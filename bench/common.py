@@ -101,6 +101,38 @@ def loop_and_threads_cpu(pid: int) -> tuple[float, float]:
     return loop, other
 
 
+class LineClient:
+    """One connection to a line server, one request at a time."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self._buf = bytearray()
+
+    async def round_trip(self, line: bytes) -> tuple[float, bytes]:
+        """(seconds from sending ``line`` to the whole reply, the reply line).
+
+        ``line`` ends with a newline; a closed connection ends the benchmark."""
+        started = time.perf_counter()
+        await self.stream.send_all(line)
+        while b"\n" not in self._buf:
+            data = await self.stream.receive_some(1 << 20)
+            if not data:
+                raise SystemExit("the server closed the connection")
+            self._buf += data
+        elapsed = time.perf_counter() - started
+        end = self._buf.index(b"\n")
+        reply = bytes(self._buf[:end])
+        del self._buf[: end + 1]
+        return elapsed, reply
+
+    async def call(self, line: bytes) -> float:
+        """``round_trip``, and a reply that is an error ends the benchmark."""
+        elapsed, reply = await self.round_trip(line)
+        if b'"error"' in reply:
+            raise SystemExit(f"error response: {reply[:300]!r}")
+        return elapsed
+
+
 RequestFactory = Callable[[int, int], bytes]  # (connection, sequence) -> one request line
 
 
@@ -114,24 +146,12 @@ async def drive(
 
     async def client(number: int) -> None:
         stream = await trio.open_unix_socket(path)
-        buf = bytearray()
+        connection = LineClient(stream)
         sequence = 0
         async with stream:
             while trio.current_time() < stop_at:
-                line = request(number, sequence)
+                latencies.append(await connection.call(request(number, sequence)))
                 sequence += 1
-                started = time.perf_counter()
-                await stream.send_all(line)
-                while b"\n" not in buf:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        raise SystemExit("server closed the connection")
-                    buf += data
-                end = buf.index(b"\n")
-                if b'"error"' in buf[:end]:
-                    raise SystemExit(f"error response: {bytes(buf[:end])[:200]!r}")
-                del buf[: end + 1]
-                latencies.append(time.perf_counter() - started)
 
     begun = time.perf_counter()
     async with trio.open_nursery() as nursery:

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import trio
-from common import ROOT, process
+from common import ROOT, LineClient, process
 
 sys.path.insert(0, str(ROOT))
 
@@ -102,31 +102,17 @@ def analyze_line() -> bytes:
         "resource": f"bench-{n}",
         "refresh": True,
     }
-    return json.dumps({"jsonrpc": "2.0", "method": "analyze", "params": params, "id": n}).encode()
-
-
-async def call(stream: trio.SocketStream, line: bytes, buf: bytearray) -> float:
-    started = time.perf_counter()
-    await stream.send_all(line + b"\n")
-    while b"\n" not in buf:
-        data = await stream.receive_some(1 << 20)
-        if not data:
-            raise SystemExit("daemon closed the connection")
-        buf += data
-    end = buf.index(b"\n")
-    if b'"error"' in buf[:end]:
-        raise SystemExit(f"error: {bytes(buf[:end])[:300]!r}")
-    del buf[: end + 1]
-    return time.perf_counter() - started
+    request = {"jsonrpc": "2.0", "method": "analyze", "params": params, "id": n}
+    return json.dumps(request).encode() + b"\n"
 
 
 async def health_probe(sock: str, stop: trio.Event, out: list[float]) -> None:
     stream = await trio.open_unix_socket(sock)
-    buf = bytearray()
-    line = b'{"jsonrpc":"2.0","method":"health","id":1}'
+    connection = LineClient(stream)
+    line = b'{"jsonrpc":"2.0","method":"health","id":1}\n'
     async with stream:
         while not stop.is_set():
-            out.append(await call(stream, line, buf))
+            out.append(await connection.call(line))
             await trio.sleep(0.005)
 
 
@@ -136,10 +122,10 @@ async def load(sock: str, clients: int, seconds: float, health: list[float]) -> 
 
     async def client() -> None:
         stream = await trio.open_unix_socket(sock)
-        buf = bytearray()
+        connection = LineClient(stream)
         async with stream:
             while not stop.is_set():
-                latencies.append(await call(stream, analyze_line(), buf))
+                latencies.append(await connection.call(analyze_line()))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(health_probe, sock, stop, health)
@@ -162,10 +148,10 @@ async def idle_health(sock: str, seconds: float) -> list[float]:
 
 async def warm(sock: str, count: int) -> None:
     stream = await trio.open_unix_socket(sock)
-    buf = bytearray()
+    connection = LineClient(stream)
     async with stream:
         for _ in range(count):
-            await call(stream, analyze_line(), buf)
+            await connection.call(analyze_line())
 
 
 def throughput(tmp: Path, seconds: float) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx2
 import trio
-from common import PIDS, ROOT, cpu_seconds, daemon, drive, echo_server
+from common import PIDS, ROOT, LineClient, cpu_seconds, daemon, drive, echo_server
 
 sys.path.insert(0, str(ROOT))
 
@@ -51,33 +51,16 @@ def analyze_line(conversation: str, url: str, ident: int) -> bytes:
     )
 
 
-class Client:
-    """One connection to the daemon, one request at a time."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buf = bytearray()
-
-    async def call(self, line: bytes) -> tuple[float, dict[str, Any]]:
-        """(seconds from sending the request to its whole answer, the reply)."""
-        started = time.perf_counter()
-        await self.stream.send_all(line)
-        while b"\n" not in self.buf:
-            data = await self.stream.receive_some(65536)
-            if not data:
-                raise SystemExit("connection closed")
-            self.buf += data
-        elapsed = time.perf_counter() - started
-        end = self.buf.index(b"\n")
-        reply = json.loads(self.buf[:end])
-        del self.buf[: end + 1]
-        return elapsed, reply
+async def call(client: LineClient, line: bytes) -> tuple[float, dict[str, Any]]:
+    """(seconds to the whole answer, the reply as JSON)."""
+    elapsed, reply = await client.round_trip(line)
+    return elapsed, json.loads(reply)
 
 
 async def one_call(path: str, line: bytes) -> tuple[float, dict[str, Any]]:
     stream = await trio.open_unix_socket(path)
     async with stream:
-        return await Client(stream).call(line)
+        return await call(LineClient(stream), line)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -94,9 +77,9 @@ async def misses(
     overheads: list[float] = []
     answered: list[tuple[str, int, float]] = []
 
-    async def one(client: Client, i: int) -> None:
+    async def one(client: LineClient, i: int) -> None:
         url = f"https://img.example/{tag}-{i}.png"
-        latency, reply = await client.call(analyze_line(f"{tag}-{i}", url, i))
+        latency, reply = await call(client, analyze_line(f"{tag}-{i}", url, i))
         assert "result" in reply, reply
         overheads.append((latency - FAST_S) * 1000)
         event_id = reply["result"]["provenance"]["event_id"]
@@ -104,7 +87,7 @@ async def misses(
 
     # Connections are opened first and kept: an app keeps its connection, and
     # the time measured is from request to answer.
-    clients = [Client(await trio.open_unix_socket(path)) for _ in range(concurrent)]
+    clients = [LineClient(await trio.open_unix_socket(path)) for _ in range(concurrent)]
     for r in range(rounds):
         async with trio.open_nursery() as nursery:
             for i, client in enumerate(clients):
