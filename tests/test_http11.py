@@ -321,7 +321,12 @@ async def test_max_connections_bounds_connections_in_use() -> None:
         assert pool.opened == 2
 
 
-async def test_timeouts_map_to_httpx_types_and_free_the_slot() -> None:
+async def test_timeouts_map_to_httpx_types_and_free_the_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Virtual time: the order of the two requests below must not depend on
+    how loaded the machine is."""
+
     async def silent(peer: Peer) -> None:
         await peer.request()
         await trio.sleep_forever()
