@@ -15,15 +15,17 @@ import itertools
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import trio
 
-from daemon.errors import AllStrategiesFailed, DeadlineExceeded
+from daemon.config import MIB
+from daemon.errors import AllStrategiesFailed, DeadlineExceeded, Overloaded
 from daemon.logs import conversation, conversation_id
 from daemon.models import AnalyzeResult, AnswerProvenance, CacheKey, Event, MergeStep
 from daemon.race import Accepted, Backend, EventStore, Race, RaceContext
+from daemon.race import Wait as Wait
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -33,8 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Wait = Literal["first", "best"]
 STEP_MEMO: Final = 4096  # converted payloads kept, as many as the store's best-event memo
+STEP_MEMO_BYTES: Final = 32 * MIB  # ... and at most this much of their JSON
+STEP_MEMO_LARGEST: Final = 1 * MIB  # a larger payload is converted on every hit instead
 
 
 class RaceManager:
@@ -59,13 +62,17 @@ class RaceManager:
             config, store, supervisor, providers, stats, self.finished, local=local
         )
         self._ids = itertools.count(1)
-        self._steps: dict[int, MergeStep] = {}  # event id -> its payload, converted
+        # event id -> (its payload converted, the size of that step's JSON)
+        self._steps: dict[int, tuple[MergeStep, int]] = {}
+        self._step_bytes = 0
         self._rank_of = config.rank_of()
         self.top_rank = max((s.rank for s in config.strategies), default=0)
+        self.image_bytes = 0  # held by the races in ``races``
 
     def finished(self, race: Race) -> None:
         if self.races.get(race.key) is race:
             del self.races[race.key]
+            self.image_bytes -= len(race.image.url)
         failed_at = self.ctx.failed_at
         if len(failed_at) > 10_000:  # forget failures older than the retry window
             horizon = trio.current_time() - self.config.llm.upgrade_retry_after
@@ -75,22 +82,46 @@ class RaceManager:
     def _cached_step(self, event: Event) -> MergeStep | None:
         """The event's payload as a MergeStep, converted once per event: an
         event never changes, and the conversion is most of a hit's cost."""
-        step = self._steps.get(event.id)
-        if step is not None:
-            return step
+        memo = self._steps.get(event.id)
+        if memo is not None:
+            return memo[0]
         try:
             step = msgspec.convert(event.payload, MergeStep)
         except msgspec.ValidationError:
             logger.warning("cached event %d is not a MergeStep; racing instead", event.id)
             return None
-        self._steps[event.id] = step
-        if len(self._steps) > STEP_MEMO:
-            del self._steps[next(iter(self._steps))]  # the oldest converted
+        size = len(_ENCODER.encode(step))
+        if size > STEP_MEMO_LARGEST:
+            return step
+        self._steps[event.id] = (step, size)
+        self._step_bytes += size
+        while len(self._steps) > STEP_MEMO or self._step_bytes > STEP_MEMO_BYTES:
+            oldest = next(iter(self._steps))  # the oldest converted
+            self._step_bytes -= self._steps.pop(oldest)[1]
         return step
 
-    def _new_race(self, key: CacheKey, image: ImageInput) -> Race:
+    def _room_for(self, image: ImageInput) -> dict[str, int] | None:
+        """None when one more race on ``image`` fits ``llm.max_races`` and
+        ``llm.max_race_image_mb``; else the figures for the refusal."""
+        llm = self.config.llm
+        size = len(image.url)
+        if len(self.races) < llm.max_races and (
+            self.image_bytes + size <= llm.max_race_image_mb * MIB
+        ):
+            return None
+        return {
+            "races": len(self.races),
+            "max_races": llm.max_races,
+            "image_bytes": self.image_bytes,
+            "max_race_image_bytes": llm.max_race_image_mb * MIB,
+        }
+
+    def _new_race(self, key: CacheKey, image: ImageInput, floor: float = -math.inf) -> Race:
         race_id = f"{int(time.time())}-{next(self._ids)}"
-        return Race(self.ctx, key, image, race_id)
+        race = Race(self.ctx, key, image, race_id, floor=floor)
+        self.races[key] = race
+        self.image_bytes += len(image.url)
+        return race
 
     async def analyze(
         self,
@@ -144,26 +175,29 @@ class RaceManager:
         else:
             if image is None:
                 raise MissingInput()
+            refused = self._room_for(image)
+            if refused is not None:
+                raise Overloaded("too many screenshots are being raced; retry shortly", refused)
             self.stats.misses += 1
             race = self._new_race(key, image)
-            self.races[key] = race
-            race.start(list(self.config.strategies), background=False)
-        with trio.move_on_at(deadline):
-            await (race.first if wait == "first" else race.best).wait()
-        accepted = race.accepted
+            race.start(self.config.strategies, background=False)
+        outcome = await race.answer(wait, deadline)
+        if outcome is None:
+            raise DeadlineExceeded(data={"pending": race.outcome().pending})
+        accepted = outcome.answer
         if accepted is None:
-            if not race.first.is_set() or (wait == "best" and not race.best.is_set()):
-                raise DeadlineExceeded(data={"pending": race.pending()})
+            # An upgrade that failed still leaves the cached event: the best there is.
+            cached = None if refresh else self.cached_answer(key, image, "first")
+            if cached is not None:
+                return cached
             raise AllStrategiesFailed(data={"strategies": race.failures()})
-        if wait == "best" and not race.best.is_set():
-            raise DeadlineExceeded(data={"pending": race.pending()})
         logger.info(
             "merge_step [%s|%s] Conversation: %d messages",
             accepted.strategy,
             accepted.model,
             len(accepted.step.conversation),
         )
-        return _answer(accepted, False, started, race.pending())
+        return _answer(accepted, False, started, outcome.pending)
 
     def _from_cache(
         self,
@@ -197,7 +231,7 @@ class RaceManager:
         """Start the strategies that outrank a cached event, in the background,
         unless one is running or failed within ``llm.upgrade_retry_after``."""
         if key in self.races:
-            return self.races[key].pending()
+            return self.races[key].outcome().pending
         now = trio.current_time()
         window = self.config.llm.upgrade_retry_after
         better = [s for s in self.config.strategies if s.rank > rank]
@@ -205,16 +239,17 @@ class RaceManager:
             now - self.ctx.failed_at.get((key, s.name), -math.inf) < window for s in better
         ):
             return []
+        if self._room_for(image) is not None:
+            logger.warning("No room for an upgrade race now (llm.max_races, max_race_image_mb)")
+            return []
         self.stats.upgrades += 1
-        race = self._new_race(key, image)
-        race.best_rank = rank  # only a better result is worth storing
-        self.races[key] = race
+        race = self._new_race(key, image, floor=rank)  # only a better result is worth storing
         logger.info(
             "Cached result is below the top rank: starting %s in the background",
             ", ".join(s.name for s in better),
         )
         race.start(better, background=True)
-        return race.pending()
+        return race.outcome().pending
 
 
 def _answer(result: Accepted, cached: bool, started: float, pending: list[str]) -> AnalyzeResult:
@@ -230,6 +265,9 @@ def _answer(result: Accepted, cached: bool, started: float, pending: list[str]) 
         ),
         pending=pending,
     )
+
+
+_ENCODER: Final = msgspec.json.Encoder()
 
 
 class MissingInput(Exception):

@@ -10,6 +10,7 @@ Relative paths in the file are relative to the file's directory.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -94,6 +95,11 @@ class LlmConfig(_Section, frozen=True):
     request_timeout: PositiveFloat = 60.0
     max_background_tasks: PositiveInt = 64
     upgrade_retry_after: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    # ctxd extensions (docs/configuration.md): races alive at once (misses
+    # and upgrades, answered or not), and the screenshot bytes they may hold
+    # (as sent: a data URL is base64). Past either, a miss gets -32005.
+    max_races: PositiveInt = 256
+    max_race_image_mb: PositiveInt = 128
 
 
 class InputsConfig(_Section, frozen=True):
@@ -226,6 +232,14 @@ def _check(config: Config, file: Path) -> None:
             r"^[A-Za-z_][A-Za-z0-9_]*$", provider.api_key_env
         ):
             fail(f"providers.{name}.api_key_env", "must be an environment variable name")
+    largest = math.ceil(config.inputs.max_image_bytes * 4 / 3) + 64  # as a data URL
+    if config.llm.max_race_image_mb * MIB < largest:
+        fail(
+            "llm.max_race_image_mb",
+            f"{config.llm.max_race_image_mb} MiB cannot hold one screenshot of "
+            f"inputs.max_image_bytes ({config.inputs.max_image_bytes} bytes, "
+            f"{largest} as a data URL)",
+        )
     names: set[str] = set()
     ranks: dict[int, str] = {}
     for i, strategy in enumerate(config.strategies):

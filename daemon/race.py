@@ -1,24 +1,36 @@
-"""The strategy race: rank rules and hand-off to the supervisor.
+"""The strategy race: one state per leg, everything else computed from them.
 
-A ``Race`` exists per cache key while any of its legs runs (``analysis.py``
-finds it for single flight). Every leg is
-a task of the supervisor's nursery from the start, so nothing a request does
-(answering, timing out, disconnecting) cancels it; a request only waits on
-the race's events under its own deadline. Legs are started before any
-per-leg work, so none gets a head start.
+A ``Race`` exists per cache key while any of its legs is live (``analysis.py``
+finds it for single flight). Every leg is a task of the supervisor's nursery
+from the start, so nothing a request does (answering, timing out,
+disconnecting) cancels it; a request only waits on the race (``Race.answer``)
+under its own deadline.
 
-Rules (SPEC §4):
+Each leg has exactly one state::
 
-* a valid result is appended to the store before anyone is answered with it;
-* a result is accepted only if it outranks every result accepted so far; once
-  one is accepted, lower-ranked legs still running are cancelled;
-* the first accepted result answers ``wait: "first"``; legs of a higher rank
-  still running are then handed off as background tasks (within
-  ``llm.max_background_tasks``, else cancelled with a warning) and cancelled
-  ``llm.premium_cache_timeout`` after that answer;
-* ``wait: "best"`` is answered when no running leg can beat what is accepted;
-* a leg's failure (error, timeout, invalid output) is recorded and never
-  touches another leg; when every leg has failed, waiters get -32001.
+    running ──valid, outranks every result accepted──▶ storing ──▶ stored
+       │                                                  (shielded append)
+       ├──error, timeout, invalid output──▶ failed
+       └──outranked, cap, deadline, drain──▶ cancelled
+
+What a waiter sees (the answer so far, whether ``wait: "best"`` may answer,
+``pending``, whether the race is finished) is computed by one function,
+``outcome``, from those states alone, so no two fields can disagree however
+the store groups its commits. Rules (SPEC §4):
+
+* a result is stored before anyone is answered with it: only a ``stored`` leg
+  is an answer, and the answer is the highest-ranked stored leg;
+* a valid result is accepted (``storing``) only if it outranks every result
+  accepted so far (and, for an upgrade, the cached event); accepting one
+  cancels the lower-ranked legs still running, in the same step;
+* when a request is answered, the legs still running that outrank the answer
+  become background tasks (``llm.max_background_tasks``, else cancelled with a
+  warning), cancelled ``llm.premium_cache_timeout`` after that answer;
+* when the last waiting request leaves without an answer (its deadline, its
+  client gone), every running leg becomes a background task the same way:
+  work nobody waits for is counted and bounded like any background work;
+* a leg's failure never touches another leg; when every leg has ended
+  without a stored result, waiters get -32001.
 
 The log lines are the ones the operators know from the old orchestrator
 (SPEC §6), each tagged with the conversation id.
@@ -40,7 +52,7 @@ from daemon.logs import conversation
 from daemon.models import CacheKey, Event, MergeStep, Provenance
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from daemon.config import Config, StrategyConfig
     from daemon.providers import Completion, ImageInput
@@ -76,9 +88,12 @@ logger = logging.getLogger(__name__)
 
 STORE_GRACE: Final = 10.0  # seconds a result in hand may take to be stored, shielded
 
+LegState = Literal["running", "storing", "stored", "failed", "cancelled"]
+Wait = Literal["first", "best"]
+
 
 class Accepted(msgspec.Struct, frozen=True, kw_only=True):
-    """A valid result, stored (``event_id``) unless the store failed."""
+    """A valid result, stored (``event_id``) unless the store failed (logged)."""
 
     step: MergeStep
     strategy: str
@@ -88,16 +103,18 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Leg:
-    __slots__ = ("background", "cancel_reason", "deadline", "error", "handle", "state", "strategy")
+    """One strategy's attempt in one race."""
+
+    __slots__ = ("background", "deadline", "error", "handle", "result", "state", "strategy")
 
     def __init__(self, strategy: StrategyConfig) -> None:
         self.strategy = strategy
-        self.state: Literal["running", "done", "failed"] = "running"
-        self.error: StrategyError | None = None
+        self.state: LegState = "running"
+        self.error: StrategyError | None = None  # failed or cancelled: why
+        self.result: Accepted | None = None  # stored: what
         self.handle: TaskHandle | None = None
-        self.background = False
-        self.cancel_reason: str | None = None
-        self.deadline = math.inf
+        self.background = False  # counted by the supervisor as background work
+        self.deadline = math.inf  # premium_cache_timeout, once in the background
 
     @property
     def name(self) -> str:
@@ -106,6 +123,43 @@ class Leg:
     @property
     def rank(self) -> int:
         return self.strategy.rank
+
+    @property
+    def live(self) -> bool:
+        return self.state == "running" or self.state == "storing"
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What the waiters of a race see, derived from its legs' states alone."""
+
+    answer: Accepted | None  # the highest-ranked stored result
+    pending: list[str]  # live legs that outrank the answer (all live legs without one)
+    settled: bool  # nothing live can beat the answer: ``wait: "best"`` may answer
+    finished: bool  # no leg is live
+
+    def ready(self, wait: Wait) -> bool:
+        if wait == "first":
+            return self.answer is not None or self.finished
+        return self.settled
+
+
+def outcome(legs: Iterable[Leg]) -> Outcome:
+    """The one function from leg states to what a waiter sees."""
+    best: Leg | None = None
+    live: list[Leg] = []
+    for leg in legs:
+        if leg.state == "stored" and (best is None or leg.rank > best.rank):
+            best = leg
+        elif leg.live:
+            live.append(leg)
+    floor = best.rank if best is not None else -math.inf
+    above = sorted((leg for leg in live if leg.rank > floor), key=lambda leg: -leg.rank)
+    return Outcome(
+        answer=best.result if best is not None else None,
+        pending=[leg.name for leg in above],
+        settled=not above,
+        finished=not live,
+    )
 
 
 class RaceContext:
@@ -133,54 +187,117 @@ class RaceContext:
 
 
 class Race:
-    def __init__(self, ctx: RaceContext, key: CacheKey, image: ImageInput, race_id: str):
+    """The legs racing for one key, and the requests waiting on them.
+
+    ``floor`` is the rank a result must beat to be worth storing: the cached
+    event's rank for an upgrade, nothing for a miss."""
+
+    def __init__(
+        self,
+        ctx: RaceContext,
+        key: CacheKey,
+        image: ImageInput,
+        race_id: str,
+        *,
+        floor: float = -math.inf,
+    ) -> None:
         self.ctx = ctx
         self.key = key
         self.image = image
         self.race_id = race_id
-        self.legs: dict[str, Leg] = {}
-        self.first = trio.Event()  # an answer exists, or every leg has ended
-        self.best = trio.Event()  # nothing running can beat the accepted answer
-        self.accepted: Accepted | None = None
-        self.best_rank = -math.inf
-        self.answered_at: float | None = None
-        self.started_at = trio.current_time()
+        self.floor = floor
+        self.legs: list[Leg] = []
+        self.waiters = 0
+        self.ended = False
+        self._changed = trio.Event()
 
-    def running(self) -> list[Leg]:
-        return [leg for leg in self.legs.values() if leg.state == "running"]
-
-    def pending(self) -> list[str]:
-        return [leg.name for leg in sorted(self.running(), key=lambda leg: -leg.rank)]
+    def outcome(self) -> Outcome:
+        return outcome(self.legs)
 
     def failures(self) -> dict[str, dict[str, str]]:
         return {
             leg.name: {"error": leg.error.kind, "detail": leg.error.detail}
-            for leg in self.legs.values()
+            for leg in self.legs
             if leg.error is not None
         }
 
-    def start(self, strategies: list[StrategyConfig], *, background: bool) -> None:
+    def start(self, strategies: Iterable[StrategyConfig], *, background: bool) -> None:
         """Start one leg per strategy, all before any of them runs.
 
-        The lowest-ranked leg (the fastest model, as a rule) sends its request
-        first: the others pass one checkpoint before theirs. trio runs the
-        tasks of a batch in either order, so otherwise half the time the
-        premium's request (~0.2 ms of CPU to build and send) would go out
-        before the one whose answer is awaited."""
-        for strategy in sorted(strategies, key=lambda s: s.rank):
-            self.legs[strategy.name] = Leg(strategy)
+        ``background``: an upgrade, which nobody waits for; its legs count as
+        background work from the start and end ``premium_cache_timeout``
+        from now. The lowest-ranked leg (the fastest model, as a rule) sends
+        its request first: the others pass one checkpoint before theirs.
+        trio runs the tasks of a batch in either order, so otherwise half the
+        time the premium's request (~0.2 ms of CPU to build and send) would
+        go out before the one whose answer is awaited."""
+        self.legs = [Leg(s) for s in sorted(strategies, key=lambda s: s.rank)]
         supervisor = self.ctx.supervisor
         deadline = math.inf
-        if background:  # an upgrade: nobody waits, the premium timeout runs now
+        if background:
             deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
-        for index, leg in enumerate(list(self.legs.values())):
+        for index, leg in enumerate(self.legs):
             leg.background = background
             leg.deadline = deadline
             leg.handle = supervisor.spawn(
                 leg.name, self._run_leg, leg, index > 0, deadline=deadline, background=background
             )
-            if leg.handle is None:  # the background cap
+        for leg in self.legs:
+            if leg.handle is None:  # refused at the background cap
                 self._end(leg, StrategyError("cancelled", "background task cap reached"))
+
+    # ------------------------------------------------------------ waiting --
+
+    async def answer(self, wait: Wait, deadline: float) -> Outcome | None:
+        """Wait until the outcome is ready for ``wait``, or until ``deadline``
+        (None then). Cancelled (the client is gone): nothing but this wait
+        ends. A request that leaves without an answer, as the last one
+        waiting, hands every running leg to the background; one that gets an
+        answer hands off the running legs that outrank it."""
+        self.waiters += 1
+        result: Outcome | None = None
+        try:
+            with trio.move_on_at(deadline):
+                while not (now := self.outcome()).ready(wait):
+                    await self._changed.wait()
+                result = now
+        finally:
+            self.waiters -= 1
+            if result is not None and result.answer is not None:
+                self._hand_off(result.answer.strategy)
+            elif not self.waiters:
+                self._hand_off(None)
+        if result is not None:
+            return self.outcome()  # the hand-off may have cancelled legs at the cap
+        return None
+
+    def _hand_off(self, answered_by: str | None) -> None:
+        """Running legs that outrank the answer (every running leg when
+        nobody waits any more: ``answered_by`` None) go on as background
+        tasks for at most ``premium_cache_timeout``; past the cap they are
+        cancelled."""
+        floor = -math.inf
+        if answered_by is not None:
+            floor = next(leg.rank for leg in self.legs if leg.name == answered_by)
+        supervisor = self.ctx.supervisor
+        deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
+        for leg in self.legs:
+            if leg.state != "running" or leg.background or leg.rank <= floor:
+                continue
+            assert leg.handle is not None
+            if not supervisor.adopt(leg.handle):
+                self._cancel(leg, "background task cap reached")
+                continue
+            leg.background = True
+            leg.deadline = deadline
+            supervisor.set_deadline(leg.handle, deadline)
+            if answered_by is not None:
+                logger.info("Premium task still running, will cache in background")
+            else:
+                logger.info(
+                    "No request waits for %s any more: it goes on in the background", leg.name
+                )
+            logger.info("Background: Waiting for premium task to complete...")
 
     # ------------------------------------------------------------ one leg --
 
@@ -194,11 +311,11 @@ class Race:
                 if after_the_first:
                     await trio.lowlevel.checkpoint()  # see ``start``
                 completion = await self._call(leg)
-                if leg.background:
+                if leg.background and leg.state == "running":
                     logger.info("Background: Premium task completed, processing result")
                 step = parse_merge_step(completion.text)
             except StrategyError as error:
-                if leg.background and error.kind == "timeout":
+                if leg.background and error.kind == "timeout" and leg.state == "running":
                     logger.warning("Premium task timeout after %gs", leg.strategy.timeout)
                 self._end(leg, error)
                 return
@@ -206,25 +323,28 @@ class Race:
                 # A bug in a backend: this leg fails, the race goes on (a leg
                 # left "running" would hold the key's single flight forever).
                 logger.exception("%s failed with an internal error", leg.name)
-                detail = f"internal error: {type(exc).__name__}"
-                self._end(leg, StrategyError("invalid_output", detail))
+                self._end(
+                    leg, StrategyError("invalid_output", f"internal error: {type(exc).__name__}")
+                )
                 return
             finally:
-                # Cancelled (Cancelled is on its way up): say why, once.
+                # Cancelled by its deadline or the drain (Cancelled is on its
+                # way up): say why, once. Cancelled by the race itself, the
+                # state already says so.
                 if leg.state == "running" and self._cancelled_now(leg):
                     self._end(leg, self._cancellation(leg))
+            if leg.state != "running":  # cancelled while its answer came in
+                return
             ms = (trio.current_time() - started) * 1000
             if counters is not None:
                 counters.latencies_ms.append(ms)
-            await self._accept(leg, step, completion, ms)
+            await self._store(leg, step, completion, ms)
 
     def _cancelled_now(self, leg: Leg) -> bool:
         assert leg.handle is not None
         return leg.handle.scope.cancel_called or trio.current_time() >= leg.deadline
 
     def _cancellation(self, leg: Leg) -> StrategyError:
-        if leg.cancel_reason is not None:
-            return StrategyError("cancelled", leg.cancel_reason)
         if trio.current_time() >= leg.deadline:
             timeout = self.ctx.config.llm.premium_cache_timeout
             logger.warning("Premium task timeout after %gs", timeout)
@@ -246,16 +366,21 @@ class Race:
         except trio.TooSlowError:
             raise StrategyError("timeout", f"no answer within {strategy.timeout:g}s") from None
 
-    async def _accept(self, leg: Leg, step: MergeStep, completion: Completion, ms: float) -> None:
-        if leg.rank <= self.best_rank:  # something at least as good is accepted
-            self._end(leg, None)
+    def _accepted_rank(self) -> float:
+        ranks = (leg.rank for leg in self.legs if leg.state in ("storing", "stored"))
+        return max(ranks, default=self.floor)
+
+    async def _store(self, leg: Leg, step: MergeStep, completion: Completion, ms: float) -> None:
+        """Accept a valid result if it outranks every accepted one, and store
+        it (shielded: a result in hand is kept even if its leg is cancelled
+        now); then it is an answer."""
+        if leg.rank <= max(self.floor, self._accepted_rank()):
+            self._end(leg, StrategyError("cancelled", "a higher-ranked result was accepted"))
             return
-        self.best_rank = leg.rank
-        for other in self.running():
-            if other is not leg and other.rank < leg.rank:
-                other.cancel_reason = "higher-ranked result accepted"
-                if other.handle is not None:
-                    other.handle.scope.cancel(reason="higher-ranked result accepted")
+        leg.state = "storing"
+        for other in self.legs:
+            if other.state == "running" and other.rank < leg.rank:
+                self._cancel(other, "higher-ranked result accepted")
         model = completion.served_model or leg.strategy.model
         if leg.background:
             logger.info("Background: Premium result is valid")
@@ -274,14 +399,19 @@ class Race:
         )
         event_id = None
         key = self.key
-        # A valid result in hand is stored even if its leg is cancelled now.
-        with trio.CancelScope(shield=True), trio.move_on_after(STORE_GRACE):
-            try:
-                event_id = await self.ctx.store.append(
-                    key.session_id, key.category, key.resource, key.scene, payload, provenance
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(STORE_GRACE) as grace:
+                try:
+                    event_id = await self.ctx.store.append(
+                        key.session_id, key.category, key.resource, key.scene, payload, provenance
+                    )
+                except StoreError as exc:
+                    logger.error("Failed to cache premium result: %s", exc)
+            if grace.cancelled_caught:
+                logger.error(
+                    "Failed to cache premium result: the store did not answer within %gs",
+                    STORE_GRACE,
                 )
-            except StoreError as exc:
-                logger.error("Failed to cache premium result: %s", exc)
         if event_id is not None and leg.background:
             logger.info("Background: Premium result cached successfully")
         counters = self.ctx.stats.strategies.get(leg.name)
@@ -289,50 +419,39 @@ class Race:
             counters.wins += 1
             if completion.usage is not None and completion.usage.total_tokens:
                 counters.tokens += completion.usage.total_tokens
-        self.accepted = Accepted(
+        leg.result = Accepted(
             step=step, strategy=leg.name, model=model, event_id=event_id, created_at=time.time()
         )
         self._end(leg, None)
-        if not self.first.is_set():
-            self.answered_at = trio.current_time()
-            self.first.set()
-            self._hand_off()
 
-    def _hand_off(self) -> None:
-        """The answer is out: higher-ranked legs go on in the background."""
-        supervisor = self.ctx.supervisor
-        timeout = self.ctx.config.llm.premium_cache_timeout
-        assert self.answered_at is not None
-        for leg in self.running():
-            if leg.background or leg.handle is None:
-                continue
-            if supervisor.adopt(leg.handle):
-                leg.background = True
-                leg.deadline = self.answered_at + timeout
-                supervisor.set_deadline(leg.handle, leg.deadline)
-                logger.info("Premium task still running, will cache in background")
-                logger.info("Background: Waiting for premium task to complete...")
-            else:
-                leg.cancel_reason = "background task cap reached"
-                leg.handle.scope.cancel(reason="background task cap reached")
+    # ------------------------------------------------------ state changes --
+
+    def _cancel(self, leg: Leg, reason: str) -> None:
+        """End a running leg now, and cancel its task with the same reason."""
+        self._end(leg, StrategyError("cancelled", reason))
+        if leg.handle is not None:
+            leg.handle.scope.cancel(reason=reason)
 
     def _end(self, leg: Leg, error: StrategyError | None) -> None:
-        if leg.state != "running":
+        """A leg's last state change: stored (no error), failed or cancelled."""
+        if not leg.live:
             return
-        leg.state = "failed" if error is not None else "done"
-        leg.error = error
-        if error is not None:
+        if error is None:
+            leg.state = "stored"
+        else:
+            leg.state = "cancelled" if error.kind == "cancelled" else "failed"
+            leg.error = error
             self._count_failure(leg, error)
             if leg.background and error.kind not in ("timeout", "cancelled"):
                 logger.warning("Failed to cache premium result: %s", error)
             elif not leg.background:
                 logger.info("%s failed: %s", leg.name, error)
-            self.ctx.failed_at[(self.key, leg.name)] = trio.current_time()
-        running = self.running()
-        if not running or all(other.rank <= self.best_rank for other in running):
-            self.best.set()
-        if not running:
-            self.first.set()
+            if leg.state == "failed":
+                self.ctx.failed_at[(self.key, leg.name)] = trio.current_time()
+        self._changed.set()
+        self._changed = trio.Event()
+        if not self.ended and not any(other.live for other in self.legs):
+            self.ended = True
             self.ctx.finished(self)
 
     def _count_failure(self, leg: Leg, error: StrategyError) -> None:

@@ -17,6 +17,7 @@ from daemon.errors import AllStrategiesFailed, DeadlineExceeded
 from daemon.models import AnalyzeResult, CacheKey, MergeStep
 from daemon.providers import Completion, ImageInput, Provider
 from tests.conftest import ConfigFactory
+from tests.fake_provider import ANSWER
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
 
 KEY = CacheKey("conv-1", "context_analysis", "sha256:abc", "")
@@ -368,7 +369,37 @@ async def test_a_cached_payload_is_converted_once_per_event(
         await h.store.append(odd.session_id, odd.category, odd.resource, odd.scene, payload)
         answer = await analyze(h, key=odd)
         assert answer.provenance.cached is False
-        assert all(isinstance(s, MergeStep) for s in h.races._steps.values())
+        assert all(isinstance(s, MergeStep) for s, _ in h.races._steps.values())
+
+
+async def test_the_step_memo_is_bounded_by_bytes(
+    config: Config, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 hits on large events used to keep every converted step (660 MiB
+    for 4 MiB events): now the memo holds at most STEP_MEMO_BYTES of them and
+    never one larger than STEP_MEMO_LARGEST."""
+    import daemon.analysis
+
+    monkeypatch.setattr(daemon.analysis, "STEP_MEMO_BYTES", 200_000)
+    monkeypatch.setattr(daemon.analysis, "STEP_MEMO_LARGEST", 150_000)
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        for n in range(100):
+            size = 160_000 if n % 10 == 0 else 40_000  # every tenth is too large to keep
+            step = json.loads(json.dumps(ANSWER))
+            step["bubbles"][0]["text"] = "字" * (size // 3)
+            step["conversation"] = [
+                {"speaker": b["speaker"], "text": b["text"]} for b in step["bubbles"]
+            ]
+            step["_strategy"] = "premium"
+            key = CacheKey("conv-1", "context_analysis", f"sha256:big{n}", "")
+            await h.store.append(key.session_id, key.category, key.resource, key.scene, step)
+            for _ in range(2):
+                hit = await analyze(h, key=key)
+                assert hit.provenance.cached is True
+            memo = h.races._steps
+            assert h.races._step_bytes == sum(size for _, size in memo.values()) <= 200_000
+            assert all(size <= 150_000 for _, size in memo.values())
+        assert len(h.races._steps) == 2  # ~80 KB each (bubble and conversation): the newest two
 
 
 class _Broken:
