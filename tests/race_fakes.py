@@ -1,4 +1,5 @@
-"""Fakes for race tests in virtual time: an in-memory store, scripted providers."""
+"""Fakes for race tests in virtual time: in-memory stores (one that appends at
+once, one whose appends wait for a group commit), scripted providers."""
 
 from __future__ import annotations
 
@@ -73,6 +74,86 @@ class MemoryStore:
         return [e.strategy for e in self.events]
 
 
+class GatedStore(MemoryStore):
+    """The store as the race meets it: an append waits for a commit, and one
+    commit ends several appends at once, in one step, the way the real
+    writer's synced group commit wakes all its writers together.
+
+    The test commits by hand (``commit``), or ``run`` does it ``linger``
+    seconds after the first append of each group arrives (``harness(...,
+    linger=...)``), as the real writer lingers to group its batches."""
+
+    def __init__(self, rank_of: Callable[[str], int]) -> None:
+        super().__init__(rank_of)
+        self.waiting: list[_Pending] = []
+        self.commits: list[list[int]] = []  # the ids each commit made durable
+        self._arrived = trio.Event()
+
+    async def append(
+        self,
+        session_id: str,
+        category: str,
+        resource: str,
+        scene: str,
+        payload: dict[str, Any],
+        provenance: Provenance | None = None,
+    ) -> int:
+        pending = _Pending((session_id, category, resource, scene), payload, provenance)
+        self.waiting.append(pending)
+        self._arrived.set()
+        await pending.done.wait()
+        if pending.event_id is None:
+            raise StoreError("disk on fire")
+        return pending.event_id
+
+    def commit(self, count: int | None = None, *, fail: bool = False) -> list[int]:
+        """Make the first ``count`` waiting appends (all by default) durable,
+        or fail them, in one step; returns the ids given."""
+        group = self.waiting[:count]
+        del self.waiting[: len(group)]
+        ids = []
+        for pending in group:
+            if fail or self.fail:
+                continue
+            session_id, category, resource, scene = pending.key
+            event = Event(
+                id=len(self.events) + 1,
+                ts=time.time(),
+                session_id=session_id,
+                category=category,
+                resource=resource,
+                scene=scene,
+                strategy=payload_tag(pending.payload, "_strategy"),
+                model=payload_tag(pending.payload, "_model"),
+                payload=pending.payload,
+                provenance=pending.provenance,
+            )
+            self.events.append(event)
+            pending.event_id = event.id
+            ids.append(event.id)
+        for pending in group:
+            pending.done.set()
+        self.commits.append(ids)
+        return ids
+
+    async def run(self, linger: float) -> None:
+        """Commit every group ``linger`` seconds after its first append."""
+        while True:
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+            await trio.sleep(linger)
+            self.commit()
+
+
+@dataclass
+class _Pending:
+    key: tuple[str, str, str, str]
+    payload: dict[str, Any]
+    provenance: Provenance | None
+    done: trio.Event = field(default_factory=trio.Event)
+    event_id: int | None = None
+
+
 @dataclass
 class Behaviour:
     latency: float = 1.0
@@ -120,19 +201,31 @@ class Harness:
 
 @asynccontextmanager
 async def harness(
-    config: Config, behaviours: dict[str, Behaviour], local: dict[str, Backend] | None = None
+    config: Config,
+    behaviours: dict[str, Behaviour],
+    local: dict[str, Backend] | None = None,
+    *,
+    linger: float | None = None,
 ) -> AsyncIterator[Harness]:
+    """Scripted models behind a real Provider, a supervisor, a RaceManager.
+
+    The store appends in one checkpoint, unless ``linger`` is given: then it
+    is a GatedStore that commits each group ``linger`` seconds after its
+    first append (a result is "storing" that long)."""
     models = ScriptedModels(behaviours)
     cfg = ProviderConfig(base_url="https://llm.example/v1")
     client = httpx2.AsyncClient(base_url=cfg.base_url + "/", transport=httpx2.MockTransport(models))
     provider = Provider("fake", cfg, client, "sk-test")
-    store = MemoryStore(config.rank_of())
+    store = MemoryStore(config.rank_of()) if linger is None else GatedStore(config.rank_of())
     supervisor = Supervisor(config.llm.max_background_tasks)
     races = RaceManager(
         config, store, supervisor, {"fake": provider}, Stats(config.strategies), local=local
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.serve)
+        if isinstance(store, GatedStore):
+            assert linger is not None
+            nursery.start_soon(store.run, linger)
         yield Harness(config, store, supervisor, races, models)
         nursery.cancel_scope.cancel()
     await client.aclose()

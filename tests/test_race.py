@@ -13,7 +13,7 @@ import trio.testing
 
 from daemon.analysis import MissingInput, Wait
 from daemon.config import Config, StrategyConfig
-from daemon.errors import AllStrategiesFailed, DeadlineExceeded
+from daemon.errors import AllStrategiesFailed, DeadlineExceeded, Overloaded
 from daemon.models import AnalyzeResult, CacheKey, MergeStep
 from daemon.providers import Completion, ImageInput, Provider
 from tests.conftest import ConfigFactory
@@ -449,3 +449,194 @@ async def test_the_lowest_ranked_leg_sends_its_request_first(
             answer = await analyze(h, key=key)
             assert answer.provenance.strategy == "multimodal"
         assert h.models.order[0::2] == [FAST] * 30, h.models.order
+
+
+# ------------------------------------------------- a store that takes its time --
+# The findings of issue 12: each happened between "accepted" and "stored",
+# which a store that appends in one checkpoint never shows.
+
+
+async def test_wait_best_when_the_top_rank_answers_first(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Premium first: the multimodal was cancelled while the premium was
+    still being stored, and the race looked finished with nothing accepted
+    (-32002 {"pending": ["premium"]} after 0.21 s, 5 of 5)."""
+    async with harness(config, {FAST: Behaviour(3), SLOW: Behaviour(0.2)}, linger=0.002) as h:
+        answer = await analyze(h, wait="best", within=20)
+        assert answer.provenance.strategy == "premium"
+        assert answer.pending == []
+        assert trio.current_time() == pytest.approx(0.202)
+        assert h.store.strategies() == ["premium"]
+
+
+async def test_a_lower_rank_stored_in_the_same_commit_never_replaces_a_higher_one(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Both results end storing in one group commit: whichever task resumed
+    last used to become the race's answer, so wait=best could get the
+    multimodal although the premium was stored."""
+    for n in range(12):  # trio resumes a commit's writers in either order
+        key = CacheKey("conv-1", "context_analysis", f"sha256:{n}", "")
+        async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(1.5)}, linger=1) as h:
+            answers: dict[str, AnalyzeResult] = {}
+
+            async def call(
+                wait: Wait, key: CacheKey = key, h: Harness = h, answers: dict = answers
+            ) -> None:
+                answers[wait] = await analyze(h, wait=wait, key=key)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call, "best")
+                nursery.start_soon(call, "first")
+            assert h.store.commits == [[1, 2]]  # one group commit stored both
+            assert answers["best"].provenance.strategy == "premium"
+            assert answers["best"].provenance.event_id == 2
+            # the first answer is either result (both became stored at once),
+            # but never a lower rank with a higher one pending behind it
+            first = answers["first"]
+            assert first.pending == []
+            again = await analyze(h, wait="best", key=key)
+            assert (again.provenance.strategy, again.provenance.cached) == ("premium", True)
+
+
+class SlowToStop:
+    """A local backend whose cancellation takes a while (an OCR worker is
+    killed and reaped): its leg used to stay 'running' meanwhile."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def complete(self, strategy: StrategyConfig, image: ImageInput) -> Completion:
+        self.calls += 1
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.5)
+        raise AssertionError("unreachable")
+
+
+async def test_pending_and_the_hand_off_never_hold_a_cancelled_leg(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, log: io.StringIO
+) -> None:
+    """With a local OCR strategy, an answer said pending ["premium", "local"],
+    local took a background slot, and "Premium task still running" was
+    logged for the OCR leg."""
+    config = make_config(
+        llm={"premium_cache_timeout": 30, "max_background_tasks": 8},
+        strategies=[
+            {"name": "local", "kind": "local_ocr", "rank": 0, "timeout": 60},
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
+            {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
+        ],
+    )
+    local = SlowToStop()
+    behaviours = {FAST: Behaviour(1), SLOW: Behaviour(10)}
+    async with harness(config, behaviours, local={"local": local}, linger=0.001) as h:
+        answer = await analyze(h)
+        assert answer.provenance.strategy == "multimodal"
+        assert answer.pending == ["premium"]
+        assert h.supervisor.by_name == {"premium": 1}
+        assert h.races.stats.strategies["local"].cancelled == 1
+        await h.supervisor.wait_idle()
+        assert h.store.strategies() == ["multimodal", "premium"]
+    handed_off = [m for m in messages(log) if "Premium task still running" in m]
+    assert len(handed_off) == 1
+
+
+async def test_wait_best_joining_a_failing_upgrade_answers_the_cached_event(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    """docs/protocol.md promises the best result there is; the cached
+    multimodal event is one, but the failed upgrade answered -32001."""
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(100, status=503)}) as h:
+        first = await analyze(h, within=2)
+        assert first.provenance.strategy == "multimodal"
+        await h.supervisor.wait_idle()
+        await trio.sleep(600)  # past upgrade_retry_after
+        h.models.behaviours[SLOW] = Behaviour(5, status=401)
+        hit = await analyze(h)
+        assert (hit.provenance.cached, hit.pending) == (True, ["premium"])
+        best = await analyze(h, wait="best")  # joins the upgrade, which fails
+        assert (best.provenance.strategy, best.provenance.cached) == ("multimodal", True)
+        assert best.provenance.event_id == first.provenance.event_id
+
+
+async def test_a_race_nobody_waits_for_is_background_work(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    """150 calls with timeout 0.01 against slow models kept every leg running
+    until its own timeout, counted nowhere (status.background.count 0), and
+    a legitimate request after them queued behind ~280 provider requests.
+    Now an abandoned race is handed to the background under the cap, and
+    past it its legs are cancelled."""
+    config = make_config(
+        llm={"premium_cache_timeout": 30, "max_background_tasks": 4},
+        strategies=[
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
+            {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
+        ],
+    )
+    async with harness(config, {FAST: Behaviour(50), SLOW: Behaviour(100)}) as h:
+        for n in range(20):
+            key = CacheKey("conv-1", "context_analysis", f"sha256:{n}", "")
+            with pytest.raises(DeadlineExceeded) as info:
+                await analyze(h, key=key, within=0.01)
+            pending = ["premium", "multimodal"] if n < 2 else []  # past the cap: cancelled
+            assert info.value.data == {"pending": pending}
+        await trio.testing.wait_all_tasks_blocked()  # the cancelled legs unwind
+        assert h.supervisor.count == 4  # the first two races, both legs each
+        assert len(h.supervisor._tasks) == 4  # nothing else runs
+        assert len(h.races.races) == 2
+        assert h.races.stats.strategies["premium"].cancelled == 18
+        await h.supervisor.wait_idle()
+        # each ends premium_cache_timeout after its request left
+        assert trio.current_time() == pytest.approx(30.02)  # the second left at 0.02
+        assert h.races.races == {}
+        assert h.races.stats.strategies["premium"].timeouts == 2
+
+
+async def test_a_race_whose_client_left_is_background_work(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(10)}) as h:
+        with trio.move_on_after(1):  # the client goes away
+            await analyze(h)
+        assert h.supervisor.by_name == {"multimodal": 1, "premium": 1}
+        await h.supervisor.wait_idle()
+        assert h.store.strategies() == ["multimodal", "premium"]
+
+
+async def test_live_races_and_their_image_bytes_are_bounded(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(
+        llm={"max_races": 3, "max_race_image_mb": 14},
+        strategies=[
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
+            {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
+        ],
+    )
+    async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(10)}) as h:
+        for n in range(3):
+            key = CacheKey("conv-1", "context_analysis", f"sha256:{n}", "")
+            with pytest.raises(DeadlineExceeded):
+                await analyze(h, key=key, within=0.01)
+        with pytest.raises(Overloaded) as info:
+            await analyze(h, key=CacheKey("conv-1", "context_analysis", "sha256:x", ""))
+        assert info.value.code == -32005
+        assert info.value.data["races"] == 3  # type: ignore[index]
+        joined = await analyze(h, key=CacheKey("conv-1", "context_analysis", "sha256:0", ""))
+        assert joined.provenance.strategy == "multimodal"  # a join is never refused
+        await h.supervisor.wait_idle()
+        big = ImageInput.from_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (8 * 1024 * 1024), "image/png")
+        key = CacheKey("conv-1", "context_analysis", "sha256:big", "")
+        with pytest.raises(DeadlineExceeded):
+            await analyze(h, key=key, image=big, within=0.01)
+        assert h.races.image_bytes == len(big.url)
+        with pytest.raises(Overloaded) as info:  # two would pass 14 MiB
+            await analyze(h, key=CacheKey("conv-1", "c", "sha256:big2", ""), image=big)
+        assert info.value.data["max_race_image_bytes"] == 14 * 1024 * 1024  # type: ignore[index]
+        await h.supervisor.wait_idle()
+        assert h.races.image_bytes == 0
