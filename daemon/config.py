@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -69,7 +69,26 @@ class ProviderConfig(_Section, frozen=True):
     api_key_env: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     max_connections: PositiveInt = 16
+    # ctxd extensions (docs/configuration.md): the request field that caps
+    # the answer (None: max_completion_tokens on api.openai.com, else
+    # max_tokens); whether the provider fetches an image.url itself (a local
+    # server does not: such a leg is not_configured).
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    fetch_image_urls: bool = True
 
+
+# Request fields ctxd sets from strategy keys; extra_body may not set them.
+MANAGED_BODY_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "response_format",
+    }
+)
 
 LOCAL_OCR_MODEL = "rapidocr-onnxruntime"  # what a local_ocr strategy's ``model`` reads by default
 
@@ -88,6 +107,13 @@ class StrategyConfig(_Section, frozen=True):
     # (default right).
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
     user_side: Literal["left", "right"] | None = None
+    # openai_chat only (SPEC §7): the answer's cap in tokens (None: 8192),
+    # temperature (None: not sent), the MergeStep schema as response_format
+    # (None: on), a mapping merged into the request body.
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    structured_output: bool | None = None
+    extra_body: dict[str, Any] | None = None
 
 
 class LlmConfig(_Section, frozen=True):
@@ -263,8 +289,14 @@ def _check(config: Config, file: Path) -> None:
             for name in ("workers", "user_side"):
                 if getattr(strategy, name) is not None:
                     fail(f"{key}.{name}", "only a local_ocr strategy takes this key")
-        elif strategy.provider is not None:
-            fail(f"{key}.provider", "a local_ocr strategy takes no provider")
+            for field in sorted(set(strategy.extra_body or ()) & MANAGED_BODY_FIELDS):
+                fail(f"{key}.extra_body.{field}", "ctxd sets this field; use the strategy's key")
+        else:
+            if strategy.provider is not None:
+                fail(f"{key}.provider", "a local_ocr strategy takes no provider")
+            for name in ("max_tokens", "temperature", "structured_output", "extra_body"):
+                if getattr(strategy, name) is not None:
+                    fail(f"{key}.{name}", "only an openai_chat strategy takes this key")
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

@@ -123,3 +123,50 @@ def parse_merge_step(text: str) -> MergeStep:
         conversation=[Message(speaker=b.speaker, text=b.text) for b in bubbles],
         summary=raw.summary,
     )
+
+
+def parse_completion(
+    text: str,
+    image_size: tuple[int, int] | None = None,
+    original_size: tuple[int, int] | None = None,
+) -> MergeStep:
+    """``parse_merge_step`` of a model's answer about an image of a known size.
+
+    ``image_size`` is the image as the model saw it (``Completion.image_size``),
+    ``original_size`` the screenshot's (``Completion.original_size``): a box
+    reaching outside the image seen is invalid output; the boxes are then
+    scaled back to the original's pixels (rounded, within the image) and the
+    bubbles sorted again. Without sizes this is ``parse_merge_step``."""
+    step = parse_merge_step(text)
+    if image_size is None:
+        return step
+    width, height = image_size
+    for i, bubble in enumerate(step.bubbles):
+        if bubble.bbox[2] > width or bubble.bbox[3] > height:
+            raise StrategyError(
+                "invalid_output",
+                f"bubble {i} (top to bottom): bbox {list(bubble.bbox)} is outside "
+                f"the {width}x{height} image",
+            )
+    if original_size is None or original_size == image_size:
+        return step
+    to_width, to_height = original_size
+    sx, sy = to_width / width, to_height / height
+
+    def scaled(bubble: Bubble) -> Bubble:
+        x1, y1, x2, y2 = bubble.bbox
+        box = (
+            min(to_width, int(x1 * sx + 0.5)),
+            min(to_height, int(y1 * sy + 0.5)),
+            min(to_width, int(x2 * sx + 0.5)),
+            min(to_height, int(y2 * sy + 0.5)),
+        )
+        return msgspec.structs.replace(bubble, bbox=box)
+
+    pairs = sorted(
+        ((scaled(b), m) for b, m in zip(step.bubbles, step.conversation, strict=True)),
+        key=lambda pair: (pair[0].bbox[1], pair[0].bbox[0]),
+    )
+    return msgspec.structs.replace(
+        step, bubbles=[b for b, _ in pairs], conversation=[m for _, m in pairs]
+    )

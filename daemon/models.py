@@ -55,6 +55,16 @@ class StrategyStatus(_Result, frozen=True):
     cancelled: int = 0
     tokens: int = 0
     latency_ms: LatencyStatus = msgspec.field(default_factory=LatencyStatus)
+    # "resting": the provider said something that will not change by itself
+    # soon (bad key, no credits, unknown model, daily cap); calls fail at
+    # once until ``rest_s`` seconds from now, with ``rest_reason``.
+    state: Literal["ready", "resting"] = "ready"
+    rest_reason: str | None = None
+    rest_s: float | None = None
+    # What the provider billed for every call of this strategy (usage.cost,
+    # USD), valid or not, and which upstream providers served the calls.
+    cost_usd: float = 0.0
+    served_by: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class DrainStatus(_Result, frozen=True):
@@ -80,6 +90,7 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    cost: float | None = None  # what the provider billed (OpenRouter: credits, USD)
 
 
 class Provenance(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +102,7 @@ class Provenance(msgspec.Struct, frozen=True, kw_only=True):
     served_model: str | None = None
     usage: Usage | None = None
     race_id: str | None = None
+    served_by: str | None = None  # the upstream provider that ran the model (OpenRouter)
 
 
 class CacheKey(msgspec.Struct, frozen=True):

@@ -1,31 +1,48 @@
 """OpenAI-compatible chat completions on one shared ``httpx2.AsyncClient`` per provider.
 
 ``Provider.complete`` sends ``POST {base_url}/chat/completions`` with the
-screenshot as an ``image_url`` part and ``temperature`` 0, retries what is
-worth retrying, and turns every failure into ``StrategyError`` with one of
-SPEC's kinds:
+screenshot as an ``image_url`` part (downscaled by ``daemon.images`` and its
+size stated in the prompt), the strategy's ``max_tokens`` (or
+``max_completion_tokens``), its ``temperature`` only when set, the MergeStep
+as a strict JSON schema in ``response_format`` unless ``structured_output``
+is off, and its ``extra_body``. It retries what is worth retrying and turns
+every failure into ``StrategyError`` with one of SPEC's kinds; the detail is
+built from the error body (``daemon.provider_errors``):
 
-==========================  ===============================================
-what happened               kind (retried?)
-==========================  ===============================================
-no API key in the env       ``not_configured`` (no)
-connect/read failure        ``connection`` (yes)
-httpx2 phase timeout        ``timeout`` (yes)
-408, 409, 429, 5xx          ``http_status`` (yes)
-other 4xx                   ``http_status`` (no)
-200 without usable text     ``invalid_output`` (no)
-==========================  ===============================================
+==========================================  ===============================
+what happened                               kind (retried?)
+==========================================  ===============================
+no API key in the env                       ``not_configured`` (no)
+an image URL to a provider that cannot      ``not_configured`` (no)
+fetch one (``fetch_image_urls: false``)
+connect/read failure                        ``connection`` (yes)
+httpx2 phase timeout                        ``timeout`` (yes)
+408, 409, 425, 429, 5xx                     ``http_status`` (yes)
+401, 402, 403, unknown model, daily cap,    ``http_status`` (no; 401, 402,
+``x-should-retry: false``, other 4xx        unknown model and cap rest)
+a 200 carrying an error (``choices[0]``     ``http_status`` (as its code)
+``.error``, ``finish_reason: "error"``)
+``finish_reason: "length"`` (truncated)     ``invalid_output`` (no)
+200 without usable text                     ``invalid_output`` (no)
+==========================================  ===============================
+
+Resting: after a 401, 402, unknown model or daily cap, calls of that
+strategy (of every strategy of the provider for 401/402) fail at once with
+the same explanation until the rest ends (``CallLedger``; ``status`` shows
+it). Every call's ``usage.cost`` and serving ``provider`` go to the ledger
+and into the Completion.
 
 Backoff: exponential with full jitter (0.5 s * 2^attempt, capped at 8 s),
-or what ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms`` asks,
-when that is a sane number (0-60 s); at most ``max_retries`` retries. The
-caller bounds the whole call with ``trio.fail_after(strategy.timeout)``; a
-retry that could not even start before that deadline is not attempted, the
-last error is raised instead.
+or what ``Retry-After`` (seconds or an HTTP date), ``retry-after-ms`` or the
+body's ``retry_after_seconds`` asks. A wait longer than the time left (the
+caller's ``trio.fail_after(strategy.timeout)``) or than 60 s fails at once
+instead of retrying early; at most ``max_retries`` retries.
 
 Cancellation: a call cancelled at any point releases its connection (the
 response is closed in a ``finally``); ``tests/test_providers.py`` cancels
-many calls under pool contention and checks the pool still serves.
+many calls under pool contention and checks the pool still serves. A
+cancelled image preparation finishes its thread first (well under a
+second) and is then dropped.
 """
 
 from __future__ import annotations
@@ -40,15 +57,19 @@ import random
 import time
 import urllib.parse
 import urllib.request
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx2
 import msgspec
 import trio
 
+from daemon import images, provider_errors
 from daemon.errors import StrategyError
 from daemon.http11 import PoolTransport
 from daemon.models import Usage
+from daemon.response_format import response_format
+from daemon.stats import PROVIDER_WIDE, CallLedger, RestState
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -57,11 +78,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUS: Final = frozenset({408, 409, 429})
 BACKOFF_BASE: Final = 0.5
 BACKOFF_CAP: Final = 8.0
-RETRY_AFTER_MAX: Final = 60.0
+RETRY_AFTER_MAX: Final = 60.0  # a longer wait fails the call at once
 MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
+DEFAULT_MAX_TOKENS: Final = 8192
+APP_TITLE: Final = "ctxd"
 
 DEFAULT_PROMPT: Final = """\
 You read a screenshot of a chat app and return the conversation in it as one
@@ -79,7 +101,18 @@ and system notices. Keep the text exactly as written."""
 USER_TEXT: Final = "Extract the conversation from this chat screenshot."
 
 
-class ImageInput(msgspec.Struct, frozen=True):
+def user_text(size: tuple[int, int] | None) -> str:
+    """The user message: with the size of the image as sent, when known."""
+    if size is None:
+        return USER_TEXT
+    width, height = size
+    return (
+        f"{USER_TEXT} The image is {width}x{height} pixels; give every bbox in "
+        f"these pixels, inside the image (0 <= x1 < x2 <= {width}, 0 <= y1 < y2 <= {height})."
+    )
+
+
+class ImageInput(msgspec.Struct, frozen=True, weakref=True):
     """The screenshot as the provider receives it: a URL (http, https or data)."""
 
     url: str
@@ -90,35 +123,69 @@ class ImageInput(msgspec.Struct, frozen=True):
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True):
+    """A model's answer and what ctxd knows about the call.
+
+    ``image_size`` is the size of the image as sent (the pixels the model's
+    boxes are in) and ``original_size`` the screenshot's; both None when
+    unknown. ``extract.parse_completion`` scales the boxes back."""
+
     text: str
     served_model: str | None
     usage: Usage | None
     attempts: int
+    served_by: str | None = None  # the upstream provider (OpenRouter's ``provider``)
+    finish_reason: str | None = None
+    image_size: tuple[int, int] | None = None
+    original_size: tuple[int, int] | None = None
 
 
 class _Choice(msgspec.Struct):
-    message: dict[str, Any]
+    message: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    error: dict[str, Any] | None = None
 
 
 class _ChatResponse(msgspec.Struct):
-    choices: list[_Choice]
+    choices: list[_Choice] = msgspec.field(default_factory=list)
     model: str | None = None
     usage: Usage | None = None
+    provider: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class Architecture(msgspec.Struct, frozen=True):
+    input_modalities: list[str] | None = None
+
+
+class ModelInfo(msgspec.Struct, frozen=True):
+    """One entry of ``GET /models`` (OpenRouter's fields; others give ``id`` only)."""
+
+    id: str
+    architecture: Architecture | None = None
+    supported_parameters: list[str] | None = None
+
+
+class _ModelList(msgspec.Struct):
+    data: list[ModelInfo]
 
 
 _RESPONSE: Final = msgspec.json.Decoder(_ChatResponse)
+_MODELS: Final = msgspec.json.Decoder(_ModelList)
 _ENCODER: Final = msgspec.json.Encoder()
 
 
 def retry_delay(headers: httpx2.Headers, now: float | None = None) -> float | None:
-    """The delay a response asks for, when it asks for a sane one (0-60 s)."""
+    """The delay a response asks for (``retry-after-ms``, ``Retry-After`` in
+    seconds or as an HTTP date), or None when it asks none or nonsense
+    (negative, not a number, a date in the past). A long delay is returned
+    as it is: the caller fails at once rather than retry early."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms is not None:
         try:
             value = float(raw_ms) / 1000
         except ValueError:
             value = math.nan
-        if 0 <= value <= RETRY_AFTER_MAX:
+        if math.isfinite(value) and value >= 0:
             return value
     raw = headers.get("retry-after")
     if raw is None:
@@ -132,7 +199,7 @@ def retry_delay(headers: httpx2.Headers, now: float | None = None) -> float | No
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
         value = when - (time.time() if now is None else now)
-    if math.isfinite(value) and 0 <= value <= RETRY_AFTER_MAX:
+    if math.isfinite(value) and value >= 0:
         return value
     return None
 
@@ -140,6 +207,35 @@ def retry_delay(headers: httpx2.Headers, now: float | None = None) -> float | No
 def backoff(attempt: int, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
     return rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
+def request_headers(config: ProviderConfig) -> dict[str, str]:
+    """The provider's headers: ``headers`` from the config, with OpenRouter's
+    app attribution title (``X-OpenRouter-Title: ctxd``) unless a title is
+    configured; a header configured as ``""`` is not sent."""
+    headers = dict(config.headers)
+    host = urllib.parse.urlsplit(config.base_url).hostname or ""
+    titles = {"x-openrouter-title", "x-title"}
+    if host.endswith("openrouter.ai") and not any(k.lower() in titles for k in headers):
+        headers["X-OpenRouter-Title"] = APP_TITLE
+    return {k: v for k, v in headers.items() if v != ""}
+
+
+def max_tokens_field(config: ProviderConfig) -> str:
+    """``max_completion_tokens`` where the API wants it (OpenAI), else ``max_tokens``."""
+    if config.max_tokens_field is not None:
+        return config.max_tokens_field
+    host = urllib.parse.urlsplit(config.base_url).hostname or ""
+    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
+
+
+class _Preparing:
+    """One image's preparation, shared by the legs that send it (single flight)."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: images.Prepared | None = None
+        self.error: StrategyError | None = None
 
 
 class Provider:
@@ -156,6 +252,12 @@ class Provider:
         self.client = client
         self._api_key = api_key
         self._rng = rng or random.Random()
+        self.ledger = CallLedger()
+        self._tokens_field = max_tokens_field(config)
+        self._images: weakref.WeakKeyDictionary[ImageInput, _Preparing] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._image_threads = trio.CapacityLimiter(2)
 
     @classmethod
     def from_config(
@@ -177,7 +279,7 @@ class Provider:
             )
         client = httpx2.AsyncClient(
             base_url=config.base_url.rstrip("/") + "/",
-            headers=config.headers,
+            headers=request_headers(config),
             limits=limits,
             timeout=httpx2.Timeout(120.0, connect=10.0),
             transport=transport,
@@ -189,48 +291,107 @@ class Provider:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def request_body(self, strategy: StrategyConfig, image: ImageInput) -> bytes:
-        return _ENCODER.encode(
-            {
-                "model": strategy.model,
-                "temperature": 0,
-                "messages": [
-                    {"role": "system", "content": strategy.prompt or DEFAULT_PROMPT},
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "text", "text": USER_TEXT},
-                            {"type": "image_url", "image_url": {"url": image.url}},
-                        ],
-                    },
-                ],
-            }
-        )
+    async def list_models(self) -> list[ModelInfo] | None:
+        """``GET {base_url}/models``: the models the provider serves, or None
+        when it has no such list (any error, any shape but ``{"data": [...]}``)."""
+        try:
+            with _transport_errors(f"from {self.name}"):
+                response = await self.client.send(
+                    self.client.build_request("GET", "models", headers=self._headers()),
+                    stream=True,
+                )
+            try:
+                with _transport_errors("reading the body"):
+                    data = await self._read(response)
+            finally:
+                await response.aclose()
+        except (_Retryable, StrategyError) as exc:
+            logger.debug("%s: no model list: %s", self.name, exc)
+            return None
+        if response.status_code != 200:
+            logger.debug("%s: no model list (HTTP %d)", self.name, response.status_code)
+            return None
+        try:
+            return _MODELS.decode(data).data
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            logger.debug("%s: no model list: %s", self.name, exc)
+            return None
+
+    def request_body(self, strategy: StrategyConfig, image: images.Prepared) -> bytes:
+        body: dict[str, Any] = {
+            "model": strategy.model,
+            "messages": [
+                {"role": "system", "content": strategy.prompt or DEFAULT_PROMPT},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": user_text(image.size)},
+                        {"type": "image_url", "image_url": {"url": image.url}},
+                    ],
+                },
+            ],
+            self._tokens_field: strategy.max_tokens or DEFAULT_MAX_TOKENS,
+        }
+        if strategy.temperature is not None:
+            body["temperature"] = strategy.temperature
+        if strategy.structured_output is not False:
+            body["response_format"] = response_format()
+        for key, value in (strategy.extra_body or {}).items():
+            body.setdefault(key, value)  # config refuses the keys set above
+        return _ENCODER.encode(body)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        return headers
 
     async def complete(self, strategy: StrategyConfig, image: ImageInput) -> Completion:
-        """The model's answer text, with the served model and token usage.
+        """The model's answer text, with the served model, usage and image sizes.
 
         Raises StrategyError; the caller bounds the time (see module docstring)."""
         if self._api_key is None:
             raise StrategyError(
                 "not_configured", f"{self.config.api_key_env} is not set for provider {self.name}"
             )
-        headers = {"content-type": "application/json"}
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
-        body = self.request_body(strategy, image)
+        resting = self.ledger.resting(strategy.name)
+        if resting is not None:
+            left = resting.until - trio.current_time()
+            raise StrategyError(
+                "http_status", f"resting {left:.0f}s more ({resting.reason}): {resting.detail}"
+            )
+        if not image.url.startswith("data:") and not self.config.fetch_image_urls:
+            raise StrategyError(
+                "not_configured",
+                f"provider {self.name} cannot fetch image URLs (fetch_image_urls: false); "
+                "send image.path or image.data",
+            )
+        prepared = await self._prepare(image)
+        body = self.request_body(strategy, prepared)
+        headers = self._headers()
         attempt = 0
         while True:
             delay: float | None = None
             try:
-                return await self._attempt(body, headers, attempt + 1)
+                completion = await self._attempt(strategy, body, headers, attempt + 1)
             except _Retryable as retry:
                 error = retry.error
                 delay = retry.delay
+            else:
+                return msgspec.structs.replace(
+                    completion, image_size=prepared.size, original_size=prepared.original_size
+                )
             if attempt >= strategy.max_retries:
                 raise error
+            left = trio.current_effective_deadline() - trio.current_time()
+            if delay is not None and (delay >= left or delay > RETRY_AFTER_MAX):
+                raise StrategyError(
+                    error.kind,
+                    f"{error.detail}; the provider asks to wait {delay:g}s, "
+                    f"more than the {min(left, RETRY_AFTER_MAX):.3g}s this call may still take",
+                )
             wait = delay if delay is not None else backoff(attempt, self._rng)
-            if trio.current_time() + wait >= trio.current_effective_deadline():
+            if wait >= left:
                 raise error  # the retry could not finish in time anyway
             logger.info(
                 "%s: %s; retry %d of %d in %.2fs",
@@ -243,7 +404,37 @@ class Provider:
             await trio.sleep(wait)
             attempt += 1
 
-    async def _attempt(self, body: bytes, headers: dict[str, str], attempt: int) -> Completion:
+    async def _prepare(self, image: ImageInput) -> images.Prepared:
+        """The image as sent: as it is when small enough (its size read from
+        the header), else downscaled in a thread, once per image for all
+        the legs that send it."""
+        size = images.probe(image.url)
+        if not images.needs_work(image.url, size):
+            return images.Prepared(url=image.url, size=size, original_size=size)
+        preparing = self._images.get(image)
+        if preparing is None:
+            preparing = self._images[image] = _Preparing()
+            try:
+                preparing.result = await trio.to_thread.run_sync(
+                    images.prepare, image.url, limiter=self._image_threads
+                )
+            except images.TooLarge as exc:
+                preparing.error = StrategyError("not_configured", f"image too large: {exc}")
+            finally:
+                if preparing.result is None and preparing.error is None:  # cancelled
+                    del self._images[image]
+                preparing.done.set()
+        else:
+            await preparing.done.wait()
+        if preparing.error is not None:
+            raise preparing.error
+        if preparing.result is None:  # the leg that prepared it was cancelled
+            return await self._prepare(image)
+        return preparing.result
+
+    async def _attempt(
+        self, strategy: StrategyConfig, body: bytes, headers: dict[str, str], attempt: int
+    ) -> Completion:
         request = self.client.build_request(
             "POST", "chat/completions", content=body, headers=headers
         )
@@ -256,12 +447,51 @@ class Provider:
             await response.aclose()
         status = response.status_code
         if status != 200:
-            detail = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
-            error = StrategyError("http_status", detail)
-            if status in RETRY_STATUS or 500 <= status <= 599:
-                raise _Retryable(error, retry_delay(response.headers))
-            raise error
-        return self._parse(data, attempt)
+            failure = provider_errors.describe(
+                status,
+                provider_errors.parse_body(data),
+                data,
+                where=self.name,
+                should_retry=response.headers.get("x-should-retry"),
+            )
+            delay = retry_delay(response.headers)
+            self._fail(strategy, status, failure, delay)
+        return self._parse(strategy, data, attempt)
+
+    def _fail(
+        self,
+        strategy: StrategyConfig,
+        status: int,
+        failure: provider_errors.ProviderFailure,
+        delay: float | None,
+    ) -> None:
+        """Raise the failure: retryable or not; start a rest when it calls for one."""
+        delay = delay if delay is not None else failure.delay
+        error = StrategyError("http_status", failure.detail)
+        if failure.rest is not None:
+            seconds = max(failure.rest.seconds, delay or 0.0)
+            key = PROVIDER_WIDE if failure.rest.scope == "provider" else strategy.name
+            self.ledger.rest(
+                key,
+                RestState(
+                    reason=failure.rest.reason,
+                    until=trio.current_time() + seconds,
+                    detail=failure.detail,
+                    status=status,
+                ),
+            )
+            who = f"every strategy of {self.name}" if key == PROVIDER_WIDE else strategy.name
+            logger.warning(
+                "%s: %s; %s rests for %.0fs (%s)",
+                strategy.name,
+                failure.detail,
+                who,
+                seconds,
+                failure.rest.reason,
+            )
+        if failure.retryable:
+            raise _Retryable(error, delay)
+        raise error
 
     async def _read(self, response: httpx2.Response) -> bytes:
         chunks = []
@@ -278,20 +508,54 @@ class Provider:
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    def _parse(self, data: bytes, attempt: int) -> Completion:
+    def _parse(self, strategy: StrategyConfig, data: bytes, attempt: int) -> Completion:
         try:
             parsed = _RESPONSE.decode(data)
-        except msgspec.DecodeError as exc:  # includes ValidationError
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # includes ValidationError
             raise StrategyError("invalid_output", f"not a chat completion: {exc}") from None
-        if not parsed.choices:
+        cost = parsed.usage.cost if parsed.usage is not None else None
+        self.ledger.record(strategy.name, cost, parsed.provider)
+        choice = parsed.choices[0] if parsed.choices else None
+        error = parsed.error or (choice.error if choice is not None else None)
+        if error is not None or (choice is not None and choice.finish_reason == "error"):
+            # The model failed after the answer had started (a 200 carrying an error).
+            code = (error or {}).get("code")
+            status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+            body = {"error": error or {"message": "finish_reason is error"}}
+            failure = provider_errors.describe(status, body, data, where=self.name)
+            failure = msgspec.structs.replace(failure, detail="in a 200: " + failure.detail)
+            self._fail(strategy, status, failure, None)
+        if choice is None:
             raise StrategyError("invalid_output", "the completion has no choices")
-        content = parsed.choices[0].message.get("content")
+        message = choice.message or {}
+        content = message.get("content")
         if isinstance(content, list):  # content parts
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if choice.finish_reason == "length":
+            tokens = parsed.usage.completion_tokens if parsed.usage is not None else None
+            cap = strategy.max_tokens or DEFAULT_MAX_TOKENS
+            raise StrategyError(
+                "invalid_output",
+                f"truncated: the answer reached the {self._tokens_field} cap of {cap} "
+                f"({tokens if tokens is not None else '?'} completion tokens, reasoning included); "
+                "raise the strategy's max_tokens",
+            )
+        refusal = message.get("refusal")
+        if isinstance(refusal, str) and refusal.strip():
+            raise StrategyError("invalid_output", f"the model refused: {refusal.strip()[:200]}")
+        if choice.finish_reason == "content_filter":
+            raise StrategyError(
+                "invalid_output", "the provider's content filter stopped the answer"
+            )
         if not isinstance(content, str) or not content.strip():
             raise StrategyError("invalid_output", "the completion has no text")
         return Completion(
-            text=content, served_model=parsed.model, usage=parsed.usage, attempts=attempt
+            text=content,
+            served_model=parsed.model,
+            usage=parsed.usage,
+            attempts=attempt,
+            served_by=parsed.provider,
+            finish_reason=choice.finish_reason,
         )
 
 

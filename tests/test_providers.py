@@ -25,6 +25,7 @@ from daemon.providers import (
     backoff,
     retry_delay,
 )
+from daemon.stats import Stats
 from tests.fake_provider import FakeProvider, Script
 
 STRATEGY = StrategyConfig(name="premium", provider="p", model="slow-model", rank=2, max_retries=3)
@@ -78,7 +79,6 @@ async def test_request_shape_and_result(autojump_clock: trio.testing.MockClock) 
     assert request.headers["x-title"] == "ctxd"
     body = json.loads(request.content)
     assert body["model"] == "slow-model"
-    assert body["temperature"] == 0
     assert body["messages"][0]["role"] == "system"
     assert "JSON" in body["messages"][0]["content"]
     parts = body["messages"][1]["content"]
@@ -128,9 +128,7 @@ async def test_retry_after_ms_and_http_date(autojump_clock: trio.testing.MockClo
     assert retry_delay(httpx2.Headers({"Retry-After": date}), now=now) == pytest.approx(30, abs=1)
 
 
-@pytest.mark.parametrize(
-    "value", ["99999", "-3", "soon", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"]
-)
+@pytest.mark.parametrize("value", ["-3", "soon", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"])
 def test_absurd_retry_after_falls_back(value: str) -> None:
     assert retry_delay(httpx2.Headers({"Retry-After": value})) is None
 
@@ -271,3 +269,300 @@ async def test_pool_survives_many_cancelled_calls_under_contention() -> None:
             assert all(r.served_model == "fast-model-served" for r in results)
         finally:
             await p.aclose()
+
+
+# ------------------------------------------------ issue 19: real providers ---
+
+
+def openrouter_error(status: int, message: str, **metadata: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": status, "message": message}
+    if metadata:
+        error["metadata"] = metadata
+    return {"error": error}
+
+
+async def test_request_carries_max_tokens_schema_and_no_temperature(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def ok(request: httpx2.Request) -> httpx2.Response:
+        return completion()
+
+    p, seen = provider(ok)
+    await p.complete(STRATEGY, IMAGE)
+    body = json.loads(seen[0].content)
+    assert body["max_tokens"] == 8192
+    assert "temperature" not in body  # some current models reject any value but their default
+    schema = body["response_format"]["json_schema"]
+    assert body["response_format"]["type"] == "json_schema"
+    assert schema["strict"] is True
+    assert set(schema["schema"]["required"]) == {"participants", "layout", "bubbles", "summary"}
+
+    tuned = msgspec.structs.replace(
+        STRATEGY,
+        max_tokens=1500,
+        temperature=0.2,
+        structured_output=False,
+        extra_body={"provider": {"data_collection": "deny"}, "reasoning": {"effort": "low"}},
+    )
+    await p.complete(tuned, IMAGE)
+    body = json.loads(seen[1].content)
+    assert (body["max_tokens"], body["temperature"]) == (1500, 0.2)
+    assert "response_format" not in body
+    assert body["provider"] == {"data_collection": "deny"}
+    assert body["reasoning"] == {"effort": "low"}
+
+
+async def test_openai_gets_max_completion_tokens(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[httpx2.Request] = []
+
+    async def ok(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return completion()
+
+    cfg = ProviderConfig(base_url="https://api.openai.com/v1", api_key_env="CTXD_NOPE")
+    p = Provider.from_config("openai", cfg, transport=httpx2.MockTransport(ok))
+    p._api_key = "sk-test"
+    await p.complete(STRATEGY, IMAGE)
+    body = json.loads(seen[0].content)
+    assert body["max_completion_tokens"] == 8192
+    assert "max_tokens" not in body
+
+
+async def test_openrouter_attribution_headers(autojump_clock: trio.testing.MockClock) -> None:
+    seen: list[httpx2.Request] = []
+
+    async def ok(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return completion()
+
+    cfg = ProviderConfig(
+        base_url="https://openrouter.ai/api/v1",
+        headers={"HTTP-Referer": "https://example.org/ctxd", "X-Unwanted": ""},
+    )
+    p = Provider.from_config("openrouter", cfg, transport=httpx2.MockTransport(ok))
+    await p.complete(STRATEGY, IMAGE)
+    headers = seen[0].headers
+    assert headers["x-openrouter-title"] == "ctxd"
+    assert headers["http-referer"] == "https://example.org/ctxd"
+    assert "x-unwanted" not in headers
+    cfg = ProviderConfig(base_url="https://openrouter.ai/api/v1", headers={"X-Title": "mine"})
+    p = Provider.from_config("openrouter", cfg, transport=httpx2.MockTransport(ok))
+    await p.complete(STRATEGY, IMAGE)
+    assert seen[1].headers["x-title"] == "mine"
+    assert "x-openrouter-title" not in seen[1].headers
+
+
+async def test_error_detail_is_built_from_the_body(autojump_clock: trio.testing.MockClock) -> None:
+    raw = json.dumps({"error": {"code": 500, "message": "An internal error has occurred"}})
+    body = openrouter_error(502, "Provider returned error", raw=raw, provider_name="Google")
+    p, seen = provider(scripted(httpx2.Response(502, json=body)))
+    with pytest.raises(StrategyError) as info:
+        await p.complete(STRATEGY, IMAGE)
+    detail = info.value.detail
+    assert detail.startswith("HTTP 502 from Google via p: Provider returned error")
+    assert "(An internal error has occurred)" in detail
+    assert "{" not in detail  # the upstream body unwrapped, not quoted
+    assert len(seen) == STRATEGY.max_retries + 1  # a 502 is retried
+
+    p, _ = provider(
+        scripted(httpx2.Response(400, json={"message": "bad image", "error_type": "x"}))
+    )
+    with pytest.raises(StrategyError, match=r"^http_status: HTTP 400: bad image \[x\]$"):
+        await p.complete(STRATEGY, IMAGE)
+
+
+@pytest.mark.parametrize(
+    ("response", "rest"),
+    [
+        (httpx2.Response(401, json=openrouter_error(401, "No auth credentials found")), "auth"),
+        (httpx2.Response(402, json=openrouter_error(402, "requires more credits")), "credits"),
+        (httpx2.Response(403, json=openrouter_error(403, "Your input was flagged")), None),
+        (httpx2.Response(404, json=openrouter_error(404, "No endpoints found")), "unknown model"),
+        (
+            httpx2.Response(400, json=openrouter_error(400, "x/y is not a valid model ID")),
+            "unknown model",
+        ),
+        (
+            httpx2.Response(
+                404,
+                json={
+                    "error": {
+                        "message": "The model `gpt-9` does not exist",
+                        "type": "invalid_request_error",
+                        "code": "model_not_found",
+                    }
+                },
+            ),
+            "unknown model",
+        ),
+        (
+            httpx2.Response(
+                429, json=openrouter_error(429, "Rate limit exceeded: free-models-per-day")
+            ),
+            "quota",
+        ),
+        (httpx2.Response(503, headers={"x-should-retry": "false"}, json={}), None),
+        (
+            httpx2.Response(
+                503, json={"message": "overloaded", "availability": {"retryable": False}}
+            ),
+            None,
+        ),
+    ],
+)
+async def test_never_retried_and_resting(
+    response: httpx2.Response, rest: str | None, autojump_clock: trio.testing.MockClock
+) -> None:
+    p, seen = provider(scripted(response, completion()))
+    with pytest.raises(StrategyError) as info:
+        await p.complete(STRATEGY, IMAGE)
+    assert info.value.kind == "http_status"
+    assert len(seen) == 1
+    status = Stats([STRATEGY], ledgers={"p": p.ledger}).by_strategy()["premium"]
+    if rest is None:
+        assert status.state == "ready"
+        await p.complete(STRATEGY, IMAGE)  # the next call goes out
+        assert len(seen) == 2
+        return
+    assert status.state == "resting"
+    assert status.rest_reason is not None
+    assert status.rest_reason.startswith(rest)
+    assert status.rest_s is not None
+    assert status.rest_s > 0
+    with pytest.raises(StrategyError, match="resting") as again:
+        await p.complete(STRATEGY, IMAGE)
+    assert info.value.detail in again.value.detail  # the same explanation
+    assert len(seen) == 1  # resting: nothing sent
+    await trio.sleep(status.rest_s + 1)
+    await p.complete(STRATEGY, IMAGE)
+    assert len(seen) == 2
+
+
+async def test_auth_and_credits_rest_every_strategy_of_the_provider(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    p, seen = provider(scripted(httpx2.Response(402, json=openrouter_error(402, "no credits"))))
+    with pytest.raises(StrategyError):
+        await p.complete(STRATEGY, IMAGE)
+    other = msgspec.structs.replace(STRATEGY, name="multimodal", model="fast-model")
+    with pytest.raises(StrategyError, match=r"resting .*credits.*no credits"):
+        await p.complete(other, IMAGE)
+    assert len(seen) == 1
+
+
+async def test_a_long_retry_after_fails_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    limited = httpx2.Response(429, headers={"Retry-After": "120"}, json={})
+    p, seen = provider(scripted(limited, completion()))
+    with trio.fail_after(300), pytest.raises(StrategyError, match="asks to wait 120s") as info:
+        await p.complete(STRATEGY, IMAGE)
+    assert info.value.kind == "http_status"
+    assert len(seen) == 1
+    assert trio.current_time() == 0
+    # The body's retry_after_seconds counts when the header is absent.
+    body = openrouter_error(429, "Provider returned error", retry_after_seconds=40)
+    p, seen = provider(scripted(httpx2.Response(429, json=body), completion()))
+    with trio.fail_after(20), pytest.raises(StrategyError, match="asks to wait 40s"):
+        await p.complete(STRATEGY, IMAGE)
+    assert len(seen) == 1
+
+
+async def test_a_200_carrying_an_error_is_a_provider_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    failed = httpx2.Response(
+        200,
+        json={
+            "model": "slow-model",
+            "choices": [
+                {
+                    "message": {"role": "assistant", "content": ""},
+                    "finish_reason": "error",
+                    "error": {
+                        "code": 502,
+                        "message": "Provider disconnected",
+                        "metadata": {"provider_name": "Anthropic"},
+                    },
+                }
+            ],
+        },
+    )
+    p, seen = provider(scripted(failed, completion()))
+    result = await p.complete(STRATEGY, IMAGE)
+    assert (result.attempts, len(seen)) == (2, 2)  # retried, as a 502 is
+    p, _ = provider(scripted(failed))
+    with pytest.raises(StrategyError) as info:
+        await p.complete(STRATEGY, IMAGE)
+    assert info.value.kind == "http_status"
+    assert "in a 200: HTTP 502 from Anthropic" in info.value.detail
+    assert "Provider disconnected" in info.value.detail
+    top = httpx2.Response(200, json=openrouter_error(429, "Rate limit exceeded: per-day cap"))
+    p, _ = provider(scripted(top))
+    with pytest.raises(StrategyError, match="per-day"):
+        await p.complete(STRATEGY, IMAGE)
+
+
+async def test_truncation_is_named(autojump_clock: trio.testing.MockClock) -> None:
+    cut = completion('{"participants": {"user": null}, "layout": {"le')
+    data = cut.json()
+    data["choices"][0]["finish_reason"] = "length"
+    p, seen = provider(scripted(httpx2.Response(200, json=data)))
+    with pytest.raises(StrategyError) as info:
+        await p.complete(msgspec.structs.replace(STRATEGY, max_tokens=300), IMAGE)
+    assert info.value.kind == "invalid_output"
+    assert info.value.detail.startswith("truncated: the answer reached the max_tokens cap of 300")
+    assert len(seen) == 1
+
+
+async def test_cost_and_serving_provider(autojump_clock: trio.testing.MockClock) -> None:
+    usage = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500, "cost": 0.0021}
+    p, _ = provider(scripted(completion(usage=usage, provider="Google AI Studio")))
+    result = await p.complete(STRATEGY, IMAGE)
+    assert result.usage is not None
+    assert result.usage.cost == pytest.approx(0.0021)
+    assert result.served_by == "Google AI Studio"
+    await p.complete(STRATEGY, IMAGE)
+    status = Stats([STRATEGY], ledgers={"p": p.ledger}).by_strategy()["premium"]
+    assert status.cost_usd == pytest.approx(0.0042)
+    assert status.served_by == {"Google AI Studio": 2}
+
+
+async def test_an_image_url_to_a_provider_that_cannot_fetch_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    p, seen = provider(scripted(completion()), fetch_image_urls=False)
+    with pytest.raises(StrategyError) as info:
+        await p.complete(STRATEGY, ImageInput("https://img.example/1.png"))
+    assert info.value.kind == "not_configured"
+    assert "cannot fetch image URLs" in info.value.detail
+    assert seen == []
+    await p.complete(STRATEGY, IMAGE)  # data URLs still go
+
+
+async def test_the_fake_refuses_unknown_model_ids() -> None:
+    with FakeProvider({"fast-model": Script()}) as fake:
+        p = Provider.from_config("fake", ProviderConfig(base_url=fake.base_url))
+        gone = msgspec.structs.replace(STRATEGY, model="google/gemini-2.0-flash-exp:free")
+        try:
+            with pytest.raises(StrategyError) as info:
+                await p.complete(gone, IMAGE)
+            assert "HTTP 400" in info.value.detail
+            assert "gemini-2.0-flash-exp:free is not a valid model ID" in info.value.detail
+            assert fake.calls(gone.model) == 1  # not retried
+            assert p.ledger.resting(gone.name) is not None
+            fast = msgspec.structs.replace(STRATEGY, name="multimodal", model="fast-model")
+            result = await p.complete(fast, IMAGE)
+            assert result.served_by == "FakeCloud"
+            assert result.usage is not None
+            assert result.usage.cost is not None
+        finally:
+            await p.aclose()
+
+
+async def test_a_string_that_is_not_utf8_is_invalid_output(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    body = b'{"choices":[{"message":{"content":"\xff\xfe"}}]}'
+    p, _ = provider(scripted(httpx2.Response(200, content=body)))
+    with pytest.raises(StrategyError) as info:
+        await p.complete(STRATEGY, IMAGE)
+    assert info.value.kind == "invalid_output"
