@@ -25,9 +25,9 @@ def test_shipped_config_loads_from_a_fresh_checkout() -> None:
     assert config.store.path == str(ROOT / "var" / "store")
     assert config.socket.file_mode == 0o660
     by_name = {s.name: s for s in config.strategies}
-    assert by_name["multimodal"].model == "google/gemini-2.0-flash-exp:free"
+    assert by_name["multimodal"].model == "google/gemini-3.1-flash-lite"
     assert by_name["multimodal"].rank == 1
-    assert by_name["premium"].model == "anthropic/claude-3.5-sonnet"
+    assert by_name["premium"].model == "anthropic/claude-sonnet-4.6"
     assert by_name["premium"].rank == 2
     local = by_name["local"]  # the offline strategy, below both models
     assert (local.kind, local.rank, local.workers, local.user_side) == ("local_ocr", 0, 1, "right")
@@ -134,6 +134,50 @@ def bad(tmp_path: Path, **sections: Any) -> str:
             "strategies[0].kind",
         ),
         ({"strategies": {"a": 1}}, "strategies: expected `array`"),
+        (
+            {"strategies": [{"name": "a", "provider": "fake", "model": "m", "max_tokens": 0}]},
+            "strategies[0].max_tokens: expected `int` >= 1",
+        ),
+        (
+            {"strategies": [{"name": "a", "provider": "fake", "model": "m", "temperature": 3}]},
+            "strategies[0].temperature: expected `float` <= 2",
+        ),
+        (
+            {"strategies": [{"name": "a", "provider": "fake", "model": "m", "temperature": "0"}]},
+            "strategies[0].temperature: expected `float | null`",
+        ),
+        (
+            {
+                "strategies": [
+                    {"name": "a", "provider": "fake", "model": "m", "structured_output": "yes"}
+                ]
+            },
+            "strategies[0].structured_output: expected `bool | null`",
+        ),
+        (
+            {"strategies": [{"name": "a", "provider": "fake", "model": "m", "extra_body": [1]}]},
+            "strategies[0].extra_body: expected `object | null`",
+        ),
+        (
+            {
+                "strategies": [
+                    {"name": "a", "provider": "fake", "model": "m", "extra_body": {"model": "x"}}
+                ]
+            },
+            "strategies[0].extra_body.model: ctxd sets this field; use the strategy's key",
+        ),
+        (
+            {"strategies": [{"name": "a", "kind": "local_ocr", "max_tokens": 100}]},
+            "strategies[0].max_tokens: only an openai_chat strategy takes this key",
+        ),
+        (
+            {"providers": {"p": {"base_url": "http://x", "max_tokens_field": "tokens"}}},
+            "providers.p.max_tokens_field: invalid enum value 'tokens'",
+        ),
+        (
+            {"providers": {"p": {"base_url": "http://x", "fetch_image_urls": "no"}}},
+            "providers.p.fetch_image_urls: expected `bool`",
+        ),
         ({"socket": {"path": "/tmp/" + "x" * 120}}, "socket.path"),
     ],
 )
@@ -234,3 +278,51 @@ def test_fd_limit_is_raised_towards_the_hard_limit(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(resource, "getrlimit", lambda _: (50_000, 65536))
     raise_fd_limit(4000)
     assert calls == []  # already enough
+
+
+def test_the_per_strategy_request_keys(tmp_path: Path) -> None:
+    config = load_config(
+        write_config(
+            tmp_path,
+            providers={
+                "fake": {"base_url": "http://127.0.0.1:1/v1"},
+                "local": {
+                    "base_url": "http://127.0.0.1:8080/v1",
+                    "fetch_image_urls": False,
+                    "max_tokens_field": "max_completion_tokens",
+                },
+            },
+            strategies=[
+                {
+                    "name": "a",
+                    "provider": "fake",
+                    "model": "m",
+                    "max_tokens": 2000,
+                    "temperature": 0.3,
+                    "structured_output": False,
+                    "extra_body": {"provider": {"data_collection": "deny"}},
+                },
+                {"name": "b", "provider": "local", "model": "n", "rank": 1},
+            ],
+        )
+    )
+    a, b = config.strategies
+    assert (a.max_tokens, a.temperature, a.structured_output) == (2000, 0.3, False)
+    assert a.extra_body == {"provider": {"data_collection": "deny"}}
+    assert (b.max_tokens, b.temperature, b.structured_output, b.extra_body) == (None,) * 4
+    local = config.providers["local"]
+    assert (local.fetch_image_urls, local.max_tokens_field) == (False, "max_completion_tokens")
+    assert config.providers["fake"].fetch_image_urls is True
+
+
+def test_the_shipped_model_ids_are_current() -> None:
+    """The seed's ids are gone from OpenRouter (issue 19); they survive only
+    as examples of the log format in the docs."""
+    shipped = (ROOT / "config.yaml").read_text()
+    for gone in ("gemini-2.0-flash-exp", "claude-3.5-sonnet"):
+        assert gone not in shipped
+    by_name = {s.name: s for s in load_config(ROOT / "config.yaml").strategies}
+    for name in ("multimodal", "premium"):
+        assert by_name[name].max_tokens is not None
+        assert by_name[name].structured_output is True
+        assert by_name[name].temperature is None

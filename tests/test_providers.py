@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 
+from daemon import images as images_module
 from daemon.config import ProviderConfig, StrategyConfig
 from daemon.errors import StrategyError
 from daemon.models import Usage
@@ -26,7 +27,7 @@ from daemon.providers import (
     retry_delay,
 )
 from daemon.stats import Stats
-from tests.fake_provider import FakeProvider, Script
+from tests.fake_provider import FakeProvider, Script, mock_handler
 
 STRATEGY = StrategyConfig(name="premium", provider="p", model="slow-model", rank=2, max_retries=3)
 IMAGE = ImageInput.from_bytes(b"\x89PNG\r\n\x1a\nfake", "image/png")
@@ -566,3 +567,54 @@ async def test_a_string_that_is_not_utf8_is_invalid_output(
     with pytest.raises(StrategyError) as info:
         await p.complete(STRATEGY, IMAGE)
     assert info.value.kind == "invalid_output"
+
+
+async def test_a_large_screenshot_is_sent_downscaled_with_its_size_stated() -> None:
+    """Real clock: the preparation runs in a thread (autojump would jump over it)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from daemon.extract import parse_completion
+
+    img = Image.new("RGB", (1440, 3200), "white")
+    raw = io.BytesIO()
+    img.save(raw, "PNG")
+    big = ImageInput.from_bytes(raw.getvalue(), "image/png")
+    scripts = {"slow-model": Script()}
+    p, seen = provider(mock_handler(scripts))
+    prepare_calls = 0
+    real_prepare = images_module.prepare
+
+    def counting(url: str) -> Any:
+        nonlocal prepare_calls
+        prepare_calls += 1
+        return real_prepare(url)
+
+    images_module.prepare = counting
+    try:
+        results: list[Any] = []
+        async with trio.open_nursery() as nursery:  # two legs, one preparation
+            for name in ("premium", "multimodal"):
+                strategy = msgspec.structs.replace(STRATEGY, name=name)
+
+                async def leg(strategy: StrategyConfig = strategy) -> None:
+                    results.append(await p.complete(strategy, big))
+
+                nursery.start_soon(leg)
+    finally:
+        images_module.prepare = real_prepare
+    assert prepare_calls == 1
+    body = json.loads(seen[0].content)
+    text, image = body["messages"][1]["content"]
+    assert "The image is 706x1568 pixels" in text["text"]
+    url = image["image_url"]["url"]
+    sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.size == (706, 1568)
+    result = results[0]
+    assert (result.image_size, result.original_size) == ((706, 1568), (1440, 3200))
+    step = parse_completion(result.text, result.image_size, result.original_size)
+    # The fake drew its boxes inside the 706x1568 it was told; ctxd scales them back.
+    assert all(b.bbox[2] <= 1440 and b.bbox[3] <= 3200 for b in step.bubbles)
+    assert step.bubbles[1].bbox[2] > 706
