@@ -281,31 +281,29 @@ def test_fd_limit_is_raised_towards_the_hard_limit(monkeypatch: pytest.MonkeyPat
 
 
 def test_the_per_strategy_request_keys(tmp_path: Path) -> None:
-    config = load_config(
-        write_config(
-            tmp_path,
-            providers={
-                "fake": {"base_url": "http://127.0.0.1:1/v1"},
-                "local": {
-                    "base_url": "http://127.0.0.1:8080/v1",
-                    "fetch_image_urls": False,
-                    "max_tokens_field": "max_completion_tokens",
-                },
+    sections: dict[str, Any] = dict(
+        providers={
+            "fake": {"base_url": "http://127.0.0.1:1/v1"},
+            "local": {
+                "base_url": "http://127.0.0.1:8080/v1",
+                "fetch_image_urls": False,
+                "max_tokens_field": "max_completion_tokens",
             },
-            strategies=[
-                {
-                    "name": "a",
-                    "provider": "fake",
-                    "model": "m",
-                    "max_tokens": 2000,
-                    "temperature": 0.3,
-                    "structured_output": False,
-                    "extra_body": {"provider": {"data_collection": "deny"}},
-                },
-                {"name": "b", "provider": "local", "model": "n", "rank": 1},
-            ],
-        )
+        },
+        strategies=[
+            {
+                "name": "a",
+                "provider": "fake",
+                "model": "m",
+                "max_tokens": 2000,
+                "temperature": 0.3,
+                "structured_output": False,
+                "extra_body": {"provider": {"data_collection": "deny"}},
+            },
+            {"name": "b", "provider": "local", "model": "n", "rank": 1},
+        ],
     )
+    config = load_config(write_config(tmp_path, **sections))
     a, b = config.strategies
     assert (a.max_tokens, a.temperature, a.structured_output) == (2000, 0.3, False)
     assert a.extra_body == {"provider": {"data_collection": "deny"}}
