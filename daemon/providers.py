@@ -172,6 +172,8 @@ class _ModelList(msgspec.Struct):
 _RESPONSE: Final = msgspec.json.Decoder(_ChatResponse)
 _MODELS: Final = msgspec.json.Decoder(_ModelList)
 _ENCODER: Final = msgspec.json.Encoder()
+# Built once: generating the schema costs ~0.5 ms, a third of a miss's CPU.
+_RESPONSE_FORMAT: Final = msgspec.Raw(_ENCODER.encode(response_format()))
 
 
 def retry_delay(headers: httpx2.Headers, now: float | None = None) -> float | None:
@@ -335,7 +337,7 @@ class Provider:
         if strategy.temperature is not None:
             body["temperature"] = strategy.temperature
         if strategy.structured_output is not False:
-            body["response_format"] = response_format()
+            body["response_format"] = _RESPONSE_FORMAT
         for key, value in (strategy.extra_body or {}).items():
             body.setdefault(key, value)  # config refuses the keys set above
         return _ENCODER.encode(body)
