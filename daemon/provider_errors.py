@@ -39,8 +39,9 @@ REST_MODEL: Final = 900.0
 REST_QUOTA: Final = 3600.0
 
 _UNKNOWN_MODEL = re.compile(
-    r"not a valid model|model[_ ]not[_ ]found|model_deprecated|deprecated model|no endpoints found"
-    r"|does not exist|unknown model|no such model|invalid model|model .*(retired|removed)",
+    r"not a valid model|model[_ ]not[_ ]found|model_deprecated|no endpoints found"
+    r"|unknown model|no such model|invalid model"
+    r"|model\b.{0,80}\b(does not exist|not found|retired|deprecated|removed)",
     re.IGNORECASE,
 )
 _QUOTA = re.compile(

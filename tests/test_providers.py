@@ -618,3 +618,14 @@ async def test_a_large_screenshot_is_sent_downscaled_with_its_size_stated() -> N
     # The fake drew its boxes inside the 706x1568 it was told; ctxd scales them back.
     assert all(b.bbox[2] <= 1440 and b.bbox[3] <= 3200 for b in step.bubbles)
     assert step.bubbles[1].bbox[2] > 706
+
+
+async def test_a_400_about_something_else_is_not_an_unknown_model(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    body = openrouter_error(400, "messages[1].content[0]: field `foo` does not exist")
+    p, seen = provider(scripted(httpx2.Response(400, json=body), completion()))
+    with pytest.raises(StrategyError, match="does not exist"):
+        await p.complete(STRATEGY, IMAGE)
+    await p.complete(STRATEGY, IMAGE)  # no rest: the next call goes out
+    assert len(seen) == 2
