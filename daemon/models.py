@@ -141,6 +141,18 @@ class AppendResult(_Result, frozen=True):
 
 class EventsResult(_Result, frozen=True):
     events: list[Event]
+    # Where the next page starts (pass it as ``before_id``); null once the
+    # session has no older event. A page ends at ``limit`` events or before
+    # the answer would exceed ``socket.max_message_bytes``.
+    next_before_id: int | None = None
+
+
+class EncodedEvents(_Result, frozen=True):
+    """What ``events.list`` sends: an ``EventsResult`` whose events are already
+    JSON text (each is encoded once, to bound the answer by its size)."""
+
+    events: list[msgspec.Raw]
+    next_before_id: int | None = None
 
 
 class BestResult(_Result, frozen=True):

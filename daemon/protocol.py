@@ -194,6 +194,21 @@ class ListParams(Params, frozen=True):
     category: Category | None = None
     resource: Resource | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    before_id: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=2**63 - 1,
+                description=(
+                    "only events with an id below this one: the next_before_id of the "
+                    "previous page, to page past an answer bounded by limit or by "
+                    "socket.max_message_bytes"
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ImageParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

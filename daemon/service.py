@@ -27,6 +27,8 @@ from daemon.models import (
     BestResult,
     CacheKey,
     DrainStatus,
+    EncodedEvents,
+    Event,
     EventsResult,
     HealthResult,
     State,
@@ -42,6 +44,10 @@ from daemon.protocol import (
     openrpc_document,
 )
 from daemon.providers import ImageInput
+
+# Room an events.list answer keeps, under socket.max_message_bytes, for the
+# JSON-RPC envelope, the request's id and ``next_before_id``.
+EVENTS_ENVELOPE = 64 * 1024
 
 if TYPE_CHECKING:
     from daemon.analysis import RaceManager
@@ -260,11 +266,33 @@ class Service:
             raise InvalidParams(f"invalid params: {exc}", {"detail": str(exc)}) from None
         return AppendResult(id=event_id)
 
-    async def events_list(self, params: ListParams) -> EventsResult:
-        events = await self.store.list(
-            params.session_id, params.category, params.resource, params.limit
+    async def events_list(self, params: ListParams) -> EncodedEvents:
+        """A page of events, newest first: at most ``limit``, and never more
+        than fits in one answer of ``socket.max_message_bytes`` (less room
+        for the envelope and the request's id). The first event always goes
+        in, so a client paging with ``before_id`` moves on whatever the sizes."""
+        budget = self.config.socket.max_message_bytes - EVENTS_ENVELOPE
+        encoded: list[msgspec.Raw] = []
+        used = 0
+
+        def accept(event: Event) -> bool:
+            nonlocal used
+            text = msgspec.json.encode(event)
+            if encoded and used + len(text) + 1 > budget:
+                return False
+            encoded.append(msgspec.Raw(text))
+            used += len(text) + 1  # and a comma
+            return True
+
+        page = await self.store.list(
+            params.session_id,
+            params.category,
+            params.resource,
+            params.limit,
+            before_id=params.before_id,
+            accept=accept,
         )
-        return EventsResult(events=events)
+        return EncodedEvents(events=encoded, next_before_id=page.next_before_id)
 
     async def events_best(self, params: BestParams) -> BestResult:
         event = self.store.best(params.session_id, params.category, params.resource, params.scene)

@@ -5,11 +5,16 @@ caller opens).
 Layout (schema version 2), named databases in the environment at ``store.path``:
 
 ``meta``
-    ``b"schema_version"`` → 4-byte big-endian int.
+    ``b"schema_version"`` → 4-byte big-endian int; ``b"last_id"`` → the
+    highest event id ever given (8 bytes), moved in the same write
+    transaction as the events, so ids increase and are never reused, even
+    after retention dropped the newest events (a store without it, written
+    before it existed, starts from its last event); ``b"map_size"`` → the
+    largest map size (8 bytes) any process grew the map to, so that an open
+    never starts below it (no schema change: older readers ignore both).
 ``events``
     id (8-byte big-endian) → msgpack ``StoredEvent`` (an array: ts, session_id,
-    category, resource, scene, payload, provenance). Ids are assigned inside the
-    write transaction as last id + 1, so they increase with no gaps, crash or not.
+    category, resource, scene, payload, provenance).
 ``by_key``
     digest(session_id, category, resource, scene) (16 bytes) + id → strategy
     name. All events of one cache key are one prefix range, oldest first, and
@@ -56,6 +61,8 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = 2
 ID_BYTES: Final = 8
 DIGEST_BYTES: Final = 16
+LAST_ID_KEY: Final = b"last_id"
+MAP_SIZE_KEY: Final = b"map_size"
 
 
 class StoredEvent(msgspec.Struct, array_like=True, frozen=True):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +23,11 @@ from daemon import store as store_module
 from daemon.__main__ import main
 from daemon.config import Config
 from daemon.errors import SchemaError, UnstorablePayload
-from daemon.models import Provenance, Usage
-from daemon.store import Store
-from daemon.store_format import SCHEMA_VERSION, StoredEvent, key_digest
+from daemon.models import Event, Provenance, Usage
+from daemon.store import ListPage, Store
+from daemon.store_format import SCHEMA_VERSION, StoredEvent
 from tests.conftest import ConfigFactory, write_config
+from tests.process import ROOT
 
 KEY = ("conv-1", "context_analysis", "sha256:abc", "")
 
@@ -71,12 +76,14 @@ async def test_append_list_best_and_provenance(config: Config) -> None:
             assert (best.id, best.strategy, best.model) == (1, "premium", "slow-model")
             assert best.provenance == provenance
             assert best.payload["_model"] == "slow-model"
-            listed = await store.list("conv-1")
+            listed = (await store.list("conv-1")).events
             assert [e.id for e in listed] == [3, 2, 1]
-            assert [e.id for e in await store.list("conv-1", category="context_analysis")] == [2, 1]
-            assert [e.id for e in await store.list("conv-1", limit=1)] == [3]
-            assert [e.id for e in await store.list("conv-1", resource="nope")] == []
-            assert await store.list("conv-2") == []
+            assert [
+                e.id for e in (await store.list("conv-1", category="context_analysis")).events
+            ] == [2, 1]
+            assert [e.id for e in (await store.list("conv-1", limit=1)).events] == [3]
+            assert [e.id for e in (await store.list("conv-1", resource="nope")).events] == []
+            assert (await store.list("conv-2")).events == []
             assert store.best("conv-1", "context_analysis", "sha256:abc", "other-scene") is None
             status = store.status()
             assert status.events == 3
@@ -99,7 +106,7 @@ async def test_unknown_strategy_and_model_read_as_unknown_and_rank_lowest(config
             best = store.best(*KEY)
             assert best is not None
             assert best.strategy == "multimodal"
-            (oldest,) = [e for e in await store.list("conv-1") if e.id == legacy]
+            (oldest,) = [e for e in (await store.list("conv-1")).events if e.id == legacy]
             assert (oldest.strategy, oldest.model, oldest.provenance) == (
                 "unknown",
                 "unknown",
@@ -122,8 +129,42 @@ async def test_same_rank_newest_wins(config: Config) -> None:
         store.close()
 
 
-async def test_concurrent_appends_are_grouped_and_never_cross_threads(config: Config) -> None:
+class WriteThreads:
+    """The store's LMDB environment seen from outside: the thread that begins
+    and the thread that commits each write transaction, as LMDB sees them."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self._env = env
+        self.seen: list[tuple[int, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def begin(self, *, write: bool = False, **kwargs: Any) -> Any:
+        txn = self._env.begin(write=write, **kwargs)
+        return SpiedTransaction(txn, self.seen) if write else txn
+
+
+class SpiedTransaction:
+    def __init__(self, txn: lmdb.Transaction, seen: list[tuple[int, int]]) -> None:
+        self._txn = txn
+        self._seen = seen
+        self._begun_in = threading.get_ident()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+    def commit(self) -> None:
+        self._seen.append((self._begun_in, threading.get_ident()))
+        self._txn.commit()
+
+
+async def test_concurrent_appends_are_grouped_and_never_cross_threads(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = Store.open(config.store, config.rank_of())
+    spy = WriteThreads(store._env)
+    monkeypatch.setattr(store, "_env", spy)
     ids: list[int] = []
     try:
         async with writing(store):
@@ -139,9 +180,9 @@ async def test_concurrent_appends_are_grouped_and_never_cross_threads(config: Co
     assert sorted(ids) == list(range(1, 65))
     assert store.committed == 64
     assert store.commits <= 4, f"64 appends took {store.commits} transactions"
-    assert store.txn_threads
-    assert all(begun == committed for begun, committed in store.txn_threads)
-    assert all(begun != threading.get_ident() for begun, _ in store.txn_threads)
+    assert len(spy.seen) == store.commits
+    assert all(begun == committed for begun, committed in spy.seen)
+    assert all(begun != threading.get_ident() for begun, _ in spy.seen)
 
 
 async def test_retention_drops_oldest_but_keeps_the_best(make_config: ConfigFactory) -> None:
@@ -151,13 +192,13 @@ async def test_retention_drops_oldest_but_keeps_the_best(make_config: ConfigFact
         async with writing(store):
             premium = await store.append(*KEY, result("premium", "slow"))
             fast = [await store.append(*KEY, result("multimodal", f"f{i}")) for i in range(5)]
-            kept = [e.id for e in await store.list("conv-1")]
+            kept = [e.id for e in (await store.list("conv-1")).events]
             assert kept == [fast[4], fast[3], premium]
             best = store.best(*KEY)
             assert best is not None
             assert best.id == premium
             other = await store.append("conv-1", "c2", "r", "", {"x": 1})
-            assert (await store.list("conv-1"))[0].id == other  # other keys untouched
+            assert ((await store.list("conv-1")).events)[0].id == other  # other keys untouched
             assert store.status().events == 4
     finally:
         store.close()
@@ -179,7 +220,7 @@ async def test_full_map_grows_without_losing_or_duplicating(make_config: ConfigF
                     nursery.start_soon(one, i)
             assert sorted(ids) == list(range(1, 121))
             assert store.map_grown >= 3
-            listed = await store.list("s", limit=1000)
+            listed = (await store.list("s", limit=1000)).events
             assert sorted(e.payload["i"] for e in listed) == list(range(120))
             assert store.status().map_size >= 8 * 1024 * 1024
     finally:
@@ -199,12 +240,12 @@ async def test_list_walks_many_chunks_with_filters(config: Config) -> None:
                 for i in range(450):
                     category = "even" if i % 2 else "odd"
                     nursery.start_soon(store.append, "s", category, f"r{i}", "", {})
-            evens = await store.list("s", category="even", limit=1000)
+            evens = (await store.list("s", category="even", limit=1000)).events
             assert len(evens) == 225
             assert [e.id for e in evens] == sorted((e.id for e in evens), reverse=True)
-            everything = await store.list("s", limit=1000)
+            everything = (await store.list("s", limit=1000)).events
             assert [e.id for e in everything] == list(range(450, 0, -1))
-            assert len(await store.list("s", limit=120)) == 120
+            assert len((await store.list("s", limit=120)).events) == 120
     finally:
         store.close()
 
@@ -273,7 +314,7 @@ async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCapt
         best = store.best(*KEY)
         assert best is not None
         assert (best.id, best.strategy) == (2, "premium")
-        assert [e.id for e in await store.list("conv-1")] == [3, 2, 1]
+        assert [e.id for e in (await store.list("conv-1")).events] == [3, 2, 1]
         async with writing(store):
             assert await store.append(*KEY, {}) == 5  # ids continue, no gap
     finally:
@@ -374,9 +415,27 @@ async def test_best_memo_never_serves_a_stale_answer(
         store.close()
 
 
-async def test_best_memo_sees_another_writers_commit(config: Config) -> None:
+def write_from_another_process(path: str, count: int, size: int, strategy: str) -> list[int]:
+    """Append ``count`` events from a separate process (``tests/store_writer.py``)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.store_writer", path, str(count), str(size), strategy],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    ids: list[int] = json.loads(done.stdout)["ids"]
+    return ids
+
+
+async def test_best_memo_and_the_map_follow_another_process(make_config: ConfigFactory) -> None:
     """Another process committing (the old daemon, draining during a restart
-    on a held socket) must not leave this one serving a stale best."""
+    on a held socket) must not leave this one serving a stale best, and when
+    it grows the map past this one's, this one adopts the new size for reads
+    and writes instead of failing with MDB_MAP_RESIZED."""
+    config = make_config(store={"map_size_mb": 1, "max_events_per_key": 1000})
     store = Store.open(config.store, config.rank_of())
     try:
         async with writing(store):
@@ -384,16 +443,203 @@ async def test_best_memo_sees_another_writers_commit(config: Config) -> None:
             first = store.best(*KEY)
             assert first is not None
             assert first.strategy == "multimodal"
-            # A foreign commit, straight through LMDB: a premium event and its index.
-            payload = msgspec.msgpack.encode(result("premium", "p"))
-            event = StoredEvent(2.0, *KEY, msgspec.Raw(payload))
-            env = store._env
-            with env.begin(write=True) as txn:
-                id_key = (99).to_bytes(8, "big")
-                txn.put(id_key, msgspec.msgpack.encode(event), db=store._events)
-                txn.put(key_digest(*KEY) + id_key, b"premium", db=store._by_key)
+            map_size = store.status().map_size
+            # ~3 MiB from the other process: its map grows past this one's 1 MiB.
+            foreign = await trio.to_thread.run_sync(
+                write_from_another_process, config.store.path, 6, 500_000, "premium"
+            )
             best = store.best(*KEY)
             assert best is not None
-            assert (best.id, best.strategy) == (99, "premium")
+            assert (best.id, best.strategy) == (foreign[-1], "premium")
+            assert store.status().map_size > map_size
+            assert store.map_adopted >= 1
+            mine = await store.append(*KEY, result("multimodal", "m2"))
+            assert mine == foreign[-1] + 1
+            assert len((await store.list("conv-1", limit=100)).events) == 8
+    finally:
+        store.close()
+
+
+async def test_the_map_size_chosen_is_kept_for_the_next_open(make_config: ConfigFactory) -> None:
+    config = make_config(store={"map_size_mb": 1, "max_events_per_key": 1000})
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            for i in range(3):  # 1.2 MB into a 1 MiB map: grown to 2 MiB, then 4
+                await store.append("s", "c", f"r{i}", "", {"blob": "x" * 400_000})
+            grown = store.status().map_size
+            assert grown >= 2 * 1024 * 1024
+    finally:
+        store.close()
+    reopened = Store.open(config.store, config.rank_of())  # below it the data file is smaller
+    try:
+        assert reopened.status().map_size == grown
+    finally:
+        reopened.close()
+
+
+async def test_ids_are_never_reused_when_retention_drops_the_newest(
+    make_config: ConfigFactory,
+) -> None:
+    """With one event per key, a lower-ranked append to a key that has a
+    better event is dropped in its own transaction; its id must not come back."""
+    config = make_config(store={"max_events_per_key": 1})
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            premium = await store.append(*KEY, result("premium", "p"))
+            dropped = await store.append(*KEY, result("multimodal", "m"))
+            other = await store.append("conv-2", "c", "r", "", {"x": 1})
+            assert premium < dropped < other
+            assert [e.id for e in (await store.list("conv-1")).events] == [premium]
+    finally:
+        store.close()
+    reopened = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(reopened):
+            again = await reopened.append("conv-3", "c", "r", "", {"x": 1})
+            assert again > other
+    finally:
+        reopened.close()
+
+
+async def test_an_append_does_not_wait_for_trios_default_thread_tokens(config: Config) -> None:
+    """40 slow blocking calls (file reads, DNS lookups) hold every token of
+    trio's default thread limiter: the writer must not queue behind them."""
+    store = Store.open(config.store, config.rank_of())
+    release = threading.Event()
+    try:
+        async with trio.open_nursery() as blocked, writing(store):
+            limiter = trio.to_thread.current_default_thread_limiter()
+            tokens = int(limiter.total_tokens)
+
+            async def hold_a_token() -> None:
+                await trio.to_thread.run_sync(release.wait)
+
+            for _ in range(tokens):
+                blocked.start_soon(hold_a_token)
+            while limiter.borrowed_tokens < tokens:  # noqa: ASYNC110 - threads
+                await trio.sleep(0.01)
+            try:
+                with trio.fail_after(10):
+                    assert await store.append(*KEY, {"n": 1}) == 1
+            finally:
+                release.set()
+    finally:
+        store.close()
+
+
+async def test_an_append_whose_caller_stops_waiting_is_logged_and_counted(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store.open(config.store, config.rank_of())
+    try:
+        with trio.move_on_after(0.05):  # no writer runs: the commit never comes
+            await store.append(*KEY, result("premium", "p"))
+        assert store.abandoned == 1
+        (record,) = [r for r in caplog.records if r.name == "daemon.store"]
+        assert record.levelno == logging.ERROR
+        assert "premium event was not acknowledged" in record.getMessage()
+        async with writing(store):
+            pass  # the writer stops: what is still queued fails, nobody waits on it
+        assert store._queue == []
+    finally:
+        store.close()
+
+
+async def test_best_memo_is_bounded_by_bytes(make_config: ConfigFactory) -> None:
+    """Issue 12: 100 hits on 4 MiB events grew the daemon by 660 MiB."""
+    config = make_config(store={"map_size_mb": 64})
+    store = Store.open(config.store, config.rank_of())
+    blob = "x" * (4 * 1024 * 1024)
+    keys = [("conv-1", "c", f"r{i}", "") for i in range(12)]
+    try:
+        async with writing(store):
+            for key in keys:
+                await store.append(*key, {"_strategy": "premium", "blob": blob})
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for _ in range(2):
+                    for key in keys:
+                        event = store.best(*key)
+                        assert event is not None
+                        assert len(event.payload["blob"]) == len(blob)
+                del event
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            assert grown < 16 * 1024 * 1024, f"the memo kept {grown / 2**20:.0f} MiB"
+            small = store.best("conv-1", "c", "small", "")  # small answers are still kept
+            assert small is None
+            assert ("conv-1", "c", "small", "") in store._best_memo
+    finally:
+        store.close()
+
+
+async def test_list_pages_with_before_id_and_ends_a_page_where_accept_says(
+    config: Config,
+) -> None:
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            async with trio.open_nursery() as nursery:
+                for i in range(250):
+                    nursery.start_soon(store.append, "s", "c", f"r{i}", "", {"i": i})
+            seen: list[int] = []
+            before: int | None = None
+            while True:
+                page = await store.list("s", limit=40, before_id=before)
+                seen += [e.id for e in page.events]
+                if page.next_before_id is None:
+                    break
+                before = page.next_before_id
+            assert seen == list(range(250, 0, -1))
+            assert (await store.list("s", limit=250)).next_before_id is None
+            assert (await store.list("s", limit=249)).next_before_id == 2
+
+            taken: list[int] = []
+
+            def three(event: Event) -> bool:
+                taken.append(event.id)
+                return len(taken) <= 3
+
+            page = await store.list("s", limit=100, before_id=101, accept=three)
+            assert [e.id for e in page.events] == [100, 99, 98]
+            assert page.next_before_id == 98
+            page = await store.list("s", limit=100, before_id=98, category="other")
+            assert page == ListPage([], None)
+    finally:
+        store.close()
+
+
+async def test_listing_big_events_lets_the_loop_run_between_them(config: Config) -> None:
+    """Issue 18: 100 events decoded with no checkpoint held the loop for
+    seconds. Each of these events is above one slice of decoding, so the
+    listing must yield to the scheduler after each: another task that only
+    checkpoints gets one turn per yield."""
+    store = Store.open(config.store, config.rank_of())
+    numbers = list(range(100_000))  # ~370 KiB of small objects per event
+    ticks = 0
+    try:
+        async with writing(store):
+            for i in range(12):
+                await store.append("s", "c", f"r{i}", "", {"n": numbers})
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await trio.lowlevel.checkpoint()
+                    ticks += 1
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ticker)
+                await trio.lowlevel.checkpoint()  # the ticker is running
+                before = ticks
+                page = await store.list("s", limit=100)
+                turns = ticks - before
+                nursery.cancel_scope.cancel()
+            assert len(page.events) == 12
+            assert turns >= 11, f"the loop was held across {12 - turns} events"
     finally:
         store.close()
