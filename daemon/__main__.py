@@ -3,16 +3,26 @@
 Order at start: config → store → socket. Exit status: 0 after a drain (or a
 second signal), 78 (EX_CONFIG) when the configuration cannot be used or the
 store was written by a newer ctxd, 1 when the daemon cannot serve or crashes.
+
+SIGTERM and SIGINT are never left to their default actions: from the first
+line of ``main`` a latch keeps them (a list, no work in the handler), the App
+takes them over while it runs and counts those that came before (a stop
+requested during the start wins: the daemon never serves), and after
+``trio.run`` the latch keeps whatever comes while the store closes. So no
+signal kills the daemon before its socket is removed and its store closed,
+and no KeyboardInterrupt is ever raised.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import trio
 
@@ -26,6 +36,7 @@ from daemon.store import Store
 EX_OK = 0
 EX_CRASH = 1
 EX_CONFIG = 78
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 logger = logging.getLogger("daemon")
 
@@ -59,10 +70,36 @@ def raise_fd_limit(wanted: int) -> None:
         logger.warning("open-file limit %d is below the %d ctxd may need", soft, wanted)
 
 
+@contextlib.contextmanager
+def latched_stop_signals() -> Iterator[list[int]]:
+    """While inside, SIGTERM and SIGINT are appended to the list yielded (for
+    the App to act on) instead of taking their default actions."""
+    received: list[int] = []
+
+    def keep(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, keep) for signum in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: Sequence[str] | None = None, *, prepare: Callable[[App], None] | None = None) -> int:
     """Run the daemon; returns the exit status. ``prepare`` may add methods to
     the App before it serves (the test suite's daemon uses it)."""
     args = parse_args(argv)
+    with latched_stop_signals() as early_signals:
+        return _run(args, early_signals, prepare)
+
+
+def _run(
+    args: argparse.Namespace,
+    early_signals: list[int],
+    prepare: Callable[[App], None] | None,
+) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -88,7 +125,7 @@ def main(argv: Sequence[str] | None = None, *, prepare: Callable[[App], None] | 
         logger.error("cannot open the store: %s", exc)
         return EX_CRASH
     try:
-        return _serve(App(config, store), prepare)
+        return _serve(App(config, store, early_signals), prepare)
     finally:
         store.close()
 

@@ -2,13 +2,14 @@
 
 Shape of the running daemon::
 
+    signal receiver             SIGTERM / SIGINT, open from the first line of run to the last
+    watcher                     _watch_signals: first signal → drain, second → cancel all
     writer                      store.run_writer: stops only after root has ended
     root
     ├── supervisor.serve        background nursery (work that outlives requests)
     ├── _hold_nursery           the connection handlers' nursery
     ├── server.serve            the accept loop (its own task, so it can stop alone)
-    ├── LocalOcr.warm           starts the OCR workers of local_ocr strategies
-    └── _watch_signals          SIGTERM / SIGINT → drain; a second one → cancel all
+    └── LocalOcr.run            starts the OCR workers of local_ocr strategies, reaps dead idle ones
 
 Drain (first signal, or ``request_drain()``): state ``draining``; the accept
 loop is cancelled (listener closed, no new connections); requests already
@@ -18,12 +19,24 @@ handlers and on the supervisor, so whatever still runs then is cancelled
 together. Once no request and no background task is left (or at the deadline)
 the root is cancelled; the store's writer stops once the root has ended (so a
 result a cancelled task still holds is committed), the providers' clients are
-closed (shielded, 5 s at most) and the socket file removed, whatever ended the
-run, and idle OCR workers are stopped. ``__main__`` closes the store after ``trio.run`` returns.
+closed and idle OCR workers stopped (shielded, 5 s at most), the socket file
+removed, whatever ended the run. ``__main__`` closes the store after
+``trio.run`` returns.
+
+A drain requested before the daemon serves (a signal during the start) wins:
+it never enters ``serving`` and never sends ``READY=1``.
+
+Second signal (``cancel_all``): the root is cancelled at once, wherever the
+drain is, and so is the closing of providers and OCR workers; a commit the
+writer has begun still completes (its thread cannot be abandoned, and the
+store is closed after it); the socket file is still removed and the store
+still closed; exit 0. Signals are received until ``run`` returns, so none
+falls back to its default action (``__main__`` latches them outside).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -42,6 +55,8 @@ from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from daemon.config import Config
     from daemon.store import Store
 
@@ -55,7 +70,9 @@ async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
 
 
 class App:
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(
+        self, config: Config, store: Store, early_signals: list[int] | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.supervisor = Supervisor(config.llm.max_background_tasks)
@@ -75,15 +92,21 @@ class App:
         self.service = Service(config, self.supervisor, store, self.races)
         self._drain_requested = trio.Event()
         self._root: trio.Nursery | None = None
+        self._cleanup: trio.CancelScope | None = None
+        self._stop_now = False  # a second signal came
+        # Signals received before ``run`` took them over (``__main__``'s latch).
+        self._early_signals = early_signals if early_signals is not None else []
 
     def request_drain(self) -> None:
         """Start the drain (idempotent); what SIGTERM and SIGINT do.
 
-        From this call on, new requests get -32000 (ShuttingDown)."""
-        if self.service.state == "serving":
-            self.service.state = "draining"
-        if not self._drain_requested.is_set():
-            systemd.notify("STOPPING=1\nSTATUS=draining")
+        From this call on, new requests get -32000 (ShuttingDown). Called
+        before the daemon serves, it wins: the daemon never serves and never
+        sends ``READY=1``."""
+        if self._drain_requested.is_set():
+            return
+        self.service.state = "draining"
+        systemd.notify("STOPPING=1\nSTATUS=draining")
         self._drain_requested.set()
 
     async def _report_drain(self) -> None:
@@ -96,9 +119,18 @@ class App:
             await trio.sleep(1)
 
     def cancel_all(self) -> None:
-        """Cancel everything at once; what a second signal does."""
+        """Stop at once; what a second signal does (idempotent).
+
+        Requests and background tasks are cancelled now (a commit the store's
+        writer has begun still completes), the closing of provider
+        connections and OCR workers stops waiting; the socket is still
+        removed and the store still closed."""
+        self._stop_now = True
+        self._drain_requested.set()  # at once, even before serving
         if self._root is not None:
             self._root.cancel_scope.cancel(reason="second signal")
+        if self._cleanup is not None:
+            self._cleanup.cancel(reason="second signal")
 
     async def run(
         self,
@@ -108,69 +140,93 @@ class App:
     ) -> None:
         """Serve until drained; return normally after a drain or a second signal.
 
-        The socket comes from systemd when it passed one (``LISTEN_FDS``);
-        then it is never bound, chmod-ed or unlinked here. Raises ServerError
-        before serving if the socket cannot be had."""
-        sock_config = self.config.socket
-        activated = systemd.listen_fds()
-        if len(activated) > 1:
-            raise ServerError(f"systemd passed {len(activated)} sockets; ctxd serves one")
-        bound: BoundSocket | None = None
-        if activated:
-            sock = activated[0]
-        else:
-            bound = bind_unix(sock_config.path, sock_config.file_mode)
-            sock = bound.sock
-        where = sock.getsockname() or sock_config.path
-        try:
-            listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-            server = UnixServer(listener, self.service, sock_config)
-            # The store's writer outlives the root: a task cancelled at the
-            # drain deadline may still be storing a result it holds (shielded),
-            # and that commit must happen now, not after a grace period.
-            async with trio.open_nursery() as writer:
-                await writer.start(self.store.run_writer)
-                await self._serve(server, where, bool(activated), handle_signals, task_status)
-                writer.cancel_scope.cancel(reason="every task has ended")
-        finally:
-            self._root = None
-            with trio.move_on_after(5, shield=True):
+        With ``handle_signals``, SIGTERM and SIGINT are received from the first
+        line to the last (the closing steps included) and those that came
+        before (``early_signals``) count as received now. The socket comes
+        from systemd when it passed one (``LISTEN_FDS``); then it is never
+        bound, chmod-ed or unlinked here. Raises ServerError before serving
+        if the socket cannot be had."""
+        receiver = (
+            trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+            if handle_signals
+            else contextlib.nullcontext(None)
+        )
+        with receiver as signals:
+            sock_config = self.config.socket
+            activated = systemd.listen_fds()
+            if len(activated) > 1:
+                raise ServerError(f"systemd passed {len(activated)} sockets; ctxd serves one")
+            bound: BoundSocket | None = None
+            if activated:
+                sock = activated[0]
+            else:
+                bound = bind_unix(sock_config.path, sock_config.file_mode)
+                sock = bound.sock
+            where = sock.getsockname() or sock_config.path
+            async with trio.open_nursery() as watcher:
+                if signals is not None:
+                    await watcher.start(self._watch_signals, signals)
+                try:
+                    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+                    server = UnixServer(listener, self.service, sock_config)
+                    # The store's writer outlives the root: a task cancelled at the
+                    # drain deadline may still be storing a result it holds (shielded),
+                    # and that commit must happen now, not after a grace period.
+                    async with trio.open_nursery() as writer:
+                        await writer.start(self.store.run_writer)
+                        await self._serve(server, where, bool(activated), task_status)
+                        writer.cancel_scope.cancel(reason="every task has ended")
+                finally:
+                    self._root = None
+                    await self._close_clients()
+                    if bound is not None:
+                        bound.close()
+                    else:
+                        sock.close()  # our copy of the fd; systemd keeps its own
+                    logger.info("ctxd stopped")
+                    watcher.cancel_scope.cancel(reason="stopped")
+
+    async def _close_clients(self) -> None:
+        """Close the providers' connections and stop the idle OCR workers:
+        shielded, 5 s at most, cut short by a second signal."""
+        with trio.CancelScope(shield=True) as self._cleanup:
+            if self._stop_now:
+                self._cleanup.cancel(reason="second signal")
+            with trio.move_on_after(5):
                 for provider in self.providers.values():
                     await provider.aclose()
                 for engine in self.local.values():
                     await engine.aclose()
-            if bound is not None:
-                bound.close()
-            else:
-                sock.close()  # our copy of the fd; systemd keeps its own
-            logger.info("ctxd stopped")
+        self._cleanup = None
 
     async def _serve(
         self,
         server: UnixServer,
         where: str,
         from_systemd: bool,
-        handle_signals: bool,
         task_status: trio.TaskStatus[None],
     ) -> None:
         async with trio.open_nursery() as root:
             self._root = root
-            if handle_signals:
-                await root.start(self._watch_signals)
+            if self._stop_now:
+                root.cancel_scope.cancel(reason="second signal")
             await root.start(self.supervisor.serve)
             handlers: trio.Nursery = await root.start(_hold_nursery)
             accept_scope = trio.CancelScope()
             await root.start(self._accept, accept_scope, server, handlers)
-            self.service.state = "serving"
-            origin = " (from systemd)" if from_systemd else ""
-            logger.info("ctxd %s serving on %s%s", __version__, where, origin)
             interval = systemd.watchdog_interval()
             if interval is not None:
                 root.start_soon(systemd.watchdog, interval)
             for engine in self.local.values():
-                root.start_soon(engine.warm)  # models load now, READY does not wait
+                root.start_soon(engine.run)  # models load now, READY does not wait
             task_status.started()
-            systemd.notify(f"READY=1\nSTATUS=serving on {where}\nMAINPID={os.getpid()}")
+            if self._drain_requested.is_set():  # a signal during the start wins
+                logger.info("Stop requested during the start: draining without serving")
+            else:
+                self.service.state = "serving"
+                origin = " (from systemd)" if from_systemd else ""
+                logger.info("ctxd %s serving on %s%s", __version__, where, origin)
+                systemd.notify(f"READY=1\nSTATUS=serving on {where}\nMAINPID={os.getpid()}")
             await self._drain_requested.wait()
             root.start_soon(self._report_drain)
             await self._drain(accept_scope, handlers)
@@ -207,15 +263,28 @@ class App:
         logger.warning("Drain deadline reached after %gs: cancelling whatever still runs", timeout)
 
     async def _watch_signals(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        signals: AsyncIterator[int],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            task_status.started()
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not self._drain_requested.is_set():
-                    logger.info("%s received: draining", name)
-                    self.request_drain()
-                else:
-                    logger.warning("%s received again: cancelling everything now", name)
-                    self.cancel_all()
+        """First signal: drain. Second: cancel everything at once. Later ones:
+        logged, nothing more to do. Signals that came before the receiver
+        opened (``early_signals``, kept by ``__main__``) count first."""
+        task_status.started()
+        for signum in self._early_signals:
+            self._on_signal(signum)
+        self._early_signals.clear()
+        async for signum in signals:
+            self._on_signal(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self._drain_requested.is_set():
+            logger.info("%s received: draining", name)
+            self.request_drain()
+        elif not self._stop_now:
+            logger.warning("%s received again: cancelling everything now", name)
+            self.cancel_all()
+        else:
+            logger.warning("%s received again: already stopping", name)

@@ -14,9 +14,12 @@ keeps the models' memory out of the daemon.
 
 Pool: at most ``workers`` inferences at once (config ``strategies[].workers``,
 default 1); each runs in its own process. Processes are started at daemon
-start (``warm``, in the background: it does not delay ``READY=1``) and
-reused; one killed or dead is replaced at the next inference. The models
-load once per process, when it starts.
+start (``run`` warms them, in the background: it does not delay ``READY=1``)
+and reused; one killed or dead is replaced at the next inference. An idle
+worker that dies (the OOM killer, an operator's ``kill``) is reaped at once
+by a task that ``run`` keeps per idle worker, logged, and dropped; in any
+case a worker is checked before it is handed a job, so a dead one is never
+asked. The models load once per process, when it starts.
 
 Errors: no ``ocr`` extra installed → ``not_configured``; a URL input (ctxd
 never fetches URLs) → ``not_configured``; an image the worker cannot decode
@@ -97,6 +100,7 @@ class Worker:
         self._stderr_reader = False  # a task reads stderr right now
         self._stderr_closed = trio.Event()  # read to its end
         self.last_stderr_line = ""
+        self.idle_watch: trio.CancelScope | None = None  # reaps it if it dies while idle
 
     @classmethod
     async def start(cls, command: list[str]) -> tuple[Worker, str]:
@@ -250,6 +254,56 @@ class LocalOcr:
         self._limiter = trio.CapacityLimiter(self.workers)
         self._idle: list[Worker] = []
         self._closed = False
+        self._watchers: trio.Nursery | None = None  # while ``run`` runs
+
+    async def run(self) -> None:
+        """Start the workers (``warm``), then, until cancelled, reap and drop
+        any idle worker that dies. A task of the daemon's root."""
+        async with trio.open_nursery() as nursery:
+            self._watchers = nursery
+            try:
+                for worker in self._idle:
+                    nursery.start_soon(self._watch_idle, worker)
+                await self.warm()
+                await trio.sleep_forever()
+            finally:
+                self._watchers = None
+
+    async def _watch_idle(self, worker: Worker) -> None:
+        """Wait (and so reap) an idle worker's exit; cancelled when it is
+        handed a job or the pool stops."""
+        with trio.CancelScope() as scope:
+            worker.idle_watch = scope
+            await worker.process.wait()
+            if worker in self._idle:
+                self._idle.remove(worker)
+                await self._bury(worker)
+
+    async def _bury(self, worker: Worker) -> None:
+        """A worker that died while idle: its last words, logged; its pipes, closed."""
+        await worker.kill()  # already dead: reaps, reads stderr to its end, closes
+        why = f"status {worker.process.returncode}"
+        if worker.last_stderr_line:
+            why += f": {worker.last_stderr_line[:200]}"
+        logger.warning(
+            "%s: idle OCR worker %d exited (%s); the next inference starts a new one",
+            self.strategy.name,
+            worker.process.pid,
+            why,
+        )
+
+    async def _take_idle(self) -> Worker | None:
+        """An idle worker that is still alive, or None. Dead ones met on the
+        way are reaped, logged and dropped."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.idle_watch is not None:
+                worker.idle_watch.cancel(reason="handed a job")
+                worker.idle_watch = None
+            if worker.process.poll() is None:
+                return worker
+            await self._bury(worker)
+        return None
 
     async def warm(self) -> None:
         """Start every worker now, so the first inference does not pay the
@@ -288,6 +342,8 @@ class LocalOcr:
         or the pool closed meanwhile (a worker nobody holds must not live on)."""
         if healthy and not self._closed:
             self._idle.append(worker)
+            if self._watchers is not None:
+                self._watchers.start_soon(self._watch_idle, worker)
         else:
             await worker.kill()
 
@@ -307,7 +363,7 @@ class LocalOcr:
         if self._closed:
             raise StrategyError("cancelled", "the daemon is stopping")
         async with self._limiter:
-            worker = self._idle.pop() if self._idle else await self._spawn()
+            worker = await self._take_idle() or await self._spawn()
             healthy = False
             try:
                 reply = await worker.ask({"image_url": image.url, "user_side": self.user_side})
@@ -326,4 +382,6 @@ class LocalOcr:
         self._closed = True
         idle, self._idle = self._idle, []
         for worker in idle:
+            if worker.idle_watch is not None:
+                worker.idle_watch.cancel(reason="the pool is closing")
             await worker.kill()

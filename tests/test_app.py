@@ -338,6 +338,7 @@ async def test_events_methods_over_the_socket(config: Config) -> None:
         ),
         ("events.list", {"session_id": "s", "limit": 1001}, "<= 1000"),
         ("events.list", {"session_id": "s", "limit": 0}, ">= 1"),
+        ("events.list", {"session_id": "s", "before_id": 0}, ">= 1"),
         ("events.best", {"session_id": "s", "category": "c"}, "missing required field `resource`"),
         (
             "events.append",
@@ -355,7 +356,8 @@ async def test_events_bad_params(
         assert error["code"] == -32602
         assert fragment in error["message"]
         assert (await peer.call("events.list", {"session_id": "s"}, id=2))["result"] == {
-            "events": []
+            "events": [],
+            "next_before_id": None,
         }
 
 

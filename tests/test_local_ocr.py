@@ -10,6 +10,7 @@ import ctypes
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -163,6 +164,48 @@ async def test_a_worker_that_dies_mid_inference_is_an_error_and_is_replaced(
     finally:
         await engine.aclose()
     assert len(pids(pid_dir)) == 2
+
+
+async def test_an_idle_worker_that_died_is_replaced_at_the_next_inference(
+    pid_dir: Path, log: io.StringIO
+) -> None:
+    """Issue 18: a worker killed while idle (the OOM killer, an operator)
+    failed the next inference with "exited with status -9"."""
+    engine = LocalOcr(STRATEGY, fake("--pid-dir", str(pid_dir)))
+    try:
+        await engine.warm()
+        (pid,) = pids(pid_dir)
+        os.kill(pid, signal.SIGKILL)
+        with trio.fail_after(10):
+            while not gone(pid):  # noqa: ASYNC110 - another process
+                await trio.sleep(0.02)
+        step = parse_merge_step((await engine.complete(STRATEGY, IMAGE)).text)
+        assert step.bubbles
+        assert len(pids(pid_dir)) == 2
+        assert f"idle OCR worker {pid} exited (status -9)" in log.getvalue()
+    finally:
+        await engine.aclose()
+
+
+async def test_an_idle_worker_that_dies_is_reaped_at_once(pid_dir: Path) -> None:
+    """While the pool runs, a worker that dies idle leaves no zombie behind
+    until the next inference: it is waited for, and dropped from the pool."""
+    engine = LocalOcr(STRATEGY, fake("--pid-dir", str(pid_dir)))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.run)
+            with trio.fail_after(10):
+                while not engine._idle:  # noqa: ASYNC110 - a process starts
+                    await trio.sleep(0.02)
+            (pid,) = pids(pid_dir)
+            os.kill(pid, signal.SIGKILL)
+            with trio.fail_after(10):
+                while Path(f"/proc/{pid}").exists():  # noqa: ASYNC110 - a zombie has an entry
+                    await trio.sleep(0.02)
+            assert engine._idle == []
+            nursery.cancel_scope.cancel()
+    finally:
+        await engine.aclose()
 
 
 def worker_lines(out: io.StringIO) -> list[str]:
