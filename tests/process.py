@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,11 +20,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Daemon:
-    """``python -m tests.testd`` on a config under ``root``; stderr goes to a file."""
+    """``python -m tests.testd`` (or ``module``) on a config under ``root``;
+    stderr goes to a file."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None, **sections: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str] | None = None,
+        module: str = "tests.testd",
+        **sections: Any,
+    ) -> None:
         self.root = root
         self.env = env or {}
+        self.module = module
         self.config_path = root / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config_data(root, **sections)))
         self.socket_path = str(root / "ctxd.sock")
@@ -34,7 +43,7 @@ class Daemon:
     def start(self, wait: bool = True) -> Daemon:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.testd", "--config", str(self.config_path)],
+            [sys.executable, "-m", self.module, "--config", str(self.config_path)],
             cwd=ROOT,
             stdout=self._log,
             stderr=self._log,
@@ -82,6 +91,23 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether a process has a handler for ``signum`` (``SigCgt`` in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.01)
 
 
 def proc_status_kib(pid: int, field: str) -> int:

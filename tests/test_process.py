@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lmdb
+import msgspec
 import pytest
 
 from clients.client import Client, ConnectionClosed, RpcError
-from tests.process import ROOT, Daemon
+from daemon.store_format import StoredEvent
+from tests.process import ROOT, Daemon, catches, wait_for
 
 pytestmark = pytest.mark.process
 
@@ -428,3 +432,220 @@ def test_every_example_of_jsonrpc_section_7_gives_the_specified_answer(daemon: D
                 assert as_expected(response, expected) == expected, request
     finally:
         raw.close()
+
+
+# ------------------------------------------------------ lifecycle (issue 18) --
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_after_the_drain_still_stops_cleanly(
+    short_tmp: Path, signum: signal.Signals
+) -> None:
+    """The drain has ended at its deadline and the writer's commit is still
+    in progress (a stalled disk): a second signal must neither kill the
+    daemon with its default action (SIGTERM: exit -15, socket left, store not
+    closed) nor become a KeyboardInterrupt (SIGINT: "ctxd crashed", exit 1)."""
+    hold = short_tmp / "hold"
+    hold.touch()
+    daemon = Daemon(
+        short_tmp,
+        env={"CTXD_TEST_HOLD_WRITES": str(hold)},
+        module="tests.testd_lifecycle",
+        shutdown={"drain_timeout": 0.3},
+    ).start()
+    client = Client(daemon.socket_path)
+
+    def append() -> None:  # never answered: the drain ends first
+        with contextlib.suppress(RpcError, ConnectionClosed, OSError):
+            client.call(
+                "events.append",
+                {"session_id": "s", "category": "c", "resource": "r", "payload": {}},
+            )
+
+    appending = threading.Thread(target=append)
+    try:
+        appending.start()
+        wait_for((short_tmp / "hold.entered").exists, what="the commit to start")
+        daemon.signal(signum)
+        wait_for(lambda: "Drain deadline reached" in daemon.log(), what=daemon.log())
+        daemon.signal(signum)
+        assert daemon.proc is not None
+        wait_for(
+            lambda: "received again" in daemon.log() or daemon.proc.poll() is not None,  # type: ignore[union-attr]
+            what="the second signal",
+        )
+        hold.unlink()
+        code = daemon.wait(timeout=15)
+    finally:
+        hold.unlink(missing_ok=True)
+        daemon.stop()
+        client.close()
+        appending.join(10)
+    log = daemon.log()
+    assert code == 0, log
+    assert f"{signum.name} received again: cancelling everything now" in log
+    assert "ctxd stopped" in log
+    assert "crashed" not in log
+    assert not os.path.exists(daemon.socket_path)
+
+
+def write_schema_1_store(path: Path, count: int) -> None:
+    """A schema-1 store (events only) of ``count`` events: opening it migrates
+    them, which makes the daemon's start take a second or more."""
+    path.mkdir(parents=True)
+    env = lmdb.open(str(path), max_dbs=8, map_size=1 << 30)
+    meta, data = env.open_db(b"meta"), env.open_db(b"events")
+    payload = msgspec.Raw(msgspec.msgpack.encode({"_strategy": "premium"}))
+    with env.begin(write=True) as txn:
+        txn.put(b"schema_version", (1).to_bytes(4, "big"), db=meta)
+        txn.cursor(db=data).putmulti(
+            [
+                (
+                    i.to_bytes(8, "big"),
+                    msgspec.msgpack.encode(
+                        StoredEvent(1.0, f"s{i % 100}", "c", f"r{i}", "", payload)
+                    ),
+                )
+                for i in range(1, count + 1)
+            ],
+            append=True,
+        )
+    env.close()
+
+
+def test_a_signal_during_the_start_wins_no_ready_and_never_serving(short_tmp: Path) -> None:
+    """SIGTERM while the daemon is still starting (here: migrating a big
+    store): it drains at once, never enters "serving" and never tells
+    systemd READY=1 (which would come after STOPPING=1)."""
+    write_schema_1_store(short_tmp / "store", 400_000)
+    address = str(short_tmp / "notify")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(address)
+    daemon = Daemon(short_tmp, env={"NOTIFY_SOCKET": address})
+    try:
+        daemon.start(wait=False)
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        wait_for(lambda: catches(pid, signal.SIGTERM), what="a SIGTERM handler")
+        daemon.signal(signal.SIGTERM)
+        code = daemon.wait(timeout=60)
+        receiver.setblocking(False)
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(receiver.recv(4096).decode())
+    finally:
+        daemon.stop()
+        receiver.close()
+    log = daemon.log()
+    assert code == 0, log
+    assert "Migrated the store" in log  # the signal came during the start
+    assert not any(m.startswith("READY=1") for m in messages), messages
+    assert messages[0].startswith("STOPPING=1"), messages
+    assert "SIGTERM received: draining" in log
+    assert "draining without serving" in log
+    assert "serving on" not in log
+    assert "ctxd stopped" in log
+    assert not os.path.exists(daemon.socket_path)
+
+
+# ------------------------------------------- two daemons, one store (issue 18) --
+
+
+def appended(client: Client, n: int, size: int, tag: str) -> list[int]:
+    return [
+        client.call(
+            "events.append",
+            {
+                "session_id": "conv",
+                "category": "context_analysis",
+                "resource": "r",
+                "payload": {"_strategy": "premium", "tag": tag, "i": i, "blob": "x" * size},
+            },
+        )["id"]
+        for i in range(n)
+    ]
+
+
+def test_two_daemons_on_one_store_follow_the_map_the_other_grew(short_tmp: Path) -> None:
+    """During a restart on a held socket the draining daemon and the new one
+    share the store. Each grows the map past the other's in turn: the other
+    must go on reading (best, list, status) and writing, not answer
+    MDB_MAP_RESIZED forever."""
+    store = {"path": str(short_tmp / "store"), "map_size_mb": 1, "max_events_per_key": 1000}
+    daemons = []
+    for name in ("old", "new"):
+        (short_tmp / name).mkdir()
+        daemons.append(Daemon(short_tmp / name, store=store))
+    old, new = daemons
+    try:
+        for daemon in daemons:
+            daemon.start()
+        with Client(old.socket_path) as a, Client(new.socket_path) as b:
+            appended(b, 1, 10, "new")
+            key = {"session_id": "conv", "category": "context_analysis", "resource": "r"}
+            for grower, other, tag, n in ((a, b, "old", 6), (b, a, "new", 12)):
+                size_before = other.call("status")["store"]["map_size"]
+                ids = appended(grower, n, 500_000, tag)  # past the other's map
+                best = other.call("events.best", key)["event"]
+                assert (best["id"], best["payload"]["tag"]) == (ids[-1], tag)
+                assert other.call("status")["store"]["map_size"] > size_before
+                (mine,) = appended(other, 1, 10, "after")
+                assert mine > ids[-1]
+                listed = other.call("events.list", {**key, "limit": 3})["events"]
+                assert listed[0]["id"] == mine
+        for daemon in daemons:
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait() == 0, daemon.log()
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+    assert "adopted" in old.log()
+    assert "adopted" in new.log()
+
+
+# ------------------------------------------------- events.list by bytes --
+
+
+def test_events_list_answers_fit_max_message_bytes_and_page_with_before_id(
+    short_tmp: Path,
+) -> None:
+    """Ten events each under the limit made one answer of ten times it."""
+    limit = 4 * 1024 * 1024
+    daemon = Daemon(short_tmp, socket={"max_message_bytes": limit}).start()
+    raw = None
+    try:
+        with Client(daemon.socket_path) as client:
+            ids = [
+                client.call(
+                    "events.append",
+                    {
+                        "session_id": "big",
+                        "category": "c",
+                        "resource": f"r{i}",
+                        "payload": {"i": i, "blob": "x" * 1_500_000},
+                    },
+                )["id"]
+                for i in range(6)
+            ]
+        raw = Raw(daemon.socket_path)
+        seen: list[int] = []
+        params: dict[str, Any] = {"session_id": "big", "limit": 100}
+        for n in range(10):
+            raw.send(
+                json.dumps(
+                    {"jsonrpc": "2.0", "method": "events.list", "params": params, "id": n}
+                ).encode()
+            )
+            line = raw.file.readline()
+            assert len(line) <= limit, f"an answer of {len(line)} bytes"
+            result = json.loads(line)["result"]
+            seen += [e["id"] for e in result["events"]]
+            if result["next_before_id"] is None:
+                break
+            params = {**params, "before_id": result["next_before_id"]}
+        assert seen == ids[::-1]
+    finally:
+        if raw is not None:
+            raw.close()
+        daemon.stop()

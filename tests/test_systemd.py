@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -141,10 +143,43 @@ def config(make_config: ConfigFactory) -> Config:
     return make_config()
 
 
+class DatagramSpy:
+    """Stands in for the ``socket`` module inside ``daemon.systemd``: every
+    datagram socket it opens and everything sent on one is recorded."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.sent: list[tuple[bytes, object]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(socket, name)
+
+    def socket(self, *args: object, **kwargs: object) -> socket.socket:
+        self.opened += 1
+        spy = self
+
+        class Recording(socket.socket):
+            def sendto(self, data: object, *rest: object) -> int:
+                spy.sent.append((bytes(data), rest[-1]))  # type: ignore[call-overload]
+                return len(bytes(data))  # type: ignore[call-overload]
+
+        return Recording(*args, **kwargs)  # type: ignore[arg-type]
+
+
 async def test_no_notify_socket_means_no_datagrams_and_no_failure(
     config: Config, open_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    spy = DatagramSpy()
+    monkeypatch.setattr(systemd, "socket", spy)
+    asked: list[str] = []
+    notify = systemd.notify
+
+    def recording_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
+        asked.append(message.split("=", 1)[0])
+        return notify(message, env)
+
+    monkeypatch.setattr(systemd, "notify", recording_notify)
     app = App(config, open_store(config))
     async with trio.open_nursery() as nursery:
 
@@ -154,6 +189,45 @@ async def test_no_notify_socket_means_no_datagrams_and_no_failure(
         await nursery.start(run)
         app.request_drain()
     assert app.service.state == "draining"
+    assert {"READY", "STOPPING"} <= set(asked)  # the daemon did try to tell systemd
+    assert (spy.opened, spy.sent) == (0, [])  # and nothing left the process
+
+
+async def test_a_drain_requested_during_the_start_wins(
+    config: Config,
+    open_store: StoreFactory,
+    short_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18: a signal during the start left the state "serving" through
+    the whole drain, and systemd heard STOPPING=1 before READY=1."""
+    address = str(short_tmp / "notify")
+    receiver = datagram_socket(address)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    app = App(config, open_store(config))
+    states: list[str] = []
+
+    async def watch_state() -> None:
+        while True:
+            if not states or states[-1] != app.service.state:
+                states.append(app.service.state)
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_state)
+        app.request_drain()  # before it serves: a signal during the start
+        with trio.fail_after(10):
+            await app.run(handle_signals=False)
+        nursery.cancel_scope.cancel()
+    receiver.setblocking(False)
+    messages = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            messages.append(receiver.recv(4096).decode())
+    receiver.close()
+    assert "serving" not in states, states
+    assert not any(m.startswith("READY=1") for m in messages), messages
+    assert messages[0].startswith("STOPPING=1")
 
 
 # ------------------------------------------------------ socket activation --
