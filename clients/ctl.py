@@ -4,7 +4,7 @@
     python3 clients/ctl.py [--socket PATH] status [--json]
     python3 clients/ctl.py health
     python3 clients/ctl.py analyze IMAGE --conversation ID [--scene S] [--wait best] [--json]
-    python3 clients/ctl.py events CONVERSATION [--limit N] [--json]
+    python3 clients/ctl.py events CONVERSATION [--limit N] [--before-id ID] [--json]
 
 The socket is --socket, else $CTXD_SOCKET, else ``socket.path`` of
 ./config.yaml. Exit status of ``status`` and ``health``: 0 serving, 1 draining
@@ -199,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     p_analyze.add_argument("--json", action="store_true")
     p_events = sub.add_parser("events", help="stored events of a conversation, newest first")
     p_events.add_argument("conversation")
-    p_events.add_argument("--limit", type=int, default=20)
+    p_events.add_argument(
+        "--limit", type=int, default=20, help="at most N events (pages through the daemon's)"
+    )
+    p_events.add_argument("--before-id", type=int, help="only events with an id below this one")
     p_events.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -219,6 +222,27 @@ def main(argv: list[str] | None = None) -> int:
         except (ConnectionClosed, TimeoutError) as exc:
             print(f"ctxd unreachable at {path}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
+
+
+def list_events(
+    client: Client, conversation: str, limit: int, before_id: int | None
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` events, newest first: ``events.list`` answers at most
+    1000 events and what fits in one message, so follow ``next_before_id``."""
+    items: list[dict[str, Any]] = []
+    while len(items) < limit:
+        params: dict[str, Any] = {
+            "session_id": conversation,
+            "limit": min(limit - len(items), 1000),
+        }
+        if before_id is not None:
+            params["before_id"] = before_id
+        page = client.call("events.list", params)
+        items += page["events"]
+        before_id = page.get("next_before_id")
+        if before_id is None:
+            break
+    return items
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
@@ -242,8 +266,7 @@ def run(client: Client, args: argparse.Namespace) -> int:
         out = json.dumps(result, indent=2, ensure_ascii=False) if args.json else None
         print(out or format_analysis(result, args.conversation))
         return EXIT_OK
-    events = client.call("events.list", {"session_id": args.conversation, "limit": args.limit})
-    items = events["events"]
+    items = list_events(client, args.conversation, args.limit, args.before_id)
     print(json.dumps(items, indent=2, ensure_ascii=False) if args.json else format_events(items))
     return EXIT_OK
 

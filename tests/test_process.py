@@ -645,6 +645,8 @@ def test_events_list_answers_fit_max_message_bytes_and_page_with_before_id(
                 break
             params = {**params, "before_id": result["next_before_id"]}
         assert seen == ids[::-1]
+        paged = ctl("--socket", daemon.socket_path, "events", "big", "--limit", "100", "--json")
+        assert [e["id"] for e in json.loads(paged.stdout)] == ids[::-1], paged.stderr
     finally:
         if raw is not None:
             raw.close()
