@@ -281,7 +281,7 @@ class Race:
             floor = next(leg.rank for leg in self.legs if leg.name == answered_by)
         supervisor = self.ctx.supervisor
         deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
-        for leg in self.legs:
+        for leg in sorted(self.legs, key=lambda leg: -leg.rank):  # the best get the slots
             if leg.state != "running" or leg.background or leg.rank <= floor:
                 continue
             assert leg.handle is not None
