@@ -47,7 +47,7 @@ import msgspec
 import trio
 
 from daemon.errors import StoreError, StrategyError, StrategyErrorKind
-from daemon.extract import parse_merge_step
+from daemon.extract import parse_completion
 from daemon.logs import conversation
 from daemon.models import CacheKey, Event, MergeStep, Provenance
 
@@ -313,7 +313,9 @@ class Race:
                 completion = await self._call(leg)
                 if leg.background and leg.state == "running":
                     logger.info("Background: Premium task completed, processing result")
-                step = parse_merge_step(completion.text)
+                step = parse_completion(
+                    completion.text, completion.image_size, completion.original_size
+                )
             except StrategyError as error:
                 if leg.background and error.kind == "timeout" and leg.state == "running":
                     logger.warning("Premium task timeout after %gs", leg.strategy.timeout)
@@ -394,6 +396,7 @@ class Race:
             provider=leg.strategy.provider,
             requested_model=leg.strategy.model,
             served_model=completion.served_model,
+            served_by=completion.served_by,
             usage=completion.usage,
             race_id=self.race_id,
         )

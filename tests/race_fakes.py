@@ -184,6 +184,7 @@ class ScriptedModels:
             200,
             json={
                 "model": model,
+                "provider": "Scripted",  # OpenRouter names the upstream that served the call
                 "choices": [{"message": {"content": text}}],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
             },

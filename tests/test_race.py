@@ -77,6 +77,7 @@ async def test_first_valid_answers_and_premium_is_cached_in_the_background(
         assert stored.provenance.usage is not None
         assert stored.provenance.usage.total_tokens == 110
         assert stored.provenance.requested_model == SLOW
+        assert stored.provenance.served_by == "Scripted"
     lines = messages(log)
     expected = [
         f"[conv-1] merge_step [multimodal|{FAST}] Participants: User='Zhang', Target='徐康'",
@@ -640,3 +641,21 @@ async def test_live_races_and_their_image_bytes_are_bounded(
         assert info.value.data["max_race_image_bytes"] == 14 * 1024 * 1024  # type: ignore[index]
         await h.supervisor.wait_idle()
         assert h.races.image_bytes == 0
+
+
+async def test_boxes_come_back_in_the_screenshots_pixels(config: Config) -> None:
+    """A 3136x2000 screenshot goes to the model as 1568x1000; the boxes the
+    model gives in those pixels are stored in the screenshot's own. (Real
+    clock: the image is scaled in a thread, which autojump would skip past.)"""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (3136, 2000), "white").save(out, format="PNG")
+    big = ImageInput.from_bytes(out.getvalue(), "image/png")
+    async with harness(config, {FAST: Behaviour(0.01), SLOW: Behaviour(0.02)}) as h:
+        answer = await analyze(h, image=big, wait="best")
+        assert [b.bbox for b in answer.result.bubbles] == [
+            (200, 400, 700, 500),
+            (800, 600, 1400, 700),
+        ]
+        assert list(h.store.events[-1].payload["bubbles"][0]["bbox"]) == [200, 400, 700, 500]
