@@ -25,8 +25,16 @@ from daemon.errors import StrategyError
 from daemon.models import Bubble, Layout, MergeStep, Message, Participants, Side, Speaker
 
 MAX_BUBBLES: Final = 500
-MAX_TEXT: Final = 2_000_000  # characters of model text looked at
-MAX_ATTEMPTS: Final = 64  # ``{`` positions tried before giving up
+# Characters of model text looked at. An answer is capped by the strategy's
+# max_tokens (8192 by default: ~40,000 characters); 500 bubbles of 120
+# characters fit too. Parsing this much JSON takes ~2 ms at worst (a long
+# list of numbers), and SCAN_BUDGET allows two such passes: that bounds how
+# long one answer can hold the event loop (bench/extract_bench.py: ~4.5 ms).
+MAX_TEXT: Final = 128 * 1024
+# Characters the JSON parser may walk over, all attempts together: each
+# attempt from a ``{`` is charged the rest of the text, as it may read to the
+# end before failing (a crafted answer made 64 attempts read 2 MB each).
+SCAN_BUDGET: Final = 2 * MAX_TEXT
 
 
 class _RawBubble(msgspec.Struct):
@@ -56,25 +64,32 @@ def first_json_object(text: str) -> tuple[dict[str, Any], str | None]:
 
     After a ``{`` that does not parse, the search goes on after the point
     where parsing failed, so the inner objects of a truncated answer are not
-    mistaken for the answer's start."""
-    text = text[:MAX_TEXT]
-    start = text.find("{")
-    attempts = 0
+    mistaken for the answer's start. Only the first ``MAX_TEXT`` characters
+    are looked at, and the parser walks over at most ``SCAN_BUDGET`` of them
+    in all, so no answer holds the event loop for long."""
+    looked_at = text[:MAX_TEXT]
+    start = looked_at.find("{")
+    budget = SCAN_BUDGET
     first_error: str | None = None
-    while start >= 0 and attempts < MAX_ATTEMPTS:
-        attempts += 1
+    while start >= 0 and budget > 0:
+        budget -= len(looked_at) - start
         try:
-            value, _ = _DECODER.raw_decode(text, start)
+            value, _ = _DECODER.raw_decode(looked_at, start)
         except json.JSONDecodeError as exc:
             first_error = first_error or f"not valid JSON at character {exc.pos}: {exc.msg}"
-            start = text.find("{", max(start + 1, exc.pos))
+            start = looked_at.find("{", max(start + 1, exc.pos))
             continue
         except (ValueError, RecursionError) as exc:
             first_error = first_error or f"not valid JSON at character {start}: {exc}"
         else:
             if isinstance(value, dict):
                 return value, first_error
-        start = text.find("{", start + 1)
+        start = looked_at.find("{", start + 1)
+    if len(text) > MAX_TEXT:
+        first_error = (
+            f"no JSON object in the first {MAX_TEXT} characters of a "
+            f"{len(text)}-character answer" + (f" ({first_error})" if first_error else "")
+        )
     raise StrategyError("invalid_output", first_error or "no JSON object in the model's answer")
 
 

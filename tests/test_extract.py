@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from daemon import extract
 from daemon.errors import StrategyError
 from daemon.extract import first_json_object, parse_merge_step
 
@@ -124,3 +125,47 @@ def test_first_json_object_gives_up_on_garbage() -> None:
     with pytest.raises(StrategyError):
         first_json_object("{" * 10_000)
     assert first_json_object('x {"a": 1} {"b": 2}') == ({"a": 1}, None)
+
+
+def _nested_then_too_deep(depth: int, length: int) -> str:
+    """``depth`` objects opened one in another around a long list that ends
+    nested too deep: from every ``{`` the parser reads the whole list before
+    it fails (RecursionError), and the search went on at the next ``{``."""
+    return '{"a":' * depth + "[" + "1," * (length // 2) + "[" * 100_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _nested_then_too_deep(64, 1_800_000),  # blocked the loop 1.5 s: 64 reads of 2 MB
+        '{"a":"' + 'x{"b":' * 400_000,
+        "{" * 2_000_000,
+        '{"a":' * 400_000,
+        "prose " * 400_000 + "{}",
+    ],
+    ids=["nested-too-deep", "strings", "braces", "deep", "late"],
+)
+def test_a_crafted_answer_costs_a_bounded_parse(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the answer, the JSON parser walks over at most SCAN_BUDGET
+    characters (all attempts together) of the first MAX_TEXT: ~3 ms at worst."""
+    scanned = []
+    real = extract._DECODER.raw_decode
+
+    def counting(s: str, idx: int = 0) -> tuple[object, int]:
+        scanned.append(len(s) - idx)
+        assert len(s) <= extract.MAX_TEXT
+        return real(s, idx)
+
+    monkeypatch.setattr(extract._DECODER, "raw_decode", counting)
+    with pytest.raises(StrategyError) as info:
+        parse_merge_step(text)
+    assert info.value.kind == "invalid_output"
+    assert sum(scanned) <= extract.SCAN_BUDGET + extract.MAX_TEXT
+    if len(text) > extract.MAX_TEXT:
+        assert f"first {extract.MAX_TEXT} characters" in info.value.detail
+
+
+def test_an_answer_under_max_text_with_prose_after_it_still_parses() -> None:
+    answer = GOOD + " and then " + "a lot of prose " * 20_000
+    assert len(answer) > extract.MAX_TEXT
+    assert len(parse_merge_step(answer).bubbles) == 2
