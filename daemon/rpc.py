@@ -1,11 +1,38 @@
 """One JSON-RPC connection: concurrent requests, one send lock, batches, errors.
 
-Each received line runs as its own task in the connection's nursery, so a slow
-request never holds up a fast one behind it; responses go out in completion
-order, one whole line at a time under the send lock. At most
-``max_requests_per_connection`` lines are served at once: past that the
-connection simply stops reading (the client's writes back up), which bounds
-the memory a pipelining client can make the daemon hold.
+Each received line that has to wait for something (the race, the store) runs
+as its own task in the connection's nursery, so a slow request never holds up
+a fast one behind it; responses go out in completion order, one whole line at
+a time under a ``trio.StrictFIFOLock``. A ``trio.Semaphore`` of
+``max_requests_per_connection`` request slots bounds the lines served at
+once: past that the connection simply stops reading (the client's writes back
+up), which bounds the memory a pipelining client can make the daemon hold.
+
+Who answers: the reader itself for errors, for methods marked ``inline``
+(they never wait: ``health``, ``status``, ...) and for a method's synchronous
+fast path (a cache hit); a task of its own for everything else.
+
+No trip through trio's scheduler where none is needed, on sockets: the line
+reader reads directly when bytes are there (``framing``), a response is
+written with one non-blocking ``write`` when the socket's buffer takes it
+(what does not fit goes through ``send_all``), and a free request slot or
+an unheld send lock is taken with ``acquire_nowait``. Each of those trips
+costs as much as the rest of a cache hit: with all of them taken, hits at
+8 connections fell from 0.75 to 0.43 of the echo server
+(``bench/race_bench.py``), ``health`` from 0.88 to 0.44
+(``bench/rpc_bench.py``). Fairness is then kept by time, never by the kind
+of line: the reader checkpoints whenever it has run ``TURN`` seconds since
+it last waited, whatever it was doing (blank lines, notifications, inline
+answers), and the line reader drops blank keep-alive lines a chunk at a time.
+
+Methods that never wait are not counted in flight and never refused at
+``max_in_flight``: counting them would bound nothing, and ``health`` and
+``status`` are what an operator needs exactly when the daemon is busy. The
+same holds for a cache hit.
+
+A batch is answered when its last item with an id is done; its notifications
+go on after the answer, still holding the batch's request slot and the
+drain (``Service.begin_answer``).
 
 Timeouts, all from config, enforced by one watchdog task per connection:
 
@@ -17,21 +44,11 @@ Timeouts, all from config, enforced by one watchdog task per connection:
 * ``write_timeout``: a response that cannot be written within it (a client
   that never reads) closes the connection.
 
-Methods marked ``inline`` (they never wait) and a method's synchronous fast
-path (a cache hit) are answered by the reader task itself; every other
-request runs in a task of its own.
-
-No schedule point where none is needed, on sockets: a response is written
-with one non-blocking ``write`` when the socket's buffer takes it
-(``_send_now``; what does not fit goes through ``send_all``), and the line
-reader reads directly when bytes are there. trio's ``send_all`` and
-``receive_some`` each pass through the scheduler even when the kernel could
-answer at once, and those two trips were a third of the cost of a cache hit
-(``bench/race_bench.py``: hits at 8 connections went from 0.61 to 0.80-0.85
-of the echo server, ``health`` from 0.8 to 1.0). So that one connection
-cannot keep the loop, the reader checkpoints every ``YIELD_EVERY`` lines
-(and the line reader every few reads): a client pipelining thousands of
-calls delays another connection by at most that many answers.
+A client that closes its end entirely (POLLHUP on the Unix socket: it
+closed, or its process died) cannot read any answer: the connection ends at
+once, cancelling its requests' waits and freeing its slots (the races go on
+in the supervisor). A half-close (``shutdown(SHUT_WR)``: "no more requests")
+is end of input only: the requests already read are answered.
 
 This is the only module that turns exceptions into JSON-RPC errors: an
 ``RpcError`` becomes its code, anything else becomes -32603 with the traceback
@@ -42,6 +59,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import time
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -64,13 +83,12 @@ if TYPE_CHECKING:
     from trio.abc import Stream
 
     from daemon.config import SocketConfig
-    from daemon.protocol import Method
     from daemon.service import Service
 
 logger = logging.getLogger(__name__)
 
 _LAST_WORD_GRACE: Final = 1.0  # seconds to deliver the last error before closing
-YIELD_EVERY: Final = 16  # lines the reader handles at most without a checkpoint
+TURN: Final = 0.001  # seconds the reader runs at most without a checkpoint
 
 
 class Connection:
@@ -78,34 +96,29 @@ class Connection:
         self._stream = stream
         self._service = service
         self._config = config
-        # A send lock and request slots by hand: a flag or a counter, and a
-        # parking lot touched only under contention. trio.Lock and Semaphore
-        # cost ~1 µs a pair on every request, a tenth of a cache hit.
-        self._sending = False
-        self._send_waiters = trio.lowlevel.ParkingLot()
-        self._fd = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._free_slots = config.max_requests_per_connection
-        self._slot_waiters = trio.lowlevel.ParkingLot()
-        self._unyielded = 0  # lines handled since the reader last checkpointed
-        self._active = 0
-        # The run's clock, looked up once: trio.current_time() is three calls
-        # deep, and the fast path reads the time four times per request.
-        self._now = trio.lowlevel.current_clock().current_time
-        self._last_activity = self._now()
+        self._send_lock = trio.StrictFIFOLock()
+        self._slots = trio.Semaphore(config.max_requests_per_connection)
+        self._active = 0  # messages received and not yet done
+        self._last_activity = trio.current_time()
         self._writing_since: float | None = None
         self._reading = True  # until end of input
         self._receiving = False  # the reader waits for the peer's bytes right now
         self._nursery: trio.Nursery | None = None
+        self._fd = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._resumed_at = time.perf_counter()  # the reader's last checkpoint
 
     async def serve(self) -> None:
         """Serve until the peer closes, a limit is hit, or we are cancelled.
 
-        On end of input the requests already read are finished and answered
-        before returning. The stream is not closed here; the caller owns it."""
+        On end of input (a half-close) the requests already read are finished
+        and answered before returning; when the peer has closed entirely they
+        are cancelled. The stream is not closed here; the caller owns it."""
         reader = LineReader(self._stream, self._config.max_message_bytes)
         async with trio.open_nursery() as connection:
             self._nursery = connection
             connection.start_soon(self._watchdog, reader)
+            if isinstance(self._stream, trio.SocketStream):
+                connection.start_soon(self._watch_hangup, self._stream.socket)
             async with trio.open_nursery() as requests:
                 await self._read_loop(reader, requests)
                 self._reading = False  # end of input: never idle while answering
@@ -119,9 +132,14 @@ class Connection:
 
     async def _read_loop(self, reader: LineReader, nursery: trio.Nursery) -> None:
         while True:
-            while not self._free_slots:  # the common case takes no schedule point
-                await self._slot_waiters.park()
-            self._free_slots -= 1
+            if time.perf_counter() - max(self._resumed_at, reader.resumed_at) >= TURN:
+                await trio.lowlevel.checkpoint()  # the others' turn
+                self._resumed_at = time.perf_counter()
+            try:
+                self._slots.acquire_nowait()
+            except trio.WouldBlock:
+                await self._slots.acquire()
+                self._resumed_at = time.perf_counter()
             # The line clock runs only while we wait for the peer's bytes.
             reader.restart_line_clock()
             self._receiving = True
@@ -138,54 +156,67 @@ class Connection:
                 return
             finally:
                 self._receiving = False
-            self._last_activity = self._now()
             if line is None:
-                self._release_slot()
+                self._slots.release()
                 return
-            if not line.strip():  # blank keep-alive lines are not messages
-                self._release_slot()
-                continue
             self._active += 1
-            self._unyielded += 1
-            if self._unyielded >= YIELD_EVERY:
-                # The reader answers inline and fast-path requests without a
-                # schedule point (see framing.LineReader and _send_now): a
-                # pipelining client must not keep the others waiting.
-                self._unyielded = 0
-                await trio.lowlevel.checkpoint()
             message = _parse(line)
-            # Who answers: the reader itself for errors and for methods that
-            # never wait, or the method's synchronous fast path (a cache hit)
-            # when it has one; a task of its own otherwise.
-            if isinstance(message, RpcError):
-                await self._serve(message)
-                continue
-            is_batch, items = message
-            if is_batch:
+            hit = self._fast_answer(message)
+            if hit is None and self._waits(message):
                 nursery.start_soon(self._serve, message)
-                continue
-            request = items[0]
-            if not isinstance(request, Request):  # Invalid: answered with its error
-                await self._serve(message)
-                continue
-            method = self._service.methods.get(request.method)
-            if method is None or method.inline:  # unknown, or never waits
-                await self._serve(message)
-            elif method.fast is not None and (answer := self._try_fast(request, method)):
-                sent = self._answer_now(answer)
-                if sent < len(answer):
-                    await self._serve(message, answer[sent:])
             else:
-                nursery.start_soon(self._serve, message)
+                await self._serve(message, hit)
+
+    def _waits(self, message: _Parsed) -> bool:
+        """Whether answering may wait for something (then it needs a task):
+        false for errors and for methods marked ``inline``."""
+        if isinstance(message, RpcError):
+            return False
+        is_batch, items = message
+        if is_batch:
+            return True
+        request = items[0]
+        if isinstance(request, Invalid):
+            return False
+        method = self._service.methods.get(request.method)
+        return method is not None and not method.inline
+
+    def _fast_answer(self, message: _Parsed) -> bytes | None:
+        """The response line of a single request from its method's
+        synchronous fast path (a cache hit), or None: then the request takes
+        the normal path, which also produces every error (params, draining)
+        in the usual way. A hit is answered at the in-flight cap too: it
+        waits for nothing."""
+        if isinstance(message, RpcError) or message[0]:
+            return None
+        request = message[1][0]
+        if isinstance(request, Invalid):
+            return None
+        method = self._service.methods.get(request.method)
+        if method is None or method.fast is None:
+            return None
+        if self._service.draining or isinstance(request.id, UnsetType):
+            return None  # ShuttingDown; or a notification: nothing to answer
+        try:
+            params = decode_params(request.params, method.params)
+            result = method.fast(params)
+            if result is None:
+                return None
+            return ENCODER.encode(ResultResponse(result=result, id=request.id)) + b"\n"
+        except RpcError:
+            return None
+        except Exception:
+            logger.exception("fast path of %.100r failed; taking the normal path", request.method)
+            return None
 
     async def _watchdog(self, reader: LineReader) -> None:
         """Enforce the idle, line and write timeouts by looking at timestamps.
 
         One sleeping task per connection instead of a cancel scope around every
-        receive and send: that halves the cost of a small request. It wakes at
-        the earliest expiry it knows of, and at least every 1/8 of the shorter
-        of ``line_timeout`` and ``write_timeout``, so a line or a write that
-        starts while it sleeps is cut off at most that much late."""
+        receive and send. It wakes at the earliest expiry it knows of, and at
+        least every 1/8 of the shorter of ``line_timeout`` and
+        ``write_timeout``, so a line or a write that starts while it sleeps is
+        cut off at most that much late."""
         config = self._config
         tick = min(config.line_timeout, config.write_timeout) / 8
         while True:
@@ -215,67 +246,73 @@ class Connection:
                     return
                 wake = min(wake, expiry)
             if not self._active and reader.partial_since is None and self._reading:
-                expiry = self._last_activity + config.idle_timeout
+                # Any byte received counts, blank keep-alive lines included.
+                expiry = max(self._last_activity, reader.received_at) + config.idle_timeout
                 if now >= expiry:
                     self.close(f"idle for {config.idle_timeout:g}s")
                     return
                 wake = min(wake, expiry)
             await trio.sleep_until(wake)
 
-    def _try_fast(self, request: Request, method: Method) -> bytes | None:
-        """The answer of a method's synchronous fast path (a cache hit), or
-        None: then the request takes the normal path, which also produces
-        every error (params, draining, overload) in the usual way."""
-        assert method.fast is not None
-        if self._service.draining or isinstance(request.id, UnsetType):
-            return None  # ShuttingDown; or a notification: nothing to answer
-        if self._service.in_flight >= self._service.max_in_flight:
-            return None  # the normal path answers Overloaded
+    async def _watch_hangup(self, sock: trio.socket.SocketType) -> None:
+        """Close the connection as soon as the peer has closed its end entirely.
+
+        An epoll set holding the socket with no events asked for reports only
+        what the kernel always reports: EPOLLHUP (on a Unix socket, the peer
+        closed, or shut down both ways) and EPOLLERR. trio waits until that
+        set is readable. A half-close is not a hang-up: the reader sees end of
+        input and the answers still go out. Cancelled when the connection
+        ends; the set is closed either way."""
         try:
-            params = decode_params(request.params, method.params)
-            result = method.fast(params)  # synchronous: no need to count it in flight
-            if result is None:
-                return None
-            return ENCODER.encode(ResultResponse(result=result, id=request.id)) + b"\n"
-        except RpcError:
-            return None
-        except Exception:
-            logger.exception("fast path of %.100r failed; taking the normal path", request.method)
-            return None
+            watch = select.epoll()
+        except OSError as exc:  # out of fds: serve on without the early close
+            logger.warning("cannot watch a connection for hang-ups: %s", exc)
+            return
+        with watch:
+            watch.register(sock.fileno(), 0)
+            await trio.lowlevel.wait_readable(watch)
+        self.close("the client hung up")
 
     async def _serve(self, message: _Parsed, answer: bytes | None = None) -> None:
+        """Answer one received message (``answer``: already known), holding its
+        request slot and the drain until it is done."""
         service = self._service
         service.begin_answer()
         try:
-            response = answer if answer is not None else await self._respond(message)
-            if response is not None:
-                await self._send(response)
+            if answer is not None:
+                await self._send(answer)
+            elif isinstance(message, RpcError):
+                await self._send(_encode_error(message, None) + b"\n")
+            else:
+                is_batch, items = message
+                if is_batch:
+                    await self._serve_batch(items)
+                elif (single := await self._dispatch(items[0])) is not None:
+                    await self._send(single + b"\n")
         finally:
             service.end_answer()
             self._active -= 1
-            self._last_activity = self._now()
-            self._release_slot()
+            self._last_activity = trio.current_time()
+            self._slots.release()
 
-    async def _respond(self, message: _Parsed) -> bytes | None:
-        """The response line for one received message (``None``: nothing to send)."""
-        if isinstance(message, RpcError):
-            return _encode_error(message, None) + b"\n"
-        is_batch, items = message
-        if not is_batch:
-            single = await self._dispatch(items[0])
-            return None if single is None else single + b"\n"
+    async def _serve_batch(self, items: list[Request | Invalid]) -> None:
+        """Send the batch's answer once every item with an id is done; its
+        notifications may go on after it (the caller still holds the slot)."""
         parts: list[bytes | None] = [None] * len(items)
 
         async def run(i: int, item: Request | Invalid) -> None:
             parts[i] = await self._dispatch(item)
 
-        async with trio.open_nursery() as nursery:
-            for i, item in enumerate(items):
-                nursery.start_soon(run, i, item)
-        answered = [p for p in parts if p is not None]
-        if not answered:
-            return None
-        return b"[" + b",".join(answered) + b"]\n"
+        async with trio.open_nursery() as notifications:
+            async with trio.open_nursery() as answered:
+                for i, item in enumerate(items):
+                    if isinstance(item, Request) and item.is_notification:
+                        notifications.start_soon(self._dispatch, item)
+                    else:
+                        answered.start_soon(run, i, item)
+            encoded = [p for p in parts if p is not None]
+            if encoded:
+                await self._send(b"[" + b",".join(encoded) + b"]\n")
 
     async def _dispatch(self, item: Request | Invalid) -> bytes | None:
         """One encoded response object, or None for a notification."""
@@ -308,6 +345,8 @@ class Connection:
         if service.draining and not method.while_draining:
             raise ShuttingDown()
         params = decode_params(request.params, method.params)
+        if method.inline:  # never waits: counting it would bound nothing
+            return await method.handler(params)
         service.begin_request()
         try:
             return await method.handler(params)
@@ -316,10 +355,11 @@ class Connection:
 
     async def _send(self, data: bytes) -> None:
         """Write one whole response line, or close the connection if we cannot."""
-        while self._sending:  # the common case takes no schedule point
-            await self._send_waiters.park()
-        self._sending = True
-        self._writing_since = self._now()
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        self._writing_since = trio.current_time()
         try:
             sent = self._send_now(data)
             if sent < len(data):
@@ -328,35 +368,11 @@ class Connection:
             self.close("peer went away")
         finally:
             self._writing_since = None
-            self._sending = False
-            self._send_waiters.unpark()
-
-    def _answer_now(self, answer: bytes) -> int:
-        """Write a fast-path answer from the reader itself, without a schedule
-        point; the bytes written. All of it: the request is done here (a
-        synchronous answer has nothing for a drain to wait for). Less: the
-        caller sends the rest through ``_serve``, which finishes the request."""
-        if self._sending:
-            return 0
-        try:
-            sent = self._send_now(answer)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.close("peer went away")
-            sent = len(answer)
-        if sent == len(answer):
-            self._active -= 1
-            self._last_activity = self._now()
-            self._release_slot()
-        return sent
+            self._send_lock.release()
 
     def _send_now(self, data: bytes) -> int:
-        """Bytes of ``data`` the kernel took at once, without a schedule point.
-
-        A response usually fits the socket's buffer; then the write needs no
-        trip through trio's scheduler, which ``send_all`` always takes (one
-        checkpoint per call: ~3 µs, a sixth of a cache hit). What does not fit
-        goes through ``send_all`` as usual. Only for sockets (tests use memory
-        streams); fileno() is -1 once the socket is closed."""
+        """Bytes of ``data`` the kernel took at once, without a schedule point
+        (0 for streams that are not sockets, or a full socket buffer)."""
         if self._fd is None:
             return 0
         fd = self._fd.fileno()
@@ -368,10 +384,6 @@ class Connection:
             return 0
         except OSError as exc:  # EPIPE, ECONNRESET: SIGPIPE is ignored in Python
             raise trio.BrokenResourceError(str(exc)) from None
-
-    def _release_slot(self) -> None:
-        self._free_slots += 1
-        self._slot_waiters.unpark()
 
     async def _send_last(self, error: RpcError) -> None:
         """Best effort: tell the client why it is being disconnected."""

@@ -22,7 +22,24 @@ async def feed(chunks: list[bytes], limit: int = 100) -> list[bytes]:
 
 
 async def test_lines_across_and_within_chunks() -> None:
-    assert await feed([b"ab", b"c\nde", b"f\n\ng\nh"]) == [b"abc", b"def", b"", b"g", b"h"]
+    assert await feed([b"ab", b"c\nde", b"f\n\ng\nh"]) == [b"abc", b"def", b"g", b"h"]
+
+
+async def test_blank_lines_are_skipped_a_chunk_at_a_time() -> None:
+    """Keep-alive lines are not messages: a run of them, however long, is
+    dropped by one ``pop_line`` (issue 20.1: one caller turn per blank line,
+    65,536 in a chunk, froze the daemon). A blank last line is no line."""
+    assert await feed([b"\n \r\n\t\x0b\x0c\n", b"a\n  ", b" \nb\r\n", b"   "]) == [b"a", b"b\r"]
+    send, receive = trio.testing.memory_stream_pair()
+    reader = LineReader(receive, 100)
+    await send.send_all(b"\r\n" * 30000 + b'{"a":1}\n' + b" \n" * 30000)
+    await reader.fill()
+    while len(reader._buf) < 60000 + 8 + 60000:  # memory streams may cut the chunk
+        await reader.fill()
+    assert reader.pop_line() == b'{"a":1}'
+    assert reader.pop_line() is None
+    assert not reader._buf
+    assert reader.partial_since is None
 
 
 async def test_limit_is_the_line_length_without_newline() -> None:
