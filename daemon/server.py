@@ -3,7 +3,11 @@
 Claiming ``socket.path`` (``bind_unix``):
 
 1. take an exclusive ``flock`` on ``<path>.lock`` for the daemon's life, so two
-   ctxd processes can never both think the path is theirs;
+   ctxd processes can never both think the path is theirs. The lock file is
+   opened with ``O_NOFOLLOW`` and must be a regular file of the daemon's own
+   user with no other hard link, or the start fails: the daemon writes its
+   pid into it, and a link planted there would have it overwrite another
+   file;
 2. if the path exists: a socket that accepts a connection belongs to a live
    daemon (another program that does not use our lock), so the start fails;
    one that refuses is a leftover and is replaced; anything that is not a
@@ -15,14 +19,18 @@ Claiming ``socket.path`` (``bind_unix``):
 
 Accepting (``UnixServer.serve``): the accept loop runs in the caller's nursery
 and hands each connection to a handler task in another nursery (hypercorn's
-shape), so the drain can stop accepting while the handlers go on. A peer whose
-uid and gid are not allowed gets one -32004 line; a connection past
-``max_connections`` gets one -32005 line; both are then closed.
+shape), so the drain can stop accepting while the handlers go on. A peer is
+allowed when its uid is in ``allowed_uids``, or its primary gid (SO_PEERCRED)
+or one of its supplementary groups (SO_PEERGROUPS, Linux 4.13 and later) is
+in ``allowed_gids``; both as they were when it connected. A peer not allowed
+gets one -32004 line; a connection past ``max_connections`` gets one -32005
+line; both are then closed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
@@ -47,6 +55,9 @@ logger = logging.getLogger(__name__)
 _REJECT_GRACE: Final = 1.0
 _ACCEPT_BACKOFF: Final = 0.1
 _RESOURCE_ERRNOS: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+SO_PEERGROUPS: Final = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; 59 on x86 and arm
+_GROUPS_BUFLEN: Final = 1024  # the most Python's getsockopt reads: 256 groups
+_NGROUPS_MAX: Final = 65536
 
 
 class PeerCred:
@@ -61,6 +72,31 @@ def peer_credentials(sock: trio.socket.SocketType) -> PeerCred:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return PeerCred(pid, uid, gid)
+
+
+def peer_groups(sock: trio.socket.SocketType) -> frozenset[int]:
+    """The supplementary groups of the process at the other end, as they were
+    when it connected (SO_PEERGROUPS). Raises OSError where the kernel does
+    not know the option (ENOPROTOOPT, before 4.13)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, _GROUPS_BUFLEN)
+    except OSError as exc:
+        if exc.errno != errno.ERANGE:
+            raise
+        raw = _peer_groups_unbounded(sock.fileno())  # more than 256 groups
+    count = len(raw) // 4
+    return frozenset(struct.unpack(f"{count}I", raw[: count * 4]))
+
+
+def _peer_groups_unbounded(fd: int) -> bytes:
+    """SO_PEERGROUPS through libc, with room for NGROUPS_MAX groups."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = ctypes.c_uint32(_NGROUPS_MAX * 4)
+    buf = ctypes.create_string_buffer(size.value)
+    if libc.getsockopt(fd, socket.SOL_SOCKET, SO_PEERGROUPS, buf, ctypes.byref(size)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return buf.raw[: size.value]
 
 
 class BoundSocket:
@@ -90,16 +126,41 @@ class BoundSocket:
 
 
 def _take_lock(path: str) -> int:
+    """Open ``<path>.lock`` (see the module docstring), lock it and write our
+    pid in it; the fd. Raises ServerError when it is not ours or is held."""
     lock_path = path + ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        fd = os.open(lock_path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ServerError(
+                f"{lock_path} is a symbolic link; refusing to follow it (remove it)"
+            ) from None
+        raise ServerError(f"cannot open {lock_path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "is not a regular file"
+        elif st.st_uid != os.geteuid():
+            problem = f"belongs to uid {st.st_uid}, not to ctxd's uid {os.geteuid()}"
+        elif st.st_nlink != 1:
+            problem = f"has {st.st_nlink} hard links"
+        if problem is not None:
+            raise ServerError(f"{lock_path} {problem}; refusing to use it (remove it)")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ServerError(
+                f"another ctxd (pid {holder}) is serving {path}; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
         os.close(fd)
-        raise ServerError(f"another ctxd (pid {holder}) is serving {path}; stop it first") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        raise
     return fd
 
 
@@ -157,8 +218,17 @@ class UnixServer:
         self._uids = frozenset({os.getuid(), 0} if uids is None else uids)
         self._gids = frozenset(config.allowed_gids)
 
-    def allowed(self, cred: PeerCred) -> bool:
-        return cred.uid in self._uids or cred.gid in self._gids
+    def allowed(self, cred: PeerCred, sock: trio.socket.SocketType) -> bool:
+        """Whether the peer's uid, primary gid or a supplementary group is allowed."""
+        if cred.uid in self._uids or cred.gid in self._gids:
+            return True
+        if not self._gids:
+            return False
+        try:
+            return not self._gids.isdisjoint(peer_groups(sock))
+        except OSError as exc:  # a kernel before 4.13: the primary gid only
+            logger.warning("cannot read the peer's supplementary groups: %s", exc)
+            return False
 
     async def serve(
         self,
@@ -191,7 +261,7 @@ class UnixServer:
             except OSError as exc:
                 logger.warning("cannot read peer credentials: %s", exc)
                 return
-            if not self.allowed(cred):
+            if not self.allowed(cred, stream.socket):
                 logger.warning("Refused peer pid=%d uid=%d gid=%d", cred.pid, cred.uid, cred.gid)
                 await _reject(stream, Forbidden(data={"uid": cred.uid, "gid": cred.gid}))
                 return
