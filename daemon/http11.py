@@ -22,20 +22,25 @@ the daemon's event-loop time. Here the cost is flat in the pool's size.
 How it works:
 
 * Idle connections wait per origin (scheme, host, port) in a deque, newest
-  last. A request takes the newest; before reusing it, one ``poll`` on that
-  socket alone says whether the server closed it meanwhile (then it is
-  closed and the next one is tried). Connections idle longer than
-  ``keepalive_expiry`` are closed from the old end of the deque, a few at
-  each request, so the cost stays constant.
+  last. A request first closes every connection idle longer than
+  ``keepalive_expiry`` (from the old end: each connection is closed once, so
+  this costs O(1) a request amortised), then takes the newest; before
+  reusing it, one ``poll`` on that socket alone says whether the server
+  closed it meanwhile (then it is closed and the next one is tried).
 * ``max_connections`` bounds the connections in use, over all origins: a
   request holds a slot (a FIFO ``trio.Semaphore``) from its start until its
   response is closed. The slot wait is bounded by httpx's ``pool`` timeout.
-* A reused connection that the server closed before sending one byte of
-  the response (the keep-alive race: it closed while our request was on the
-  way) is retried once, at once, on a new connection. Anything else is an
-  error for the caller, in httpx's types: ``ConnectError``,
+* A request is sent once. The pool tries another connection only when the
+  request provably never left: the idle connection was seen closed before
+  the first byte was written (the ``poll`` above; nothing runs between it
+  and the write). A connection that fails after that (the server closed a
+  reused connection as the request arrived, the keep-alive race) may have
+  delivered the request, and the model may have run and billed it: that
+  is an error for the caller, whose retry policy (``Provider``: counted,
+  with backoff) decides. Errors are httpx's types: ``ConnectError``,
   ``ConnectTimeout``, ``ReadError``, ``ReadTimeout``, ``WriteError``,
-  ``WriteTimeout``, ``PoolTimeout``, ``RemoteProtocolError``.
+  ``WriteTimeout``, ``PoolTimeout``, ``RemoteProtocolError`` (all but the
+  timeouts are ``TransportError``: the provider's ``connection`` kind).
 * A server that answers before it has read the whole request (a 413 for a
   large image) and stops reading: that answer is the outcome, not the write
   error, and the connection is not reused.
@@ -67,13 +72,8 @@ if TYPE_CHECKING:
 
 READ_SIZE: Final = 65536
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-EXPIRE_PER_REQUEST: Final = 4  # expired idle connections closed per request, at most
 
 Origin = tuple[str, str, int]
-
-
-class _Stale(Exception):
-    """A reused connection ended before the first byte of the response."""
 
 
 @contextlib.contextmanager
@@ -101,7 +101,6 @@ class _Connection:
         self.socket = sock
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
-        self.used = False
         self.broken = False
         # httpx's per-phase timeouts of the request being served
         self.read_timeout: float | None = None
@@ -121,8 +120,6 @@ class _Connection:
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, OSError) as exc:
-                if self.used:
-                    raise _Stale from exc
                 raise httpx2.WriteError(f"sending the request: {exc}") from None
 
     async def next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
@@ -138,12 +135,8 @@ class _Connection:
                 try:
                     data = await self.stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, OSError) as exc:
-                    if self.used and self.h11.their_state is h11.SEND_RESPONSE:
-                        raise _Stale from exc
                     raise httpx2.ReadError(f"reading the response: {exc}") from None
             if not data and self.h11.their_state is h11.SEND_RESPONSE:
-                if self.used:
-                    raise _Stale
                 raise httpx2.RemoteProtocolError(
                     "the server closed the connection without a response"
                 )
@@ -216,15 +209,8 @@ class PoolTransport(httpx2.AsyncBaseTransport):
             await self._slots.acquire()
         connection: _Connection | None = None
         try:
-            while True:
-                connection = self._take_idle(origin) or await self._connect(origin, timeouts)
-                try:
-                    response = await self._exchange(connection, head, body, timeouts)
-                except _Stale:
-                    connection.close()
-                    connection = None
-                    continue  # only reused connections go stale: the next is new or reused
-                return response
+            connection = self._take_idle(origin) or await self._connect(origin, timeouts)
+            return await self._exchange(connection, head, body, timeouts)
         except BaseException:
             if connection is not None:
                 connection.close()
@@ -266,7 +252,6 @@ class PoolTransport(httpx2.AsyncBaseTransport):
             if not isinstance(event, h11.InformationalResponse):
                 raise httpx2.RemoteProtocolError(f"{type(event).__name__} before the response")
             event = await connection.next_event()
-        connection.used = True
         return httpx2.Response(
             status_code=event.status_code,
             headers=event.headers.raw_items(),
@@ -278,10 +263,11 @@ class PoolTransport(httpx2.AsyncBaseTransport):
         queue = self._idle.get(origin)
         if not queue:
             return None
+        # Oldest first, and the deque is in the order connections went idle:
+        # after this loop none left is expired.
         now = trio.current_time()
-        for _ in range(EXPIRE_PER_REQUEST):
-            if queue and now - queue[0].idle_since > self._keepalive_expiry:
-                queue.popleft().close()
+        while queue and now - queue[0].idle_since > self._keepalive_expiry:
+            queue.popleft().close()
         while queue:
             connection = queue.pop()
             # Readable while idle: the server closed it (or sent junk).

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.config import ProviderConfig
+from daemon.errors import StrategyError
 from daemon.http11 import PoolTransport
 from daemon.providers import Provider, _proxied
 from tests.fake_provider import FakeProvider, Script
@@ -256,20 +257,90 @@ async def test_an_idle_connection_the_server_closed_is_not_used() -> None:
         assert server.connections == 2
 
 
-async def test_keep_alive_race_is_retried_once_on_a_new_connection() -> None:
-    """The server takes the second request on a reused connection and closes
-    without answering (it timed the connection out as the request arrived)."""
+async def test_a_request_that_may_have_left_is_never_sent_again_by_the_pool() -> None:
+    """Regression (issue 12.10): the server takes the second request on a
+    reused connection and closes without answering (it timed the connection
+    out as the request arrived, or the model ran and the connection died).
+    The pool re-sent the POST on a new connection: the model could run and
+    bill it twice, and no retry was counted. Now it is an error for the
+    caller, a ``TransportError`` (the provider's ``connection`` kind)."""
+    received: list[bytes] = []
 
     async def flaky(peer: Peer) -> None:
-        await peer.request()
+        received.append(await peer.request() or b"")
         await peer.stream.send_all(OK)
-        await peer.request()  # the reused connection's request: dropped
+        received.append(await peer.request() or b"")  # the reused connection's: dropped
 
     pool = PoolTransport()
     async with serve(flaky) as server, httpx2.AsyncClient(transport=pool) as client:
         assert (await client.post(url(server), content=b"a")).content == b"ok"
+        with pytest.raises(httpx2.RemoteProtocolError, match="without a response") as raised:
+            await client.post(url(server), content=b"b")
+        assert isinstance(raised.value, httpx2.TransportError)
+        await server.closed.wait()
+        assert (received, server.connections) == ([b"a", b"b"], 1)
+        assert pool._slots.value == 100
+        assert pool.idle == 0
+
+
+async def test_a_request_that_provably_never_left_goes_out_on_another_connection() -> None:
+    """Seen closed before the first byte was written: the idle connection
+    the server closed is dropped and the request goes out once, elsewhere."""
+    received: list[bytes] = []
+
+    async def one_reply(peer: Peer) -> None:
+        received.append(await peer.request() or b"")
+        await peer.stream.send_all(OK)  # keep-alive by the headers, then closes
+
+    pool = PoolTransport()
+    async with serve(one_reply) as server, httpx2.AsyncClient(transport=pool) as client:
+        assert (await client.post(url(server), content=b"a")).content == b"ok"
+        await server.closed.wait()
         assert (await client.post(url(server), content=b"b")).content == b"ok"
-        assert server.connections == 2
+        assert (received, server.connections) == ([b"a", b"b"], 2)
+
+
+async def test_the_provider_sees_a_dropped_request_as_a_connection_error_and_retries_it() -> None:
+    """The provider's retry policy alone sends a request again: with
+    ``max_retries: 0`` the dropped call is a ``connection`` error, sent once;
+    with one retry it goes out a second time, on a new connection."""
+    from tests.test_providers import IMAGE, STRATEGY
+
+    body = msgspec.json.encode(
+        {
+            "model": "fast-model",
+            "choices": [{"message": {"role": "assistant", "content": "{}"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    )
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    requests = 0
+
+    async def first_answered_then_dropped(peer: Peer) -> None:
+        nonlocal requests
+        while await peer.request() is not None:
+            requests += 1
+            if requests == 2:
+                return  # the reused connection's request: read, then hang up
+            await peer.stream.send_all(answer % len(body) + body)
+
+    async with serve(first_answered_then_dropped) as server:
+        provider = Provider.from_config(
+            "fake", ProviderConfig(base_url=f"http://127.0.0.1:{server.port}/v1")
+        )
+        try:
+            once = msgspec.structs.replace(STRATEGY, model="fast-model", max_retries=0)
+            await provider.complete(once, IMAGE)
+            with pytest.raises(StrategyError) as raised:
+                await provider.complete(once, IMAGE)
+            assert raised.value.kind == "connection"
+            assert (requests, server.connections) == (2, 1)
+            retried = msgspec.structs.replace(once, max_retries=1)
+            requests = 1  # the next request is dropped again (on a new connection) ...
+            await provider.complete(retried, IMAGE)
+            assert (requests, server.connections) == (3, 3)  # ... and retried on another
+        finally:
+            await provider.aclose()
 
 
 async def test_a_new_connection_closed_without_an_answer_is_an_error() -> None:
@@ -412,6 +483,30 @@ async def test_expired_idle_connections_are_closed() -> None:
         await trio.sleep(0.01)
         assert (await client.get(url(server))).content == b"ok"
         assert server.connections == 2
+
+
+async def test_no_expired_connection_is_ever_reused(autojump_clock: trio.testing.MockClock) -> None:
+    """Regression (issue 20.5): at most four expired connections were closed
+    per request and the newest was then taken without a look at its age, so
+    with five or more expired the pool reused one (widening the keep-alive
+    race). Six idle connections, all past ``keepalive_expiry``: the next
+    request opens a new one, and every expired one is closed."""
+    pool = PoolTransport(keepalive_expiry=5.0)
+    async with serve(keep_alive) as server, httpx2.AsyncClient(transport=pool) as client:
+        async with contextlib.AsyncExitStack() as held:
+            responses = [  # six at once: six connections
+                await held.enter_async_context(client.stream("GET", url(server))) for _ in range(6)
+            ]
+            for response in responses:
+                await response.aread()  # read to its end: back to the pool
+        assert (pool.idle, server.connections) == (6, 6)
+        await trio.sleep(5.5)
+        assert (await client.get(url(server))).content == b"ok"
+        assert server.connections == 7
+        assert pool.idle == 1  # the new one; the six expired ones are closed
+        await trio.sleep(1)  # not expired: reused
+        assert (await client.get(url(server))).content == b"ok"
+        assert server.connections == 7
 
 
 async def test_aclose_closes_idle_connections_and_refuses_requests() -> None:
