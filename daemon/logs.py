@@ -4,7 +4,9 @@ The conversation id comes from a context variable, so every line written while
 serving a request, and by background tasks spawned for it (trio copies the
 context into child tasks), carries it without passing it around. Secrets (the
 API key values of configured providers) are replaced by ``***`` in every
-formatted line, tracebacks included.
+formatted line, tracebacks included. Control characters in a message or a
+conversation id (a peer or a model controls both) are escaped, so every
+record is one line and none can be forged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Final, TextIO
 
 import msgspec
 
@@ -36,6 +38,24 @@ def conversation(cid: str) -> Iterator[None]:
         conversation_id.reset(token)
 
 
+def _escapes() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table |= {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+    table |= {0x2028: "\\u2028", 0x2029: "\\u2029"}  # line separators to some readers
+    return table
+
+
+_ESCAPES: Final = _escapes()
+
+
+def escape(text: str) -> str:
+    """``text`` on one line: control characters (C0, DEL, C1, U+2028/2029) as
+    ``\\n``, ``\\x1b``... A conversation id, a bubble's text or an error
+    a peer controls can then never start a line of its own (a forged
+    ``... INFO [admin] Background: Premium result cached successfully``)."""
+    return text.translate(_ESCAPES)
+
+
 class _Redacting(logging.Formatter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -53,13 +73,16 @@ class _Redacting(logging.Formatter):
 
 
 class TextFormatter(_Redacting):
-    """``2026-11-29T14:56:38.123 INFO [conv-1] message`` (+ traceback lines)."""
+    """``2026-11-29T14:56:38.123 INFO [conv-1] message`` (+ traceback lines,
+    each indented, so that no text inside a traceback starts a line)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        cid = getattr(record, "conversation_id", NO_CONVERSATION)
-        line = f"{self.formatTime(record)} {record.levelname} [{cid}] {record.getMessage()}"
+        cid = escape(getattr(record, "conversation_id", NO_CONVERSATION))
+        message = escape(record.getMessage())
+        line = f"{self.formatTime(record)} {record.levelname} [{cid}] {message}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            trace = self.formatException(record.exc_info).splitlines()
+            line += "".join("\n  " + escape(part) for part in trace)
         return self.redact(line)
 
 
@@ -72,9 +95,9 @@ class JsonFormatter(_Redacting):
         entry = {
             "time": self.formatTime(record),
             "level": record.levelname,
-            "conversation_id": getattr(record, "conversation_id", NO_CONVERSATION),
+            "conversation_id": escape(getattr(record, "conversation_id", NO_CONVERSATION)),
             "logger": record.name,
-            "message": self.redact(record.getMessage()),
+            "message": self.redact(escape(record.getMessage())),
         }
         if record.exc_info:
             entry["traceback"] = self.redact(self.formatException(record.exc_info))

@@ -80,3 +80,44 @@ def test_json_format() -> None:
     assert entry["conversation_id"] == "c1"
     assert entry["message"] == "hello ***"
     assert entry["level"] == "INFO"
+
+
+FORGED = "\n2026-12-06T10:00:00.000 INFO [admin] Background: Premium result cached successfully"
+
+
+def test_a_peer_cannot_forge_a_line(stream: io.StringIO) -> None:
+    """A conversation id, a bubble's text or an error text carrying a newline
+    wrote a well-formed line of its own; now every record is one line."""
+    log = logging.getLogger("daemon.race")
+    with conversation("c" + FORGED + "\x1b[2J"):
+        log.info("  [1] talker(left) OK bbox=[1,2,3,4]: %s", "hi" + FORGED + "\r\u2028")
+        try:
+            raise ValueError("bad input" + FORGED)
+        except ValueError:
+            log.exception("handler failed")
+    text = stream.getvalue()
+    found = lines(stream)
+    assert [m["level"] for m in found] == ["INFO", "ERROR"]  # nothing forged
+    assert found[0]["cid"] == "c\\n2026-12-06T10:00:00.000 INFO [admin"  # up to the first ]
+    assert "\\x1b[2J" in text
+    assert found[0]["msg"].endswith("successfully\\r\\u2028")
+    trace = text.splitlines()[2:]
+    assert trace
+    assert all(line.startswith("  ") for line in trace)  # a traceback never starts a line
+    assert "\n  2026-12-06T10:00:00.000 INFO [admin]" in text  # indented: not a line of its own
+
+
+def test_a_peer_cannot_forge_a_json_line() -> None:
+    out = io.StringIO()
+    handler = setup_logging("INFO", "json", [], out)
+    try:
+        with conversation("c" + FORGED):
+            logging.getLogger("daemon.race").info("text: %s", "hi" + FORGED + "\x1b")
+    finally:
+        logging.getLogger("daemon").removeHandler(handler)
+        logging.getLogger("daemon").propagate = True
+    [line] = out.getvalue().splitlines()
+    entry = json.loads(line)
+    assert "\n" not in entry["conversation_id"]
+    assert "\n" not in entry["message"]
+    assert entry["message"].endswith("successfully\\x1b")
