@@ -250,7 +250,8 @@ class Method(msgspec.Struct, frozen=True):
     # Methods that only read the daemon's own state answer while draining.
     while_draining: bool = False
     # The handler never blocks (no await that waits): the connection's reader
-    # runs it itself instead of starting a task for it.
+    # runs it itself instead of starting a task for it, and it is neither
+    # counted in flight nor refused at max_in_flight.
     inline: bool = False
     # A synchronous path the reader tries first (a cache hit); None from it
     # means "take the normal path".

@@ -16,14 +16,15 @@ No trip through trio's scheduler where none is needed, on sockets: the line
 reader reads directly when bytes are there (``framing``), a response is
 written with one non-blocking ``write`` when the socket's buffer takes it
 (what does not fit goes through ``send_all``), and a free request slot or
-an unheld send lock is taken with ``acquire_nowait``. Each of those trips
-costs as much as the rest of a cache hit: with all of them taken, hits at
-8 connections fell from 0.75 to 0.43 of the echo server
-(``bench/race_bench.py``), ``health`` from 0.88 to 0.44
-(``bench/rpc_bench.py``). Fairness is then kept by time, never by the kind
-of line: the reader checkpoints whenever it has run ``TURN`` seconds since
-it last waited, whatever it was doing (blank lines, notifications, inline
-answers), and the line reader drops blank keep-alive lines a chunk at a time.
+an unheld send lock is taken with ``acquire_nowait``. Those trips are not
+free: ``health`` at 8 connections was 0.86-0.97 of the echo server with
+them skipped, 0.68-0.75 with ``receive_some``/``send_all`` on every read and
+answer, and 0.58-0.61 with every slot and send lock awaited too
+(``bench/rpc_bench.py``, variants run side by side, issue 20). Fairness is
+then kept by time, never by the kind of line: the reader checkpoints
+whenever it has run ``TURN`` seconds since it last waited, whatever it was
+doing (blank lines, notifications, inline answers), and the line reader
+drops blank keep-alive lines a chunk at a time.
 
 Methods that never wait are not counted in flight and never refused at
 ``max_in_flight``: counting them would bound nothing, and ``health`` and

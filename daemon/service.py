@@ -156,7 +156,9 @@ class Service:
 
     def begin_request(self) -> None:
         """Count one request in flight while its handler runs (``end_request``
-        after it, in a ``finally``); Overloaded past the cap."""
+        after it, in a ``finally``); Overloaded past the cap. Only for methods
+        that may wait: ``rpc`` runs those marked ``inline`` (and cache hits)
+        uncounted, since they bound nothing and must answer when busy."""
         if self.in_flight >= self.max_in_flight:
             raise Overloaded(
                 "too many requests in flight; retry shortly",
