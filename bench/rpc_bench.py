@@ -9,6 +9,10 @@ before the next. Prints requests/s, p50 and p99 latency for both and the
 ratio ctxd / echo of requests/s. Both servers are measured in the same run,
 on the same machine, with the same client, so the ratio is what to compare
 across machines, not the absolute figures.
+
+Then ``health`` latency from one client while ``--floods`` connections send
+blank lines as fast as they can (issue 20: two such clients once made a
+``health`` wait 12-17 s).
 """
 
 from __future__ import annotations
@@ -19,13 +23,39 @@ import tempfile
 from pathlib import Path
 
 import trio
-from common import daemon, drive, echo_server, health_request
+from common import LineClient, daemon, drive, echo_server, health_request
+
+
+async def under_flood(path: str, floods: int, seconds: float) -> list[float]:
+    """Latencies (s) of one closed-loop health client while ``floods``
+    connections write newlines as fast as the daemon takes them."""
+    latencies: list[float] = []
+    stop_at = trio.current_time() + seconds
+    newlines = b"\n" * (1 << 20)
+
+    async def flood() -> None:
+        async with await trio.open_unix_socket(path) as stream:
+            while trio.current_time() < stop_at:
+                await stream.send_all(newlines)
+
+    async def probe() -> None:
+        async with await trio.open_unix_socket(path) as stream:
+            client = LineClient(stream)
+            while trio.current_time() < stop_at:
+                latencies.append(await client.call(health_request(0, 0)))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(floods):
+            nursery.start_soon(flood)
+        nursery.start_soon(probe)
+    return sorted(latencies)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--floods", type=int, default=2)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-bench-", dir="/tmp"))
@@ -42,6 +72,14 @@ def main() -> None:
                     rates[name] = rate
                     print(f"{level:>5}  {name:<6} {rate:>9,.0f} {p50:>8.3f} {p99:>8.3f}")
                 print(f"{level:>5}  ratio ctxd/echo = {rates['ctxd'] / rates['echo']:.2f}")
+            if args.floods:
+                got = trio.run(under_flood, ctxd_path, args.floods, args.seconds)
+                p50, p99 = got[len(got) // 2] * 1000, got[int(len(got) * 0.99)] * 1000
+                print(
+                    f"health while {args.floods} connections send newlines flat out:"
+                    f" {len(got):,} calls, p50 {p50:.3f} ms, p99 {p99:.3f} ms,"
+                    f" max {got[-1] * 1000:.3f} ms"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -16,9 +16,10 @@ From a socket the reader reads directly when bytes are there, and waits
 (``trio.lowlevel.wait_readable``) only when there are none: trio's
 ``receive_some`` passes through the scheduler after every successful read,
 a trip that costs as much as the rest of a cache hit's reading (see
-``rpc``). So reading alone never yields while a client keeps the socket
-full: the caller bounds its own turn by time, and ``resumed_at`` tells it
-when the reader last came back from a wait.
+``rpc``). What bounds the work between two checkpoints instead is time: a
+``Turn``, shared with the caller, which checkpoints before a read once the
+task has run ``Turn.seconds`` since it last waited, whether it was skipping
+blank lines here or answering requests in the caller.
 
 Cancellation: ``fill`` and ``receive_line`` may be cancelled at any time; the
 bytes received so far stay buffered and the next call continues where it
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from trio.abc import ReceiveStream
 
 CHUNK: Final = 64 * 1024
+TURN: Final = 0.001  # seconds a reader's task runs at most without a checkpoint
 # The bytes that bytes.strip() strips: a line of only these is blank.
 _BLANK_BYTES: Final = b" \t\r\n\x0b\x0c"
 _BLANK_LINES: Final = re.compile(rb"(?:[ \t\r\x0b\x0c]*\n)+")
@@ -47,8 +49,31 @@ class MessageTooLarge(Exception):
     """A line grew past the limit; the connection cannot be resynchronised."""
 
 
+class Turn:
+    """How long a task has run since it last let the others run, bounded.
+
+    ``resumed`` notes that the task just came back from a wait;
+    ``checkpoint_if_due`` yields once the turn is ``seconds`` long. Wall
+    time (``perf_counter``), not trio's clock: it bounds how long the loop
+    is held, which virtual time in tests does not see."""
+
+    def __init__(self, seconds: float = TURN) -> None:
+        self.seconds = seconds
+        self.began = time.perf_counter()
+
+    def resumed(self) -> None:
+        self.began = time.perf_counter()
+
+    async def checkpoint_if_due(self) -> None:
+        if time.perf_counter() - self.began >= self.seconds:
+            await trio.lowlevel.checkpoint()
+            self.began = time.perf_counter()
+
+
 class LineReader:
-    def __init__(self, stream: ReceiveStream, max_message_bytes: int) -> None:
+    def __init__(
+        self, stream: ReceiveStream, max_message_bytes: int, turn: Turn | None = None
+    ) -> None:
         self._stream = stream
         self._max = max_message_bytes
         self._buf = bytearray()
@@ -56,7 +81,7 @@ class LineReader:
         self._eof = False
         self.partial_since: float | None = None
         self.received_at = trio.current_time()
-        self.resumed_at = time.perf_counter()  # when a wait for bytes last ended
+        self.turn = turn or Turn()
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
 
     def pop_line(self) -> bytes | None:
@@ -121,8 +146,9 @@ class LineReader:
         sock = self._socket
         if sock is None:
             data = await self._stream.receive_some(CHUNK)
-            self.resumed_at = time.perf_counter()
+            self.turn.resumed()
             return data
+        await self.turn.checkpoint_if_due()
         while True:
             fd = sock.fileno()
             if fd < 0:
@@ -131,7 +157,7 @@ class LineReader:
                 return os.read(fd, CHUNK)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(sock)
-                self.resumed_at = time.perf_counter()
+                self.turn.resumed()
             except OSError as exc:  # ECONNRESET and the like
                 raise trio.BrokenResourceError(str(exc)) from None
 

@@ -22,8 +22,9 @@ them skipped, 0.68-0.75 with ``receive_some``/``send_all`` on every read and
 answer, and 0.58-0.61 with every slot and send lock awaited too
 (``bench/rpc_bench.py``, variants run side by side, issue 20). Fairness is
 then kept by time, never by the kind of line: the reader checkpoints
-whenever it has run ``TURN`` seconds since it last waited, whatever it was
-doing (blank lines, notifications, inline answers), and the line reader
+whenever it has run ``framing.TURN`` (1 ms) since it last waited, whatever
+it was doing (reading blank lines, notifications, inline answers: one
+``framing.Turn`` serves the line reader and this loop), and the line reader
 drops blank keep-alive lines a chunk at a time.
 
 Methods that never wait are not counted in flight and never refused at
@@ -61,7 +62,6 @@ from __future__ import annotations
 import logging
 import os
 import select
-import time
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -89,7 +89,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _LAST_WORD_GRACE: Final = 1.0  # seconds to deliver the last error before closing
-TURN: Final = 0.001  # seconds the reader runs at most without a checkpoint
 
 
 class Connection:
@@ -106,7 +105,6 @@ class Connection:
         self._receiving = False  # the reader waits for the peer's bytes right now
         self._nursery: trio.Nursery | None = None
         self._fd = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._resumed_at = time.perf_counter()  # the reader's last checkpoint
 
     async def serve(self) -> None:
         """Serve until the peer closes, a limit is hit, or we are cancelled.
@@ -133,14 +131,12 @@ class Connection:
 
     async def _read_loop(self, reader: LineReader, nursery: trio.Nursery) -> None:
         while True:
-            if time.perf_counter() - max(self._resumed_at, reader.resumed_at) >= TURN:
-                await trio.lowlevel.checkpoint()  # the others' turn
-                self._resumed_at = time.perf_counter()
+            await reader.turn.checkpoint_if_due()  # the others' turn, now and then
             try:
                 self._slots.acquire_nowait()
             except trio.WouldBlock:
                 await self._slots.acquire()
-                self._resumed_at = time.perf_counter()
+                reader.turn.resumed()
             # The line clock runs only while we wait for the peer's bytes.
             reader.restart_line_clock()
             self._receiving = True

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.framing import LineReader, MessageTooLarge
 
@@ -67,3 +71,24 @@ async def test_partial_since_tracks_a_started_line(autojump_clock: trio.testing.
     await send.send_all(b":1}\n")
     assert await reader.receive_line() == b'{"a":1}'
     assert reader.partial_since is None
+
+
+LINES = [b"", b" ", b"\r", b" \t\r", b"\x0b\x0c", b"{}", b" {} ", b"x", b'{"a":"\\n"}', b"\r{}"]
+
+
+@given(
+    lines=st.lists(st.sampled_from(LINES), max_size=30),
+    last=st.sampled_from([b"", b"{}", b"  "]),
+    cuts=st.lists(st.integers(0, 400), max_size=8),
+)
+def test_any_chunking_gives_exactly_the_non_blank_lines(
+    lines: list[bytes], last: bytes, cuts: list[int]
+) -> None:
+    """However the bytes arrive, the reader hands out every line that is not
+    blank (``bytes.strip`` leaves something), in order, and nothing else; an
+    unterminated last line counts when it is not blank."""
+    data = b"".join(line + b"\n" for line in lines) + last
+    points = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
+    expected = [line for line in [*lines, last] if line.strip()]
+    assert trio.run(feed, chunks, 1000) == expected
