@@ -9,7 +9,8 @@ Shape of the running daemon::
     ├── supervisor.serve        background nursery (work that outlives requests)
     ├── _hold_nursery           the connection handlers' nursery
     ├── server.serve            the accept loop (its own task, so it can stop alone)
-    └── LocalOcr.run            starts the OCR workers of local_ocr strategies, reaps dead idle ones
+    ├── LocalOcr.run            starts the OCR workers of local_ocr strategies, reaps dead idle ones
+    └── check_models            the configured model ids against each provider's list, once
 
 Drain (first signal, or ``request_drain()``): state ``draining``; the accept
 loop is cancelled (listener closed, no new connections); requests already
@@ -48,6 +49,7 @@ from daemon import __version__, systemd
 from daemon.analysis import RaceManager
 from daemon.errors import ServerError
 from daemon.local_ocr import LocalOcr
+from daemon.model_list import check_models
 from daemon.providers import Provider
 from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
@@ -86,7 +88,7 @@ class App:
             store,
             self.supervisor,
             dict(self.providers),
-            Stats(config.strategies),
+            Stats(config.strategies, {name: p.ledger for name, p in self.providers.items()}),
             local=dict(self.local),
         )
         self.service = Service(config, self.supervisor, store, self.races)
@@ -219,6 +221,8 @@ class App:
                 root.start_soon(systemd.watchdog, interval)
             for engine in self.local.values():
                 root.start_soon(engine.run)  # models load now, READY does not wait
+            # configured model ids against the providers' lists; logs, never waits
+            root.start_soon(check_models, dict(self.providers), list(self.config.strategies))
             task_status.started()
             if self._drain_requested.is_set():  # a signal during the start wins
                 logger.info("Stop requested during the start: draining without serving")

@@ -239,3 +239,36 @@ def test_ctl_analyze_and_events(short_tmp: Path, fake: FakeProvider) -> None:
         assert "premium" in status.stdout
     finally:
         daemon.stop()
+
+
+def test_a_retired_model_id_is_named_at_start_and_cost_reaches_status(
+    short_tmp: Path, fake: FakeProvider
+) -> None:
+    """The daemon asks the provider's model list at start, in the background,
+    and warns of a configured id it does not have; the cost the provider
+    reports for each call adds up in status."""
+    daemon = start(
+        short_tmp,
+        fake,
+        strategies=[
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1},
+            {
+                "name": "premium",
+                "provider": "fake",
+                "model": "anthropic/claude-3.5-sonnet",
+                "rank": 2,
+            },
+        ],
+    )
+    try:
+        wait_for(lambda: "is not in fake's model list" in daemon.log())
+        warnings = [line for line in daemon.log().splitlines() if "model list" in line]
+        assert len(warnings) == 1
+        assert " WARNING [-] strategy premium: model 'anthropic/claude-3.5-sonnet'" in warnings[0]
+        with Client(daemon.socket_path) as client:
+            answer = analyze(client, "conv-cost", screenshot(short_tmp))
+            assert answer["provenance"]["strategy"] == "multimodal"
+            status = client.call("status")
+        assert status["strategies"]["multimodal"]["cost_usd"] > 0
+    finally:
+        daemon.stop()
