@@ -29,6 +29,10 @@ class StoreStatus(_Result, frozen=True):
     events: int
     map_size: int
     used_bytes: int
+    # appends whose caller stopped waiting before the commit (a result the
+    # race gave up storing, a cancelled request): possibly stored, never
+    # acknowledged; each is also an ERROR line in the log
+    abandoned: int = 0
 
 
 class CacheStatus(_Result, frozen=True):

@@ -577,7 +577,8 @@ class Store:
         return chunk, False
 
     def status(self) -> StoreStatus:
-        """Path, event count, map size and bytes used, from LMDB's own counters."""
+        """Path, event count, map size and bytes used, from LMDB's own
+        counters, and the appends abandoned before their commit."""
         with self._begin_read() as txn:
             events = txn.stat(self._events)["entries"]
         info = self._env.info()
@@ -587,6 +588,7 @@ class Store:
             events=events,
             map_size=info["map_size"],
             used_bytes=(info["last_pgno"] + 1) * stat["psize"],
+            abandoned=self.abandoned,
         )
 
 

@@ -537,6 +537,7 @@ async def test_an_append_whose_caller_stops_waiting_is_logged_and_counted(
         with trio.move_on_after(0.05):  # no writer runs: the commit never comes
             await store.append(*KEY, result("premium", "p"))
         assert store.abandoned == 1
+        assert store.status().abandoned == 1  # reported in status.store
         (record,) = [r for r in caplog.records if r.name == "daemon.store"]
         assert record.levelno == logging.ERROR
         assert "premium event was not acknowledged" in record.getMessage()
