@@ -18,7 +18,7 @@ from daemon.models import AnalyzeResult, CacheKey, MergeStep
 from daemon.providers import Completion, ImageInput, Provider
 from tests.conftest import ConfigFactory
 from tests.fake_provider import ANSWER
-from tests.race_fakes import IMAGE, Behaviour, Harness, harness
+from tests.race_fakes import IMAGE, Behaviour, GatedStore, Harness, harness
 
 KEY = CacheKey("conv-1", "context_analysis", "sha256:abc", "")
 FAST, SLOW = "fast-model", "slow-model"  # multimodal (rank 1), premium (rank 2)
@@ -483,13 +483,17 @@ async def test_a_lower_rank_stored_in_the_same_commit_never_replaces_a_higher_on
             answers: dict[str, AnalyzeResult] = {}
 
             async def call(
-                wait: Wait, key: CacheKey = key, h: Harness = h, answers: dict = answers
+                wait: Wait,
+                key: CacheKey = key,
+                h: Harness = h,
+                answers: dict[str, AnalyzeResult] = answers,
             ) -> None:
                 answers[wait] = await analyze(h, wait=wait, key=key)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(call, "best")
                 nursery.start_soon(call, "first")
+            assert isinstance(h.store, GatedStore)
             assert h.store.commits == [[1, 2]]  # one group commit stored both
             assert answers["best"].provenance.strategy == "premium"
             assert answers["best"].provenance.event_id == 2
