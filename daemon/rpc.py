@@ -272,44 +272,56 @@ class Connection:
 
     async def _serve(self, message: _Parsed, answer: bytes | None = None) -> None:
         """Answer one received message (``answer``: already known), holding its
-        request slot and the drain until it is done."""
+        request slot and the drain until it is done, a batch's notifications
+        included: they go on after its answer is sent."""
         service = self._service
         service.begin_answer()
         try:
             if answer is not None:
                 await self._send(answer)
-            elif isinstance(message, RpcError):
-                await self._send(_encode_error(message, None) + b"\n")
-            else:
-                is_batch, items = message
-                if is_batch:
-                    await self._serve_batch(items)
-                elif (single := await self._dispatch(items[0])) is not None:
-                    await self._send(single + b"\n")
+            elif isinstance(message, tuple) and message[0]:  # a batch
+                async with trio.open_nursery() as notifications:
+                    answer = await self._respond(message, notifications)
+                    if answer is not None:
+                        await self._send(answer)
+            elif (answer := await self._respond(message)) is not None:
+                await self._send(answer)
         finally:
             service.end_answer()
             self._active -= 1
             self._last_activity = trio.current_time()
             self._slots.release()
 
-    async def _serve_batch(self, items: list[Request | Invalid]) -> None:
-        """Send the batch's answer once every item with an id is done; its
-        notifications may go on after it (the caller still holds the slot)."""
+    async def _respond(
+        self, message: _Parsed, notifications: trio.Nursery | None = None
+    ) -> bytes | None:
+        """The response line for one received message (``None``: nothing to
+        send). A batch's answer is ready when its items with an id are done:
+        its notifications run in ``notifications`` when given, else they
+        finish before this returns."""
+        if isinstance(message, RpcError):
+            return _encode_error(message, None) + b"\n"
+        is_batch, items = message
+        if not is_batch:
+            single = await self._dispatch(items[0])
+            return None if single is None else single + b"\n"
+        if notifications is None:
+            async with trio.open_nursery() as own:
+                answer = await self._respond(message, own)
+            return answer
         parts: list[bytes | None] = [None] * len(items)
 
         async def run(i: int, item: Request | Invalid) -> None:
             parts[i] = await self._dispatch(item)
 
-        async with trio.open_nursery() as notifications:
-            async with trio.open_nursery() as answered:
-                for i, item in enumerate(items):
-                    if isinstance(item, Request) and item.is_notification:
-                        notifications.start_soon(self._dispatch, item)
-                    else:
-                        answered.start_soon(run, i, item)
-            encoded = [p for p in parts if p is not None]
-            if encoded:
-                await self._send(b"[" + b",".join(encoded) + b"]\n")
+        async with trio.open_nursery() as answered:
+            for i, item in enumerate(items):
+                if isinstance(item, Request) and item.is_notification:
+                    notifications.start_soon(self._dispatch, item)
+                else:
+                    answered.start_soon(run, i, item)
+        encoded = [p for p in parts if p is not None]
+        return b"[" + b",".join(encoded) + b"]\n" if encoded else None
 
     async def _dispatch(self, item: Request | Invalid) -> bytes | None:
         """One encoded response object, or None for a notification."""
