@@ -165,13 +165,17 @@ class RaceManager:
         self, key: CacheKey, image: ImageInput | None, wait: Wait, refresh: bool, deadline: float
     ) -> AnalyzeResult:
         started = trio.current_time()
+        floor = -math.inf  # what a result must outrank to be worth more than the cache
         if not refresh:
             cached = self.cached_answer(key, image, wait)
             if cached is not None:
                 return cached
+            floor = self._cached_rank(key)  # wait=best, and the cache holds less than the top
+        strategies = self.config.strategies
         race = self.races.get(key)
         if race is not None:
             self.stats.coalesced += 1
+            race.widen(strategies, floor)  # an upgrade joined by a refresh starts the rest
         else:
             if image is None:
                 raise MissingInput()
@@ -179,17 +183,20 @@ class RaceManager:
             if refused is not None:
                 raise Overloaded("too many screenshots are being raced; retry shortly", refused)
             self.stats.misses += 1
-            race = self._new_race(key, image)
-            race.start(self.config.strategies, background=False)
+            race = self._new_race(key, image, floor)
+            race.start([s for s in strategies if s.rank > floor], background=False)
         outcome = await race.answer(wait, deadline)
         if outcome is None:
             raise DeadlineExceeded(data={"pending": race.outcome().pending})
         accepted = outcome.answer
-        if accepted is None:
-            # An upgrade that failed still leaves the cached event: the best there is.
+        if accepted is None or self._rank_of(accepted.strategy) < floor:
+            # The race found nothing better than the cached event: that is
+            # the best there is (an upgrade that failed, or a race started
+            # by a refresh that only a lower strategy won).
             cached = None if refresh else self.cached_answer(key, image, "first")
             if cached is not None:
                 return cached
+        if accepted is None:
             raise AllStrategiesFailed(data={"strategies": race.failures()})
         logger.info(
             "merge_step [%s|%s] Conversation: %d messages",
@@ -198,6 +205,13 @@ class RaceManager:
             len(accepted.step.conversation),
         )
         return _answer(accepted, False, started, outcome.pending)
+
+    def _cached_rank(self, key: CacheKey) -> float:
+        """The rank of the event the cache would serve for ``key`` (-inf: none)."""
+        event = self.store.best(key.session_id, key.category, key.resource, key.scene)
+        if event is None or self._cached_step(event) is None:
+            return -math.inf
+        return self._rank_of(event.strategy)
 
     def _from_cache(
         self,
@@ -230,8 +244,9 @@ class RaceManager:
     def _upgrade(self, key: CacheKey, image: ImageInput, rank: int) -> list[str]:
         """Start the strategies that outrank a cached event, in the background,
         unless one is running or failed within ``llm.upgrade_retry_after``."""
-        if key in self.races:
-            return self.races[key].outcome().pending
+        if key in self.races:  # of what runs, only what outranks the cached event
+            pending = self.races[key].outcome().pending
+            return [name for name in pending if self._rank_of(name) > rank]
         now = trio.current_time()
         window = self.config.llm.upgrade_retry_after
         better = [s for s in self.config.strategies if s.rank > rank]

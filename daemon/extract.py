@@ -27,14 +27,16 @@ from daemon.models import Bubble, Layout, MergeStep, Message, Participants, Side
 MAX_BUBBLES: Final = 500
 # Characters of model text looked at. An answer is capped by the strategy's
 # max_tokens (8192 by default: ~40,000 characters); 500 bubbles of 120
-# characters fit too. Parsing this much JSON takes ~2 ms at worst (a long
+# characters fit too. Parsing this much JSON takes a few ms at worst (a long
 # list of numbers), and SCAN_BUDGET allows two such passes: that bounds how
-# long one answer can hold the event loop (bench/extract_bench.py: ~4.5 ms).
+# long one answer can hold the event loop (bench/extract_bench.py).
 MAX_TEXT: Final = 128 * 1024
-# Characters the JSON parser may walk over, all attempts together: each
-# attempt from a ``{`` is charged the rest of the text, as it may read to the
-# end before failing (a crafted answer made 64 attempts read 2 MB each).
+# Characters the JSON parser may walk over, all attempts together: an
+# attempt is charged what it read (up to where it failed; the rest of the
+# text when that is not known), so stray braces in prose cost little and a
+# crafted answer cannot make 64 attempts read 2 MB each.
 SCAN_BUDGET: Final = 2 * MAX_TEXT
+MAX_ATTEMPTS: Final = 256  # ``{`` positions tried at most
 
 
 class _RawBubble(msgspec.Struct):
@@ -56,6 +58,7 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER: Final = msgspec.json.Encoder()
 
 
 def first_json_object(text: str) -> tuple[dict[str, Any], str | None]:
@@ -71,15 +74,21 @@ def first_json_object(text: str) -> tuple[dict[str, Any], str | None]:
     start = looked_at.find("{")
     budget = SCAN_BUDGET
     first_error: str | None = None
-    while start >= 0 and budget > 0:
-        budget -= len(looked_at) - start
+    attempts = 0
+    while start >= 0 and budget > 0 and attempts < MAX_ATTEMPTS:
+        attempts += 1
         try:
             value, _ = _DECODER.raw_decode(looked_at, start)
         except json.JSONDecodeError as exc:
+            # The parser stopped at exc.pos; an unterminated string is
+            # reported where it starts but was read to the end.
+            read_to = len(looked_at) if exc.msg.startswith("Unterminated") else exc.pos
+            budget -= max(read_to - start, 1)
             first_error = first_error or f"not valid JSON at character {exc.pos}: {exc.msg}"
             start = looked_at.find("{", max(start + 1, exc.pos))
             continue
         except (ValueError, RecursionError) as exc:
+            budget -= len(looked_at) - start  # where it failed is not known
             first_error = first_error or f"not valid JSON at character {start}: {exc}"
         else:
             if isinstance(value, dict):
@@ -98,6 +107,11 @@ def parse_merge_step(text: str) -> MergeStep:
 
     Raises StrategyError("invalid_output", ...) naming the first problem."""
     data, broken_before = first_json_object(text)
+    try:  # a lone surrogate ("\\ud83d": half an emoji) can be neither stored nor sent
+        _ENCODER.encode(data)
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+        raise StrategyError("invalid_output", f"text that is not Unicode: {bad}") from None
     try:
         raw = msgspec.convert(data, _RawStep, strict=True)
     except msgspec.ValidationError as exc:

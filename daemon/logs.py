@@ -42,10 +42,12 @@ def _escapes() -> dict[int, str]:
     table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
     table |= {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
     table |= {0x2028: "\\u2028", 0x2029: "\\u2029"}  # line separators to some readers
+    table[ord("\\")] = "\\\\"  # so that an escape in the log is never the peer's own text
     return table
 
 
 _ESCAPES: Final = _escapes()
+_CID_ESCAPES: Final = {**_ESCAPES, ord("]"): "\\x5d"}  # the id cannot close its brackets
 
 
 def escape(text: str) -> str:
@@ -54,6 +56,12 @@ def escape(text: str) -> str:
     a peer controls can then never start a line of its own (a forged
     ``... INFO [admin] Background: Premium result cached successfully``)."""
     return text.translate(_ESCAPES)
+
+
+def escape_cid(cid: str) -> str:
+    """``escape``, and ``]`` as ``\\x5d``: a conversation id ends only where
+    the format says (``[x] Background: ...`` cannot pass for a message)."""
+    return cid.translate(_CID_ESCAPES)
 
 
 class _Redacting(logging.Formatter):
@@ -77,7 +85,7 @@ class TextFormatter(_Redacting):
     each indented, so that no text inside a traceback starts a line)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        cid = escape(getattr(record, "conversation_id", NO_CONVERSATION))
+        cid = escape_cid(getattr(record, "conversation_id", NO_CONVERSATION))
         message = escape(record.getMessage())
         line = f"{self.formatTime(record)} {record.levelname} [{cid}] {message}"
         if record.exc_info:
@@ -95,7 +103,7 @@ class JsonFormatter(_Redacting):
         entry = {
             "time": self.formatTime(record),
             "level": record.levelname,
-            "conversation_id": escape(getattr(record, "conversation_id", NO_CONVERSATION)),
+            "conversation_id": escape_cid(getattr(record, "conversation_id", NO_CONVERSATION)),
             "logger": record.name,
             "message": self.redact(escape(record.getMessage())),
         }

@@ -208,6 +208,7 @@ class Race:
         self.floor = floor
         self.legs: list[Leg] = []
         self.waiters = 0
+        self.best_waiters = 0  # of ``waiters``, those with ``wait: "best"``
         self.ended = False
         self._changed = trio.Event()
 
@@ -222,7 +223,8 @@ class Race:
         }
 
     def start(self, strategies: Iterable[StrategyConfig], *, background: bool) -> None:
-        """Start one leg per strategy, all before any of them runs.
+        """Start one leg per strategy not already in the race, all before any
+        of them runs.
 
         ``background``: an upgrade, which nobody waits for; its legs count as
         background work from the start and end ``premium_cache_timeout``
@@ -231,20 +233,33 @@ class Race:
         trio runs the tasks of a batch in either order, so otherwise half the
         time the premium's request (~0.2 ms of CPU to build and send) would
         go out before the one whose answer is awaited."""
-        self.legs = [Leg(s) for s in sorted(strategies, key=lambda s: s.rank)]
+        present = {leg.name for leg in self.legs}
+        new = [Leg(s) for s in sorted(strategies, key=lambda s: s.rank) if s.name not in present]
+        self.legs += new
         supervisor = self.ctx.supervisor
         deadline = math.inf
         if background:
             deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
-        for index, leg in enumerate(self.legs):
+        for index, leg in enumerate(new):
             leg.background = background
             leg.deadline = deadline
             leg.handle = supervisor.spawn(
                 leg.name, self._run_leg, leg, index > 0, deadline=deadline, background=background
             )
-        for leg in self.legs:
+        for leg in new:
             if leg.handle is None:  # refused at the background cap
                 self._end(leg, StrategyError("cancelled", "background task cap reached"))
+        self._finish_if_done()  # no strategy at all
+
+    def widen(self, strategies: Iterable[StrategyConfig], floor: float) -> None:
+        """A request that counts results down to ``floor`` joins this race
+        (an upgrade, which only races above the cached event's rank): the
+        strategies above ``floor`` it lacks start now, attached."""
+        if floor >= self.floor:
+            return
+        self.floor = floor
+        above = self._accepted_rank()  # a strategy below an accepted result would lose anyway
+        self.start([s for s in strategies if s.rank > above], background=False)
 
     # ------------------------------------------------------------ waiting --
 
@@ -253,8 +268,12 @@ class Race:
         (None then). Cancelled (the client is gone): nothing but this wait
         ends. A request that leaves without an answer, as the last one
         waiting, hands every running leg to the background; one that gets an
-        answer hands off the running legs that outrank it."""
+        answer hands off the running legs that outrank it, unless a
+        ``wait: "best"`` request still waits for them (then they stay its
+        legs, never cancelled at the background cap, until it leaves)."""
         self.waiters += 1
+        if wait == "best":
+            self.best_waiters += 1
         result: Outcome | None = None
         try:
             with trio.move_on_at(deadline):
@@ -263,10 +282,13 @@ class Race:
                 result = now
         finally:
             self.waiters -= 1
-            if result is not None and result.answer is not None:
-                self._hand_off(result.answer.strategy)
-            elif not self.waiters:
-                self._hand_off(None)
+            if wait == "best":
+                self.best_waiters -= 1
+            answer = self.outcome().answer
+            if not self.waiters:
+                self._hand_off(answer.strategy if answer is not None else None)
+            elif answer is not None and not self.best_waiters:
+                self._hand_off(answer.strategy)
         if result is not None:
             return self.outcome()  # the hand-off may have cancelled legs at the cap
         return None
@@ -329,22 +351,30 @@ class Race:
                     leg, StrategyError("invalid_output", f"internal error: {type(exc).__name__}")
                 )
                 return
-            finally:
-                # Cancelled by its deadline or the drain (Cancelled is on its
-                # way up): say why, once. Cancelled by the race itself, the
-                # state already says so.
-                if leg.state == "running" and self._cancelled_now(leg):
+            except BaseException:
+                # Cancelled by its deadline, the drain or the whole nursery
+                # (Cancelled is on its way up): say why, once. Cancelled by
+                # the race itself, the state already says so.
+                if leg.state == "running":
                     self._end(leg, self._cancellation(leg))
-            if leg.state != "running":  # cancelled while its answer came in
-                return
+                raise
+            if leg.state != "running" or self._cancelled_now(leg):
+                return  # cancelled while its answer came in
             ms = (trio.current_time() - started) * 1000
             if counters is not None:
                 counters.latencies_ms.append(ms)
             await self._store(leg, step, completion, ms)
 
     def _cancelled_now(self, leg: Leg) -> bool:
+        """The leg's own scope was cancelled (or its deadline passed) but its
+        call returned without a checkpoint: the answer came too late."""
         assert leg.handle is not None
-        return leg.handle.scope.cancel_called or trio.current_time() >= leg.deadline
+        if leg.state == "running" and (
+            leg.handle.scope.cancel_called or trio.current_time() >= leg.deadline
+        ):
+            self._end(leg, self._cancellation(leg))
+            return True
+        return False
 
     def _cancellation(self, leg: Leg) -> StrategyError:
         if trio.current_time() >= leg.deadline:
@@ -410,6 +440,8 @@ class Race:
                     )
                 except StoreError as exc:
                     logger.error("Failed to cache premium result: %s", exc)
+                except Exception as exc:  # a store bug must not leave the leg storing
+                    logger.exception("Failed to cache premium result: %s", type(exc).__name__)
             if grace.cancelled_caught:
                 logger.error(
                     "Failed to cache premium result: the store did not answer within %gs",
@@ -453,7 +485,10 @@ class Race:
                 self.ctx.failed_at[(self.key, leg.name)] = trio.current_time()
         self._changed.set()
         self._changed = trio.Event()
-        if not self.ended and not any(other.live for other in self.legs):
+        self._finish_if_done()
+
+    def _finish_if_done(self) -> None:
+        if not self.ended and not any(leg.live for leg in self.legs):
             self.ended = True
             self.ctx.finished(self)
 

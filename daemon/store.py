@@ -253,7 +253,7 @@ class Store:
         and the drop is logged as an error and counted in ``abandoned``."""
         try:
             encoded_payload = ENCODE.encode(payload)
-        except (TypeError, OverflowError) as exc:
+        except (TypeError, OverflowError, ValueError) as exc:  # ValueError: a lone surrogate
             raise UnstorablePayload(f"the payload cannot be stored: {exc}") from None
         stored = StoredEvent(
             time.time(),

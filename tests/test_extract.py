@@ -148,19 +148,29 @@ def _nested_then_too_deep(depth: int, length: int) -> str:
 def test_a_crafted_answer_costs_a_bounded_parse(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the answer, the JSON parser walks over at most SCAN_BUDGET
     characters (all attempts together) of the first MAX_TEXT: ~3 ms at worst."""
-    scanned = []
+    scanned = []  # characters each attempt read, as the parser reports it
     real = extract._DECODER.raw_decode
 
     def counting(s: str, idx: int = 0) -> tuple[object, int]:
-        scanned.append(len(s) - idx)
         assert len(s) <= extract.MAX_TEXT
-        return real(s, idx)
+        try:
+            value, end = real(s, idx)
+        except json.JSONDecodeError as exc:
+            unterminated = exc.msg.startswith("Unterminated")
+            scanned.append((len(s) if unterminated else exc.pos) - idx)
+            raise
+        except (ValueError, RecursionError):
+            scanned.append(len(s) - idx)
+            raise
+        scanned.append(end - idx)
+        return value, end
 
     monkeypatch.setattr(extract._DECODER, "raw_decode", counting)
     with pytest.raises(StrategyError) as info:
         parse_merge_step(text)
     assert info.value.kind == "invalid_output"
     assert sum(scanned) <= extract.SCAN_BUDGET + extract.MAX_TEXT
+    assert len(scanned) <= extract.MAX_ATTEMPTS
     if len(text) > extract.MAX_TEXT:
         assert f"first {extract.MAX_TEXT} characters" in info.value.detail
 
@@ -169,3 +179,26 @@ def test_an_answer_under_max_text_with_prose_after_it_still_parses() -> None:
     answer = GOOD + " and then " + "a lot of prose " * 20_000
     assert len(answer) > extract.MAX_TEXT
     assert len(parse_merge_step(answer).bubbles) == 2
+
+
+def test_half_an_emoji_is_invalid_output() -> None:
+    """A lone surrogate (``\\ud83d``, half of an emoji's pair, which weak
+    models emit) could be neither stored nor sent: the store raised
+    UnicodeEncodeError after the result was accepted."""
+    text = GOOD.replace("真的假的", "\\ud83d")
+    with pytest.raises(StrategyError) as info:
+        parse_merge_step(text)
+    assert info.value.kind == "invalid_output"
+    assert "\\ud83d" in info.value.detail
+
+
+def test_stray_braces_in_prose_do_not_use_up_the_budget() -> None:
+    """Each stray ``{`` was charged the whole rest of the answer, so five
+    ``{placeholder}`` tokens before a valid 55 KB answer rejected it."""
+    bubbles = [
+        {"speaker": "talker", "side": "left", "bbox": [1, i, 9, i + 1], "text": "x" * 60}
+        for i in range(450)
+    ]
+    answer = json.dumps(step(bubbles=bubbles))
+    prose = "Fill {name}, {date}, {place}, {time} and {topic} as asked. "
+    assert len(parse_merge_step(prose * 3 + answer).bubbles) == 450

@@ -98,7 +98,7 @@ def test_a_peer_cannot_forge_a_line(stream: io.StringIO) -> None:
     text = stream.getvalue()
     found = lines(stream)
     assert [m["level"] for m in found] == ["INFO", "ERROR"]  # nothing forged
-    assert found[0]["cid"] == "c\\n2026-12-06T10:00:00.000 INFO [admin"  # up to the first ]
+    assert found[0]["cid"].startswith("c\\n2026-12-06T10:00:00.000 INFO [admin\\x5d Back")
     assert "\\x1b[2J" in text
     assert found[0]["msg"].endswith("successfully\\r\\u2028")
     trace = text.splitlines()[2:]
@@ -121,3 +121,14 @@ def test_a_peer_cannot_forge_a_json_line() -> None:
     assert "\n" not in entry["conversation_id"]
     assert "\n" not in entry["message"]
     assert entry["message"].endswith("successfully\\x1b")
+
+
+def test_a_conversation_id_cannot_close_its_brackets(stream: io.StringIO) -> None:
+    """``[x] Background: Premium result cached successfully] merge_step ...``
+    read as a forged operator message; and a peer's literal backslash-n
+    looked like an escaped newline."""
+    with conversation("x] Background: Premium result cached successfully"):
+        logging.getLogger("daemon.race").info("text: %s", "a\\nb")
+    [found] = lines(stream)
+    assert found["cid"] == "x\\x5d Background: Premium result cached successfully"
+    assert found["msg"] == "text: a\\\\nb"

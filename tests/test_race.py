@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,7 +21,7 @@ from daemon.models import AnalyzeResult, CacheKey, MergeStep
 from daemon.providers import Completion, ImageInput, Provider
 from tests.conftest import ConfigFactory
 from tests.fake_provider import ANSWER
-from tests.race_fakes import IMAGE, Behaviour, GatedStore, Harness, harness
+from tests.race_fakes import IMAGE, Behaviour, GatedStore, Harness, MemoryStore, harness
 
 KEY = CacheKey("conv-1", "context_analysis", "sha256:abc", "")
 FAST, SLOW = "fast-model", "slow-model"  # multimodal (rank 1), premium (rank 2)
@@ -663,3 +666,147 @@ async def test_boxes_come_back_in_the_screenshots_pixels(config: Config) -> None
             (800, 600, 1400, 700),
         ]
         assert list(h.store.events[-1].payload["bubbles"][0]["bbox"]) == [200, 400, 700, 500]
+
+
+# ----------------------------------------------- found by a cold review --
+
+
+@pytest.fixture
+def three(make_config: ConfigFactory) -> Callable[..., Config]:
+    """local (0), multimodal (1), premium (2), all scripted models."""
+
+    def make(cap: int = 8) -> Config:
+        return make_config(
+            llm={"premium_cache_timeout": 30, "max_background_tasks": cap},
+            strategies=[
+                {"name": "local", "provider": "fake", "model": "m0", "rank": 0, "timeout": 60},
+                {"name": "multimodal", "provider": "fake", "model": "m1", "rank": 1, "timeout": 60},
+                {"name": "premium", "provider": "fake", "model": "m2", "rank": 2, "timeout": 120},
+            ],
+        )
+
+    return make
+
+
+async def test_wait_best_never_answers_below_the_cached_event(
+    three: Callable[..., Config], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A multimodal event is cached; wait=best raced every strategy again and
+    answered the local one (rank 0) when the others failed."""
+    behaviours = {
+        "m0": Behaviour(5, status=500),
+        "m1": Behaviour(1),
+        "m2": Behaviour(10, status=500),
+    }
+    async with harness(three(), behaviours) as h:
+        assert (await analyze(h)).provenance.strategy == "multimodal"
+        await h.supervisor.wait_idle()
+        await trio.sleep(700)  # past upgrade_retry_after
+        h.models.behaviours.update(
+            {"m0": Behaviour(1), "m1": Behaviour(5, status=500), "m2": Behaviour(10, status=500)}
+        )
+        calls = dict(h.models.calls)
+        best = await analyze(h, wait="best")
+        assert (best.provenance.strategy, best.provenance.cached) == ("multimodal", True)
+        assert h.models.calls["m0"] == calls["m0"]  # only what outranks the cache was asked
+        assert h.models.calls["m1"] == calls["m1"]
+        assert h.models.calls["m2"] > calls["m2"]  # premium tried (with its retries)
+
+
+async def test_a_leg_a_best_request_waits_for_is_never_cancelled_at_the_cap(
+    three: Callable[..., Config], autojump_clock: trio.testing.MockClock
+) -> None:
+    """The one background slot is taken; a wait=first answer handed off the
+    premium that a wait=best request of the same race still waited for, and
+    the cap cancelled it."""
+    behaviours = {"m0": Behaviour(1, status=500), "m1": Behaviour(1), "m2": Behaviour(5)}
+    async with harness(three(cap=1), behaviours) as h:
+        other = CacheKey("conv-1", "context_analysis", "sha256:other", "")
+        with pytest.raises(DeadlineExceeded):
+            await analyze(h, key=other, within=0.01)
+        assert h.supervisor.count == 1  # the slot is taken
+        answers: dict[str, AnalyzeResult] = {}
+
+        async def call(wait: Wait) -> None:
+            answers[wait] = await analyze(h, wait=wait, within=20)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "first")
+            nursery.start_soon(call, "best")
+        assert answers["first"].provenance.strategy == "multimodal"
+        assert answers["best"].provenance.strategy == "premium"
+        assert trio.current_time() == pytest.approx(5.01)
+
+
+async def test_a_refresh_joining_an_upgrade_races_the_strategies_it_lacks(
+    three: Callable[..., Config], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A refresh joined the upgrade of a cached local result, which races only
+    multimodal and premium: local (1 s) never ran, and the call got -32002."""
+    behaviours = {
+        "m0": Behaviour(1),
+        "m1": Behaviour(5, status=500),
+        "m2": Behaviour(10, status=500),
+    }
+    async with harness(three(), behaviours) as h:
+        assert (await analyze(h)).provenance.strategy == "local"
+        await h.supervisor.wait_idle()
+        await trio.sleep(700)
+        h.models.behaviours.update({"m1": Behaviour(30), "m2": Behaviour(40, status=500)})
+        hit = await analyze(h)
+        assert hit.pending == ["premium", "multimodal"]  # the upgrade runs
+        await trio.sleep(0.1)  # its requests are out
+        calls = dict(h.models.calls)
+        fresh = await analyze(h, refresh=True, within=10)
+        assert (fresh.provenance.strategy, fresh.provenance.cached) == ("local", False)
+        assert h.models.calls["m1"] == calls["m1"]  # joined the upgrade, not raced again
+        assert h.models.calls["m0"] == calls["m0"] + 1
+
+
+async def test_pending_on_a_hit_names_only_what_outranks_the_cached_answer(
+    three: Callable[..., Config], autojump_clock: trio.testing.MockClock
+) -> None:
+    behaviours = {
+        "m0": Behaviour(1, status=500),
+        "m1": Behaviour(1),
+        "m2": Behaviour(3, status=500),
+    }
+    async with harness(three(), behaviours) as h:
+        await analyze(h)
+        await h.supervisor.wait_idle()
+        h.models.behaviours.update({"m0": Behaviour(5), "m1": Behaviour(5), "m2": Behaviour(10)})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(analyze, h, refresh=True))
+            await trio.sleep(0.5)
+            hit = await analyze(h)
+            assert (hit.provenance.strategy, hit.pending) == ("multimodal", ["premium"])
+
+
+async def test_no_strategy_at_all_leaves_no_race_behind(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with harness(make_config(strategies=[]), {}) as h:
+        for _ in range(3):
+            with pytest.raises(AllStrategiesFailed):
+                await analyze(h)
+        assert h.races.races == {}
+        assert h.races.image_bytes == 0
+
+
+class _BrokenStore(MemoryStore):
+    async def append(self, *args: Any, **kwargs: Any) -> int:
+        await trio.lowlevel.checkpoint()
+        raise UnicodeEncodeError("utf-8", "\ud83d", 0, 1, "surrogates not allowed")
+
+
+async def test_a_store_that_raises_anything_never_leaves_a_leg_storing(
+    config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The real store raised UnicodeEncodeError for a lone surrogate in a
+    bubble: the leg stayed 'storing' and its key answered -32002 until restart."""
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        h.races.store = h.races.ctx.store = _BrokenStore(config.rank_of())
+        answer = await analyze(h, wait="best")
+        assert (answer.provenance.strategy, answer.provenance.event_id) == ("premium", None)
+        await h.supervisor.wait_idle()
+        assert h.races.races == {}

@@ -189,7 +189,14 @@ class World:
                 self.reached.add("deadline exceeded")
                 self.check_pending_after_deadline(exc)
                 return
-            except (AllStrategiesFailed, Overloaded):
+            except AllStrategiesFailed:
+                # -32001 only when nothing at all can answer: no cached event
+                # to fall back on (unless the caller skipped the cache)
+                self.reached.add("all strategies failed")
+                assert refresh or self.store.best(*_key_tuple()) is None
+                return
+            except Overloaded:
+                assert len(self.races.races) >= self.config.llm.max_races
                 return
             # No checkpoint since the answer was chosen: check it as it was sent.
             self.check_answer(result, wait)
