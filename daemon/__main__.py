@@ -109,9 +109,10 @@ def _run(
         print(f"ctxd: {args.config}: ok")
         return EX_OK
     setup_logging(config.logging.level, config.logging.format, config.secrets())
-    # connections + their rejections, provider pools, LMDB, the log, spare
+    # connections (each with its hang-up watch, an epoll fd) + their
+    # rejections, provider pools, LMDB, the log, spare
     wanted = (
-        config.socket.max_connections * 2
+        config.socket.max_connections * 3
         + sum(p.max_connections for p in config.providers.values())
         + 256
     )
