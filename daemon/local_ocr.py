@@ -148,9 +148,29 @@ class Worker:
             except WorkerDied as exc:  # raised below, not inside an ExceptionGroup
                 died = exc
             nursery.cancel_scope.cancel(reason="the worker answered or died")
+        self._relay_written_stderr()
         if died is not None:
             raise died
         return message
+
+    def _relay_written_stderr(self) -> None:
+        """Log what the worker wrote to stderr before its answer and is still
+        in the pipe (the relay task may not have had its turn), now, under
+        this job's conversation: read without waiting, the pipe is non-blocking."""
+        stream = self.process.stderr
+        if not isinstance(stream, trio.lowlevel.FdStream):
+            return
+        if self._stderr_closed.is_set() or self._stderr_reader:
+            return
+        while True:
+            try:
+                data = os.read(stream.fileno(), 65536)
+            except OSError:  # BlockingIOError: nothing more written yet
+                break
+            if not data:  # its end: the next relay logs the rest and marks it
+                break
+            self._stderr += data
+        self._log_stderr(final=False)
 
     async def _relay_stderr(self) -> None:
         """Log the worker's stderr line by line until it closes (or we are

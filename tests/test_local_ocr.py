@@ -237,6 +237,35 @@ async def test_worker_stderr_is_logged_in_spec_form_with_the_conversation(
     ]
 
 
+async def test_stderr_written_before_the_answer_is_logged_with_its_job(
+    log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the relay task may not get its turn before the answer
+    arrives: the job's stderr lines stayed in the pipe and were logged later,
+    outside the conversation (``WARNING [-] ...``). What is already in the
+    pipe when the answer comes is logged then, with the job's conversation."""
+    import daemon.local_ocr
+
+    async def never_runs(self: Any) -> None:  # the relay task that had no turn
+        await trio.sleep_forever()
+
+    engine = LocalOcr(STRATEGY, fake("--stderr", "onnx says hi"))
+    try:
+        await engine.warm()
+        monkeypatch.setattr(daemon.local_ocr.Worker, "_relay_stderr", never_runs)
+        with conversation("conv-9"):
+            await engine.complete(STRATEGY, IMAGE)
+        pid = engine._idle[0].process.pid
+        job_lines = [line for line in worker_lines(log) if "job 1" in line]
+        assert job_lines == [
+            f"WARNING [conv-9] OCR worker {pid}: onnx says hi (job 1, from Python)",
+            f"WARNING [conv-9] OCR worker {pid}: onnx says hi (job 1, from fd 2)",
+        ]
+    finally:
+        monkeypatch.undo()
+        await engine.aclose()
+
+
 async def test_a_worker_that_crashes_says_why(log: io.StringIO) -> None:
     engine = LocalOcr(STRATEGY, fake("--crash-on-job", "1"))
     try:
