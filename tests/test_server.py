@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -120,46 +119,41 @@ def test_the_daemon_stops_its_start_on_a_planted_lock_link(short_tmp: Path) -> N
 # ----------------------------------------------- issue 12.11: supplementary groups --
 
 
-def _health_as(path: str, uid: int, gid: int, groups: list[int]) -> tuple[int, int]:
-    """Fork a child that becomes ``uid``/``gid`` with supplementary ``groups``
-    (setgroups, setgid, setuid: the kernel records them at connect), calls
-    ``health`` on ``path`` and writes the reply line to a pipe; (pid, the
-    pipe's read end). The child runs no trio and imports nothing."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        reply = b""
-        try:
-            os.close(read_end)
-            os.setgroups(groups)
-            os.setgid(gid)
-            os.setuid(uid)
-            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            client.settimeout(20)
-            client.connect(path)
-            client.sendall(HEALTH)
-            while not reply.endswith(b"\n"):
-                chunk = client.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-        except BaseException as exc:
-            reply = f"child error: {exc!r}".encode()
-        finally:
-            os.write(write_end, reply)
-            os._exit(0)
-    os.close(write_end)
-    return pid, read_end
+# The client runs as another user, who cannot reach this checkout's venv:
+# the system's Python (the script needs the standard library only).
+OTHER_USERS_PYTHON = "/usr/bin/python3"
+_CLIENT = """
+import socket, sys
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+client.settimeout(20)
+reply = b""
+try:
+    client.connect(sys.argv[1])
+    client.sendall(sys.argv[2].encode())
+    while not reply.endswith(b"\\n"):
+        chunk = client.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+except OSError as exc:
+    reply = f"client error: {exc!r}".encode()
+sys.stdout.buffer.write(reply)
+"""
 
 
 async def call_as(path: str, uid: int, gid: int, groups: list[int]) -> dict[str, object]:
-    pid, read_end = _health_as(path, uid, gid, groups)
-    reply = b""
-    async with trio.lowlevel.FdStream(read_end) as pipe:
-        with trio.fail_after(30):
-            while chunk := await pipe.receive_some(65536):
-                reply += chunk
-    await trio.to_thread.run_sync(os.waitpid, pid, 0)
+    """``health`` from a process running as ``uid``/``gid`` with supplementary
+    ``groups`` (set by subprocess between fork and exec: setgroups, setgid,
+    setuid; the kernel records them at connect); its reply."""
+    done = await trio.run_process(
+        [OTHER_USERS_PYTHON, "-c", _CLIENT, path, HEALTH.decode()],
+        user=uid,
+        group=gid,
+        extra_groups=groups,
+        capture_stdout=True,
+        cwd="/",
+    )
+    reply = done.stdout
     assert reply.startswith(b"{"), reply
     return json.loads(reply)  # type: ignore[no-any-return]
 
