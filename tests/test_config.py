@@ -179,6 +179,11 @@ def bad(tmp_path: Path, **sections: Any) -> str:
             "providers.p.fetch_image_urls: expected `bool`",
         ),
         ({"socket": {"path": "/tmp/" + "x" * 120}}, "socket.path"),
+        ({"llm": {"max_races": 0}}, "llm.max_races: expected `int` >= 1"),
+        (
+            {"llm": {"max_race_image_mb": 10}},  # a 10 MiB screenshot is 13.3 MiB as sent
+            "llm.max_race_image_mb: 10 MiB cannot hold one screenshot of inputs.max_image_bytes",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, sections: dict[str, Any], expected: str) -> None:
