@@ -48,7 +48,10 @@ from tests.conftest import config_data
 from tests.fake_provider import ANSWER
 from tests.race_fakes import IMAGE, GatedStore
 
-KEY = CacheKey("conv-1", "context_analysis", "sha256:abc", "")
+KEYS = (  # two screenshots: races for both at once share the cap and max_races
+    CacheKey("conv-1", "context_analysis", "sha256:abc", ""),
+    CacheKey("conv-1", "context_analysis", "sha256:def", ""),
+)
 VALID = "```json\n" + json.dumps(ANSWER, ensure_ascii=False) + "\n```"
 NAMES = ("local", "multimodal", "premium")  # ranks 0, 1, 2
 End = Literal["valid", "invalid", "error"]
@@ -92,7 +95,7 @@ class GateBackend:
             call.gate.set()
 
 
-def make_config(cap: int) -> Config:
+def make_config(cap: int, max_races: int = 4) -> Config:
     strategies: Any = [
         {
             "name": name,
@@ -105,7 +108,7 @@ def make_config(cap: int) -> Config:
     ]
     data = config_data(
         Path("/nonexistent"),
-        llm={"premium_cache_timeout": 30, "max_background_tasks": cap, "max_races": 4},
+        llm={"premium_cache_timeout": 30, "max_background_tasks": cap, "max_races": max_races},
         strategies=strategies,
     )
     return msgspec.convert(data, Config, strict=True)
@@ -122,6 +125,7 @@ def next_step(world: World, draw: Callable[[st.SearchStrategy[Any]], Any]) -> An
             st.sampled_from(["first", "best"]),
             st.sampled_from([0.5, 3.0, 100.0]),
             st.sampled_from([False, False, True]),
+            st.sampled_from([0, 0, 1]),  # which screenshot
         ),
         st.tuples(st.just("tick"), st.sampled_from([0.01, 0.1, 1.0, 10.0, 31.0])),
     ]
@@ -145,8 +149,8 @@ def next_step(world: World, draw: Callable[[st.SearchStrategy[Any]], Any]) -> An
 
 
 class World:
-    def __init__(self, cap: int, slow_to_stop: frozenset[str]) -> None:
-        self.config = make_config(cap)
+    def __init__(self, cap: int, slow_to_stop: frozenset[str], max_races: int = 4) -> None:
+        self.config = make_config(cap, max_races)
         self.rank_of = self.config.rank_of()
         self.backend = GateBackend(slow_to_stop)
         self.store = GatedStore(self.rank_of)
@@ -176,14 +180,16 @@ class World:
 
     # --------------------------------------------------------- requests --
 
-    async def request(self, wait: Literal["first", "best"], within: float, refresh: bool) -> None:
+    async def request(
+        self, wait: Literal["first", "best"], within: float, refresh: bool, key: CacheKey
+    ) -> None:
         scope = trio.CancelScope()
         self.requests.append(scope)
         with scope:
             deadline = trio.current_time() + within
             try:
                 result = await self.races.analyze(
-                    KEY, IMAGE, wait=wait, refresh=refresh, deadline=deadline
+                    key, IMAGE, wait=wait, refresh=refresh, deadline=deadline
                 )
             except DeadlineExceeded as exc:
                 self.reached.add("deadline exceeded")
@@ -193,13 +199,14 @@ class World:
                 # -32001 only when nothing at all can answer: no cached event
                 # to fall back on (unless the caller skipped the cache)
                 self.reached.add("all strategies failed")
-                assert refresh or self.store.best(*_key_tuple()) is None
+                assert refresh or self.store.best(*_key_tuple(key)) is None
                 return
             except Overloaded:
+                self.reached.add("overloaded")
                 assert len(self.races.races) >= self.config.llm.max_races
                 return
             # No checkpoint since the answer was chosen: check it as it was sent.
-            self.check_answer(result, wait)
+            self.check_answer(result, wait, key)
             self.answers.append((wait, result.provenance.strategy, result.provenance.cached))
             self.reached.add(
                 f"answered {wait} from {'cache' if result.provenance.cached else 'race'}"
@@ -207,11 +214,11 @@ class World:
             if result.pending:
                 self.reached.add("answered with pending")
 
-    def check_answer(self, result: AnalyzeResult, wait: str) -> None:
+    def check_answer(self, result: AnalyzeResult, wait: str, key: CacheKey) -> None:
         prov = result.provenance
         rank = self.rank_of(prov.strategy)
         if prov.cached:
-            best = self.store.best(*_key_tuple())
+            best = self.store.best(*_key_tuple(key))
             assert best is not None
             assert best.id == prov.event_id  # the best stored event
             return
@@ -245,7 +252,7 @@ class World:
 
     def check(self) -> None:
         live_races = [race for race in self.seen if any(leg.live for leg in race.legs)]
-        assert len(live_races) <= 1  # single flight
+        assert len({race.key for race in live_races}) == len(live_races)  # single flight
         for race in live_races:
             assert self.races.races.get(race.key) is race
             if any(leg.state == "storing" for leg in race.legs) and race.waiters:
@@ -293,8 +300,9 @@ class World:
             case ("commit", count, fail):
                 if len(self.store.commit(count, fail=fail)) > 1:
                     self.reached.add("a commit stored two results")
-            case ("request", wait, within, refresh):
-                clients.start_soon(self.request, wait, within, refresh)
+            case ("request", wait, within, refresh, *which):
+                key = KEYS[which[0] if which else 0]
+                clients.start_soon(self.request, wait, within, refresh, key)
             case ("leave", index):
                 self.requests[index].cancel()
             case ("tick", seconds):
@@ -324,8 +332,8 @@ class World:
         assert self.store.waiting == []
 
 
-def _key_tuple() -> tuple[str, str, str, str]:
-    return (KEY.session_id, KEY.category, KEY.resource, KEY.scene)
+def _key_tuple(key: CacheKey) -> tuple[str, str, str, str]:
+    return (key.session_id, key.category, key.resource, key.scene)
 
 
 async def play(
@@ -333,9 +341,10 @@ async def play(
     steps: list[Any] | Callable[[World], Any],
     slow_to_stop: frozenset[str] = frozenset(),
     length: int = 40,
+    max_races: int = 4,
 ) -> World:
     """Run a schedule: the given steps, or ``length`` steps drawn by ``steps``."""
-    world = World(cap, slow_to_stop)
+    world = World(cap, slow_to_stop, max_races)
     clock = trio.lowlevel.current_clock()
     assert isinstance(clock, trio.testing.MockClock)
     script = iter(steps) if isinstance(steps, list) else (steps(world) for _ in range(length))
@@ -381,9 +390,15 @@ def _until_aborted(world: World, script: Iterator[Any]) -> Iterator[Any]:
     first=st.sampled_from(["first", "best"]),
     length=st.integers(1, 40),
     slow_to_stop=st.frozensets(st.sampled_from(NAMES)),
+    max_races=st.sampled_from([1, 4]),
 )
 def test_the_race_holds_its_invariants_under_any_schedule(
-    data: st.DataObject, cap: int, first: str, length: int, slow_to_stop: frozenset[str]
+    data: st.DataObject,
+    cap: int,
+    first: str,
+    length: int,
+    slow_to_stop: frozenset[str],
+    max_races: int,
 ) -> None:
     started = False
 
@@ -394,7 +409,9 @@ def test_the_race_holds_its_invariants_under_any_schedule(
             return ("request", first, 100.0, False)
         return next_step(world, data.draw)
 
-    world = trio.run(play, cap, draw, slow_to_stop, length, clock=trio.testing.MockClock())
+    world = trio.run(
+        play, cap, draw, slow_to_stop, length, max_races, clock=trio.testing.MockClock()
+    )
     if world.aborted is not None:
         raise world.aborted
     for label in sorted(world.reached):
