@@ -33,8 +33,12 @@ STRUCTURED: Final = frozenset({"structured_outputs", "response_format"})
 
 def problems(strategy: StrategyConfig, provider: str, models: list[ModelInfo]) -> list[str]:
     """What is wrong with ``strategy``'s model according to ``models`` (one line each)."""
+    if strategy.model.startswith("@"):  # an OpenRouter preset: not in the list
+        return []
     by_id = {m.id: m for m in models}
-    info = by_id.get(strategy.model)
+    # OpenRouter's variants (":nitro", ":floor", ":online", ...) are not listed
+    # apart; ":free" ones are.
+    info = by_id.get(strategy.model) or by_id.get(strategy.model.split(":", 1)[0])
     if info is None:
         close = difflib.get_close_matches(strategy.model, list(by_id), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -77,8 +81,12 @@ async def check_models(
         if not mine:
             return
         models = None
-        with trio.move_on_after(CHECK_TIMEOUT):
-            models = await provider.list_models()
+        try:
+            with trio.move_on_after(CHECK_TIMEOUT):
+                models = await provider.list_models()
+        except Exception:  # a check at start never stops the start
+            logger.debug("%s: the model list could not be read", name, exc_info=True)
+            return
         if models is None:
             logger.debug("%s: no model list; configured ids not checked", name)
             return

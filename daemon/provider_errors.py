@@ -44,10 +44,13 @@ _UNKNOWN_MODEL = re.compile(
     r"|model\b.{0,80}\b(does not exist|not found|retired|deprecated|removed)",
     re.IGNORECASE,
 )
-_QUOTA = re.compile(
-    r"per[- ]day|daily|quota|free-models-per-day|insufficient_quota|requests per day",
+# A 429 that is a cap for the day (rest), not a rate limit for the minute
+# (retry): Google's per-minute 429s say "quota" too, so "quota" alone is not it.
+_DAILY_CAP = re.compile(
+    r"per[- _]?day|daily|free-models-per-day|insufficient_quota|requests per day|PerDay",
     re.IGNORECASE,
 )
+_PER_MINUTE = re.compile(r"per[- _]?min|PerMinute|\bRPM\b|\bTPM\b", re.IGNORECASE)
 
 RestScope = Literal["provider", "strategy"]
 
@@ -90,10 +93,14 @@ def _unwrap_raw(raw: Any) -> str | None:
 
 
 def parse_body(data: bytes) -> dict[str, Any] | None:
+    """The error body as an object; a list of one (Gemini's OpenAI-compatible
+    endpoint answers ``[{"error": ...}]``) is unwrapped."""
     try:
         value = json.loads(data)
     except (ValueError, RecursionError):
         return None
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        value = value[0]
     return value if isinstance(value, dict) else None
 
 
@@ -104,6 +111,7 @@ def describe(
     *,
     where: str,
     should_retry: str | None = None,
+    secret: str | None = None,
 ) -> ProviderFailure:
     """Classify one failure. ``status`` is the HTTP status, or the code an
     error inside a 200 carries; ``where`` names the provider for the detail."""
@@ -137,24 +145,32 @@ def describe(
     if isinstance(fallbacks, list) and fallbacks:
         parts.append("; try " + ", ".join(str(f) for f in fallbacks[:3]))
     detail = " ".join(parts)
+    if secret:  # a proxy that echoes the key it refused: never into status or an RPC error
+        detail = detail.replace(secret, "***")
     searchable = " ".join(str(x) for x in (message, upstream, code, error_type) if x)
 
     retryable = status in RETRY_STATUS or 500 <= status <= 599
     rest: Rest | None = None
     if status == 401:
-        retryable, rest = False, Rest(reason="auth", seconds=REST_AUTH, scope="provider")
+        # the caller's key: every strategy of the provider; an upstream's own
+        # key (BYOK, the body names the provider): this strategy
+        scope: RestScope = "strategy" if provider_name else "provider"
+        retryable, rest = False, Rest(reason="auth", seconds=REST_AUTH, scope=scope)
     elif status == 402:
-        retryable, rest = False, Rest(reason="credits", seconds=REST_CREDITS, scope="provider")
+        # "requires more credits, or fewer max_tokens": about this request
+        # (its strategy's max_tokens and price); a cheaper strategy may pass
+        retryable, rest = False, Rest(reason="credits", seconds=REST_CREDITS, scope="strategy")
     elif status == 403:
         retryable = False
     elif status == 404 or (status == 400 and _UNKNOWN_MODEL.search(searchable)):
         retryable = False
         rest = Rest(reason="unknown model", seconds=REST_MODEL, scope="strategy")
-    elif status == 429 and _QUOTA.search(searchable):
+    elif status == 429 and _DAILY_CAP.search(searchable) and not _PER_MINUTE.search(searchable):
         retryable = False
         rest = Rest(reason="quota", seconds=REST_QUOTA, scope="strategy")
+    never = status in (401, 402, 403) or rest is not None
     if should_retry is not None and should_retry.strip().lower() in ("true", "false"):
-        retryable = should_retry.strip().lower() == "true" and rest is None
+        retryable = should_retry.strip().lower() == "true" and not never
     if availability.get("retryable") is False:
         retryable = False
     delay = metadata.get("retry_after_seconds")

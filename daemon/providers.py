@@ -455,6 +455,7 @@ class Provider:
                 data,
                 where=self.name,
                 should_retry=response.headers.get("x-should-retry"),
+                secret=self._api_key,
             )
             delay = retry_delay(response.headers)
             self._fail(strategy, status, failure, delay)
@@ -524,7 +525,9 @@ class Provider:
             code = (error or {}).get("code")
             status = code if isinstance(code, int) and 400 <= code <= 599 else 502
             body = {"error": error or {"message": "finish_reason is error"}}
-            failure = provider_errors.describe(status, body, data, where=self.name)
+            failure = provider_errors.describe(
+                status, body, data, where=self.name, secret=self._api_key
+            )
             failure = msgspec.structs.replace(failure, detail="in a 200: " + failure.detail)
             self._fail(strategy, status, failure, None)
         if choice is None:
@@ -578,7 +581,7 @@ def _transport_errors(where: str) -> Iterator[None]:
         yield
     except httpx2.TimeoutException as exc:
         raise _Retryable(StrategyError("timeout", f"{type(exc).__name__} {where}")) from None
-    except httpx2.TransportError as exc:
+    except (httpx2.TransportError, httpx2.DecodingError) as exc:  # a broken gzip body too
         detail = f"{type(exc).__name__} {where}: {exc}"[:300]
         raise _Retryable(StrategyError("connection", detail)) from None
 

@@ -71,3 +71,30 @@ async def test_a_provider_without_a_model_list_is_skipped_quietly(
     with caplog.at_level(logging.WARNING):
         assert await check_models(providers, strategies) == []
     assert caplog.records == []
+
+
+async def test_a_broken_list_or_a_variant_id_never_stops_the_start_nor_warns(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A "gzip" list that is not (a broken proxy) raised DecodingError out of
+    the check, which runs in the daemon's root nursery: the daemon died at
+    start. OpenRouter's variants (":nitro", ":online") and presets ("@...")
+    are not in the list but are valid ids (review findings)."""
+
+    async def not_gzip(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, headers={"Content-Encoding": "gzip"}, stream=httpx2.ByteStream(b"not gzip")
+        )
+
+    strategies = [strategy("a", "some/model", provider="a")]
+    with caplog.at_level(logging.WARNING):
+        assert await check_models({"a": provider(not_gzip, "a")}, strategies) == []
+    p = provider(mock_handler({"google/gemini-3.1-flash-lite": Script()}))
+    variants = [
+        strategy("fast", "google/gemini-3.1-flash-lite:nitro"),
+        strategy("web", "google/gemini-3.1-flash-lite:online"),
+        strategy("preset", "@preset/screenshots"),
+    ]
+    with caplog.at_level(logging.WARNING):
+        assert await check_models({"or": p}, variants) == []
+    assert caplog.records == []

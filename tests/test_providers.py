@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from daemon import images as images_module
+from daemon import provider_errors, providers
 from daemon.config import ProviderConfig, StrategyConfig
 from daemon.errors import StrategyError
 from daemon.models import Usage
@@ -439,16 +440,126 @@ async def test_never_retried_and_resting(
     assert len(seen) == 2
 
 
-async def test_auth_and_credits_rest_every_strategy_of_the_provider(
+async def test_auth_rests_every_strategy_of_the_provider_and_credits_only_this_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    p, seen = provider(scripted(httpx2.Response(402, json=openrouter_error(402, "no credits"))))
+    """A 401 is the caller's key: every strategy of the provider rests. A 402
+    is about one request ("requires more credits, or fewer max_tokens"): the
+    premium's 8192 tokens at its price may not be affordable while the fast
+    model's are, so only the strategy that got it rests (review finding)."""
+    p, seen = provider(scripted(httpx2.Response(401, json=openrouter_error(401, "bad key"))))
     with pytest.raises(StrategyError):
         await p.complete(STRATEGY, IMAGE)
     other = msgspec.structs.replace(STRATEGY, name="multimodal", model="fast-model")
-    with pytest.raises(StrategyError, match=r"resting .*credits.*no credits"):
+    with pytest.raises(StrategyError, match=r"resting .*auth.*bad key"):
         await p.complete(other, IMAGE)
     assert len(seen) == 1
+    poor = openrouter_error(
+        402,
+        "This request requires more credits, or fewer max_tokens. You requested up to "
+        "8192 tokens, but can only afford 3000.",
+    )
+    p, seen = provider(scripted(httpx2.Response(402, json=poor), completion()))
+    with pytest.raises(StrategyError, match="can only afford"):
+        await p.complete(STRATEGY, IMAGE)
+    with pytest.raises(StrategyError, match=r"resting .*credits"):
+        await p.complete(STRATEGY, IMAGE)  # the same strategy rests
+    assert (await p.complete(other, IMAGE)).text  # the cheap one still calls
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "cap"),
+    [
+        ({"error": {"code": 429, "message": "Rate limit exceeded: free-models-per-day"}}, True),
+        (
+            {
+                "error": {
+                    "code": 429,
+                    "message": "You exceeded your current quota",
+                    "type": "insufficient_quota",
+                }
+            },
+            True,
+        ),
+        (
+            {
+                "error": {
+                    "code": 429,
+                    "message": "Provider returned error",
+                    "metadata": {
+                        "raw": "Resource has been exhausted (e.g. check quota).",
+                        "provider_name": "Google AI Studio",
+                    },
+                }
+            },
+            False,
+        ),
+        (
+            {
+                "error": {
+                    "code": 429,
+                    "message": "Quota exceeded for aiplatform.googleapis.com/"
+                    "generate_content_requests_per_minute_per_project_per_base_model",
+                }
+            },
+            False,
+        ),
+        (
+            [
+                {
+                    "error": {
+                        "code": 429,
+                        "message": "You exceeded your current quota, please check your plan",
+                        "status": "RESOURCE_EXHAUSTED",
+                        "details": [
+                            {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}
+                        ],
+                    }
+                }
+            ],
+            False,
+        ),
+    ],
+    ids=["per-day", "insufficient-quota", "check-quota", "per-minute", "gemini-list-body"],
+)
+def test_only_a_daily_cap_rests_a_429_for_the_minute_is_retried(body: Any, cap: bool) -> None:
+    """Google's per-minute 429s say "quota" too: they were taken for a daily
+    cap and rested the strategy for an hour (review finding)."""
+    raw = json.dumps(body).encode()
+    failure = provider_errors.describe(429, provider_errors.parse_body(raw), raw, where="p")
+    assert failure.retryable is not cap
+    assert (failure.rest is not None) is cap
+    assert failure.detail.startswith("HTTP 429")
+    assert "{" not in failure.detail[:60]  # the message, not the raw body
+
+
+def test_403_is_never_retried_whatever_x_should_retry_says() -> None:
+    for status in (401, 402, 403):
+        failure = provider_errors.describe(status, None, b"", where="p", should_retry="true")
+        assert failure.retryable is False
+
+
+async def test_a_key_echoed_by_the_provider_never_reaches_status_or_the_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    echoed = httpx2.Response(401, json={"error": {"message": "Invalid API key: sk-test"}})
+    p, _ = provider(scripted(echoed))
+    with pytest.raises(StrategyError) as info:
+        await p.complete(STRATEGY, IMAGE)
+    assert "sk-test" not in info.value.detail
+    assert "***" in info.value.detail
+    resting = p.ledger.resting(STRATEGY.name)
+    assert resting is not None
+    assert "sk-test" not in resting.detail
+
+
+def test_a_broken_gzip_body_is_a_connection_error_not_a_crash() -> None:
+    """httpx2.DecodingError is not a TransportError: a body whose gzip is
+    broken escaped as an internal error (review finding)."""
+    with pytest.raises(providers._Retryable) as info, providers._transport_errors("reading"):
+        raise httpx2.DecodingError("Error -3 while decompressing data")
+    assert info.value.error.kind == "connection"
 
 
 async def test_a_long_retry_after_fails_at_once(autojump_clock: trio.testing.MockClock) -> None:
