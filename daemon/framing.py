@@ -92,12 +92,15 @@ class LineReader:
         None when more input is needed (or ``finished``). Raises
         MessageTooLarge as soon as the line being received is over the limit."""
         buf = self._buf
-        if buf and buf[0] in _BLANK_BYTES and (blank := _BLANK_LINES.match(buf)):
+        end = buf.find(b"\n", self._scanned)
+        # Blank lines first, all of a run in one match; tried only once a
+        # newline is in, so a long line of spaces is not rescanned per chunk.
+        if end >= 0 and buf[0] in _BLANK_BYTES and (blank := _BLANK_LINES.match(buf)):
             del buf[: blank.end()]
             self._scanned = 0  # the match held a newline, so it covered what was scanned
             if not buf:
                 self.partial_since = None
-        end = buf.find(b"\n", self._scanned)
+            end = buf.find(b"\n")
         if end < 0:
             self._scanned = len(buf)
             if len(buf) > self._max:

@@ -266,7 +266,11 @@ class Connection:
             logger.warning("cannot watch a connection for hang-ups: %s", exc)
             return
         with watch:
-            watch.register(sock.fileno(), 0)
+            try:
+                watch.register(sock.fileno(), 0)
+            except OSError as exc:  # ENOSPC: fs.epoll.max_user_watches reached
+                logger.warning("cannot watch a connection for hang-ups: %s", exc)
+                return
             await trio.lowlevel.wait_readable(watch)
         self.close("the client hung up")
 

@@ -283,6 +283,13 @@ class UnixServer:
 
 
 async def _reject(stream: trio.SocketStream, error: RpcError) -> None:
+    """Send the one error line, then let the peer finish writing before the
+    close: closed at once, a client that writes its request first (as every
+    client does) met EPIPE and never read why (-32004 read as "unreachable").
+    Its bytes are read and dropped until it closes or ``_REJECT_GRACE`` ends."""
     with trio.move_on_after(_REJECT_GRACE):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(ENCODER.encode(error_response(error, None)) + b"\n")
+            await stream.send_eof()
+            while await stream.receive_some(65536):
+                pass

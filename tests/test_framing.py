@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 import trio
@@ -44,6 +45,33 @@ async def test_blank_lines_are_skipped_a_chunk_at_a_time() -> None:
     assert reader.pop_line() is None
     assert not reader._buf
     assert reader.partial_since is None
+
+
+async def test_a_long_run_of_spaces_without_newline_is_not_rescanned_per_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line of 16 MiB of spaces and no newline made ``pop_line`` run the
+    blank-line match over the whole buffer after every 64 KiB read: ~256
+    matches of up to 16 MiB, 4.4 s of loop (review finding). The match is
+    tried only once a newline is in."""
+    import daemon.framing
+
+    scanned = [0]
+    real = daemon.framing._BLANK_LINES
+
+    class Counting:
+        def match(self, buf: bytearray) -> re.Match[bytes] | None:
+            scanned[0] += len(buf)
+            return real.match(buf)
+
+    monkeypatch.setattr(daemon.framing, "_BLANK_LINES", Counting())
+    reader = LineReader(trio.testing.memory_stream_pair()[1], 32 * 1024 * 1024)
+    for _ in range(256):
+        reader._buf += b" " * 65536
+        assert reader.pop_line() is None
+    reader._buf += b"x\n"
+    assert reader.pop_line() == b" " * (256 * 65536) + b"x"
+    assert scanned[0] <= 256 * 65536 + 2  # one match, when the newline came
 
 
 async def test_limit_is_the_line_length_without_newline() -> None:

@@ -632,3 +632,38 @@ async def test_a_client_that_hangs_up_frees_its_slots_at_once(
         await ended.wait()
         assert trio.current_time() < 1
         assert service.in_flight == 0
+
+
+async def test_a_hang_up_watch_that_cannot_register_serves_on(
+    make_config: ConfigFactory,
+    open_store: StoreFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``epoll.register`` fails with ENOSPC past fs.epoll.max_user_watches:
+    that escaped the connection into the handlers' nursery (review finding).
+    The connection is served without the early close, with a warning."""
+    import errno
+    import select
+
+    real = select.epoll
+
+    class Full:
+        def __init__(self) -> None:
+            self._epoll = real()
+
+        def register(self, fd: int, events: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._epoll.close()
+
+    monkeypatch.setattr(select, "epoll", Full)
+    config = make_config()
+    service = make_service(config, open_store(config))
+    async with connected(service, config, kind="socket") as (peer, _ended):
+        assert (await peer.call("health"))["result"]["ok"] is True
+    assert "cannot watch a connection for hang-ups" in caplog.text

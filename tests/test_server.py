@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -212,3 +213,25 @@ async def test_a_client_that_hangs_up_gives_back_its_connection_slot_at_once(
             assert (service.connections, service.in_flight) == (1, 0)
         finally:
             await second.stream.aclose()
+
+
+async def test_a_refused_client_that_writes_first_still_reads_why(
+    make_config: ConfigFactory, open_store: StoreFactory
+) -> None:
+    """The server wrote -32004 and closed at once: a client that sends its
+    request first (every client) met EPIPE and never read the error, so
+    ``ctl`` said "unreachable" instead of "forbidden" (review finding)."""
+    config = make_config(socket={"allowed_uids": [4242], "allowed_gids": []})
+    service = make_service(config, open_store(config))
+    async with serving(config, service):
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with sock:
+            await sock.connect(config.socket.path)
+            await sock.recv(1, socket.MSG_PEEK)  # the server has answered...
+            await trio.testing.wait_all_tasks_blocked()  # ...and is done with us
+            await sock.send(b'{"jsonrpc":"2.0","method":"health","id":1}\n')
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := await sock.recv(65536):
+                reply += chunk
+    assert json.loads(reply)["error"]["code"] == -32004
