@@ -489,8 +489,10 @@ class GapProbe:
         (b"\r\n", 64 << 20),
         (b" \t \n", 64 << 20),
         (b'{"jsonrpc":"2.0","method":"health"}\n', 4 << 20),  # 10 us each, not 10 ns
+        # 1,000 notifications a batch: they used to start 1,000 tasks at once
+        (b"[" + b",".join([b'{"jsonrpc":"2.0","method":"health"}'] * 1000) + b"]\n", 8 << 20),
     ],
-    ids=["lf", "crlf", "spaces", "notification"],
+    ids=["lf", "crlf", "spaces", "notification", "batch"],
 )
 async def test_a_flood_of_lines_without_answers_never_holds_the_loop(
     filler: bytes, total: int, config: Config, open_store: StoreFactory
