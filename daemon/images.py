@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 MAX_SIDE: Final = 1568
 MAX_BASE64: Final = 5 * 1024 * 1024
-# Refused before decoding: a PNG of a few MB can hold a billion pixels.
-MAX_PIXELS: Final = 60_000_000
+# Refused before decoding: a PNG of a few MB can hold a billion pixels, and
+# one of 60 Mpx (250 KB flat) cost ~0.5 GB and 2 s to prepare. A tall
+# screenshot (1170x20000, 23.4 Mpx) still fits.
+MAX_PIXELS: Final = 25_000_000
 PROBE_CHARS: Final = 128 * 1024  # base64 characters decoded to read a header
 JPEG_QUALITIES: Final = (90, 80, 70, 55)
 _FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF")
