@@ -55,6 +55,16 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         if self.fail:
             raise StoreError("disk on fire")
+        return self._store((session_id, category, resource, scene), payload, provenance)
+
+    def _store(
+        self,
+        key: tuple[str, str, str, str],
+        payload: dict[str, Any],
+        provenance: Provenance | None,
+    ) -> int:
+        """Keep one event under the next id; its id."""
+        session_id, category, resource, scene = key
         event = Event(
             id=len(self.events) + 1,
             ts=time.time(),
@@ -115,22 +125,8 @@ class GatedStore(MemoryStore):
         for pending in group:
             if fail or self.fail:
                 continue
-            session_id, category, resource, scene = pending.key
-            event = Event(
-                id=len(self.events) + 1,
-                ts=time.time(),
-                session_id=session_id,
-                category=category,
-                resource=resource,
-                scene=scene,
-                strategy=payload_tag(pending.payload, "_strategy"),
-                model=payload_tag(pending.payload, "_model"),
-                payload=pending.payload,
-                provenance=pending.provenance,
-            )
-            self.events.append(event)
-            pending.event_id = event.id
-            ids.append(event.id)
+            pending.event_id = self._store(pending.key, pending.payload, pending.provenance)
+            ids.append(pending.event_id)
         for pending in group:
             pending.done.set()
         self.commits.append(ids)
