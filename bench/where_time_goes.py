@@ -47,7 +47,7 @@ def _instrument(report: Path) -> None:
     """In the daemon's process: wrap, and write the timings at exit."""
     import daemon.providers as providers
     import daemon.service as service
-    import daemon.store as store
+    import daemon.store.lmdb as store
 
     timings: Timings = collections.defaultdict(list)
 

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from clients.client import Client, ConnectionClosed, RpcError
-from daemon.store_format import StoredEvent
+from daemon.store.format import StoredEvent
 from tests.process import ROOT, Daemon, catches, wait_for
 
 pytestmark = pytest.mark.process

@@ -19,13 +19,13 @@ import pytest
 import trio
 import trio.testing
 
-from daemon import store as store_module
 from daemon.__main__ import main
 from daemon.config import Config
 from daemon.errors import SchemaError, UnstorablePayload
 from daemon.models import Event, Provenance, Usage
 from daemon.store import ListPage, Store
-from daemon.store_format import SCHEMA_VERSION, StoredEvent
+from daemon.store import lmdb as store_module
+from daemon.store.format import SCHEMA_VERSION, StoredEvent
 from tests.conftest import ConfigFactory, write_config
 from tests.process import ROOT
 
@@ -538,7 +538,7 @@ async def test_an_append_whose_caller_stops_waiting_is_logged_and_counted(
             await store.append(*KEY, result("premium", "p"))
         assert store.abandoned == 1
         assert store.status().abandoned == 1  # reported in status.store
-        (record,) = [r for r in caplog.records if r.name == "daemon.store"]
+        (record,) = [r for r in caplog.records if r.name == "daemon.store.lmdb"]
         assert record.levelno == logging.ERROR
         assert "premium event was not acknowledged" in record.getMessage()
         async with writing(store):

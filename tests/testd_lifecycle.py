@@ -17,7 +17,7 @@ from pathlib import Path
 
 from daemon.__main__ import main
 from daemon.app import App
-from daemon.store import _Append
+from daemon.store.lmdb import _Append
 from tests import testd
 
 

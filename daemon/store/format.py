@@ -23,7 +23,7 @@ Layout (schema version 2), named databases in the environment at ``store.path``:
     digest(session_id) (16 bytes) + id → empty. ``list`` walks one prefix
     range backwards, newest first.
 
-How events and keys are encoded is ``store_format.py``.
+How events and keys are encoded is ``format.py``.
 
 Schema 1 was ``meta`` + ``events`` only (what an importer of the old
 orchestrator's cache writes); opening it builds both indexes in one

@@ -1,7 +1,7 @@
 """The event store: one LMDB environment, append-only events, durable group commit.
 
 The layout (named databases, key and value encoding, schema versions and
-migrations) is ``store_format.py``. Ids come from a counter kept in the
+migrations) is ``format.py``. Ids come from a counter kept in the
 ``meta`` database and moved in the same write transaction as the events, so
 they increase and are never reused, crash or not, even when retention has
 dropped the newest event in the transaction that wrote it.
@@ -57,7 +57,7 @@ import trio
 
 from daemon.errors import StoreError, UnstorablePayload
 from daemon.models import Event, Provenance, StoreStatus, payload_tag
-from daemon.store_format import (
+from daemon.store.format import (
     DECODE_EVENT,
     DECODE_PAYLOAD,
     DIGEST_BYTES,
