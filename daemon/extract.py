@@ -11,7 +11,10 @@ by one derived from the bubbles), ``summary`` absent or null. Rejected:
 anything that is not strict JSON (trailing commas, NaN, single quotes,
 truncation), a layout that puts one speaker on both sides, a bubble on the
 side its speaker is not, a box that is not four integers with
-``0 <= x1 < x2`` and ``0 <= y1 < y2``, empty text, more than 500 bubbles.
+``0 <= x1 < x2`` and ``0 <= y1 < y2``, empty text in a ``kind: "text"``
+bubble (a photo, voice, sticker or file bubble may have none), more than 500
+bubbles. The optional fields (``kind``, ``sender``, ``time``, ``quote``,
+``participants.group``) are checked when given; a null one is dropped.
 """
 
 from __future__ import annotations
@@ -20,9 +23,20 @@ import json
 from typing import Any, Final
 
 import msgspec
+from msgspec import UNSET
 
 from daemon.errors import StrategyError
-from daemon.models import Bubble, Layout, MergeStep, Message, Participants, Side, Speaker
+from daemon.models import (
+    Bubble,
+    Kind,
+    Layout,
+    MergeStep,
+    Message,
+    Participants,
+    Quote,
+    Side,
+    Speaker,
+)
 
 MAX_BUBBLES: Final = 500
 # Characters of model text looked at. An answer is capped by the strategy's
@@ -39,18 +53,58 @@ SCAN_BUDGET: Final = 2 * MAX_TEXT
 MAX_ATTEMPTS: Final = 256  # ``{`` positions tried at most
 
 
+class _RawQuote(msgspec.Struct):
+    text: str
+    sender: str | None = None
+
+
 class _RawBubble(msgspec.Struct):
     speaker: Speaker
     side: Side
     bbox: tuple[int, int, int, int]
     text: str
+    kind: Kind | None = None
+    sender: str | None = None
+    time: str | None = None
+    quote: _RawQuote | None = None
+
+
+class _RawParticipants(msgspec.Struct):
+    user: str | None = None
+    talker: str | None = None
+    group: str | None = None
 
 
 class _RawStep(msgspec.Struct):
-    participants: Participants
+    participants: _RawParticipants
     layout: Layout
     bubbles: list[_RawBubble]
     summary: str | None = None
+
+
+def _given(value: str | None) -> str | msgspec.UnsetType:
+    """A model's optional string: absent when null or blank."""
+    if value is None:
+        return UNSET
+    value = value.strip()
+    return value if value else UNSET
+
+
+def _bubble(raw: _RawBubble, text: str) -> Bubble:
+    quote = raw.quote
+    quoted = UNSET if quote is None else _given(quote.text)
+    return Bubble(
+        speaker=raw.speaker,
+        side=raw.side,
+        bbox=raw.bbox,
+        text=text,
+        kind=UNSET if raw.kind is None else raw.kind,
+        sender=_given(raw.sender),
+        time=_given(raw.time),
+        quote=UNSET
+        if quote is None or isinstance(quoted, msgspec.UnsetType)
+        else Quote(sender=(quote.sender or "").strip() or None, text=quoted),
+    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -139,19 +193,25 @@ def parse_merge_step(text: str) -> MergeStep:
                 f"but the layout puts {bubble.speaker} on the {layout.side_of(bubble.speaker)}",
             )
         text_ = bubble.text.strip()
-        if not text_:
+        if not text_ and bubble.kind in (None, "text"):
             raise StrategyError("invalid_output", f"bubble {i}: empty text")
-        bubbles.append(
-            Bubble(speaker=bubble.speaker, side=bubble.side, bbox=bubble.bbox, text=text_)
-        )
+        bubbles.append(_bubble(bubble, text_))
     bubbles.sort(key=lambda b: (b.bbox[1], b.bbox[0]))
+    people = raw.participants
     return MergeStep(
-        participants=raw.participants,
+        participants=Participants(
+            user=people.user, talker=people.talker, group=_given(people.group)
+        ),
         layout=layout,
         bubbles=bubbles,
-        conversation=[Message(speaker=b.speaker, text=b.text) for b in bubbles],
+        conversation=[message_of(b) for b in bubbles],
         summary=raw.summary,
     )
+
+
+def message_of(bubble: Bubble) -> Message:
+    """The ``conversation`` entry derived from a bubble."""
+    return Message(speaker=bubble.speaker, text=bubble.text, sender=bubble.sender, kind=bubble.kind)
 
 
 def parse_completion(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 State = Literal["starting", "serving", "draining"]
 
@@ -169,9 +170,18 @@ Speaker = Literal["talker", "user"]
 Side = Literal["left", "right"]
 
 
+Kind = Literal["text", "photo", "voice", "sticker", "file"]
+
+# The fields SPEC §3 made optional later (kind, sender, time, quote, group)
+# are UNSET when absent: omitted on the wire and in the store, so events
+# written before them read back the same, and a model that does not give them
+# is still valid. A null from a model means the same as absent.
+
+
 class Participants(msgspec.Struct, frozen=True, kw_only=True):
     user: str | None = None
     talker: str | None = None
+    group: str | UnsetType = UNSET  # a group's title, when the chat is a group
 
 
 class Layout(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,16 +192,29 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
         return "left" if self.left == speaker else "right"
 
 
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """A quoted (replied-to) message shown inside a bubble."""
+
+    sender: str | None = None
+    text: str
+
+
 class Bubble(msgspec.Struct, frozen=True, kw_only=True):
     speaker: Speaker
     side: Side
     bbox: tuple[int, int, int, int]
-    text: str
+    text: str  # may be empty when ``kind`` is not "text"
+    kind: Kind | UnsetType = UNSET  # absent means "text"
+    sender: str | UnsetType = UNSET  # the name shown with the bubble (groups)
+    time: str | UnsetType = UNSET  # the time as shown in or near the bubble
+    quote: Quote | UnsetType = UNSET
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
     speaker: Speaker
     text: str
+    sender: str | UnsetType = UNSET
+    kind: Kind | UnsetType = UNSET
 
 
 class MergeStep(msgspec.Struct, frozen=True, kw_only=True):

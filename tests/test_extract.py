@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
+from msgspec import UNSET
 
 from daemon import extract
 from daemon.errors import StrategyError
 from daemon.extract import first_json_object, parse_merge_step
+from daemon.models import Quote
 
 
 def step(**overrides: Any) -> dict[str, Any]:
@@ -202,3 +205,57 @@ def test_stray_braces_in_prose_do_not_use_up_the_budget() -> None:
     answer = json.dumps(step(bubbles=bubbles))
     prose = "Fill {name}, {date}, {place}, {time} and {topic} as asked. "
     assert len(parse_merge_step(prose * 3 + answer).bubbles) == 450
+
+
+def test_the_optional_fields_of_spec_3_are_read_checked_and_carried() -> None:
+    bubbles = [
+        bubble(
+            text=" ok ",
+            kind="text",
+            sender=" Li Wei ",
+            time="10:22",
+            quote={"sender": "Zhang", "text": " see you "},
+        ),
+        bubble(bbox=[10, 50, 100, 90], text="", kind="photo", time="10:23"),
+        bubble(bbox=[10, 100, 100, 140], text=" ", kind="voice", sender=None, quote=None),
+    ]
+    people = {"user": "Zhang", "talker": None, "group": " Climbing "}
+    result = parse_merge_step(json.dumps(step(participants=people, bubbles=bubbles)))
+    first, photo, voice = result.bubbles
+    assert (first.kind, first.sender, first.time) == ("text", "Li Wei", "10:22")
+    assert first.quote == Quote(sender="Zhang", text="see you")
+    assert (photo.kind, photo.text, photo.time) == ("photo", "", "10:23")
+    assert voice.sender is UNSET
+    assert voice.quote is UNSET
+    assert result.participants.group == "Climbing"
+    assert [(m.sender, m.kind) for m in result.conversation] == [
+        ("Li Wei", "text"),
+        (UNSET, "photo"),
+        (UNSET, "voice"),
+    ]
+    wire = msgspec.json.decode(msgspec.json.encode(result))
+    assert "sender" not in wire["bubbles"][2]
+    assert "kind" in wire["bubbles"][2]
+
+
+def test_a_step_without_the_optional_fields_encodes_as_before() -> None:
+    result = parse_merge_step(GOOD)
+    wire = msgspec.json.decode(msgspec.json.encode(result))
+    assert set(wire["participants"]) == {"user", "talker"}
+    assert set(wire["bubbles"][0]) == {"speaker", "side", "bbox", "text"}
+    assert set(wire["conversation"][0]) == {"speaker", "text"}
+
+
+@pytest.mark.parametrize(
+    ("override", "why"),
+    [
+        ({"kind": "gif"}, "kind"),
+        ({"text": "", "kind": "text"}, "empty text"),
+        ({"sender": 3}, "sender"),
+        ({"quote": {"sender": "a"}}, "text"),
+    ],
+)
+def test_the_optional_fields_are_checked_when_given(override: dict[str, Any], why: str) -> None:
+    with pytest.raises(StrategyError) as info:
+        parse_merge_step(json.dumps(step(bubbles=[bubble(**override)])))
+    assert why in info.value.detail, info.value.detail
