@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket as socket_module
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -142,6 +144,25 @@ class LoggingConfig(_Section, frozen=True):
     format: Literal["text", "json"] = "text"
 
 
+class FleetConfig(_Section, frozen=True):
+    """Hosts sharing one cache and one race per key on a Redis-protocol server
+    (docs/fleet.md). Absent: the host is alone, as before."""
+
+    url: str | None = None  # redis://host:port/db, rediss://..., unix:///path
+    cluster_nodes: list[str] | None = None  # host:port seeds of a Redis Cluster
+    host_id: str = ""  # "": the host name
+    password_env: str | None = None
+    ca_file: str | None = None  # rediss:// only
+    timeout: PositiveFloat = 0.25  # seconds a request waits for the server
+    # ctxd extensions (docs/fleet.md):
+    max_events_per_key: PositiveInt = 20  # history kept per key on the server
+    lease_ttl: PositiveFloat = 10.0  # seconds a dead host's lease outlives it
+    publish_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100  # events per round trip
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
 class Config(_Section, frozen=True):
     socket: SocketConfig = msgspec.field(default_factory=SocketConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
@@ -151,6 +172,7 @@ class Config(_Section, frozen=True):
     inputs: InputsConfig = msgspec.field(default_factory=InputsConfig)
     shutdown: ShutdownConfig = msgspec.field(default_factory=ShutdownConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    fleet: FleetConfig | None = None
 
     def rank_of(self) -> Callable[[str], int]:
         """A lookup of strategy rank by name; strategies not configured (any
@@ -166,6 +188,9 @@ class Config(_Section, frozen=True):
                 value = os.environ.get(provider.api_key_env)
                 if value:
                     found.append(value)
+        password = self.fleet.password() if self.fleet is not None else None
+        if password:
+            found.append(password)
         return found
 
 
@@ -297,6 +322,50 @@ def _check(config: Config, file: Path) -> None:
             for name in ("max_tokens", "temperature", "structured_output", "extra_body"):
                 if getattr(strategy, name) is not None:
                     fail(f"{key}.{name}", "only an openai_chat strategy takes this key")
+    if config.fleet is not None:
+        _check_fleet(config.fleet, fail)
+
+
+def _check_fleet(fleet: FleetConfig, fail: Callable[[str, str], None]) -> None:
+    """SPEC §7 ``fleet``: one server (``url``) or cluster seeds, never both;
+    no password in the URL (it would be logged): ``password_env`` names it."""
+    if (fleet.url is None) == (fleet.cluster_nodes is None):
+        fail("fleet", "give either url or cluster_nodes")
+    if fleet.url is not None:
+        url = urlsplit(fleet.url)
+        if url.scheme not in ("redis", "rediss", "unix"):
+            fail("fleet.url", "must be a redis://, rediss:// or unix:// URL")
+        if url.password is not None or url.username is not None:
+            fail("fleet.url", "must not carry credentials; name the password in password_env")
+        if url.scheme == "unix" and not url.path:
+            fail("fleet.url", "a unix:// URL needs the socket path (unix:///run/redis.sock)")
+        if url.scheme != "unix":
+            try:
+                port = url.port
+            except ValueError:
+                port = -1
+            if not url.hostname or port == -1 or url.path.strip("/") not in ("", *_DBS):
+                fail("fleet.url", f"{fleet.url!r} is not redis://host[:port][/db]")
+        if fleet.ca_file is not None and url.scheme != "rediss":
+            fail("fleet.ca_file", "only a rediss:// url takes a CA file")
+    for i, node in enumerate(fleet.cluster_nodes or ()):
+        host, _, port_text = node.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            fail(f"fleet.cluster_nodes[{i}]", f"{node!r} is not host:port")
+    if fleet.cluster_nodes == []:
+        fail("fleet.cluster_nodes", "must name at least one node")
+    if fleet.ca_file is not None and fleet.cluster_nodes is not None:
+        fail("fleet.ca_file", "TLS to a cluster is not supported; use url: rediss://")
+    if fleet.host_id and not re.match(r"^[A-Za-z0-9._:-]{1,128}$", fleet.host_id):
+        fail("fleet.host_id", "1-128 characters of letters, digits and . _ : -")
+    if fleet.password_env is not None:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", fleet.password_env):
+            fail("fleet.password_env", "must be an environment variable name")
+        elif not os.environ.get(fleet.password_env):
+            fail("fleet.password_env", f"${fleet.password_env} is not set")
+
+
+_DBS = tuple(str(i) for i in range(16))
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
@@ -314,9 +383,18 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         else s
         for s in config.strategies
     ]
+    fleet = config.fleet
+    if fleet is not None:
+        fleet = msgspec.structs.replace(
+            fleet,
+            host_id=fleet.host_id or socket_module.gethostname(),
+            ca_file=absolute(fleet.ca_file) if fleet.ca_file is not None else None,
+        )
+        if fleet.ca_file is not None and not os.path.isfile(fleet.ca_file):
+            raise ConfigError(f"fleet.ca_file: {fleet.ca_file} is not a readable file")
     if len(os.fsencode(socket.path)) > 107:
         # sun_path holds 108 bytes including the terminating NUL.
         raise ConfigError(f"socket.path: {socket.path} is longer than a Unix socket path may be")
     return msgspec.structs.replace(
-        config, socket=socket, store=store, inputs=inputs, strategies=strategies
+        config, socket=socket, store=store, inputs=inputs, strategies=strategies, fleet=fleet
     )
