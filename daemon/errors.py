@@ -37,6 +37,34 @@ StrategyErrorKind = Literal[
 ]
 
 
+# ``data.reason`` of -32003, what the client can act on (docs/protocol.md).
+BadInputReason = Literal[
+    "paths_not_accepted",  # inputs.allowed_dirs is empty: send image.data
+    "path_not_absolute",
+    "path_invalid",  # a NUL byte
+    "outside_allowed_dirs",
+    "not_found",
+    "cannot_open",  # permission denied, a loop of links, ...
+    "not_a_regular_file",
+    "too_large",  # data.size (when known), data.max_image_bytes
+    "unsupported_format",  # not PNG, JPEG, WebP or GIF by its first bytes
+    "not_one_source",  # image needs exactly one of path, url, data
+    "invalid_url",
+    "invalid_base64",
+]
+
+# ``data.reason`` of -32602.
+InvalidParamsReason = Literal[
+    "missing_field",
+    "unknown_field",
+    "invalid_value",  # a wrong type, or a value out of range
+    "wrong_arity",  # params by position: too many
+    "no_image",  # neither image nor the resource of a cached result
+    "not_cached",  # resource names no cached result: send the image
+    "unstorable_payload",  # events.append: the payload cannot be stored
+]
+
+
 class ConfigError(Exception):
     """The configuration cannot be used. ``str()`` is one line for the operator."""
 
@@ -94,8 +122,22 @@ class MethodNotFound(RpcError):
 
 
 class InvalidParams(RpcError):
+    """-32602: ``data.reason`` (one of ``InvalidParamsReason``) and, when one
+    param or field is at fault, ``data.field`` (a dotted path: ``image.path``)."""
+
     code = -32602
     default_message = "invalid params"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        data: dict[str, Any] | None = None,
+        *,
+        reason: InvalidParamsReason = "invalid_value",
+        field: str | None = None,
+    ) -> None:
+        where = {} if field is None else {"field": field}
+        super().__init__(message, {"reason": reason, **where, **(data or {})})
 
 
 class InternalError(RpcError):
@@ -119,8 +161,15 @@ class DeadlineExceeded(RpcError):
 
 
 class BadInput(RpcError):
+    """-32003: ``data.reason`` (one of ``BadInputReason``), ``data.field``
+    (``image``, ``image.path``, ``image.url`` or ``image.data``) and the
+    figures of the reason (``path``, ``size``, ``max_image_bytes``, ...)."""
+
     code = -32003
     default_message = "bad input"
+
+    def __init__(self, message: str, reason: BadInputReason, field: str, **details: Any) -> None:
+        super().__init__(message, {"reason": reason, "field": field, **details})
 
 
 class Forbidden(RpcError):

@@ -16,13 +16,20 @@ Encoders and decoders are module constants, built once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
-from daemon.errors import InvalidParams, InvalidRequest, ParseError, RpcError
+from daemon.errors import (
+    InvalidParams,
+    InvalidParamsReason,
+    InvalidRequest,
+    ParseError,
+    RpcError,
+)
 
 MAX_BATCH: Final = 1000
 
@@ -303,57 +310,33 @@ def decode_params(raw: Raw | UnsetType, params_type: type[Params]) -> Any:
         return by_name.decode(data)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        if text.startswith("Expected `array` of"):
+        reason, field = _what_is_wrong(text, params_type)
+        if reason == "wrong_arity":
             text = f"wrong number of positional params ({text})"
-        raise InvalidParams(f"invalid params: {text}", {"detail": text}) from None
+        raise InvalidParams(
+            f"invalid params: {text}", {"detail": text}, reason=reason, field=field
+        ) from None
 
 
-def openrpc_document(methods: list[Method], version: str) -> bytes:
-    """The OpenRPC 1.3 document of ``methods``, from the Structs that validate them."""
-    types = [m.params for m in methods] + [m.result for m in methods]
-    schemas, components = msgspec.json.schema_components(
-        types, ref_template="#/components/schemas/{name}"
-    )
-    entries = []
-    for i, method in enumerate(methods):
-        params_ref: str = schemas[i]["$ref"]
-        params_schema = components[params_ref.rsplit("/", 1)[1]]
-        required = set(params_schema.get("required", ()))
-        entry: dict[str, Any] = {
-            "name": method.name,
-            "summary": method.summary,
-            "paramStructure": "either",
-            "params": [
-                {"name": name, "required": name in required, "schema": schema}
-                for name, schema in params_schema.get("properties", {}).items()
-            ],
-            "result": {"name": f"{method.name}_result", "schema": schemas[len(methods) + i]},
-        }
-        if method.alias_of:
-            entry["description"] = f"Alias of {method.alias_of}."
-        entries.append(entry)
-    document = {
-        "openrpc": "1.3.2",
-        "info": {"title": "ctxd", "version": version},
-        "methods": entries,
-        "components": {"schemas": components, "errors": _ERRORS},
-    }
-    return ENCODER.encode(document)
+_AT: Final = re.compile(r" - at `\$((?:\[\d+\]|\.[^`]*)*)`$")
+_NAMED: Final = re.compile(r"^Object (missing required|contains unknown) field `([^`]*)`")
 
 
-_ERRORS: Final = {
-    name: {"code": code, "message": message}
-    for name, code, message in [
-        ("parse_error", -32700, "parse error"),
-        ("invalid_request", -32600, "invalid request"),
-        ("method_not_found", -32601, "method not found"),
-        ("invalid_params", -32602, "invalid params"),
-        ("internal_error", -32603, "internal error"),
-        ("shutting_down", -32000, "the daemon is draining; request not started"),
-        ("all_strategies_failed", -32001, "every strategy failed or gave invalid output"),
-        ("deadline_exceeded", -32002, "the request's deadline passed before a valid result"),
-        ("bad_input", -32003, "image unreadable, too large, not an image or not allowed"),
-        ("forbidden", -32004, "the peer's uid/gid is not allowed"),
-        ("overloaded", -32005, "connection or in-flight limit reached"),
-    ]
-}
+def _what_is_wrong(text: str, params_type: type[Params]) -> tuple[InvalidParamsReason, str | None]:
+    """``data.reason`` and ``data.field`` (dotted, by name even for params
+    given by position) of msgspec's validation message."""
+    if text.startswith("Expected `array` of"):
+        return "wrong_arity", None
+    at = _AT.search(text)
+    path = at.group(1) if at else ""
+    names = [f.name for f in msgspec.structs.fields(params_type)]
+    first = re.match(r"^\[(\d+)\]", path)
+    if first and int(first.group(1)) < len(names):  # by position: the param's name
+        path = "." + names[int(first.group(1))] + path[first.end() :]
+    parts = [p for p in path.split(".") if p]
+    named = _NAMED.match(text)
+    reason: InvalidParamsReason = "invalid_value"
+    if named:
+        reason = "missing_field" if named.group(1) == "missing required" else "unknown_field"
+        parts.append(named.group(2))
+    return reason, ".".join(parts) or None

@@ -34,6 +34,7 @@ from daemon.models import (
     State,
     StatusResult,
 )
+from daemon.openrpc import encoded_document
 from daemon.protocol import (
     AnalyzeParams,
     AppendParams,
@@ -41,7 +42,6 @@ from daemon.protocol import (
     ListParams,
     Method,
     NoParams,
-    openrpc_document,
 )
 from daemon.providers import ImageInput
 
@@ -242,7 +242,11 @@ class Service:
                 image, default_resource = await load_image(params.image, self.config.inputs)
                 resource = resource or default_resource
             if resource is None:
-                raise InvalidParams("invalid params: give image, or resource of a cached result")
+                raise InvalidParams(
+                    "invalid params: give image, or resource of a cached result",
+                    reason="no_image",
+                    field="image",
+                )
             key = CacheKey(params.conversation_id, params.category, resource, params.scene)
             timeout = params.timeout or self.config.llm.request_timeout
             try:
@@ -257,6 +261,8 @@ class Service:
                 raise InvalidParams(
                     f"invalid params: resource {resource[:100]!r} is not cached; send the image",
                     {"resource": resource[:100]},
+                    reason="not_cached",
+                    field="resource",
                 ) from None
 
     async def events_append(self, params: AppendParams) -> AppendResult:
@@ -265,7 +271,12 @@ class Service:
                 params.session_id, params.category, params.resource, params.scene, params.payload
             )
         except UnstorablePayload as exc:
-            raise InvalidParams(f"invalid params: {exc}", {"detail": str(exc)}) from None
+            raise InvalidParams(
+                f"invalid params: {exc}",
+                {"detail": str(exc)},
+                reason="unstorable_payload",
+                field="payload",
+            ) from None
         return AppendResult(id=event_id)
 
     async def events_list(self, params: ListParams) -> EncodedEvents:
@@ -303,5 +314,5 @@ class Service:
     async def discover(self, params: NoParams) -> msgspec.Raw:
         if self._discover is None:
             methods = sorted(self.methods.values(), key=lambda m: m.name)
-            self._discover = msgspec.Raw(openrpc_document(methods, __version__))
+            self._discover = msgspec.Raw(encoded_document(methods, __version__))
         return self._discover

@@ -152,3 +152,56 @@ async def test_data_and_url(allowed: Path) -> None:
     url = "https://cdn.example/shot.png?x=1"
     image, resource = await load_image(ImageParams(url=url), config_for(allowed))
     assert (image.url, resource) == (url, url)
+
+
+@pytest.mark.parametrize(
+    ("params", "reason", "field"),
+    [
+        (ImageParams(), "not_one_source", "image"),
+        (ImageParams(url="ftp://x/y.png"), "invalid_url", "image.url"),
+        (ImageParams(url="http://x/a b.png"), "invalid_url", "image.url"),
+        (ImageParams(data="not base64!!"), "invalid_base64", "image.data"),
+        (ImageParams(data=base64.b64encode(b"%PDF").decode()), "unsupported_format", "image.data"),
+        (ImageParams(data="A" * 20_000), "too_large", "image.data"),
+        (ImageParams(path="shots/a.png"), "path_not_absolute", "image.path"),
+        (ImageParams(path="/etc/passwd"), "outside_allowed_dirs", "image.path"),
+        (ImageParams(path="/a\0b"), "path_invalid", "image.path"),
+    ],
+)
+async def test_every_refusal_says_its_reason_and_field(
+    allowed: Path, params: ImageParams, reason: str, field: str
+) -> None:
+    """Issue 13, point 2: a program acts on ``data.reason`` and ``data.field``,
+    never on the message's words."""
+    with pytest.raises(BadInput) as info:
+        await load_image(params, config_for(allowed))
+    assert info.value.data is not None
+    assert (info.value.data["reason"], info.value.data["field"]) == (reason, field)
+    if field == "image.path":
+        assert info.value.data["path"] == params.path
+
+
+async def test_path_refusals_name_the_path(allowed: Path) -> None:
+    (allowed / "text.png").write_bytes(b"plain text")
+    (allowed / "big.png").write_bytes(PNG + b"\0" * 20_000)
+    (allowed / "dir.png").mkdir()
+    cases = {
+        "missing.png": "not_found",
+        "dir.png": "not_a_regular_file",
+        "big.png": "too_large",
+        "text.png": "unsupported_format",
+    }
+    for name, reason in cases.items():
+        path = str(allowed / name)
+        with pytest.raises(BadInput) as info:
+            await load_image(ImageParams(path=path), config_for(allowed))
+        data = info.value.data
+        assert data is not None
+        assert (data["reason"], data["field"]) == (reason, "image.path"), name
+        if reason == "too_large":
+            assert (data["size"], data["max_image_bytes"]) == (len(PNG) + 20_000, 10_000)
+        elif reason != "unsupported_format":
+            assert data["path"] == path
+    with pytest.raises(BadInput) as info:
+        read_image_file(str(allowed / "a.png"), InputsConfig(allowed_dirs=[]))
+    assert info.value.data == {"reason": "paths_not_accepted", "field": "image.path"}

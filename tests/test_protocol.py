@@ -178,3 +178,30 @@ def test_no_params_method_rejects_extra_params() -> None:
         decode_params(raw("[1]"), NoParams)
     with pytest.raises(InvalidParams):
         decode_params(raw('{"x": 1}'), NoParams)
+
+
+@pytest.mark.parametrize(
+    ("params", "reason", "field"),
+    [
+        (b"{}", "missing_field", "conversation_id"),
+        (b'{"conversation_id": 5}', "invalid_value", "conversation_id"),
+        (b'{"conversation_id": "c", "imag": {}}', "unknown_field", "imag"),
+        (b'{"conversation_id": "c", "image": {"pth": "/a"}}', "unknown_field", "image.pth"),
+        (b'{"conversation_id": "c", "image": {"path": 1}}', "invalid_value", "image.path"),
+        (b'{"conversation_id": "c", "timeout": -1}', "invalid_value", "timeout"),
+        (b'["c", {"path": 1}]', "invalid_value", "image.path"),
+        (b'["c", null, null, "", "x", false, "first", 1, "extra"]', "wrong_arity", None),
+    ],
+)
+def test_invalid_params_say_reason_and_field(params: bytes, reason: str, field: str | None) -> None:
+    """Issue 13, point 2: -32602's ``data.reason`` and ``data.field`` (by
+    name, also for params given by position)."""
+    from daemon.protocol import AnalyzeParams
+
+    with pytest.raises(InvalidParams) as info:
+        decode_params(msgspec.Raw(params), AnalyzeParams)
+    data = info.value.data
+    assert data is not None
+    assert data["reason"] == reason
+    assert data.get("field") == field
+    assert data["detail"]
