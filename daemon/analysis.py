@@ -24,7 +24,7 @@ from daemon.config import MIB
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded, Overloaded
 from daemon.logs import conversation, conversation_id
 from daemon.models import AnalyzeResult, AnswerProvenance, CacheKey, Event, MergeStep
-from daemon.race import Accepted, Backend, EventStore, Race, RaceContext
+from daemon.race import Accepted, Backend, EventStore, Race, RaceContext, failure_message
 from daemon.race import Wait as Wait
 
 if TYPE_CHECKING:
@@ -197,7 +197,8 @@ class RaceManager:
             if cached is not None:
                 return cached
         if accepted is None:
-            raise AllStrategiesFailed(data={"strategies": race.failures()})
+            failures = race.failures()
+            raise AllStrategiesFailed(failure_message(failures), {"strategies": failures})
         logger.info(
             "merge_step [%s|%s] Conversation: %d messages",
             accepted.strategy,

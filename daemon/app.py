@@ -53,6 +53,7 @@ from daemon.model_list import check_models
 from daemon.providers import Provider
 from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
+from daemon.spend import Spend
 from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 
@@ -83,12 +84,15 @@ class App:
             for name, provider in config.providers.items()
         }
         self.local = {s.name: LocalOcr(s) for s in config.strategies if s.kind == "local_ocr"}
+        self.spend = Spend(config.strategies)
+        self.spend.load(store)  # today's and this month's figures survive a restart
+        ledgers = {name: p.ledger for name, p in self.providers.items()}
         self.races = RaceManager(
             config,
             store,
             self.supervisor,
             dict(self.providers),
-            Stats(config.strategies, {name: p.ledger for name, p in self.providers.items()}),
+            Stats(config.strategies, ledgers, spend=self.spend),
             local=dict(self.local),
         )
         self.service = Service(config, self.supervisor, store, self.races)
@@ -176,6 +180,9 @@ class App:
                     # and that commit must happen now, not after a grace period.
                     async with trio.open_nursery() as writer:
                         await writer.start(self.store.run_writer)
+                        # Spend figures: saved a second after each change, and
+                        # once more when the writer stops (daemon/spend.py).
+                        await writer.start(self.spend.run, self.store)
                         await self._serve(server, where, bool(activated), task_status)
                         writer.cancel_scope.cancel(reason="every task has ended")
                 finally:

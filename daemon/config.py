@@ -95,6 +95,31 @@ MANAGED_BODY_FIELDS = frozenset(
 LOCAL_OCR_MODEL = "rapidocr-onnxruntime"  # what a local_ocr strategy's ``model`` reads by default
 
 
+class PriceConfig(_Section, frozen=True):
+    """USD per million tokens (SPEC §7 ``price``), for a provider that does
+    not say what a call cost (OpenRouter does: its figure wins)."""
+
+    prompt_per_mtok: Annotated[float, msgspec.Meta(ge=0)]
+    completion_per_mtok: Annotated[float, msgspec.Meta(ge=0)]
+
+
+class BudgetConfig(_Section, frozen=True):
+    """SPEC §7 ``budget``: at most this many USD per UTC day, calls per minute."""
+
+    usd_per_day: PositiveFloat | None = None
+    calls_per_minute: PositiveInt | None = None
+
+
+class StartAfter(_Section, frozen=True):
+    """``start: {after: seconds}``: a hedged request (see ``daemon/race.py``)."""
+
+    after: Annotated[float, msgspec.Meta(ge=0)]
+
+
+# When a strategy starts in a race that answers a request (SPEC §7 ``start``).
+StartPolicy = Literal["always", "on_failure", "upgrade_only"] | StartAfter
+
+
 class StrategyConfig(_Section, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: Literal["openai_chat", "local_ocr"] = "openai_chat"
@@ -116,6 +141,11 @@ class StrategyConfig(_Section, frozen=True):
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     structured_output: bool | None = None
     extra_body: dict[str, Any] | None = None
+    # SPEC §7, spend (daemon/spend.py): prices when the provider gives no
+    # cost, a budget, and when the strategy starts in a race.
+    price: PriceConfig | None = None
+    budget: BudgetConfig | None = None
+    start: StartPolicy = "always"
 
 
 class LlmConfig(_Section, frozen=True):
@@ -316,14 +346,40 @@ def _check(config: Config, file: Path) -> None:
                     fail(f"{key}.{name}", "only a local_ocr strategy takes this key")
             for field in sorted(set(strategy.extra_body or ()) & MANAGED_BODY_FIELDS):
                 fail(f"{key}.extra_body.{field}", "ctxd sets this field; use the strategy's key")
+            _check_spend(strategy, key, fail)
         else:
             if strategy.provider is not None:
                 fail(f"{key}.provider", "a local_ocr strategy takes no provider")
             for name in ("max_tokens", "temperature", "structured_output", "extra_body"):
                 if getattr(strategy, name) is not None:
                     fail(f"{key}.{name}", "only an openai_chat strategy takes this key")
+            if strategy.price is not None:
+                fail(f"{key}.price", "a local_ocr strategy runs on this host: nothing bills it")
+            if strategy.budget is not None and strategy.budget.usd_per_day is not None:
+                fail(f"{key}.budget.usd_per_day", "a local_ocr strategy costs no USD")
+            _check_spend(strategy, key, fail)
+    if config.strategies and all(s.start == "upgrade_only" for s in config.strategies):
+        last = len(config.strategies) - 1
+        fail(f"strategies[{last}].start", "every strategy is upgrade_only: nothing answers a miss")
     if config.fleet is not None:
         _check_fleet(config.fleet, fail)
+
+
+def _check_spend(strategy: StrategyConfig, key: str, fail: Callable[[str, str], None]) -> None:
+    """Price, budget and start values msgspec's types let through but that mean nothing."""
+    price = strategy.price
+    if price is not None:
+        for name in ("prompt_per_mtok", "completion_per_mtok"):
+            if not math.isfinite(getattr(price, name)):
+                fail(f"{key}.price.{name}", "must be a finite number of USD")
+    budget = strategy.budget
+    if budget is not None:
+        if budget.usd_per_day is None and budget.calls_per_minute is None:
+            fail(f"{key}.budget", "give usd_per_day, calls_per_minute or both")
+        if budget.usd_per_day is not None and not math.isfinite(budget.usd_per_day):
+            fail(f"{key}.budget.usd_per_day", "must be a finite number of USD")
+    if isinstance(strategy.start, StartAfter) and not math.isfinite(strategy.start.after):
+        fail(f"{key}.start.after", "must be a finite number of seconds")
 
 
 def _check_fleet(fleet: FleetConfig, fail: Callable[[str, str], None]) -> None:

@@ -33,7 +33,13 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 StrategyErrorKind = Literal[
-    "timeout", "http_status", "connection", "invalid_output", "not_configured", "cancelled"
+    "timeout",
+    "http_status",
+    "connection",
+    "invalid_output",
+    "not_configured",
+    "cancelled",
+    "budget_exhausted",  # the strategy is at its budget (config ``budget``): not started
 ]
 
 

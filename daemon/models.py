@@ -49,6 +49,41 @@ class LatencyStatus(_Result, frozen=True):
     p99: float | None = None
 
 
+class SpendFigures(_Result, frozen=True):
+    """What a strategy spent over a period (daemon/spend.py)."""
+
+    calls: int = 0  # attempts started (admitted by the budget); an OCR run is one
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    usd: float = 0.0  # the calls whose cost is known: the provider's, else the config price
+    cost_unknown: int = 0  # answers with no cost and no price, and cancelled_after_send
+    cancelled_after_send: int = 0  # cancelled once the request was out: may still be billed
+    budget_exhausted: int = 0  # legs not started: the strategy was at its budget
+
+
+class BudgetLeft(_Result, frozen=True):
+    usd_per_day: float | None = None
+    usd_left_today: float | None = None
+    calls_per_minute: int | None = None
+    calls_left_this_minute: int | None = None
+    exhausted: str | None = None  # the budget key at its limit now, if any
+
+
+class StrategySpend(_Result, frozen=True):
+    today: SpendFigures
+    month: SpendFigures
+    budget: BudgetLeft | None
+
+
+class SpendResult(_Result, frozen=True):
+    """What the ``spend`` method answers: UTC day and month, by strategy."""
+
+    day: str  # 2026-12-06 (UTC)
+    month: str  # 2026-12
+    strategies: dict[str, StrategySpend]
+
+
 class StrategyStatus(_Result, frozen=True):
     model: str
     rank: int
@@ -70,6 +105,12 @@ class StrategyStatus(_Result, frozen=True):
     # USD), valid or not, and which upstream providers served the calls.
     cost_usd: float = 0.0
     served_by: dict[str, int] = msgspec.field(default_factory=dict)
+    # Since the start: tokens and cost of every call (valid or not; cost from
+    # the provider, else the config price, else counted as unknown), legs not
+    # started by their start policy, legs refused at the budget.
+    usage: SpendFigures = msgspec.field(default_factory=SpendFigures)
+    skipped: int = 0
+    budget_exhausted: int = 0
 
 
 class DrainStatus(_Result, frozen=True):
@@ -108,6 +149,9 @@ class Provenance(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage | None = None
     race_id: str | None = None
     served_by: str | None = None  # the upstream provider that ran the model (OpenRouter)
+    # What this call cost in USD and who said so; null when nobody did.
+    cost_usd: float | None = None
+    cost_source: Literal["provider", "price"] | None = None
 
 
 class CacheKey(msgspec.Struct, frozen=True):

@@ -440,13 +440,19 @@ class Provider:
         request = self.client.build_request(
             "POST", "chat/completions", content=body, headers=headers
         )
-        with _transport_errors(f"from {self.name}"):
-            response = await self.client.send(request, stream=True)
         try:
-            with _transport_errors("reading the body"):
-                data = await self._read(response)
-        finally:
-            await response.aclose()
+            with _transport_errors(f"from {self.name}"):
+                response = await self.client.send(request, stream=True)
+            try:
+                with _transport_errors("reading the body"):
+                    data = await self._read(response)
+            finally:
+                await response.aclose()
+        except trio.Cancelled:
+            # From the moment the request starts going out the provider may
+            # bill it: counted, with its cost unknown (daemon/spend.py).
+            self.ledger.cancelled_after_send(strategy.name)
+            raise
         status = response.status_code
         if status != 200:
             failure = provider_errors.describe(
@@ -517,7 +523,10 @@ class Provider:
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # includes ValidationError
             raise StrategyError("invalid_output", f"not a chat completion: {exc}") from None
         cost = parsed.usage.cost if parsed.usage is not None else None
-        self.ledger.record(strategy.name, cost, parsed.provider)
+        # Every answer is billed, valid or not: its usage goes to Spend.
+        # (OpenRouter returns usage.cost on every response; the request's old
+        # ``usage: {include: true}`` is deprecated and has no effect.)
+        self.ledger.record(strategy.name, cost, parsed.provider, parsed.usage)
         choice = parsed.choices[0] if parsed.choices else None
         error = parsed.error or (choice.error if choice is not None else None)
         if error is not None or (choice is not None and choice.finish_reason == "error"):

@@ -8,10 +8,30 @@ under its own deadline.
 
 Each leg has exactly one state::
 
-    running ──valid, outranks every result accepted──▶ storing ──▶ stored
-       │                                                  (shielded append)
-       ├──error, timeout, invalid output──▶ failed
-       └──outranked, cap, deadline, drain──▶ cancelled
+    held ──released──▶ running ──valid, outranks every result accepted──▶ storing ──▶ stored
+      │                   │                                                (shielded append)
+      │                   ├──error, timeout, invalid output, budget──▶ failed
+      │                   └──outranked, cap, deadline, drain──▶ cancelled
+      ├──a result accepted──▶ skipped
+      └──cap, deadline, drain──▶ cancelled
+
+A leg is ``held`` when its strategy's ``start`` (SPEC §7) says not yet, in a
+race that answers a request (an upgrade on hit starts every leg at once):
+
+* ``always``: never held;
+* ``{after: s}`` (a hedged request): released ``s`` seconds after the leg was
+  added, or at once when no other leg is running or storing (they all failed);
+* ``on_failure``: released when every lower-ranked leg has failed;
+* ``upgrade_only``: never in such a race, only in upgrades.
+
+A ``wait: "best"`` request releases every held leg (it asks for the best).
+A held leg is ``skipped`` (never started, never a call) as soon as any
+result is accepted: a lower one is the answer it was held back for, a
+higher one outranks it. A leg that starts asks ``Spend.admit`` first: at its
+budget it fails at once with ``budget_exhausted`` and the race goes on.
+Held legs are live: they are in ``pending``, keep ``wait: "best"`` waiting
+and the race unfinished, and are handed to the background like running ones
+when nobody waits any more.
 
 What a waiter sees (the answer so far, whether ``wait: "best"`` may answer,
 ``pending``, whether the race is finished) is computed by one function,
@@ -46,15 +66,17 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import msgspec
 import trio
 
+from daemon.config import StartAfter
 from daemon.errors import StoreError, StrategyError, StrategyErrorKind
 from daemon.extract import parse_completion
 from daemon.logs import conversation
 from daemon.models import CacheKey, Event, MergeStep, Provenance
+from daemon.spend import cost_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from daemon.config import Config, StrategyConfig
+    from daemon.config import Config, StartPolicy, StrategyConfig
     from daemon.providers import Completion, ImageInput
     from daemon.stats import Stats
     from daemon.supervisor import Supervisor, TaskHandle
@@ -88,7 +110,7 @@ logger = logging.getLogger(__name__)
 
 STORE_GRACE: Final = 10.0  # seconds a result in hand may take to be stored, shielded
 
-LegState = Literal["running", "storing", "stored", "failed", "cancelled"]
+LegState = Literal["held", "running", "storing", "stored", "failed", "cancelled", "skipped"]
 Wait = Literal["first", "best"]
 
 
@@ -105,11 +127,23 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
 class Leg:
     """One strategy's attempt in one race."""
 
-    __slots__ = ("background", "deadline", "error", "handle", "result", "state", "strategy")
+    __slots__ = (
+        "added",
+        "background",
+        "deadline",
+        "error",
+        "handle",
+        "release",
+        "result",
+        "state",
+        "strategy",
+    )
 
-    def __init__(self, strategy: StrategyConfig) -> None:
+    def __init__(self, strategy: StrategyConfig, *, held: bool = False) -> None:
         self.strategy = strategy
-        self.state: LegState = "running"
+        self.state: LegState = "held" if held else "running"
+        self.release = trio.Event()  # set: a held leg may start
+        self.added = trio.current_time()
         self.error: StrategyError | None = None  # failed or cancelled: why
         self.result: Accepted | None = None  # stored: what
         self.handle: TaskHandle | None = None
@@ -126,7 +160,7 @@ class Leg:
 
     @property
     def live(self) -> bool:
-        return self.state == "running" or self.state == "storing"
+        return self.state == "running" or self.state == "storing" or self.state == "held"
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -228,13 +262,20 @@ class Race:
 
         ``background``: an upgrade, which nobody waits for; its legs count as
         background work from the start and end ``premium_cache_timeout``
-        from now. The lowest-ranked leg (the fastest model, as a rule) sends
-        its request first: the others pass one checkpoint before theirs.
-        trio runs the tasks of a batch in either order, so otherwise half the
-        time the premium's request (~0.2 ms of CPU to build and send) would
-        go out before the one whose answer is awaited."""
+        from now, and start whatever their ``start`` policy. Otherwise an
+        ``upgrade_only`` strategy is left out and the other policies may hold
+        their leg (module docstring). The lowest-ranked leg (the fastest
+        model, as a rule) sends its request first: the others pass one
+        checkpoint before theirs. trio runs the tasks of a batch in either
+        order, so otherwise half the time the premium's request (~0.2 ms of
+        CPU to build and send) would go out before the one whose answer is
+        awaited."""
         present = {leg.name for leg in self.legs}
-        new = [Leg(s) for s in sorted(strategies, key=lambda s: s.rank) if s.name not in present]
+        new = [
+            Leg(s, held=not background and s.start != "always")
+            for s in sorted(strategies, key=lambda s: s.rank)
+            if s.name not in present and (background or s.start != "upgrade_only")
+        ]
         self.legs += new
         supervisor = self.ctx.supervisor
         deadline = math.inf
@@ -249,6 +290,7 @@ class Race:
         for leg in new:
             if leg.handle is None:  # refused at the background cap
                 self._end(leg, StrategyError("cancelled", "background task cap reached"))
+        self._release_held()  # e.g. on_failure with nothing below it
         self._finish_if_done()  # no strategy at all
 
     def widen(self, strategies: Iterable[StrategyConfig], floor: float) -> None:
@@ -274,6 +316,9 @@ class Race:
         self.waiters += 1
         if wait == "best":
             self.best_waiters += 1
+            for leg in self.legs:
+                if leg.state == "held":
+                    leg.release.set()  # the best is asked for: no hedging
         result: Outcome | None = None
         try:
             with trio.move_on_at(deadline):
@@ -304,7 +349,7 @@ class Race:
         supervisor = self.ctx.supervisor
         deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
         for leg in sorted(self.legs, key=lambda leg: -leg.rank):  # the best get the slots
-            if leg.state != "running" or leg.background or leg.rank <= floor:
+            if leg.state not in ("running", "held") or leg.background or leg.rank <= floor:
                 continue
             assert leg.handle is not None
             if not supervisor.adopt(leg.handle):
@@ -325,11 +370,17 @@ class Race:
 
     async def _run_leg(self, leg: Leg, after_the_first: bool = False) -> None:
         with conversation(self.key.session_id):
-            started = trio.current_time()
             counters = self.ctx.stats.strategies.get(leg.name)
-            if counters is not None:
-                counters.calls += 1
             try:
+                if leg.state == "held" and not await self._hold(leg):
+                    return  # skipped: never started
+                refused = self.ctx.stats.spend.admit(leg.strategy)
+                if refused is not None:
+                    self._end(leg, refused)
+                    return
+                started = trio.current_time()
+                if counters is not None:
+                    counters.calls += 1
                 if after_the_first:
                     await trio.lowlevel.checkpoint()  # see ``start``
                 completion = await self._call(leg)
@@ -355,7 +406,7 @@ class Race:
                 # Cancelled by its deadline, the drain or the whole nursery
                 # (Cancelled is on its way up): say why, once. Cancelled by
                 # the race itself, the state already says so.
-                if leg.state == "running":
+                if leg.state == "running" or leg.state == "held":
                     self._end(leg, self._cancellation(leg))
                 raise
             if leg.state != "running" or self._cancelled_now(leg):
@@ -364,6 +415,60 @@ class Race:
             if counters is not None:
                 counters.latencies_ms.append(ms)
             await self._store(leg, step, completion, ms)
+
+    async def _hold(self, leg: Leg) -> bool:
+        """Wait until the held leg may start (its ``after`` delay, or
+        ``_release_held``); False when it was skipped meanwhile."""
+        policy = leg.strategy.start
+        after = policy.after if isinstance(policy, StartAfter) else math.inf
+        with trio.move_on_at(leg.added + after):
+            await leg.release.wait()
+        if leg.state != "held":
+            return False
+        accepted = self._accepted_rank()
+        if accepted >= leg.rank or (accepted > self.floor and not self.best_waiters):
+            # Released, but a result came in before this task ran.
+            self._skip(leg)
+            self._notify()
+            return False
+        leg.state = "running"
+        why = "its delay passed" if not leg.release.is_set() else "the others failed"
+        if self.best_waiters:
+            why = 'a wait: "best" request asks for it'
+        logger.info("%s starts (start: %s): %s", leg.name, _policy_text(policy), why)
+        return True
+
+    def _release_held(self) -> None:
+        """Release the held legs whose condition holds now (module docstring)."""
+        for leg in self.legs:
+            if leg.state != "held" or leg.release.is_set():
+                continue
+            others = [other for other in self.legs if other is not leg]
+            if leg.strategy.start == "on_failure":
+                ready = not any(other.live for other in others if other.rank < leg.rank)
+            else:  # after: at once when nothing else runs or stores
+                ready = not any(other.live and other.state != "held" for other in others)
+            if ready:
+                leg.release.set()
+
+    def _skip_held(self) -> None:
+        """A result was accepted: the held legs not yet released will never
+        be needed (a released one checks again when its task runs)."""
+        for leg in self.legs:
+            if leg.state == "held" and not leg.release.is_set():
+                self._skip(leg)
+
+    def _skip(self, leg: Leg) -> None:
+        leg.state = "skipped"
+        leg.release.set()  # its task wakes and returns
+        counters = self.ctx.stats.strategies.get(leg.name)
+        if counters is not None:
+            counters.skipped += 1
+        logger.info(
+            "%s not started (start: %s): a result was accepted",
+            leg.name,
+            _policy_text(leg.strategy.start),
+        )
 
     def _cancelled_now(self, leg: Leg) -> bool:
         """The leg's own scope was cancelled (or its deadline passed) but its
@@ -413,6 +518,7 @@ class Race:
         for other in self.legs:
             if other.state == "running" and other.rank < leg.rank:
                 self._cancel(other, "higher-ranked result accepted")
+        self._skip_held()
         model = completion.served_model or leg.strategy.model
         if leg.background:
             logger.info("Background: Premium result is valid")
@@ -421,7 +527,10 @@ class Race:
         payload: dict[str, Any] = msgspec.to_builtins(step)
         payload["_model"] = model
         payload["_strategy"] = leg.name
+        cost, source = cost_of(leg.strategy, completion.usage)
         provenance = Provenance(
+            cost_usd=None if cost is None else round(cost, 8),
+            cost_source=source,
             latency_ms=round(ms, 1),
             provider=leg.strategy.provider,
             requested_model=leg.strategy.model,
@@ -483,6 +592,11 @@ class Race:
                 logger.info("%s failed: %s", leg.name, error)
             if leg.state == "failed":
                 self.ctx.failed_at[(self.key, leg.name)] = trio.current_time()
+            self._release_held()
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake the waiters: a state changed."""
         self._changed.set()
         self._changed = trio.Event()
         self._finish_if_done()
@@ -500,9 +614,23 @@ class Race:
             "invalid_output": "invalid",
             "timeout": "timeouts",
             "cancelled": "cancelled",
+            "budget_exhausted": "budget_exhausted",
         }
         name = field.get(error.kind, "errors")
         setattr(counters, name, getattr(counters, name) + 1)
+
+
+def _policy_text(policy: StartPolicy) -> str:
+    return f"after {policy.after:g}s" if isinstance(policy, StartAfter) else policy
+
+
+def failure_message(failures: dict[str, dict[str, str]]) -> str | None:
+    """The -32001 message when every strategy was at its budget (else None:
+    the default message)."""
+    if failures and all(f["error"] == "budget_exhausted" for f in failures.values()):
+        names = ", ".join(sorted(failures))
+        return f"every strategy is at its budget (budget_exhausted): {names}"
+    return None
 
 
 def log_extraction(strategy: str, model: str, step: MergeStep) -> None:

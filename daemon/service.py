@@ -31,6 +31,7 @@ from daemon.models import (
     Event,
     EventsResult,
     HealthResult,
+    SpendResult,
     State,
     StatusResult,
 )
@@ -97,6 +98,15 @@ class Service:
                 StatusResult,
                 self.status,
                 "State, load, store, cache and per-strategy figures of the daemon.",
+                while_draining=True,
+                inline=True,
+            ),
+            Method(
+                "spend",
+                NoParams,
+                SpendResult,
+                self.spend,
+                "Usage, USD and budget left by strategy: today and this month (UTC).",
                 while_draining=True,
                 inline=True,
             ),
@@ -193,6 +203,9 @@ class Service:
 
     async def health(self, params: NoParams) -> HealthResult:
         return HealthResult(ok=True, state=self.state)
+
+    async def spend(self, params: NoParams) -> SpendResult:
+        return self.stats.spend.report()
 
     async def status(self, params: NoParams) -> StatusResult:
         deadline = self.supervisor.drain_deadline

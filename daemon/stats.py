@@ -1,20 +1,23 @@
 """Per-strategy counters and latency percentiles over a recent window; no I/O.
 
-Two sources: ``StrategyCounters`` (calls, wins, failures, latencies; kept
-by the race) and each provider's ``CallLedger`` (what every call cost, who
-served it, rests; kept by ``Provider``), merged by ``Stats.by_strategy``.
+Three sources: ``StrategyCounters`` (calls, wins, failures, latencies; kept
+by the race), each provider's ``CallLedger`` (what every call cost, who
+served it, rests; kept by ``Provider``, which passes each call's usage on to
+``Spend``) and ``Spend`` (usage, cost and budgets: ``daemon/spend.py``),
+merged by ``Stats.by_strategy``.
 """
 
 from __future__ import annotations
 
 import collections
 import math
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 import trio
 
-from daemon.models import CacheStatus, LatencyStatus, StrategyStatus
+from daemon.models import CacheStatus, LatencyStatus, StrategyStatus, Usage
+from daemon.spend import Spend, Tally
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -32,21 +35,40 @@ class RestState(msgspec.Struct, frozen=True, kw_only=True):
     status: int
 
 
+class UsageSink(Protocol):
+    """Where a ledger passes each call's usage (``Spend``)."""
+
+    def record(self, name: str, usage: Usage | None) -> None: ...
+
+    def record_cancelled(self, name: str) -> None: ...
+
+
 class CallLedger:
     """What one provider learned from its calls, by strategy name."""
 
     def __init__(self) -> None:
+        self.usage_sink: UsageSink | None = None  # set by ``Stats``
         self.cost_usd: dict[str, float] = collections.defaultdict(float)
         self.served_by: dict[str, collections.Counter[str]] = collections.defaultdict(
             collections.Counter
         )
         self.rests: dict[str, RestState] = {}  # strategy name, or PROVIDER_WIDE
 
-    def record(self, strategy: str, cost: float | None, served_by: str | None) -> None:
+    def record(
+        self, strategy: str, cost: float | None, served_by: str | None, usage: Usage | None = None
+    ) -> None:
+        """One answer of the provider (a 200, valid or not) and its ``usage``."""
         if cost is not None and math.isfinite(cost) and cost > 0:
             self.cost_usd[strategy] += cost
         if served_by:
             self.served_by[strategy][served_by] += 1
+        if self.usage_sink is not None:
+            self.usage_sink.record(strategy, usage)
+
+    def cancelled_after_send(self, strategy: str) -> None:
+        """A call cancelled once its request was going out: the provider may bill it."""
+        if self.usage_sink is not None:
+            self.usage_sink.record_cancelled(strategy)
 
     def rest(self, key: str, state: RestState) -> None:
         current = self.rests.get(key)
@@ -78,6 +100,8 @@ class StrategyCounters:
         self.errors = 0
         self.timeouts = 0
         self.cancelled = 0
+        self.skipped = 0  # not started: its start policy did not call for it
+        self.budget_exhausted = 0
         self.tokens = 0
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=WINDOW)
 
@@ -98,6 +122,8 @@ class StrategyCounters:
             errors=self.errors,
             timeouts=self.timeouts,
             cancelled=self.cancelled,
+            skipped=self.skipped,
+            budget_exhausted=self.budget_exhausted,
             tokens=self.tokens,
             latency_ms=LatencyStatus(p50=pct(0.50), p95=pct(0.95), p99=pct(0.99)),
         )
@@ -126,9 +152,14 @@ class Stats:
         self,
         strategies: list[StrategyConfig],
         ledgers: Mapping[str, CallLedger] | None = None,
+        spend: Spend | None = None,
     ) -> None:
         """``ledgers``: each provider's ``CallLedger`` by provider name
-        (``Provider.ledger``), for cost, serving providers and rests."""
+        (``Provider.ledger``), for cost, serving providers and rests; each
+        passes its calls' usage to ``spend`` (a new one by default)."""
+        self.spend = spend if spend is not None else Spend(strategies)
+        for ledger in (ledgers or {}).values():
+            ledger.usage_sink = self.spend
         self.strategies = {s.name: StrategyCounters(s.model or s.kind, s.rank) for s in strategies}
         self._ledger_of = {
             s.name: ledgers[s.provider]
@@ -146,6 +177,11 @@ class Stats:
         )
 
     def by_strategy(self) -> dict[str, StrategyStatus]:
+        since_start = self.spend.since_start
         return {
-            name: c.status(self._ledger_of.get(name), name) for name, c in self.strategies.items()
+            name: msgspec.structs.replace(
+                c.status(self._ledger_of.get(name), name),
+                usage=since_start.get(name, Tally()).figures(),
+            )
+            for name, c in self.strategies.items()
         }

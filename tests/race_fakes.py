@@ -19,6 +19,7 @@ from daemon.errors import StoreError
 from daemon.models import Event, Provenance, payload_tag
 from daemon.providers import ImageInput, Provider
 from daemon.race import Backend
+from daemon.spend import Spend
 from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 from tests.fake_provider import ANSWER
@@ -155,6 +156,7 @@ class Behaviour:
     latency: float = 1.0
     status: int = 200
     text: str | None = None  # None: a valid MergeStep in a fence
+    cost: float | None = None  # usage.cost, as OpenRouter reports it (None: not given)
 
 
 @dataclass
@@ -164,11 +166,13 @@ class ScriptedModels:
     behaviours: dict[str, Behaviour]
     calls: dict[str, int] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # models in the order called
+    at: dict[str, list[float]] = field(default_factory=dict)  # when each call came (trio time)
 
     async def __call__(self, request: httpx2.Request) -> httpx2.Response:
         model = json.loads(request.content)["model"]
         self.calls[model] = self.calls.get(model, 0) + 1
         self.order.append(model)
+        self.at.setdefault(model, []).append(trio.current_time())
         behaviour = self.behaviours[model]
         await trio.sleep(behaviour.latency)
         if behaviour.status != 200:
@@ -182,7 +186,12 @@ class ScriptedModels:
                 "model": model,
                 "provider": "Scripted",  # OpenRouter names the upstream that served the call
                 "choices": [{"message": {"content": text}}],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+                "usage": {
+                    "prompt_tokens": 100,
+                    "completion_tokens": 10,
+                    "total_tokens": 110,
+                    **({"cost": behaviour.cost} if behaviour.cost is not None else {}),
+                },
             },
         )
 
@@ -203,6 +212,7 @@ async def harness(
     local: dict[str, Backend] | None = None,
     *,
     linger: float | None = None,
+    spend: Spend | None = None,
 ) -> AsyncIterator[Harness]:
     """Scripted models behind a real Provider, a supervisor, a RaceManager.
 
@@ -215,9 +225,8 @@ async def harness(
     provider = Provider("fake", cfg, client, "sk-test")
     store = MemoryStore(config.rank_of()) if linger is None else GatedStore(config.rank_of())
     supervisor = Supervisor(config.llm.max_background_tasks)
-    races = RaceManager(
-        config, store, supervisor, {"fake": provider}, Stats(config.strategies), local=local
-    )
+    stats = Stats(config.strategies, {"fake": provider.ledger}, spend=spend)
+    races = RaceManager(config, store, supervisor, {"fake": provider}, stats, local=local)
     async with trio.open_nursery() as nursery:
         await nursery.start(supervisor.serve)
         if isinstance(store, GatedStore):

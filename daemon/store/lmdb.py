@@ -140,6 +140,9 @@ class Store:
         self._events = env.open_db(b"events")
         self._by_key = env.open_db(b"by_key")
         self._by_session = env.open_db(b"by_session")
+        # UTC day + strategy -> what it spent (daemon/spend.py owns the bytes);
+        # no schema change: an older ctxd never opens it.
+        self._spend = env.open_db(b"spend")
         self._queue: list[_Append] = []
         # The answer of ``best`` per key, for the cache-hit path, with the
         # stored size of each event; bounded by entries and bytes, and
@@ -575,6 +578,55 @@ class Store:
                     size += len(value)
                 ok = cursor.prev()
         return chunk, False
+
+    # ---------------------------------------------------------------- spend --
+
+    def load_spend(self) -> tuple[tuple[bytes, bytes], ...]:
+        """Every (key, value) of the ``spend`` database; on the loop, at the start."""
+        with self._begin_read() as txn:
+            return tuple((bytes(k), bytes(v)) for k, v in txn.cursor(db=self._spend))
+
+    async def save_spend(
+        self,
+        deltas: tuple[tuple[bytes, bytes], ...],
+        merge: Callable[[bytes | None, bytes], bytes],
+    ) -> None:
+        """Add ``deltas`` to the ``spend`` database in one synced transaction
+        (``merge(old, delta)`` is the new value), on the writer's own thread
+        token, so never at the same time as a commit of events."""
+        while True:
+            try:
+                await trio.to_thread.run_sync(
+                    self._write_spend, deltas, merge, limiter=self._thread
+                )
+            except _MapFull:
+                self._grow_map()
+            except _MapResized:
+                self._adopt_map_size()
+            else:
+                return
+
+    def _write_spend(
+        self,
+        deltas: tuple[tuple[bytes, bytes], ...],
+        merge: Callable[[bytes | None, bytes], bytes],
+    ) -> None:
+        with self._txn_lock:
+            try:
+                txn = self._env.begin(write=True)
+            except lmdb.MapResizedError:
+                raise _MapResized from None
+            try:
+                for key, delta in deltas:
+                    old = txn.get(key, db=self._spend)
+                    txn.put(key, merge(None if old is None else bytes(old), delta), db=self._spend)
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                raise _MapFull from None
+            except BaseException:
+                txn.abort()
+                raise
 
     def status(self) -> StoreStatus:
         """Path, event count, map size and bytes used, from LMDB's own

@@ -1,0 +1,292 @@
+"""daemon/spend.py: usage and cost per call, budgets, persistence, the ``spend`` method."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+from daemon.analysis import RaceManager
+from daemon.errors import AllStrategiesFailed
+from daemon.models import CacheKey, Usage
+from daemon.service import Service
+from daemon.spend import Spend, cost_of
+from daemon.stats import Stats
+from daemon.supervisor import Supervisor
+from tests.conftest import ConfigFactory, StoreFactory
+from tests.race_fakes import IMAGE, Behaviour, Harness, harness
+
+FAST, SLOW = "fast-model", "slow-model"
+NOON = 1_796_558_400.0  # 2026-12-06 12:00:00 UTC
+
+
+def key(n: int) -> CacheKey:
+    return CacheKey("conv-1", "context_analysis", f"sha256:{n}", "")
+
+
+class WallClock:
+    """The wall clock Spend reads (UTC days, minutes), moved by hand."""
+
+    def __init__(self, t: float = NOON) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def analyze(h: Harness, n: int, wait: Any = "first") -> Any:
+    deadline = trio.current_time() + 60
+    return await h.races.analyze(key(n), IMAGE, wait=wait, refresh=False, deadline=deadline)
+
+
+def strategies(**extra: dict[str, Any]) -> list[dict[str, Any]]:
+    base: list[dict[str, Any]] = [
+        {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
+        {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
+    ]
+    for item in base:
+        item.update(extra.get(str(item["name"]), {}))
+    return base
+
+
+# ------------------------------------------------------ usage and cost --
+
+
+async def test_cost_from_the_provider_else_the_price_else_unknown(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(
+        strategies=strategies(
+            # usage: 100 prompt + 10 completion tokens per call (race_fakes)
+            multimodal={"price": {"prompt_per_mtok": 1000, "completion_per_mtok": 5000}},
+            premium={"price": {"prompt_per_mtok": 1, "completion_per_mtok": 1}},
+        )
+    )
+    behaviours = {FAST: Behaviour(1), SLOW: Behaviour(2, cost=0.0123)}
+    async with harness(config, behaviours) as h:
+        await analyze(h, 1)
+        await h.supervisor.wait_idle()
+        fast, slow = h.store.events
+        assert fast.provenance is not None
+        assert slow.provenance is not None
+        # no usage.cost from the provider: the config price, 100*1000/1e6 + 10*5000/1e6
+        assert (fast.provenance.cost_usd, fast.provenance.cost_source) == (0.15, "price")
+        # usage.cost given: the provider's figure wins over the price
+        assert (slow.provenance.cost_usd, slow.provenance.cost_source) == (0.0123, "provider")
+        assert slow.provenance.usage is not None
+        assert slow.provenance.usage.total_tokens == 110
+        status = h.races.stats.by_strategy()
+        assert status["multimodal"].usage.usd == pytest.approx(0.15)
+        assert status["premium"].usage.usd == pytest.approx(0.0123)
+        assert status["premium"].usage.total_tokens == 110
+        assert status["premium"].usage.calls == 1
+        assert status["premium"].usage.cost_unknown == 0
+
+
+async def test_without_cost_or_price_the_cost_is_unknown_never_guessed(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(strategies=strategies())
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}) as h:
+        await analyze(h, 1)
+        await h.supervisor.wait_idle()
+        for event in h.store.events:
+            assert event.provenance is not None
+            assert (event.provenance.cost_usd, event.provenance.cost_source) == (None, None)
+        usage = h.races.stats.by_strategy()["premium"].usage
+        assert (usage.usd, usage.cost_unknown, usage.prompt_tokens) == (0.0, 1, 100)
+
+
+async def test_an_invalid_answer_is_billed_too(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(strategies=strategies())
+    behaviours = {FAST: Behaviour(1, text="no JSON here", cost=0.5), SLOW: Behaviour(2, cost=2.0)}
+    async with harness(config, behaviours) as h:
+        answer = await analyze(h, 1)
+        assert answer.provenance.strategy == "premium"
+        status = h.races.stats.by_strategy()
+        assert status["multimodal"].invalid == 1
+        assert status["multimodal"].usage.usd == 0.5  # invalid, and still paid for
+        assert h.races.stats.spend.report().strategies["multimodal"].today.usd == 0.5
+
+
+async def test_a_call_cancelled_after_its_request_went_out_is_counted_with_cost_unknown(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(
+        strategies=strategies(
+            multimodal={"price": {"prompt_per_mtok": 1, "completion_per_mtok": 1}},
+        )
+    )
+    # the premium answers first: the multimodal, in flight, is cancelled
+    async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(1)}) as h:
+        answer = await analyze(h, 1)
+        assert answer.provenance.strategy == "premium"
+        await h.supervisor.wait_idle()
+        usage = h.races.stats.by_strategy()["multimodal"].usage
+        assert h.models.calls[FAST] == 1
+        assert (usage.calls, usage.cancelled_after_send, usage.cost_unknown) == (1, 1, 1)
+        assert usage.usd == 0.0  # a price is configured, but no usage came: unknown
+
+
+def test_cost_of_refuses_nonsense_from_the_provider(make_config: ConfigFactory) -> None:
+    config = make_config(strategies=strategies())
+    premium = config.strategies[1]
+    assert cost_of(premium, Usage(cost=float("nan"))) == (None, None)
+    assert cost_of(premium, Usage(cost=-1.0)) == (None, None)
+    assert cost_of(premium, None) == (None, None)
+    assert cost_of(premium, Usage(cost=0.0)) == (0.0, "provider")
+
+
+# ------------------------------------------------------------- budgets --
+
+
+async def test_a_strategy_at_its_daily_budget_is_not_started_and_the_race_goes_on(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, log: io.StringIO
+) -> None:
+    config = make_config(strategies=strategies(premium={"budget": {"usd_per_day": 1.0}}))
+    wall = WallClock(NOON)
+    spend = Spend(config.strategies, now=wall)
+    behaviours = {FAST: Behaviour(1), SLOW: Behaviour(2, cost=1.0)}
+    async with harness(config, behaviours, spend=spend) as h:
+        await analyze(h, 1)
+        await h.supervisor.wait_idle()  # the premium's 1.0 USD is spent
+        assert h.models.calls[SLOW] == 1
+        for n in (2, 3):
+            answer = await analyze(h, n)
+            assert answer.provenance.strategy == "multimodal"
+            assert answer.pending == []  # the premium ended at once
+        assert h.models.calls[SLOW] == 1  # not started
+        status = h.races.stats.by_strategy()["premium"]
+        assert (status.budget_exhausted, status.calls, status.usage.budget_exhausted) == (2, 1, 2)
+        warnings = [line for line in log.getvalue().splitlines() if "at its budget" in line]
+        assert len(warnings) == 1  # once per period, not per request
+        assert "budget.usd_per_day 1 reached" in warnings[0]
+        left = spend.report().strategies["premium"].budget
+        assert left is not None
+        assert (left.usd_left_today, left.exhausted) == (0.0, "usd_per_day")
+        wall.t = NOON + 12 * 3600  # 2026-12-07 00:00 UTC: a new day
+        await analyze(h, 4)
+        await h.supervisor.wait_idle()
+        assert h.models.calls[SLOW] == 2
+        report = spend.report()
+        assert report.day == "2026-12-07"
+        assert report.strategies["premium"].today.usd == 1.0
+        assert report.strategies["premium"].month.usd == 2.0
+        assert report.strategies["premium"].month.budget_exhausted == 2
+
+
+async def test_the_only_strategy_at_its_budget_gives_32001_naming_it(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(
+        strategies=[
+            {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120,
+             "budget": {"calls_per_minute": 2}},
+        ]
+    )  # fmt: skip
+    wall = WallClock(NOON)
+    spend = Spend(config.strategies, now=wall)
+    async with harness(config, {SLOW: Behaviour(1)}, spend=spend) as h:
+        await analyze(h, 1)
+        await analyze(h, 2)
+        with pytest.raises(AllStrategiesFailed) as failed:
+            await analyze(h, 3)
+        assert "budget" in failed.value.message
+        assert failed.value.data is not None
+        premium = failed.value.data["strategies"]["premium"]
+        assert premium["error"] == "budget_exhausted"
+        assert "calls_per_minute 2" in premium["detail"]
+        assert h.models.calls[SLOW] == 2
+        wall.t += 60  # the next minute: the budget is back
+        answer = await analyze(h, 4)
+        assert answer.provenance.strategy == "premium"
+
+
+# --------------------------------------------------------- persistence --
+
+
+async def test_spend_survives_a_restart_in_the_store(
+    make_config: ConfigFactory, open_store: StoreFactory
+) -> None:
+    config = make_config(
+        strategies=strategies(premium={"budget": {"usd_per_day": 1.0}}),
+        store={"path": "spend-store"},
+    )
+    wall = WallClock(NOON)
+    store = open_store(config)
+    spend = Spend(config.strategies, now=wall)
+    spend.load(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(spend.run, store)
+        assert spend.admit(config.strategies[1]) is None
+        spend.record("premium", Usage(prompt_tokens=7, completion_tokens=3, cost=0.6))
+        spend.record_cancelled("premium")
+        nursery.cancel_scope.cancel()  # the drain: saved once more on the way out
+    store.close()
+    again = open_store(config)
+    restarted = Spend(config.strategies, now=wall)
+    restarted.load(again)
+    today = restarted.report().strategies["premium"].today
+    assert (today.calls, today.usd, today.prompt_tokens, today.cancelled_after_send) == (
+        1,
+        0.6,
+        7,
+        1,
+    )
+    # and the budget counts what was spent before the restart
+    restarted.record("premium", Usage(cost=0.5))
+    refused = restarted.admit(config.strategies[1])
+    assert refused is not None
+    assert refused.kind == "budget_exhausted"
+    # two daemons on one store (a restart on a held socket) both add
+    await restarted._flush(again)
+    third = Spend(config.strategies, now=wall)
+    third.load(again)
+    assert third.report().strategies["premium"].today.usd == pytest.approx(1.1)
+
+
+async def test_spend_figures_are_saved_a_second_after_a_change(
+    make_config: ConfigFactory, open_store: StoreFactory
+) -> None:
+    config = make_config(strategies=strategies())
+    store = open_store(config)
+    spend = Spend(config.strategies)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(spend.run, store)
+        spend.record("multimodal", Usage(cost=0.25))
+        deadline = time.monotonic() + 10
+        while not store.load_spend():  # polled: real LMDB, real clock
+            assert time.monotonic() < deadline
+            await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    fresh = Spend(config.strategies)
+    fresh.load(store)
+    assert fresh.report().strategies["multimodal"].today.usd == 0.25
+
+
+# ------------------------------------------------------- spend method --
+
+
+async def test_the_spend_method_is_listed_by_rpc_discover_and_answers(
+    make_config: ConfigFactory, open_store: StoreFactory
+) -> None:
+    config = make_config(strategies=strategies(premium={"budget": {"calls_per_minute": 5}}))
+    store = open_store(config)
+    races = RaceManager(config, store, Supervisor(8), {}, Stats(config.strategies))
+    service = Service(config, Supervisor(8), store, races)
+    document = msgspec.json.decode(await service.discover(None))  # type: ignore[arg-type]
+    spend_method = next(m for m in document["methods"] if m["name"] == "spend")
+    assert spend_method["result"]["schema"]
+    races.stats.spend.record("premium", Usage(prompt_tokens=1, completion_tokens=1, cost=0.01))
+    report = msgspec.to_builtins(await service.spend(None))  # type: ignore[arg-type]
+    premium = report["strategies"]["premium"]
+    assert premium["today"]["usd"] == 0.01
+    assert premium["budget"]["calls_left_this_minute"] == 5
+    assert report["strategies"]["multimodal"]["budget"] is None
