@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 import msgspec
@@ -52,36 +53,74 @@ class LatencyStatus(_Result, frozen=True):
 class SpendFigures(_Result, frozen=True):
     """What a strategy spent over a period (daemon/spend.py)."""
 
-    calls: int = 0  # attempts started (admitted by the budget); an OCR run is one
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    usd: float = 0.0  # the calls whose cost is known: the provider's, else the config price
-    cost_unknown: int = 0  # answers with no cost and no price, and cancelled_after_send
-    cancelled_after_send: int = 0  # cancelled once the request was out: may still be billed
-    budget_exhausted: int = 0  # legs not started: the strategy was at its budget
+    calls: typing.Annotated[
+        int, msgspec.Meta(description="attempts started (retries inside one count once)")
+    ] = 0
+    prompt_tokens: typing.Annotated[
+        int, msgspec.Meta(description="prompt tokens the provider reported")
+    ] = 0
+    completion_tokens: typing.Annotated[
+        int, msgspec.Meta(description="completion tokens the provider reported")
+    ] = 0
+    total_tokens: typing.Annotated[
+        int, msgspec.Meta(description="total tokens the provider reported")
+    ] = 0
+    usd: typing.Annotated[
+        float,
+        msgspec.Meta(
+            description="USD of the calls whose cost is known (usage.cost, else the price)"
+        ),
+    ] = 0.0
+    cost_unknown: typing.Annotated[
+        int,
+        msgspec.Meta(
+            description="calls of unknown cost (no usage.cost, no price; cancelled_after_send)"
+        ),
+    ] = 0
+    cancelled_after_send: typing.Annotated[
+        int, msgspec.Meta(description="calls cancelled once their request was out: maybe billed")
+    ] = 0
+    budget_exhausted: typing.Annotated[
+        int, msgspec.Meta(description="legs not started: the strategy was at its budget")
+    ] = 0
 
 
 class BudgetLeft(_Result, frozen=True):
-    usd_per_day: float | None = None
-    usd_left_today: float | None = None
-    calls_per_minute: int | None = None
-    calls_left_this_minute: int | None = None
-    exhausted: str | None = None  # the budget key at its limit now, if any
+    """A strategy's budget (config ``budget``) and what is left of it now."""
+
+    usd_per_day: typing.Annotated[
+        float | None, msgspec.Meta(description="budget.usd_per_day (null: none)")
+    ] = None
+    usd_left_today: typing.Annotated[
+        float | None, msgspec.Meta(description="USD left today, UTC (null: no limit)")
+    ] = None
+    calls_per_minute: typing.Annotated[
+        int | None, msgspec.Meta(description="budget.calls_per_minute (null: none)")
+    ] = None
+    calls_left_this_minute: typing.Annotated[
+        int | None, msgspec.Meta(description="starts left this UTC minute (null: no limit)")
+    ] = None
+    exhausted: typing.Annotated[
+        str | None, msgspec.Meta(description="the budget key at its limit now, or null")
+    ] = None
 
 
 class StrategySpend(_Result, frozen=True):
-    today: SpendFigures
-    month: SpendFigures
-    budget: BudgetLeft | None
+    today: typing.Annotated[SpendFigures, msgspec.Meta(description="the current UTC day")]
+    month: typing.Annotated[SpendFigures, msgspec.Meta(description="the current UTC month")]
+    budget: typing.Annotated[
+        BudgetLeft | None, msgspec.Meta(description="the budget and what is left; null: none")
+    ]
 
 
 class SpendResult(_Result, frozen=True):
     """What the ``spend`` method answers: UTC day and month, by strategy."""
 
-    day: str  # 2026-12-06 (UTC)
-    month: str  # 2026-12
-    strategies: dict[str, StrategySpend]
+    day: typing.Annotated[str, msgspec.Meta(description="the current UTC day, YYYY-MM-DD")]
+    month: typing.Annotated[str, msgspec.Meta(description="the current UTC month, YYYY-MM")]
+    strategies: typing.Annotated[
+        dict[str, StrategySpend], msgspec.Meta(description="spend per strategy, by name")
+    ]
 
 
 class StrategyStatus(_Result, frozen=True):
@@ -108,9 +147,15 @@ class StrategyStatus(_Result, frozen=True):
     # Since the start: tokens and cost of every call (valid or not; cost from
     # the provider, else the config price, else counted as unknown), legs not
     # started by their start policy, legs refused at the budget.
-    usage: SpendFigures = msgspec.field(default_factory=SpendFigures)
-    skipped: int = 0
-    budget_exhausted: int = 0
+    usage: typing.Annotated[
+        SpendFigures, msgspec.Meta(description="usage and cost of its calls since the start")
+    ] = msgspec.field(default_factory=SpendFigures)
+    skipped: typing.Annotated[
+        int, msgspec.Meta(description="legs not started: their start policy did not call for it")
+    ] = 0
+    budget_exhausted: typing.Annotated[
+        int, msgspec.Meta(description="legs not started: the strategy was at its budget")
+    ] = 0
 
 
 class DrainStatus(_Result, frozen=True):
@@ -150,8 +195,13 @@ class Provenance(msgspec.Struct, frozen=True, kw_only=True):
     race_id: str | None = None
     served_by: str | None = None  # the upstream provider that ran the model (OpenRouter)
     # What this call cost in USD and who said so; null when nobody did.
-    cost_usd: float | None = None
-    cost_source: Literal["provider", "price"] | None = None
+    cost_usd: typing.Annotated[
+        float | None, msgspec.Meta(description="what this call cost, USD; null: unknown")
+    ] = None
+    cost_source: typing.Annotated[
+        Literal["provider", "price"] | None,
+        msgspec.Meta(description="provider: its usage.cost; price: the config price; null"),
+    ] = None
 
 
 class CacheKey(msgspec.Struct, frozen=True):
