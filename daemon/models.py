@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -214,6 +214,17 @@ class CacheKey(msgspec.Struct, frozen=True):
 UNKNOWN = "unknown"
 
 
+# A JSON object kept as its text: an event's payload is stored and sent as the
+# client gave it, never decoded on the way (see daemon/store/format.py).
+JsonObject = Annotated[
+    msgspec.Raw,
+    msgspec.Meta(
+        extra_json_schema={"type": "object"},
+        description="a JSON object, stored and returned as given",
+    ),
+]
+
+
 class Event(_Result, frozen=True):
     id: int
     ts: float
@@ -223,7 +234,7 @@ class Event(_Result, frozen=True):
     scene: str
     strategy: str
     model: str
-    payload: dict[str, Any]
+    payload: JsonObject
     provenance: Provenance | None
 
 

@@ -30,6 +30,7 @@ from daemon.errors import (
     ParseError,
     RpcError,
 )
+from daemon.models import JsonObject
 
 MAX_BATCH: Final = 1000
 
@@ -130,7 +131,7 @@ def _parse_item(item: bytes) -> Request | Invalid:
         return Invalid(InvalidRequest(_why(exc)), _salvage_id(item))
     except (msgspec.DecodeError, RecursionError):  # pragma: no cover - syntax checked first
         return Invalid(ParseError(), None)
-    if request.params is not UNSET and bytes(request.params)[:1] not in (b"{", b"["):
+    if request.params is not UNSET and bytes(memoryview(request.params)[:1]) not in (b"{", b"["):
         return Invalid(
             InvalidRequest("invalid request: params must be an array or an object"),
             None if request.id is UNSET else request.id,
@@ -192,7 +193,7 @@ class AppendParams(Params, frozen=True):
     session_id: SessionId
     category: Category
     resource: Resource
-    payload: dict[str, Any]
+    payload: JsonObject  # kept as the client's JSON text, never decoded
     scene: Scene = ""
 
 
@@ -303,11 +304,10 @@ def decode_params(raw: Raw | UnsetType, params_type: type[Params]) -> Any:
     try:
         if raw is UNSET:
             return by_name.decode(b"{}")
-        data = bytes(raw)
-        if data[:1] == b"[":
-            positional = by_position.decode(data)
+        if bytes(memoryview(raw)[:1]) == b"[":  # one byte, not a copy of megabytes
+            positional = by_position.decode(raw)
             return params_type(**msgspec.structs.asdict(positional))
-        return by_name.decode(data)
+        return by_name.decode(raw)
     except msgspec.ValidationError as exc:
         text = str(exc)
         reason, field = _what_is_wrong(text, params_type)

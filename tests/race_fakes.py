@@ -11,16 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+import msgspec
 import trio
 
 from daemon.analysis import RaceManager
 from daemon.config import Config, ProviderConfig
 from daemon.errors import StoreError
-from daemon.models import Event, Provenance, payload_tag
+from daemon.models import Event, Provenance
 from daemon.providers import ImageInput, Provider
 from daemon.race import Backend
 from daemon.spend import Spend
 from daemon.stats import Stats
+from daemon.store.format import encode_payload
 from daemon.supervisor import Supervisor
 from tests.fake_provider import ANSWER
 
@@ -61,11 +63,13 @@ class MemoryStore:
     def _store(
         self,
         key: tuple[str, str, str, str],
-        payload: dict[str, Any],
+        payload: dict[str, Any] | msgspec.Raw,
         provenance: Provenance | None,
     ) -> int:
-        """Keep one event under the next id; its id."""
+        """Keep one event under the next id, its payload as JSON text like the
+        real store's; its id."""
         session_id, category, resource, scene = key
+        text, (strategy, model) = encode_payload(payload)
         event = Event(
             id=len(self.events) + 1,
             ts=time.time(),
@@ -73,9 +77,9 @@ class MemoryStore:
             category=category,
             resource=resource,
             scene=scene,
-            strategy=payload_tag(payload, "_strategy"),
-            model=payload_tag(payload, "_model"),
-            payload=payload,
+            strategy=strategy,
+            model=model,
+            payload=msgspec.Raw(text),
             provenance=provenance,
         )
         self.events.append(event)

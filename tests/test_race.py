@@ -75,7 +75,7 @@ async def test_first_valid_answers_and_premium_is_cached_in_the_background(
         best = await analyze(h)
         assert (best.provenance.strategy, best.provenance.cached) == ("premium", True)
         stored = h.store.events[1]
-        assert stored.payload["_model"] == SLOW
+        assert msgspec.json.decode(stored.payload)["_model"] == SLOW
         assert stored.provenance is not None
         assert stored.provenance.usage is not None
         assert stored.provenance.usage.total_tokens == 110
@@ -665,7 +665,8 @@ async def test_boxes_come_back_in_the_screenshots_pixels(config: Config) -> None
             (200, 400, 700, 500),
             (800, 600, 1400, 700),
         ]
-        assert list(h.store.events[-1].payload["bubbles"][0]["bbox"]) == [200, 400, 700, 500]
+        stored = msgspec.json.decode(h.store.events[-1].payload)
+        assert stored["bubbles"][0]["bbox"] == [200, 400, 700, 500]
 
 
 # ----------------------------------------------- found by a cold review --

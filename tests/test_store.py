@@ -25,7 +25,7 @@ from daemon.errors import SchemaError, UnstorablePayload
 from daemon.models import Event, Provenance, Usage
 from daemon.store import ListPage, Store
 from daemon.store import lmdb as store_module
-from daemon.store.format import SCHEMA_VERSION, StoredEvent
+from daemon.store.format import SCHEMA_VERSION, StoredEvent, key_digest, session_digest
 from tests.conftest import ConfigFactory, write_config
 from tests.process import ROOT
 
@@ -75,7 +75,7 @@ async def test_append_list_best_and_provenance(config: Config) -> None:
             # premium (rank 2) beats the newer multimodal (rank 1)
             assert (best.id, best.strategy, best.model) == (1, "premium", "slow-model")
             assert best.provenance == provenance
-            assert best.payload["_model"] == "slow-model"
+            assert msgspec.json.decode(best.payload)["_model"] == "slow-model"
             listed = (await store.list("conv-1")).events
             assert [e.id for e in listed] == [3, 2, 1]
             assert [
@@ -221,7 +221,7 @@ async def test_full_map_grows_without_losing_or_duplicating(make_config: ConfigF
             assert sorted(ids) == list(range(1, 121))
             assert store.map_grown >= 3
             listed = (await store.list("s", limit=1000)).events
-            assert sorted(e.payload["i"] for e in listed) == list(range(120))
+            assert sorted(msgspec.json.decode(e.payload)["i"] for e in listed) == list(range(120))
             assert store.status().map_size >= 8 * 1024 * 1024
     finally:
         store.close()
@@ -269,13 +269,51 @@ async def test_digest_collision_never_serves_another_keys_event(
         store.close()
 
 
-async def test_unstorable_payload_is_refused(config: Config) -> None:
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ({"x": object()}, "cannot be stored"),
+        ({"t": "\ud83d"}, "cannot be stored"),  # half an emoji
+        (msgspec.Raw(b"[1, 2]"), "must be a JSON object"),
+        (msgspec.Raw(b' "text"'), "must be a JSON object"),
+        (msgspec.Raw(b'{"a": "\xff"}'), "not UTF-8"),
+    ],
+)
+async def test_unstorable_payload_is_refused(config: Config, payload: Any, why: str) -> None:
     store = Store.open(config.store, config.rank_of())
     try:
         async with writing(store):
-            with pytest.raises(UnstorablePayload):
-                await store.append(*KEY, {"n": 2**70})
-            assert await store.append(*KEY, {"n": 1}) == 1
+            with pytest.raises(UnstorablePayload, match=why):
+                await store.append(*KEY, payload)
+            assert await store.append(*KEY, {"n": 2**70}) == 1  # JSON holds any integer
+            assert msgspec.json.decode(store.best(*KEY).payload) == {"n": 2**70}  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+async def test_a_clients_payload_is_kept_byte_for_byte_and_tagged(config: Config) -> None:
+    """An app's payload is stored as the JSON text it sent and listed as it is;
+    its ``_strategy``/``_model`` are read even when spelled with escapes."""
+    sent = [
+        rb'{ "_strategy" : "premium", "_model": "m1", "x": [1, 2.50, "\u00e9"] }',
+        rb'{"\u005fstrategy": "multimodal", "n": {"_model": "nested, not a tag"}}',
+        b'{"note": "no tags"}',
+    ]
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            for text in sent:
+                await store.append("s", "c", "r", "", msgspec.Raw(text))
+            listed = (await store.list("s")).events
+            assert [bytes(e.payload) for e in reversed(listed)] == sent
+            assert [(e.strategy, e.model) for e in reversed(listed)] == [
+                ("premium", "m1"),
+                ("multimodal", "unknown"),
+                ("unknown", "unknown"),
+            ]
+            best = store.best("s", "c", "r")
+            assert best is not None
+            assert best.strategy == "premium"  # ranked by the tag read from the text
     finally:
         store.close()
 
@@ -310,7 +348,7 @@ async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCapt
     )
     store = Store.open(config.store, config.rank_of())
     try:
-        assert "from schema 1 to 2 (4 events indexed)" in caplog.text
+        assert f"from schema 1 to {SCHEMA_VERSION} (4 events indexed)" in caplog.text
         best = store.best(*KEY)
         assert best is not None
         assert (best.id, best.strategy) == (2, "premium")
@@ -324,6 +362,43 @@ async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCapt
         version = txn.get(b"schema_version", db=env.open_db(b"meta", txn=txn))
     env.close()
     assert version == SCHEMA_VERSION.to_bytes(4, "big")
+
+
+async def test_schema_2_records_are_read_beside_schema_3_ones(config: Config) -> None:
+    """Schema 2 kept payloads as msgpack maps; 3 keeps the JSON text. The
+    migration only moves the version: old records are read as they are, new
+    ones are written as text, and a listing mixes both."""
+    old = [stored("conv-1", "premium", "slow"), stored("conv-1", "multimodal", "fast")]
+    path = Path(config.store.path)
+    write_v1_store(path, old)
+    env = lmdb.open(str(path), max_dbs=8, map_size=1 << 24)
+    meta, by_key = env.open_db(b"meta"), env.open_db(b"by_key")
+    by_session = env.open_db(b"by_session")
+    with env.begin(write=True) as txn:  # the indexes schema 2 had
+        for i, event in enumerate(old, start=1):
+            id_key = i.to_bytes(8, "big")
+            strategy = msgspec.msgpack.decode(event.payload)["_strategy"].encode()
+            txn.put(key_digest(*KEY) + id_key, strategy, db=by_key)
+            txn.put(session_digest("conv-1") + id_key, b"", db=by_session)
+        txn.put(b"schema_version", (2).to_bytes(4, "big"), db=meta)
+    env.close()
+    store = Store.open(config.store, config.rank_of())
+    try:
+        best = store.best(*KEY)
+        assert best is not None
+        assert (best.id, best.strategy, best.model) == (1, "premium", "slow")
+        assert msgspec.json.decode(best.payload) == result("premium", "slow")
+        async with writing(store):
+            assert await store.append(*KEY, result("local", "ocr")) == 3
+        listed = (await store.list("conv-1")).events
+        assert [(e.id, e.strategy, e.model) for e in listed] == [
+            (3, "local", "ocr"),
+            (2, "multimodal", "fast"),
+            (1, "premium", "slow"),
+        ]
+        assert msgspec.json.decode(listed[1].payload) == result("multimodal", "fast")
+    finally:
+        store.close()
 
 
 def write_newer_store(path: Path) -> None:
@@ -340,7 +415,7 @@ def write_newer_store(path: Path) -> None:
 
 def test_newer_schema_is_refused(config: Config) -> None:
     write_newer_store(Path(config.store.path))
-    with pytest.raises(SchemaError, match=r"schema version 3, newer than this ctxd \(2\)"):
+    with pytest.raises(SchemaError, match=r"schema version 4, newer than this ctxd \(3\)"):
         Store.open(config.store, config.rank_of())
 
 
@@ -565,7 +640,7 @@ async def test_best_memo_is_bounded_by_bytes(make_config: ConfigFactory) -> None
                     for key in keys:
                         event = store.best(*key)
                         assert event is not None
-                        assert len(event.payload["blob"]) == len(blob)
+                        assert len(msgspec.json.decode(event.payload)["blob"]) == len(blob)
                 del event
                 grown = tracemalloc.get_traced_memory()[0] - before
             finally:

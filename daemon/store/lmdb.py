@@ -55,23 +55,24 @@ import lmdb
 import msgspec
 import trio
 
-from daemon.errors import StoreError, UnstorablePayload
-from daemon.models import Event, Provenance, StoreStatus, payload_tag
+from daemon.errors import StoreError
+from daemon.models import Event, Provenance, StoreStatus
 from daemon.store.format import (
     DECODE_EVENT,
-    DECODE_PAYLOAD,
     DIGEST_BYTES,
-    ENCODE,
     ID_BYTES,
     LAST_ID_KEY,
     MAP_SIZE_KEY,
     Databases,
     StoredEvent,
     best_entry,
+    encode_payload,
     id_bytes,
     key_digest,
     key_entries,
+    payload_json,
     session_digest,
+    stored_value,
     upgrade_schema,
 )
 
@@ -245,33 +246,31 @@ class Store:
         category: str,
         resource: str,
         scene: str,
-        payload: dict[str, Any],
+        payload: dict[str, Any] | msgspec.Raw,
         provenance: Provenance | None = None,
     ) -> int:
         """Store one event; returns its id once it is committed with sync.
 
-        Raises UnstorablePayload for a payload msgpack cannot hold, StoreError
-        if the write fails or the writer stopped first. Cancelled while
-        waiting: the event may or may not be stored, nothing was acknowledged,
-        and the drop is logged as an error and counted in ``abandoned``."""
-        try:
-            encoded_payload = ENCODE.encode(payload)
-        except (TypeError, OverflowError, ValueError) as exc:  # ValueError: a lone surrogate
-            raise UnstorablePayload(f"the payload cannot be stored: {exc}") from None
-        stored = StoredEvent(
-            time.time(),
-            session_id,
-            category,
-            resource,
-            scene,
-            msgspec.Raw(encoded_payload),
-            provenance,
-        )
+        ``payload`` is an object, or the JSON text of one as a client sent it
+        (kept byte for byte). Raises UnstorablePayload for a payload that is
+        not a JSON object, StoreError if the write fails or the writer
+        stopped first. Cancelled while waiting: the event may or may not be
+        stored, nothing was acknowledged, and the drop is logged as an error
+        and counted in ``abandoned``."""
+        # A big payload costs a few scans and copies (~3 ms per MiB each at
+        # worst): the loop breathes between them.
+        big = isinstance(payload, msgspec.Raw) and len(payload) > LIST_SLICE_BYTES
+        if big:  # after the request's own decode
+            await trio.lowlevel.checkpoint()
+        text, tags = encode_payload(payload)
+        if big or len(text) > LIST_SLICE_BYTES:
+            await trio.lowlevel.checkpoint()
+        fields = (session_id, category, resource, scene)
         item = _Append(
-            ENCODE.encode(stored),
-            key_digest(session_id, category, resource, scene),
+            stored_value(time.time(), fields, text, provenance, tags),
+            key_digest(*fields),
             session_digest(session_id),
-            payload_tag(payload, "_strategy").encode(),
+            tags[0].encode(),
         )
         self._queue.append(item)
         self._wake.set()
@@ -283,7 +282,7 @@ class Store:
                 logger.error(
                     "A %s event was not acknowledged: its caller stopped waiting before "
                     "the commit (%d so far); it may still be stored",
-                    payload_tag(payload, "_strategy"),
+                    tags[0],
                     self.abandoned,
                 )
             raise
@@ -534,7 +533,7 @@ class Store:
         while True:
             chunk, more = self._read_chunk(prefix, below)
             for id_key, value in chunk:
-                stored = DECODE_EVENT.decode(value)  # the payload stays msgpack here
+                stored = DECODE_EVENT.decode(value)  # the payload is not decoded here
                 if (
                     stored.session_id != session_id
                     or (category is not None and stored.category != category)
@@ -649,7 +648,7 @@ def _decode(id_key: bytes, value: bytes | memoryview) -> Event:
 
 
 def _from_stored(id_key: bytes, stored: StoredEvent) -> Event:
-    payload = DECODE_PAYLOAD.decode(stored.payload)
+    payload, strategy, model = payload_json(stored)
     return Event(
         id=int.from_bytes(id_key, "big"),
         ts=stored.ts,
@@ -657,8 +656,8 @@ def _from_stored(id_key: bytes, stored: StoredEvent) -> Event:
         category=stored.category,
         resource=stored.resource,
         scene=stored.scene,
-        strategy=payload_tag(payload, "_strategy"),
-        model=payload_tag(payload, "_model"),
+        strategy=strategy,
+        model=model,
         payload=payload,
         provenance=stored.provenance,
     )
