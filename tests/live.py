@@ -12,10 +12,16 @@ from typing import Any
 
 import trio
 
+from daemon import __version__
+from daemon.analysis import RaceManager
 from daemon.app import App
 from daemon.config import Config, load_config
 from daemon.framing import LineReader
+from daemon.openrpc import openrpc_document
+from daemon.service import Service
+from daemon.stats import Stats
 from daemon.store import Store
+from daemon.supervisor import Supervisor
 from tests.conftest import write_config
 from tests.fake_provider import FakeProvider, Script
 from tests.helpers import register_test_methods
@@ -24,6 +30,19 @@ FAST, SLOW = "fast-model", "slow-model"
 BROKEN = "BROKEN"  # in an image URL: both fake models answer something that is not JSON
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 200
 KEY_ENV = "CTXD_TEST_KEY"
+
+
+def daemon_document(config: Config) -> dict[str, Any]:
+    """The document of the daemon's own methods (no test methods)."""
+    store = Store.open(config.store, config.rank_of())
+    try:
+        supervisor = Supervisor(8)
+        races = RaceManager(config, store, supervisor, {}, Stats(config.strategies))
+        service = Service(config, supervisor, store, races)
+        methods = sorted(service.methods.values(), key=lambda m: m.name)
+        return openrpc_document(methods, __version__)
+    finally:
+        store.close()
 
 
 @contextmanager

@@ -22,31 +22,20 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 from daemon import __version__
-from daemon.analysis import RaceManager
-from daemon.config import Config
 from daemon.openrpc import ERRORS, openrpc_document, pascal
-from daemon.service import Service
-from daemon.stats import Stats
-from daemon.store import Store
-from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory
-from tests.live import BROKEN, RawPeer, fake_models, live_config, screenshot, serving
+from tests.live import (
+    BROKEN,
+    RawPeer,
+    daemon_document,
+    fake_models,
+    live_config,
+    screenshot,
+    serving,
+)
 from tests.npm_tools import npm_tools
 
 DATA = Path(__file__).parent / "data" / "openrpc"
-
-
-def daemon_document(config: Config) -> dict[str, Any]:
-    """The document of the daemon's own methods (no test methods)."""
-    store = Store.open(config.store, config.rank_of())
-    try:
-        supervisor = Supervisor(8)
-        races = RaceManager(config, store, supervisor, {}, Stats(config.strategies))
-        service = Service(config, supervisor, store, races)
-        methods = sorted(service.methods.values(), key=lambda m: m.name)
-        return openrpc_document(methods, __version__)
-    finally:
-        store.close()
 
 
 @pytest.fixture
