@@ -7,8 +7,10 @@
     python3 clients/ctl.py events CONVERSATION [--limit N] [--before-id ID] [--json]
 
 The socket is --socket, else $CTXD_SOCKET, else ``socket.path`` of
-./config.yaml. Exit status of ``status`` and ``health``: 0 serving, 1 draining
-(or starting), 2 unreachable; other commands: 0 ok, 1 error reply, 2 unreachable.
+./config.yaml, else var/ctxd.sock. Exit status of ``status`` and ``health``:
+0 serving, 1 draining (or starting), 2 unreachable; other commands: 0 ok,
+1 error reply, 2 unreachable; 64 a usage error (EX_USAGE). ``--help`` says
+the same. Output cut short by its reader (``| head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from clients.client import Client, ConnectionClosed, RpcError
@@ -29,6 +31,24 @@ else:  # run as a script: client.py sits next to this file
     from client import Client, ConnectionClosed, RpcError
 
 EXIT_OK, EXIT_NOT_SERVING, EXIT_UNREACHABLE = 0, 1, 2
+EXIT_USAGE = 64  # EX_USAGE of sysexits.h: 2 would read as "unreachable"
+
+EPILOG = """\
+socket: --socket, else $CTXD_SOCKET, else socket.path of ./config.yaml,
+        else var/ctxd.sock
+exit status:
+  status, health   0 serving, 1 draining or starting, 2 unreachable
+  other commands   0 ok, 1 error reply, 2 unreachable
+  64               a usage error (an unknown command or option, a missing argument)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits EX_USAGE (64), not 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def socket_from_config(config: Path) -> str | None:
@@ -183,8 +203,17 @@ def format_events(events: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ctl.py", description="Operate a ctxd daemon.")
-    parser.add_argument("--socket", default=None, help="daemon socket (default: see --help)")
+    parser = _Parser(
+        prog="ctl.py",
+        description="Operate a ctxd daemon.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--socket",
+        default=None,
+        help="daemon socket (default: $CTXD_SOCKET, else socket.path of ./config.yaml)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     sub = parser.add_subparsers(dest="command", required=True)
     p_status = sub.add_parser("status", help="state, load, cache and strategy figures")
@@ -200,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     p_events = sub.add_parser("events", help="stored events of a conversation, newest first")
     p_events.add_argument("conversation")
     p_events.add_argument(
-        "--limit", type=int, default=20, help="at most N events (pages through the daemon's)"
+        "--limit",
+        type=int,
+        default=50,
+        help="at most N events (default 50, as events.list; pages through the daemon's)",
     )
     p_events.add_argument("--before-id", type=int, help="only events with an id below this one")
     p_events.add_argument("--json", action="store_true")
@@ -214,7 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     with client:
         try:
-            return run(client, args)
+            code = run(client, args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
+        except BrokenPipeError:
+            # The reader stopped reading (``| head``): quiet, and nothing more
+            # to flush at exit (that would raise again).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
         except RpcError as exc:
             detail = f" {json.dumps(exc.data, ensure_ascii=False)}" if exc.data else ""
             print(f"error {exc.code}: {exc.message}{detail}", file=sys.stderr)
@@ -257,7 +296,8 @@ def run(client: Client, args: argparse.Namespace) -> int:
     if args.command == "analyze":
         params = {
             "conversation_id": args.conversation,
-            "image": {"path": str(Path(args.image).resolve())},
+            # the daemon's working directory is not the caller's: send it absolute
+            "image": {"path": os.path.abspath(args.image)},
             "scene": args.scene,
             "wait": args.wait,
             "refresh": args.refresh,

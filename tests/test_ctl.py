@@ -131,3 +131,121 @@ def test_socket_from_config(tmp_path: Path, text: str, expected: str | None) -> 
         assert found is None
     else:
         assert found == str(expected if expected.startswith("/") else tmp_path / expected)
+
+
+# ------------------------------------------------ issue 13, point 5 ---
+
+
+def test_help_shows_the_socket_lookup_and_the_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        ctl.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "see --help" not in out
+    assert "--socket, else $CTXD_SOCKET, else socket.path of ./config.yaml" in out
+    assert "0 serving, 1 draining or starting, 2 unreachable" in out
+    assert "64" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["bogus"], ["events"], ["analyze", "a.png"], ["--timeout", "x", "health"], ["status", "-x"]],
+)
+def test_a_usage_error_exits_64_not_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        ctl.main(argv)
+    assert info.value.code == ctl.EXIT_USAGE == 64
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_events_limit_defaults_to_the_apis_50(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = _Closing({"events.list": {"events": [], "next_before_id": None}})
+    monkeypatch.setattr(ctl, "Client", lambda *a, **k: client)
+    assert ctl.main(["--socket", "/nowhere", "events", "c1"]) == 0
+    assert client.calls == [("events.list", {"session_id": "c1", "limit": 50})]
+
+
+class _Closing(StubClient):
+    def __enter__(self) -> StubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_analyze_sends_a_relative_path_made_absolute_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer = {
+        "result": {
+            "participants": {"user": None, "talker": None},
+            "layout": {"left": "talker", "right": "user"},
+            "bubbles": [],
+            "conversation": [],
+            "summary": None,
+        },
+        "provenance": {
+            "strategy": "local",
+            "model": "m",
+            "cached": False,
+            "event_id": 1,
+            "created_at": 0.0,
+            "latency_ms": 1.0,
+        },
+        "pending": [],
+    }
+    client = StubClient({"analyze": answer})
+    args = argparse.Namespace(
+        command="analyze",
+        image="shots/a.png",
+        conversation="c",
+        scene="",
+        wait="first",
+        refresh=False,
+        json=False,
+        timeout=10.0,
+    )
+    assert ctl.run(client, args) == 0  # type: ignore[arg-type]
+    assert client.calls[0][1]["image"] == {"path": str(tmp_path / "shots" / "a.png")}
+
+
+BROKEN_PIPE = """
+import sys
+sys.path.insert(0, {root!r})
+from clients import ctl
+
+class Stub:
+    def __enter__(self): return self
+    def __exit__(self, *exc): pass
+    def call(self, method, params=None, timeout=None):
+        event = {{"id": 1, "ts": 0.0, "category": "context_analysis", "strategy": "s",
+                  "model": "m", "scene": "", "resource": "r" * 20}}
+        return {{"events": [event] * params["limit"], "next_before_id": None}}
+
+ctl.Client = lambda *a, **k: Stub()
+sys.exit(ctl.main(["--socket", "/nowhere", "events", "c", "--limit", "1000", "--json"]))
+"""
+
+
+def test_output_cut_short_by_its_reader_ends_quietly() -> None:
+    """``ctl.py events ... | head``: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    root = str(Path(ctl.__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BROKEN_PIPE.format(root=root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader is gone: like `| head -c 10`
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(30) == 0, err
+    assert err == ""
