@@ -316,9 +316,7 @@ class Race:
         self.waiters += 1
         if wait == "best":
             self.best_waiters += 1
-            for leg in self.legs:
-                if leg.state == "held":
-                    leg.release.set()  # the best is asked for: no hedging
+            self._release_held()  # the best is asked for: no hedging
         result: Outcome | None = None
         try:
             with trio.move_on_at(deadline):
@@ -444,7 +442,9 @@ class Race:
             if leg.state != "held" or leg.release.is_set():
                 continue
             others = [other for other in self.legs if other is not leg]
-            if leg.strategy.start == "on_failure":
+            if self.best_waiters:
+                ready = True
+            elif leg.strategy.start == "on_failure":
                 ready = not any(other.live for other in others if other.rank < leg.rank)
             else:  # after: at once when nothing else runs or stores
                 ready = not any(other.live and other.state != "held" for other in others)

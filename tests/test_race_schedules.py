@@ -16,6 +16,11 @@ moved by hand (virtual time). After each step and at the end:
 * single flight: one live race per key, one call per strategy per race;
 * work nobody waits for is background work: never past the cap, and every
   running leg of a race without waiters is counted;
+* ``start`` policies (drawn per strategy): a held leg is never left held
+  once a result is accepted, a ``wait: "best"`` request waits, or its
+  condition holds (its delay passed and others still run, its lower ranks
+  all failed); an ``upgrade_only`` leg only ever runs in the background; a
+  strategy with a budget never starts more than it allows;
 * in the end every leg has ended, nothing is left in the supervisor, and
   the races' image bytes are back to zero.
 """
@@ -27,6 +32,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,11 +43,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from daemon.analysis import RaceManager
-from daemon.config import Config, StrategyConfig
+from daemon.config import Config, StartAfter, StrategyConfig
 from daemon.errors import AllStrategiesFailed, DeadlineExceeded, Overloaded, StrategyError
 from daemon.models import AnalyzeResult, CacheKey
 from daemon.providers import Completion, ImageInput
 from daemon.race import Race
+from daemon.spend import Spend
 from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 from tests.conftest import config_data
@@ -55,6 +62,8 @@ KEYS = (  # two screenshots: races for both at once share the cap and max_races
 VALID = "```json\n" + json.dumps(ANSWER, ensure_ascii=False) + "\n```"
 NAMES = ("local", "multimodal", "premium")  # ranks 0, 1, 2
 End = Literal["valid", "invalid", "error"]
+STARTS: tuple[Any, ...] = ("always", "always", {"after": 0.5}, {"after": 5.0}, "on_failure")
+NOON = 1_796_558_400.0  # the wall clock Spend sees: one UTC minute for the whole schedule
 
 
 @dataclass
@@ -95,7 +104,12 @@ class GateBackend:
             call.gate.set()
 
 
-def make_config(cap: int, max_races: int = 4) -> Config:
+def make_config(
+    cap: int,
+    max_races: int = 4,
+    starts: dict[str, Any] | None = None,
+    calls_per_minute: int | None = None,
+) -> Config:
     strategies: Any = [
         {
             "name": name,
@@ -103,9 +117,12 @@ def make_config(cap: int, max_races: int = 4) -> Config:
             "model": f"model-{rank}",
             "rank": rank,
             "timeout": 40 + 10 * rank,
+            "start": (starts or {}).get(name, "always"),
         }
         for rank, name in enumerate(NAMES)
     ]
+    if calls_per_minute is not None:
+        strategies[-1]["budget"] = {"calls_per_minute": calls_per_minute}
     data = config_data(
         Path("/nonexistent"),
         llm={"premium_cache_timeout": 30, "max_background_tasks": cap, "max_races": max_races},
@@ -149,18 +166,26 @@ def next_step(world: World, draw: Callable[[st.SearchStrategy[Any]], Any]) -> An
 
 
 class World:
-    def __init__(self, cap: int, slow_to_stop: frozenset[str], max_races: int = 4) -> None:
-        self.config = make_config(cap, max_races)
+    def __init__(
+        self,
+        cap: int,
+        slow_to_stop: frozenset[str],
+        max_races: int = 4,
+        starts: dict[str, Any] | None = None,
+        calls_per_minute: int | None = None,
+    ) -> None:
+        self.config = make_config(cap, max_races, starts, calls_per_minute)
         self.rank_of = self.config.rank_of()
         self.backend = GateBackend(slow_to_stop)
         self.store = GatedStore(self.rank_of)
         self.supervisor = Supervisor(cap)
+        self.spend = Spend(self.config.strategies, now=lambda: NOON)
         self.races = RaceManager(
             self.config,
             self.store,
             self.supervisor,
             {"fake": self.backend},
-            Stats(self.config.strategies),
+            Stats(self.config.strategies, spend=self.spend),
         )
         self.seen: list[Race] = []  # every race ever started, in order
         self.answer_rank: dict[int, float] = {}  # id(race) -> rank of its answer so far
@@ -242,6 +267,24 @@ class World:
         live_above = sorted((leg for leg in above if leg.live), key=lambda leg: -leg.rank)
         assert result.pending == [leg.name for leg in live_above]
 
+    def check_held(self, race: Race) -> None:
+        """A held leg not yet released is held for a reason that still holds."""
+        now = trio.current_time()
+        accepted = any(leg.state in ("storing", "stored") for leg in race.legs)
+        for leg in race.legs:
+            if leg.state != "held" or leg.release.is_set():
+                continue
+            assert not accepted  # a result accepted skips it
+            assert not race.best_waiters  # wait: "best" releases it
+            others = [other for other in race.legs if other is not leg]
+            policy = leg.strategy.start
+            if isinstance(policy, StartAfter):
+                assert now < leg.added + policy.after  # its delay has not passed
+                assert any(o.live and o.state != "held" for o in others)  # others still run
+            else:
+                assert policy == "on_failure"
+                assert any(o.live for o in others if o.rank < leg.rank)  # a lower one may win
+
     def check_pending_after_deadline(self, exc: DeadlineExceeded) -> None:
         assert isinstance(exc.data, dict)
         pending = exc.data["pending"]
@@ -265,7 +308,21 @@ class World:
             ):
                 self.reached.add("a cancelled leg was slow to stop")
             if race.waiters == 0:  # nobody waits: all of it is background work
-                assert all(leg.background for leg in race.legs if leg.state == "running")
+                assert all(leg.background for leg in race.legs if leg.state in ("running", "held"))
+            self.check_held(race)
+        for race in self.seen:
+            for leg in race.legs:
+                if leg.strategy.start == "upgrade_only":
+                    assert leg.background  # never in the answer path
+                if leg.state == "skipped":
+                    self.reached.add("a held leg was skipped")
+                elif leg.strategy.start != "always" and leg.state in ("running", "storing"):
+                    self.reached.add("a held leg started")
+                if leg.error is not None and leg.error.kind == "budget_exhausted":
+                    self.reached.add("a leg was refused at its budget")
+        budget = self.config.strategies[-1].budget
+        if budget is not None and budget.calls_per_minute is not None:
+            assert self.spend.since_start["premium"].calls <= budget.calls_per_minute
         assert self.supervisor.count <= self.supervisor.max_tasks
         for race in self.seen:
             for leg in race.legs:
@@ -342,9 +399,11 @@ async def play(
     slow_to_stop: frozenset[str] = frozenset(),
     length: int = 40,
     max_races: int = 4,
+    starts: dict[str, Any] | None = None,
+    calls_per_minute: int | None = None,
 ) -> World:
     """Run a schedule: the given steps, or ``length`` steps drawn by ``steps``."""
-    world = World(cap, slow_to_stop, max_races)
+    world = World(cap, slow_to_stop, max_races, starts, calls_per_minute)
     clock = trio.lowlevel.current_clock()
     assert isinstance(clock, trio.testing.MockClock)
     script = iter(steps) if isinstance(steps, list) else (steps(world) for _ in range(length))
@@ -391,6 +450,14 @@ def _until_aborted(world: World, script: Iterator[Any]) -> Iterator[Any]:
     length=st.integers(1, 40),
     slow_to_stop=st.frozensets(st.sampled_from(NAMES)),
     max_races=st.sampled_from([1, 4]),
+    starts=st.fixed_dictionaries(
+        {
+            "local": st.sampled_from(STARTS),
+            "multimodal": st.sampled_from(STARTS),
+            "premium": st.sampled_from((*STARTS, "upgrade_only")),
+        }
+    ),
+    calls_per_minute=st.sampled_from([None, None, 1, 2]),
 )
 def test_the_race_holds_its_invariants_under_any_schedule(
     data: st.DataObject,
@@ -399,6 +466,8 @@ def test_the_race_holds_its_invariants_under_any_schedule(
     length: int,
     slow_to_stop: frozenset[str],
     max_races: int,
+    starts: dict[str, Any],
+    calls_per_minute: int | None,
 ) -> None:
     started = False
 
@@ -410,7 +479,15 @@ def test_the_race_holds_its_invariants_under_any_schedule(
         return next_step(world, data.draw)
 
     world = trio.run(
-        play, cap, draw, slow_to_stop, length, max_races, clock=trio.testing.MockClock()
+        play,
+        cap,
+        draw,
+        slow_to_stop,
+        length,
+        max_races,
+        starts,
+        calls_per_minute,
+        clock=trio.testing.MockClock(),
     )
     if world.aborted is not None:
         raise world.aborted
@@ -445,3 +522,45 @@ def test_the_schedules_reach_the_interesting_states() -> None:
     assert world.races.stats.strategies["premium"].timeouts == 1  # handed off, then timed out
     stats = world.races.stats.strategies  # the best leg gets the one slot
     assert (stats["multimodal"].cancelled, stats["local"].cancelled) == (1, 1)
+
+
+def test_the_schedules_reach_the_start_policies() -> None:
+    """One hand-written schedule per policy window: a hedge started at its
+    delay, a hedge skipped by an answer, on_failure started by a failure,
+    upgrade_only kept for the upgrade, a budget refusing a leg."""
+    hedge = [("request", "first", 100.0, False), ("tick", 1.0)]
+    starts: dict[str, Any] = {"premium": {"after": 0.5}}
+    world = trio.run(partial(play, 4, hedge, starts=starts), clock=trio.testing.MockClock())
+    assert world.backend.calls["premium"] == 1  # started at 0.5 s, nobody answered
+    skipped = [
+        ("request", "first", 100.0, False),
+        ("finish", "local", "valid"),
+        ("commit", 1, False),
+    ]
+    starts = {"multimodal": {"after": 5.0}, "premium": "on_failure"}
+    world = trio.run(partial(play, 4, skipped, starts=starts), clock=trio.testing.MockClock())
+    assert world.answers == [("first", "local", False)]
+    assert (world.backend.calls["multimodal"], world.backend.calls["premium"]) == (0, 0)
+    assert world.races.stats.strategies["premium"].skipped == 1
+    failing = [
+        ("request", "first", 100.0, False),
+        ("finish", "local", "error"),
+        ("finish", "multimodal", "invalid"),
+    ]
+    starts = {"premium": "on_failure"}
+    world = trio.run(partial(play, 4, failing, starts=starts), clock=trio.testing.MockClock())
+    assert world.backend.calls["premium"] == 1  # after both lower ranks failed
+    upgrade = [
+        ("request", "first", 100.0, False),
+        ("finish", "multimodal", "valid"),
+        ("commit", 1, False),
+        ("request", "first", 100.0, False),  # a hit: the upgrade starts the premium
+    ]
+    starts = {"premium": "upgrade_only"}
+    world = trio.run(partial(play, 4, upgrade, starts=starts), clock=trio.testing.MockClock())
+    assert world.backend.calls["premium"] == 1
+    assert [a[1:] for a in world.answers] == [("multimodal", False), ("multimodal", True)]
+    budget = [("request", "first", 100.0, False), ("request", "first", 100.0, True, 1)]
+    world = trio.run(partial(play, 4, budget, calls_per_minute=1), clock=trio.testing.MockClock())
+    assert world.backend.calls["premium"] == 1
+    assert "a leg was refused at its budget" in world.reached
