@@ -2,40 +2,55 @@
 
 Runs inside the OCR worker process (``daemon/ocr_worker.py``), which has
 NumPy and OpenCV from the ``ocr`` extra; the daemon itself never imports it.
+Sizes are in dp, 1 dp = width / 360 px (a phone's density-independent unit).
 
 How a chat screenshot is read:
 
-1. **Bubbles from pixels.** For each text line, the region of one colour
+1. **The frame.** The status bar (the top 32 dp), an open keyboard (two or
+   more rows of one-character lines, with its suggestion strip above) and
+   the input bar above it or above the navigation bar (a placeholder, an
+   unsent draft) are never messages. A line in the input bar that could
+   still be a message is counted in ``dropped_lines``.
+2. **Bubbles from pixels.** For each text line, the region of one colour
    around it is flood-filled from a few seed points just outside the line's
-   box (left, right, above, below): first following small steps from pixel
-   to pixel (a bubble whose colour fades), then staying close to the seed's
-   colour (a flat bubble with JPEG noise). A fill whose bounding box contains the
-   line and spans neither the whole width nor most of the height is the
-   line's bubble; every other line found inside that box belongs to the same
-   bubble, so multi-line bubbles stay whole and two bubbles never merge, how
-   ever close they sit. A fill that covers the chat background (a timestamp,
-   the title) is not a bubble.
-2. **Chrome, and text in no bubble.** Text outside every bubble found is
-   chrome when it is in the top band (84 dp, 1 dp = width / 360: status and
-   title bars), centred (timestamps, system notes) or small print (lower
-   than 0.8 of the typical bubble text: receipts, names); the title is the
-   line centred in the top band, the talker's name. Any other text outside
-   the bubbles found (a bubble no fill could follow, or an app that draws
-   text on the background) is grouped into bubbles by gap and alignment.
-3. **Side and speaker.** A bubble is on the side it is nearer to; the app's
-   own user is on ``user_side`` (right in every mainstream app), the talker
-   on the other.
-4. **Text.** A bubble's lines are read top to bottom, pieces of one row left
-   to right, joined with a space between two Latin words and with nothing
-   next to CJK text.
+   box: first following small steps from pixel to pixel (a bubble whose
+   colour fades), then staying close to the seed's colour (a flat bubble
+   with JPEG noise). A fill that contains the line and spans neither the
+   whole width nor most of the height is the line's bubble; every other line
+   inside it belongs to it, so multi-line bubbles stay whole and two bubbles
+   never merge, however close they sit. A line inside a bubble but on
+   another colour (a quoted message's tinted box) is filled again: the
+   inner box is the quote. A region centred between both edges (a date pill,
+   a system line, the encryption notice) is not a bubble.
+3. **Pictures.** A region of the chat that differs from the wallpaper
+   (thin strokes — text, doodles — removed) and holds no message text is a
+   photo (many colours) or an emoji-only bubble (``sticker``); a bubble
+   whose only text is a time on a picture (WhatsApp's, Telegram's overlay)
+   takes the picture's box. Avatars (small, at an edge) are not bubbles.
+4. **Inside a bubble** (``daemon/ocr_text.py`` says what each text is): the
+   time at its bottom right and the read ticks after it are ``time``, not
+   text, when most bubbles of the screenshot end with one; a first row in a
+   colour (WhatsApp's, Telegram's group sender) is ``sender``; a waveform
+   and a duration make a ``voice`` bubble with empty text.
+5. **Outside the bubbles.** A small line just above a bubble, aligned with
+   it, is the group sender (WeChat, LINE, Messenger); a time beside a
+   bubble's bottom is its ``time`` (LINE); the header (above the first
+   bubble, within 170 dp) gives the name: the tallest line that is not a
+   badge, avatar initials, a subtitle ("online", "last seen …") or a time.
+   A title with a member count ("周末爬山群(8)"), a subtitle that lists
+   members, or senders on bubbles make it a group: ``participants.group``.
+   Centred lines (timestamps) and small print are chrome; any other
+   message-sized text is grouped into bubbles by gap and alignment.
+6. **Side and speaker.** A bubble is on the side it is nearer to; the app's
+   own user is on ``user_side`` (right in every mainstream app).
 
-The result is a plain dict in the MergeStep shape; the daemon validates it
-with the same code as a model's answer (``daemon.extract``).
+The result is a plain dict in the MergeStep shape (optional fields only
+when known) plus ``dropped_lines``; the daemon validates the step with the
+same code as a model's answer (``daemon.extract``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -43,16 +58,25 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from daemon import ocr_text
+
 Side = Literal["left", "right"]
 Box = tuple[int, int, int, int]
 Image = npt.NDArray[np.uint8]
+RGB = tuple[int, int, int]
 
-TOP_BAND_DP: Final = 84  # status bar + title bar
+TOP_BAND_DP: Final = 84  # status bar + title bar, when no bubble says where the chat starts
+STATUS_DP: Final = 32  # a line centred higher than this is in the status bar
+HEADER_MAX_DP: Final = 170  # the header ends above this
+INPUT_DP: Final = 76  # the input bar and the nav bar: the bottom this many dp
+INPUT_KB_DP: Final = 44  # the input bar above a keyboard's top
+KEY_STRIP_DP: Final = 54  # a keyboard's first key row below its top (the suggestion strip)
 FILL_TOLERANCE: Final = 10  # per channel, from the seed's colour
 FLOAT_TOLERANCE: Final = 3  # per channel, from the neighbouring pixel
+NESTED_TOLERANCE: Final = 6  # a line's surround this far from its bubble's colour: a quote box
 SEED_OFFSET: Final = 4  # px outside the line's box
 SMALL_PRINT: Final = 0.8  # a loose line lower than this share of bubble text is chrome
-_UNREAD = re.compile(r"\s*[(（]\d+[)）]\s*$")
+INK_SATURATION: Final = 60  # a coloured name, not black, grey or white text
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +98,21 @@ class Line:
         return self.box[3] - self.box[1]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Bubble:
     box: Box
     lines: list[Line] = field(default_factory=list)
+    colour: RGB | None = None
+    parent: Bubble | None = None  # a quote box's bubble
+    kind: str = "text"
+    sender: str | None = None
+    time: str | None = None
+    quote: dict[str, Any] | None = None
+    text: str = ""
+
+    @property
+    def area(self) -> int:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
 def lines_from_ocr(result: list[Any] | None) -> list[Line]:
@@ -115,8 +150,19 @@ def _seeds(box: Box, width: int, height: int) -> list[tuple[int, int]]:
     return [(x, y) for x, y in points if 0 <= x < width and 0 <= y < height]
 
 
+def _pixel(image: Image, x: int, y: int) -> RGB:
+    r, g, b = (int(v) for v in image[y, x])
+    return (r, g, b)
+
+
 def find_bubble(image: Image, line: Line) -> Box | None:
-    """The box of the region of one colour around ``line``, if it is a bubble.
+    """The box of the region of one colour around ``line``, if it is a bubble."""
+    found = _fill(image, line)
+    return None if found is None else found[0]
+
+
+def _fill(image: Image, line: Line) -> tuple[Box, RGB] | None:
+    """The region of one colour around ``line`` and that colour, if it is a bubble.
 
     First a floating fill (each pixel close to its neighbour), which follows
     a bubble whose colour fades from top to bottom; then a fill close to the
@@ -132,13 +178,15 @@ def find_bubble(image: Image, line: Line) -> Box | None:
             if w >= 0.9 * width or h >= 0.8 * height:
                 break  # the background (or a bar): this line is not in a bubble of this kind
             if _contains(box, line.box, slack=2):
-                return box
+                return box, _pixel(image, seed[0], seed[1])
     return None
 
 
 def _join(parts: list[str]) -> str:
     text = ""
     for part in parts:
+        if not part:
+            continue
         if text and _latin(text[-1]) and _latin(part[0]):
             text += " "
         text += part
@@ -149,7 +197,7 @@ def _latin(char: str) -> bool:
     return char.isascii() and not char.isspace()
 
 
-def bubble_text(lines: list[Line]) -> str:
+def _rows(lines: list[Line]) -> list[list[Line]]:
     """Rows top to bottom, pieces of a row left to right."""
     rows: list[list[Line]] = []
     for line in sorted(lines, key=lambda ln: ln.cy):
@@ -157,7 +205,12 @@ def bubble_text(lines: list[Line]) -> str:
             rows[-1].append(line)
         else:
             rows.append([line])
-    return _join([_join([ln.text for ln in sorted(row, key=lambda ln: ln.box[0])]) for row in rows])
+    return [sorted(row, key=lambda ln: ln.box[0]) for row in rows]
+
+
+def bubble_text(lines: list[Line]) -> str:
+    """Rows top to bottom, pieces of a row left to right."""
+    return _join([_join([ln.text for ln in row]) for row in _rows(lines)])
 
 
 def _group_by_gap(lines: list[Line]) -> list[Bubble]:
@@ -185,20 +238,6 @@ def _group_by_gap(lines: list[Line]) -> list[Bubble]:
     return bubbles
 
 
-def _title(lines: list[Line], width: int) -> str | None:
-    """The talker's name: the line nearest the centre of the top band."""
-    top = TOP_BAND_DP * width / 360
-    candidates = [
-        ln
-        for ln in lines
-        if ln.cy < top and abs(ln.cx - width / 2) < 0.12 * width and ln.cy > 0.3 * top
-    ]
-    if not candidates:
-        return None
-    best = min(candidates, key=lambda ln: abs(ln.cx - width / 2))
-    return _UNREAD.sub("", best.text) or None
-
-
 def clip(lines: list[Line], width: int, height: int) -> list[Line]:
     """Boxes cut to the image; a line with nothing left of its box is dropped
     (an engine's box may stick out of the image, or be a point)."""
@@ -211,60 +250,403 @@ def clip(lines: list[Line], width: int, height: int) -> list[Line]:
     return out
 
 
-def build_step(image: Image, lines: list[Line], user_side: Side = "right") -> dict[str, Any]:
-    """A MergeStep-shaped dict from the screenshot (RGB, H×W×3) and its lines.
+# --- the frame ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Frame:
+    """Where the chat is: what is above, below and around it."""
+
+    status: list[Line]
+    keys: list[Line]
+    inputs: list[Line]
+    bottom: float  # the chat ends above this (px)
+
+
+def _frame(lines: list[Line], width: int, height: int) -> Frame:
+    dp = width / 360
+    status = [ln for ln in lines if ln.cy < STATUS_DP * dp]
+    keys: list[Line] = []
+    top = _keyboard_top(lines, width, height)
+    if top is not None:
+        keys = [ln for ln in lines if ln.cy > top]
+        limit = top - INPUT_KB_DP * dp
+    else:
+        limit = height - INPUT_DP * dp
+    taken = {id(ln) for ln in status + keys}
+    inputs = [ln for ln in lines if ln.cy > limit and id(ln) not in taken]
+    return Frame(status=status, keys=keys, inputs=inputs, bottom=limit)
+
+
+def _keyboard_top(lines: list[Line], width: int, height: int) -> float | None:
+    """Where an open keyboard starts, if there is one: two rows of one-letter
+    keys, or its bottom row's keys ("space", "return", "?123") under at least
+    one letter key. PP-OCR misses many keys of a dark keyboard, so the
+    bottom row alone places it: the bottom row's labels sit 218 dp below the
+    keyboard's top (a 44 dp suggestion strip, three rows of 54 dp)."""
+    dp = width / 360
+    letters = sorted(
+        (ln for ln in lines if ln.cy > height / 3 and ocr_text.is_key(ln.text)),
+        key=lambda ln: ln.cy,
+    )
+    rows: list[list[Line]] = []
+    for line in letters:
+        if rows and abs(line.cy - rows[-1][0].cy) < 10 * dp:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    full = [row for row in rows if len(row) >= 4]
+    tops = []
+    if len(full) >= 2:
+        tops.append(min(ln.box[1] for ln in full[0]) - KEY_STRIP_DP * dp)
+    anchors = [ln for ln in lines if ln.cy > height / 2 and ocr_text.is_key_label(ln.text)]
+    if anchors and letters:
+        anchor = min(ln.box[1] for ln in anchors)
+        if any(anchor - 230 * dp < ln.box[1] < anchor for ln in letters):
+            tops.append(anchor - 218 * dp)
+    return min(tops) if tops else None
+
+
+def _centred(box: Box, width: int) -> bool:
+    """Timestamps and system notes on the background: in the middle, away from both edges."""
+    left, right = box[0], width - box[2]
+    return abs(left - right) < 0.08 * width and min(left, right) > 0.2 * width
+
+
+def _pill(bubble: Bubble, width: int, typical: float) -> bool:
+    """A date pill, a system line, the encryption notice: a region centred
+    to a few pixels, short or in smaller print than the messages (a long
+    message can happen to be centred, not to the pixel and in small print)."""
+    left, right = bubble.box[0], width - bubble.box[2]
+    if abs(left - right) > max(4, 0.012 * width) or min(left, right) < 0.04 * width:
+        return False
+    heights = sorted(ln.height for ln in bubble.lines)
+    small = bool(heights) and heights[len(heights) // 2] < 0.9 * typical
+    return min(left, right) > 0.2 * width or small
+
+
+def _ink(image: Image, box: Box, paper: RGB) -> RGB:
+    """The colour of the text in ``box``: the pixels farthest from ``paper``."""
+    x1, y1, x2, y2 = box
+    patch = image[y1:y2, x1:x2].reshape(-1, 3).astype(np.int32)
+    if patch.size == 0:
+        return paper
+    distance = np.abs(patch - np.array(paper, np.int32)).sum(axis=1)
+    far = patch[distance >= np.percentile(distance, 92)]
+    r, g, b = (int(v) for v in far.mean(axis=0))
+    return (r, g, b)
+
+
+def _saturated(colour: RGB) -> bool:
+    return max(colour) - min(colour) >= INK_SATURATION
+
+
+def _differs(a: RGB, b: RGB, tolerance: int) -> bool:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True)) > tolerance
+
+
+# --- pictures -----------------------------------------------------------------------------
+
+
+def _blobs(image: Image, top: int, bottom: int) -> list[tuple[Box, float]]:
+    """Regions of the chat that are not wallpaper, thin strokes (text,
+    doodles) removed: (box, share of the box in its most common colour)."""
+    height, width = image.shape[:2]
+    top, bottom = max(0, top), min(height, bottom)
+    if bottom - top < 8:
+        return []
+    dp = width / 360
+    band = image[top:bottom]
+    edges = np.concatenate([band[:, 1], band[:, width - 2]]) // 8
+    values, counts = np.unique(edges, axis=0, return_counts=True)
+    paper = values[counts.argmax()].astype(np.int32) * 8 + 4
+    mask = (np.abs(band.astype(np.int32) - paper).max(axis=2) > 14).astype(np.uint8)
+    k = max(3, round(3 * dp) | 1)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    out = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if w < 36 * dp or h < 24 * dp or w >= 0.9 * width or area < 0.5 * w * h:
+            continue
+        patch = band[y : y + h, x : x + w].reshape(-1, 3) // 16
+        _, shares = np.unique(patch, axis=0, return_counts=True)
+        out.append(((x, y + top, x + w, y + h + top), float(shares.max() / shares.sum())))
+    return out
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """The share of ``a`` that ``b`` covers."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ix * iy / area if area else 0.0
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _nested(image: Image, line: Line, home: Bubble, dp: float) -> Bubble | None:
+    """The quote box around ``line`` inside ``home``, if the line sits on
+    another colour than its bubble's at the same row."""
+    x, y = line.box[0] - SEED_OFFSET, int(line.cy)
+    ref = home.box[0] + max(2, round(3 * dp))
+    if ref >= x or y >= image.shape[0] or x >= image.shape[1]:
+        return None
+    if not _differs(_pixel(image, x, y), _pixel(image, ref, y), NESTED_TOLERANCE):
+        return None
+    found = _fill(image, line)
+    if found is None:
+        return None
+    box, colour = found
+    inner = (box[2] - box[0]) * (box[3] - box[1])
+    if inner >= 0.9 * home.area or not _contains(home.box, box, slack=2):
+        return None
+    return Bubble(box=box, colour=colour, parent=home)
+
+
+def _find_bubbles(image: Image, body: list[Line], dp: float) -> tuple[list[Bubble], list[Line]]:
+    bubbles: list[Bubble] = []
+    loose: list[Line] = []
+    for line in sorted(body, key=lambda ln: (ln.box[1], ln.box[0])):
+        homes = [b for b in bubbles if _contains(b.box, line.box, slack=2)]
+        home = min(homes, key=lambda b: b.area) if homes else None
+        if home is not None and home.parent is None:
+            inner = _nested(image, line, home, dp)
+            if inner is not None:
+                bubbles.append(inner)
+                home = inner
+        if home is None:
+            found = _fill(image, line)
+            if found is not None:
+                home = Bubble(box=found[0], colour=found[1])
+                bubbles.append(home)
+        if home is None:
+            loose.append(line)
+        else:
+            home.lines.append(line)
+    for bubble in bubbles:  # a box found first (a quote's) inside one found later
+        if bubble.parent is None:
+            outers = [
+                o
+                for o in bubbles
+                if o is not bubble and o.area > bubble.area and _contains(o.box, bubble.box, 2)
+            ]
+            if outers:
+                bubble.parent = min(outers, key=lambda b: b.area)
+    return bubbles, loose
+
+
+def _read_inside(
+    image: Image, bubble: Bubble, quotes: list[Bubble]
+) -> tuple[list[list[Line]], str | None]:
+    """The bubble's rows without its sender's row, and the sender."""
+    rows = _rows(bubble.lines)
+    sender = None
+    if len(rows) > 1 or (rows and quotes):
+        paper = bubble.colour or _pixel(image, bubble.box[0] + 2, bubble.box[1] + 2)
+        first = _ink(image, rows[0][0].box, paper)
+        last = _ink(image, rows[-1][0].box, paper) if len(rows) > 1 else None
+        if _saturated(first) and (last is None or _differs(first, last, 40)):
+            sender = _join([ln.text for ln in rows[0]])
+            rows = rows[1:]
+    if quotes:
+        q_rows = _rows([ln for q in quotes for ln in q.lines])
+        texts = [_join([ln.text for ln in row]) for row in q_rows]
+        if len(texts) >= 2:
+            bubble.quote = {"sender": texts[0], "text": _join(texts[1:])}
+        elif texts:
+            bubble.quote = {"sender": None, "text": texts[0]}
+    return rows, sender
+
+
+def _avatar(bubble: Bubble, dp: float) -> bool:
+    """An avatar with initials in it, or an unread badge in the header: not a bubble."""
+    w, h = bubble.box[2] - bubble.box[0], bubble.box[3] - bubble.box[1]
+    if max(w, h) > 56 * dp or not bubble.lines:
+        return False
+    square = abs(w - h) <= 0.1 * max(w, h)
+    header = bubble.box[3] < HEADER_MAX_DP * dp
+    if square and header and all(ocr_text.is_initials(ln.text) for ln in bubble.lines):
+        return True
+    texts = [ocr_text.header_text(ln.text) for ln in bubble.lines]
+    return bubble.box[3] < HEADER_MAX_DP * dp and all(ocr_text.is_badge(t) for t in texts)
+
+
+def _name(header: list[Line]) -> tuple[str | None, bool]:
+    """The talker's or group's name in the header, and whether it says group."""
+    candidates = []
+    for ln in header:
+        text = ocr_text.header_text(ln.text)
+        if (
+            not ocr_text.is_badge(text)
+            and not ocr_text.is_initials(text)
+            and not ocr_text.HAS_TIME.search(text)
+            and not ocr_text.is_subtitle(text)
+            and not ocr_text.lists_members(text)
+            and any(ch.isalnum() for ch in text)
+        ):
+            candidates.append((ln, text))
+    if not candidates:
+        return None, False
+    best = max(candidates, key=lambda c: (c[0].height, -c[0].cy))[1]
+    name, counted = ocr_text.name_of(best)
+    return name or None, counted
+
+
+def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[dict[str, Any], int]:
+    """A MergeStep-shaped dict from the screenshot (RGB, H×W×3) and its
+    lines, and how many lines were left out as uncertain (``dropped_lines``).
 
     Every bubble box lies inside the image and is not empty, whatever boxes
     the engine gave."""
     height, width = image.shape[:2]
     image = np.array(image, dtype=np.uint8, order="C")  # OpenCV wants it writable
     lines = clip(lines, width, height)
-    bubbles: list[Bubble] = []
-    loose: list[Line] = []
-    for line in sorted(lines, key=lambda ln: (ln.box[1], ln.box[0])):
-        home = next((b for b in bubbles if _contains(b.box, line.box, slack=2)), None)
-        if home is None:
-            box = find_bubble(image, line)
-            if box is not None:
-                home = Bubble(box=box)
-                bubbles.append(home)
-        if home is None:
-            loose.append(line)
-        else:
-            home.lines.append(line)
-    talker = _title(loose, width)
-    # Text outside every bubble found: chrome (the bars, timestamps, small
-    # print), or messages in bubbles no fill could find, grouped by layout.
-    top = TOP_BAND_DP * width / 360
-    body = [ln for ln in loose if ln.cy >= top and not _centred(ln, width)]
-    bubbled = sorted(ln.height for b in bubbles for ln in b.lines)
-    if bubbled:
-        typical = bubbled[len(bubbled) // 2]
-        body = [ln for ln in body if ln.height >= SMALL_PRINT * typical]
-    bubbles += _group_by_gap(body)
+    dp = width / 360
+    frame = _frame(lines, width, height)
+    framed = {id(ln) for ln in frame.status + frame.keys + frame.inputs}
+    dropped = sum(1 for ln in frame.inputs if len(ln.text.strip()) > 1)
+    body = [ln for ln in lines if id(ln) not in framed]
+    found, loose = _find_bubbles(image, body, dp)
+    heights = sorted(ln.height for b in found for ln in b.lines)
+    typical = heights[len(heights) // 2] if heights else 0
+    messages = [
+        b for b in found if b.parent is None and not _pill(b, width, typical) and not _avatar(b, dp)
+    ]
+    quotes = {id(b): [q for q in found if q.parent is b] for b in messages}
+    # The header: loose lines above the first bubble (or the top band).
+    first = min((b.box[1] for b in messages), default=height)
+    limit = min(first, HEADER_MAX_DP * dp) if messages else TOP_BAND_DP * dp
+    header = [ln for ln in loose if ln.cy < limit]
+    loose = [ln for ln in loose if ln.cy >= limit]
+    name, counted = _name(header)
+    # Inside each bubble: sender, quote, rows; then the time at the end.
+    rows_of: dict[int, list[list[Line]]] = {}
+    for bubble in messages:
+        rows, bubble.sender = _read_inside(image, bubble, quotes[id(bubble)])
+        rows_of[id(bubble)] = rows
+    timed = 0
+    ends: dict[int, tuple[str, str] | None] = {}
+    for bubble in messages:
+        rows = rows_of[id(bubble)]
+        end = None
+        if rows:
+            piece = rows[-1][-1]
+            before, time = ocr_text.split_time(piece.text)
+            if time is not None and piece.box[2] >= bubble.box[2] - 40 * dp:
+                end = (before, time)
+        ends[id(bubble)] = end
+        timed += end is not None
+    in_bubble_times = len(messages) >= 2 and timed >= 0.5 * len(messages)
+    for bubble in messages:
+        texts = [[ln.text for ln in row] for row in rows_of[id(bubble)]]
+        end = ends[id(bubble)]
+        if in_bubble_times and end is not None:
+            texts[-1][-1] = end[0]
+            bubble.time = end[1]
+        bubble.text = _join([_join(row) for row in texts])
+        if ocr_text.is_voice(bubble.text):
+            bubble.kind, bubble.text = "voice", ""
+    # Pictures: a bubble with no text takes its picture's box; pictures
+    # with no text at all are bubbles of their own.
+    blobs = _blobs(image, round(limit), round(frame.bottom))
+    for bubble in messages:
+        if bubble.text or bubble.kind != "text":
+            continue
+        bubble.kind = "sticker"
+        for box, share in blobs:
+            if _overlap(bubble.box, box) > 0.8:
+                bubble.box = box if _overlap(box, bubble.box) < 0.75 else bubble.box
+                bubble.kind = "photo" if share < 0.6 else "sticker"
+                break
+    for box, share in blobs:
+        avatar = max(box[2] - box[0], box[3] - box[1]) <= 50 * dp and (
+            box[0] < 14 * dp or box[2] > width - 14 * dp
+        )
+        if avatar or _pill(Bubble(box=box), width, typical):
+            continue
+        if any(_overlap(box, b.box) > 0.2 or _overlap(b.box, box) > 0.2 for b in messages):
+            continue
+        if any(_contains(box, ln.box, slack=0) for ln in loose):
+            continue
+        messages.append(Bubble(box=box, kind="photo" if share < 0.6 else "sticker"))
+    # Around the bubbles: senders above them, times beside them.
+    rest: list[Line] = []
+    for ln in sorted(loose, key=lambda ln: ln.cy):
+        below = [
+            b
+            for b in messages
+            if b.sender is None
+            and b.lines
+            and 0 <= b.box[1] - ln.box[3] <= 10 * dp
+            and abs(ln.box[0] - b.box[0]) <= 14 * dp
+        ]
+        if below and ln.height < 0.9 * typical and not ocr_text.is_time(ln.text):
+            below[0].sender = ln.text
+            continue
+        if ocr_text.is_time(ln.text):
+            beside = [
+                b
+                for b in messages
+                if b.time is None
+                and abs(ln.box[3] - b.box[3]) <= 12 * dp
+                and (0 <= b.box[0] - ln.box[2] <= 16 * dp or 0 <= ln.box[0] - b.box[2] <= 16 * dp)
+            ]
+            if beside:
+                beside[0].time = ocr_text.split_time(ln.text)[1]
+                continue
+        rest.append(ln)
+    # Text outside every bubble: chrome (timestamps, small print), or
+    # messages in bubbles no fill could find, grouped by layout.
+    keep = [
+        ln
+        for ln in rest
+        if not _centred(ln.box, width)
+        and not ocr_text.is_time(ln.text)
+        and (not typical or ln.height >= SMALL_PRINT * typical)
+    ]
+    for bubble in _group_by_gap(keep):
+        bubble.text = bubble_text(bubble.lines)
+        messages.append(bubble)
+    group = counted and any(b.sender for b in messages)
+    group = group or any(ocr_text.lists_members(ln.text) for ln in header)
+    group = group or sum(1 for b in messages if b.sender) >= 2
+    return _step(messages, width, height, user_side, name, group), dropped
+
+
+def _step(
+    bubbles: list[Bubble], width: int, height: int, user_side: Side, name: str | None, group: bool
+) -> dict[str, Any]:
     talker_side: Side = "left" if user_side == "right" else "right"
     out = []
     for bubble in sorted(bubbles, key=lambda b: (b.box[1], b.box[0])):
         x1, y1, x2, y2 = bubble.box
         side: Side = "left" if x1 < width - x2 else "right"
-        out.append(
-            {
-                "speaker": "user" if side == user_side else "talker",
-                "side": side,
-                "bbox": [max(0, x1), max(0, y1), min(width, x2), min(height, y2)],
-                "text": bubble_text(bubble.lines),
-            }
-        )
+        item: dict[str, Any] = {
+            "speaker": "user" if side == user_side else "talker",
+            "side": side,
+            "bbox": [max(0, x1), max(0, y1), min(width, x2), min(height, y2)],
+            "text": bubble.text,
+        }
+        if bubble.kind != "text":
+            item["kind"] = bubble.kind
+        for key in ("sender", "time", "quote"):
+            if getattr(bubble, key) is not None:
+                item[key] = getattr(bubble, key)
+        out.append(item)
     layout = {user_side: "user", talker_side: "talker"}
+    participants: dict[str, str | None] = {"user": None, "talker": None if group else name}
+    if group:
+        participants["group"] = name
     return {
-        "participants": {"user": None, "talker": talker},
+        "participants": participants,
         "layout": {"left": layout["left"], "right": layout["right"]},
         "bubbles": out,
         "summary": None,
     }
 
 
-def _centred(line: Line, width: int) -> bool:
-    """Timestamps and system notes sit in the middle, away from both edges."""
-    left, right = line.box[0], width - line.box[2]
-    return abs(left - right) < 0.08 * width and min(left, right) > 0.2 * width
+def build_step(image: Image, lines: list[Line], user_side: Side = "right") -> dict[str, Any]:
+    """``read`` without the count of dropped lines."""
+    return read(image, lines, user_side)[0]

@@ -1,0 +1,143 @@
+"""What a line of text is, from its text alone; no pixels, no I/O.
+
+Used by ``daemon/ocr_layout.py`` (inside the OCR worker) to tell a message
+from what the apps draw around it: the time in a bubble and its read ticks,
+a voice note's duration, an unread badge, avatar initials, a header's
+subtitle, a group's member count, the keys of a keyboard. Every rule here
+says why with an example of the text it meets in a screenshot.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# "20:44", "9:41 AM", "20.50" (a colon read as a dot). The end of a bubble's
+# last row is this time, then the ticks PP-OCR reads as "W", "V", "v/", "<",
+# "√" or dots.
+_TIME: Final = r"(?P<time>(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s?[AaPp]\.?[Mm]\.?)?)"
+_TICKS: Final = r"(?P<ticks>[\s/\\WwVvYy√✓✔<>.·•,'\"`~^-]{0,4})"
+TRAILING_TIME: Final = re.compile(rf"^(?P<text>.*?)\s*{_TIME}{_TICKS}$", re.S)
+ONLY_TIME: Final = re.compile(rf"^\s*{_TIME}{_TICKS}$")
+# A time anywhere: a timestamp line or a date pill with a time is not a name.
+HAS_TIME: Final = re.compile(r"\d{1,2}[:.]\d{2}")
+# A voice note: its duration ("0:12", "1:05"), or WeChat's seconds (12").
+DURATION: Final = re.compile(r"^[^\w]*(?P<d>\d{1,2}[:.]\d{2})[^\w]*$")
+SECONDS: Final = re.compile(r"^\s*\d{1,2}\s*(?:[\"”″']{1,2}|'')\s*$")
+# A waveform read as text: dots, bars and the strokes PP-OCR makes of them.
+WAVEFORM: Final = re.compile(r"^[\s·•.。,:;|!lI1川‖⋯…一\-_~=()\[\]]*$")
+# An unread badge: "12", "(3)", "99+".
+BADGE: Final = re.compile(r"^[(（]?\d{1,4}\+?[)）]?$")
+# A title's member count or unread count: "周末爬山群(8)", "Alice (3)".
+COUNT_SUFFIX: Final = re.compile(r"\s*[(（](?P<n>\d{1,4})[)）]\s*$")
+# A header's subtitle, not a name.
+SUBTITLE: Final = re.compile(
+    r"^(online|offline|typing\b.*|.*\btyping\.*$|last seen\b.*|active\b.*|"
+    r"\d+\s+(members|participants|subscribers|online)\b.*|"
+    r"在线|正在输入.*|对方正在输入.*|最后上线.*|\d+\s*(位)?成员.*|tap here.*|click here.*)$",
+    re.I,
+)
+_CJK: Final = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def split_time(text: str) -> tuple[str, str | None]:
+    """``"Saturday? 10:22 W"`` → ``("Saturday?", "10:22")``; no time at the
+    end → the text as it was and None."""
+    match = TRAILING_TIME.match(text)
+    if match is None:
+        return text, None
+    return match.group("text").rstrip(), clean_time(match.group("time"))
+
+
+def clean_time(text: str) -> str:
+    """As the app shows it: a colon read as a dot is a colon again."""
+    return re.sub(r"(\d)\.(\d)", r"\1:\2", text.strip())
+
+
+def is_time(text: str) -> bool:
+    return ONLY_TIME.match(text) is not None
+
+
+def is_badge(text: str) -> bool:
+    return BADGE.match(text.strip()) is not None
+
+
+def is_initials(text: str) -> bool:
+    """Avatar initials: "LM", "S", or one CJK character ("伟")."""
+    text = text.strip()
+    if len(text) == 1 and _CJK.match(text):
+        return True
+    return 1 <= len(text) <= 2 and text.isascii() and text.isalpha() and text.isupper()
+
+
+def is_subtitle(text: str) -> bool:
+    return SUBTITLE.match(text.strip()) is not None
+
+
+def lists_members(text: str) -> bool:
+    """A group's subtitle: "Anna, Ben, Chloe, You" or "刘洋, 赵敏, 你"."""
+    return text.count(",") + text.count("，") + text.count("、") >= 2
+
+
+def is_voice(text: str) -> bool:
+    """A voice bubble's text once its time is gone: a waveform and a duration."""
+    text = text.strip()
+    if SECONDS.match(text):
+        return True
+    found = False
+    for part in text.split():
+        if DURATION.match(part):
+            found = True
+        elif not WAVEFORM.match(part):
+            return False
+    return found
+
+
+def is_key(text: str) -> bool:
+    """A letter key as PP-OCR reads it: one character."""
+    return len(text.replace(" ", "")) == 1
+
+
+KEY_LABELS: Final = frozenset(
+    [
+        "space",
+        "return",
+        "send",
+        "go",
+        "search",
+        "done",
+        "english",
+        "?123",
+        "123",
+        "abc",
+        "空格",
+        "发送",
+        "换行",
+        "确定",
+        "中文",
+        "中",
+        "英",
+    ]
+)
+
+
+def is_key_label(text: str) -> bool:
+    """A key of a keyboard's bottom row."""
+    return text.strip().lower() in KEY_LABELS
+
+
+def header_text(text: str) -> str:
+    """A header line without the back button's chevron and the unread count
+    PP-OCR reads with it ("< 28", "<(16) 王老师")."""
+    text = re.sub(r"^\s*[<\u2039\u3008«]\s*", "", text)
+    return re.sub(r"^[(（]?\d{1,4}\+?[)）]?\s+(?=\S)", "", text).strip()
+
+
+def name_of(text: str) -> tuple[str, bool]:
+    """A title without its count, and whether the count was there
+    ("周末爬山群(8)" → "周末爬山群", True); a chevron after iMessage's name goes."""
+    text = re.sub(r"\s*[>\u203a»\u3009]\s*$", "", text.strip())
+    match = COUNT_SUFFIX.search(text)
+    if match is None:
+        return text, False
+    return text[: match.start()].strip(), True
