@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, NamedTuple
 
 import trio
 
@@ -33,46 +37,163 @@ def wait_for_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 1
     raise SystemExit(f"{path} not ready after {timeout}s")
 
 
+class LogReader(threading.Thread):
+    """Drains a server's stderr pipe the way journald does, line by line,
+    and can stop reading for a while (``pause``/``resume``) like a stuck
+    reader. Keeps the count and the last line."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        super().__init__(daemon=True)
+        self._pipe = pipe
+        self._reading = threading.Event()
+        self._reading.set()
+        self.lines = 0
+        self.last = b""
+
+    def run(self) -> None:
+        while True:
+            self._reading.wait()
+            line = self._pipe.readline()
+            if not line:
+                return
+            self.lines += 1
+            self.last = line
+
+    def pause(self) -> None:
+        self._reading.clear()
+
+    def resume(self) -> None:
+        self._reading.set()
+
+
+READERS: dict[str, LogReader] = {}  # socket path -> the reader of that server's stderr
+
+
 @contextmanager
-def process(cmd: list[str], socket_path: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server process until the block ends (SIGTERM, then kill)."""
+def process(
+    cmd: list[str], socket_path: str, *, stderr_pipe: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends (SIGTERM, then kill).
+
+    With ``stderr_pipe`` its stderr is a pipe drained by a ``LogReader``
+    (``READERS[socket_path]``), as under systemd; else it is ours."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    stderr = subprocess.PIPE if stderr_pipe else None
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=stderr)
+    if proc.stderr is not None:
+        READERS[socket_path] = LogReader(proc.stderr)
+        READERS[socket_path].start()
     try:
         wait_for_socket(socket_path, proc)
         yield proc
     finally:
+        if socket_path in READERS:
+            READERS[socket_path].resume()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if proc.stderr is not None:
+            READERS.pop(socket_path).join(5)
+            proc.stderr.close()
 
 
 @contextmanager
-def daemon(tmp: Path, name: str, store_extra: str = "", sections: str = "") -> Iterator[str]:
+def daemon(
+    tmp: Path,
+    name: str,
+    store_extra: str = "",
+    sections: str = "",
+    *,
+    level: str = "WARNING",
+    stderr_pipe: bool = False,
+) -> Iterator[str]:
     """A ctxd daemon with its own socket and store under ``tmp``; yields the socket.
 
     ``store_extra`` is added inside the ``store`` mapping (``, key: value``),
-    ``sections`` is more top-level YAML."""
+    ``sections`` is more top-level YAML; ``level`` is ``logging.level``, and
+    ``stderr_pipe`` sends the log lines to a pipe that a ``LogReader`` drains."""
     config = tmp / f"{name}.yaml"
     sock = str(tmp / f"{name}.sock")
     config.write_text(
         f"socket: {{path: {sock}, max_in_flight: 4096}}\n"
         f"store: {{path: {tmp / name}-store{store_extra}}}\n"
-        "logging: {level: WARNING}\n" + sections
+        f"logging: {{level: {level}}}\n" + sections
     )
-    with process([sys.executable, "-m", "daemon", "--config", str(config)], sock) as proc:
+    cmd = [sys.executable, "-m", "daemon", "--config", str(config)]
+    with process(cmd, sock, stderr_pipe=stderr_pipe) as proc:
         PIDS[sock] = proc.pid
         yield sock
 
 
 @contextmanager
-def echo_server(tmp: Path) -> Iterator[str]:
+def echo_server(tmp: Path, reply: bytes | None = None) -> Iterator[str]:
+    """The bare trio line server; with ``reply`` it answers every line with
+    those bytes (ctxd's own reply), else with the line itself."""
     sock = str(tmp / "echo.sock")
-    with process([sys.executable, str(ROOT / "bench" / "echo_server.py"), sock], sock) as proc:
+    cmd = [sys.executable, str(ROOT / "bench" / "echo_server.py"), sock]
+    if reply is not None:
+        (tmp / "echo-reply").write_bytes(reply)
+        cmd.append(str(tmp / "echo-reply"))
+    with process(cmd, sock) as proc:
         PIDS[sock] = proc.pid
         yield sock
+
+
+def loadgen() -> Path:
+    """bench/loadgen.c built with the system compiler (``cc -O2``), once per
+    version of the source, into ``~/.cache/ctxd-bench`` (or
+    ``$XDG_CACHE_HOME``); the path of the binary."""
+    source = ROOT / "bench" / "loadgen.c"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ctxd-bench"
+    binary = cache / f"loadgen-{digest}"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if compiler is None:
+            raise SystemExit("bench/loadgen.c needs a C compiler (cc or gcc) on PATH")
+        partial = binary.with_suffix(f".{os.getpid()}")
+        subprocess.run([compiler, "-O2", "-o", str(partial), str(source)], check=True)
+        partial.replace(binary)
+    return binary
+
+
+class Load(NamedTuple):
+    """One run of the C client against one server."""
+
+    rate: float  # replies/s
+    p50_ms: float
+    p99_ms: float
+    client_cpu: float  # the client's CPU time over the run's wall time (1.0 = one core)
+    server_us: float  # the server's CPU µs per reply (all its threads)
+
+
+def c_drive(path: str, connections: int, seconds: float, line: bytes) -> Load:
+    """Drive the server at ``path`` with the C client: ``connections``
+    connections, one request (``line``) in flight on each."""
+    with open(f"{path}.request", "wb") as out:
+        out.write(line)
+    before = cpu_seconds(PIDS[path])
+    done = subprocess.run(
+        [str(loadgen()), path, str(connections), str(seconds), f"{path}.request"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    server = cpu_seconds(PIDS[path]) - before
+    got = dict(item.split("=") for item in done.stdout.split())
+    if int(got["errors"]):
+        raise SystemExit(f"{got['errors']} error replies from {path}")
+    requests = int(got["requests"])
+    return Load(
+        rate=float(got["rate"]),
+        p50_ms=float(got["p50_us"]) / 1000,
+        p99_ms=float(got["p99_us"]) / 1000,
+        client_cpu=float(got["cpu"]),
+        server_us=server * 1e6 / requests,
+    )
 
 
 PIDS: dict[str, int] = {}  # socket path -> pid of the server (daemon or echo) behind it

@@ -12,7 +12,9 @@ One run, one machine, side by side:
    scripted 50 ms, and a direct call to the fake from this process measured
    in the same run (the fake and the HTTP client cost a few ms themselves).
 2. Cache hits: ``analyze`` of a cached resource, requests/s and p50 at 1 and
-   8 connections, next to the bare trio echo server.
+   8 connections, next to the bare trio echo server sending ctxd's own reply
+   bytes, both driven by the C client (bench/loadgen.c), whose CPU share is
+   printed. (bench/hit_bench.py does this with the log on and off, in rounds.)
 3. The race against a sequential fallback (fast, then premium on failure)
    over the same scripted failures (every third screenshot is unreadable for
    the fast model): answer latency of each.
@@ -34,7 +36,7 @@ from typing import Any
 
 import httpx2
 import trio
-from common import PIDS, ROOT, LineClient, cpu_seconds, daemon, drive, echo_server
+from common import PIDS, ROOT, LineClient, c_drive, cpu_seconds, daemon, echo_server
 
 sys.path.insert(0, str(ROOT))
 
@@ -61,6 +63,14 @@ async def one_call(path: str, line: bytes) -> tuple[float, dict[str, Any]]:
     stream = await trio.open_unix_socket(path)
     async with stream:
         return await call(LineClient(stream), line)
+
+
+async def one_call_raw(path: str, line: bytes) -> bytes:
+    """The reply line to ``line`` as sent, newline included."""
+    stream = await trio.open_unix_socket(path)
+    async with stream:
+        _, reply = await LineClient(stream).round_trip(line)
+    return reply + b"\n"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -159,14 +169,6 @@ async def race_vs_fallback(path: str, base_url: str, count: int) -> tuple[list[f
     return race, fallback
 
 
-def served(path: str, conns: int, seconds: float, line: bytes) -> tuple[float, float, float, float]:
-    """``drive`` with one request line, plus the server's CPU µs per request."""
-    before = cpu_seconds(PIDS[path])
-    rate, p50, p99 = trio.run(drive, path, conns, seconds, lambda c, s: line)
-    cpu_us = (cpu_seconds(PIDS[path]) - before) * 1e6 / (rate * seconds)
-    return rate, p50, p99, cpu_us
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -192,7 +194,7 @@ def main() -> None:
                 " {name: premium, provider: fake, model: slow-model, rank: 2}]\n"
                 "llm: {max_background_tasks: 512, premium_cache_timeout: 30}\n"
             )
-            with daemon(tmp, "race", sections=sections) as path, echo_server(tmp) as echo_path:
+            with daemon(tmp, "race", sections=sections) as path:
                 trio.run(misses, path, 1, 5, "warm")
                 direct = trio.run(direct_calls, base_url, 40)
                 extra = pct(direct, 0.5) - FAST_S * 1000
@@ -228,21 +230,28 @@ def main() -> None:
                     ).encode()
                     + b"\n"
                 )
-                print("2. cache hits (analyze of a cached resource) next to an echo server")
-                health = b'{"jsonrpc":"2.0","method":"health","id":1}\n'
-                for conns in (1, 8):
-                    rate, p50, _, hit_us = served(path, conns, args.seconds, hit)
-                    echo_rate, echo_p50, _, echo_us = served(echo_path, conns, args.seconds, hit)
-                    print(
-                        f"   {conns} conns: ctxd {rate:8,.0f} req/s p50 {p50:.3f} ms"
-                        f" | echo {echo_rate:8,.0f} req/s p50 {echo_p50:.3f} ms"
-                        f" | ratio {rate / echo_rate:.2f}"
-                    )
-                health_rate, _, _, health_us = served(path, 8, args.seconds, health)
+                reply = trio.run(one_call_raw, path, hit)
                 print(
-                    f"   server CPU per request at 8 conns: ctxd hit {hit_us:.1f} us,"
-                    f" ctxd health {health_us:.1f} us ({health_rate:,.0f}/s,"
-                    f" {health_rate / echo_rate:.2f} of echo), echo {echo_us:.1f} us"
+                    "2. cache hits (analyze of a cached resource) next to an echo server"
+                    f" sending the same {len(reply)}-byte reply (C client, bench/loadgen.c)"
+                )
+                health = b'{"jsonrpc":"2.0","method":"health","id":1}\n'
+                with echo_server(tmp, reply) as echo_path:
+                    for conns in (1, 8):
+                        got = c_drive(path, conns, args.seconds, hit)
+                        echo = c_drive(echo_path, conns, args.seconds, hit)
+                        print(
+                            f"   {conns} conns: ctxd {got.rate:8,.0f} req/s p50 {got.p50_ms:.3f} ms"
+                            f" | echo {echo.rate:8,.0f} req/s p50 {echo.p50_ms:.3f} ms"
+                            f" | ratio {got.rate / echo.rate:.2f},"
+                            f" p50 {got.p50_ms / echo.p50_ms:.2f}x"
+                            f" | client CPU {got.client_cpu:.2f}, {echo.client_cpu:.2f}"
+                        )
+                health_got = c_drive(path, 8, args.seconds, health)
+                print(
+                    f"   server CPU per request at 8 conns: ctxd hit {got.server_us:.1f} us,"
+                    f" ctxd health {health_got.server_us:.1f} us ({health_got.rate:,.0f}/s,"
+                    f" {health_got.rate / echo.rate:.2f} of echo), echo {echo.server_us:.1f} us"
                 )
                 race, fallback = trio.run(race_vs_fallback, path, base_url, 30)
                 print("3. answer latency, every third screenshot unreadable for the fast model")
