@@ -858,7 +858,7 @@ class StrategyStatus(TypedDict):
     cancelled: NotRequired[int]
     tokens: NotRequired[int]
     latency_ms: NotRequired[LatencyStatus]
-    state: NotRequired[Literal["ready", "resting"]]
+    state: NotRequired[Literal["not_configured", "ready", "resting"]]
     rest_reason: NotRequired[str | None]
     rest_s: NotRequired[float | None]
     cost_usd: NotRequired[float]

@@ -154,6 +154,13 @@ def format_status(s: dict[str, Any]) -> str:
         rows.append([name, v["model"], *counts, v["cancelled"], *latency])
     if rows:
         lines += ["", table(header, rows, right=set(range(2, len(header))))]
+    idle = [
+        f"{name} ({v.get('rest_reason') or 'not configured'})"
+        for name, v in sorted(s["strategies"].items())
+        if v.get("state") == "not_configured"
+    ]
+    if idle:
+        lines += ["", "not configured, left out of races: " + ", ".join(idle)]
     return "\n".join(lines)
 
 

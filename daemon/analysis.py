@@ -68,6 +68,17 @@ class RaceManager:
         self._rank_of = config.rank_of()
         self.top_rank = max((s.rank for s in config.strategies), default=0)
         self.image_bytes = 0  # held by the races in ``races``
+        self.strategies = list(config.strategies)  # those races and upgrades start
+        self.not_configured: dict[str, str] = {}  # left out (``leave_out``): name -> why
+
+    def leave_out(self, not_configured: dict[str, str]) -> None:
+        """Strategies that can never run as configured (no API key, no ocr
+        extra), known at start: no race or upgrade starts them, and the top
+        rank is the best of those that can run. -32001 still lists them."""
+        self.not_configured = dict(not_configured)
+        self.strategies = [s for s in self.config.strategies if s.name not in not_configured]
+        self.top_rank = max((s.rank for s in self.strategies), default=0)
+        self.stats.not_configured = self.not_configured
 
     def finished(self, race: Race) -> None:
         if self.races.get(race.key) is race:
@@ -171,7 +182,7 @@ class RaceManager:
             if cached is not None:
                 return cached
             floor = self._cached_rank(key)  # wait=best, and the cache holds less than the top
-        strategies = self.config.strategies
+        strategies = self.strategies
         race = self.races.get(key)
         if race is not None:
             self.stats.coalesced += 1
@@ -197,7 +208,11 @@ class RaceManager:
             if cached is not None:
                 return cached
         if accepted is None:
-            failures = race.failures()
+            never = {
+                n: {"error": "not_configured", "detail": why}
+                for n, why in self.not_configured.items()
+            }
+            failures = {**never, **race.failures()}
             raise AllStrategiesFailed(failure_message(failures), {"strategies": failures})
         logger.info(
             "merge_step [%s|%s] Conversation: %d messages",
@@ -250,7 +265,7 @@ class RaceManager:
             return [name for name in pending if self._rank_of(name) > rank]
         now = trio.current_time()
         window = self.config.llm.upgrade_retry_after
-        better = [s for s in self.config.strategies if s.rank > rank]
+        better = [s for s in self.strategies if s.rank > rank]
         if not better or any(
             now - self.ctx.failed_at.get((key, s.name), -math.inf) < window for s in better
         ):

@@ -115,6 +115,29 @@ class App:
         systemd.notify("STOPPING=1\nSTATUS=draining")
         self._drain_requested.set()
 
+    def leave_out_unconfigured(self) -> dict[str, str]:
+        """The strategies that can never run as configured (an API key
+        variable that is unset, a local_ocr strategy without the ocr extra):
+        said once, here, and left out of races and upgrades; ``status`` shows
+        them ``not_configured``. A start with the key set takes them back."""
+        why: dict[str, str] = {}
+        for strategy in self.config.strategies:
+            engine = self.local.get(strategy.name)
+            provider = self.config.providers.get(strategy.provider or "")
+            if strategy.kind == "local_ocr" and engine is not None and not engine.available:
+                why[strategy.name] = "the ocr extra is not installed (pip install '.[ocr]')"
+            elif (env := provider.api_key_env if provider else None) and env not in os.environ:
+                why[strategy.name] = f"{env} is not set"
+        for name, reason in why.items():
+            logger.warning(
+                "%s: not_configured (%s): left out of races and upgrades until a start "
+                "where it is configured",
+                name,
+                reason,
+            )
+        self.races.leave_out(why)
+        return why
+
     async def _report_drain(self) -> None:
         """Tell systemd (``STATUS=``) what the drain still waits for, each second."""
         while True:
@@ -152,6 +175,7 @@ class App:
         from systemd when it passed one (``LISTEN_FDS``); then it is never
         bound, chmod-ed or unlinked here. Raises ServerError before serving
         if the socket cannot be had."""
+        self.leave_out_unconfigured()
         receiver = (
             trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
             if handle_signals

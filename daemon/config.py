@@ -15,6 +15,7 @@ import os
 import re
 import socket as socket_module
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -92,7 +93,18 @@ MANAGED_BODY_FIELDS = frozenset(
     }
 )
 
-LOCAL_OCR_MODEL = "rapidocr-onnxruntime"  # what a local_ocr strategy's ``model`` reads by default
+LOCAL_OCR_MODEL = "rapidocr-onnxruntime"  # the engine of a local_ocr strategy (a package name)
+
+
+def local_ocr_model() -> str:
+    """What a local_ocr strategy's ``model`` reads by default: the engine and
+    its version, the very name its workers give every result (provenance,
+    ``_model``, logs), so ``status`` says the same (``rapidocr-onnxruntime
+    1.4.4``); the bare package name when the ``ocr`` extra is missing."""
+    try:
+        return f"{LOCAL_OCR_MODEL} {metadata.version(LOCAL_OCR_MODEL)}"
+    except metadata.PackageNotFoundError:
+        return LOCAL_OCR_MODEL
 
 
 class PriceConfig(_Section, frozen=True):
@@ -434,7 +446,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         config.inputs, allowed_dirs=[absolute(d) for d in config.inputs.allowed_dirs]
     )
     strategies = [
-        msgspec.structs.replace(s, model=LOCAL_OCR_MODEL)
+        msgspec.structs.replace(s, model=local_ocr_model())
         if s.kind == "local_ocr" and not s.model
         else s
         for s in config.strategies

@@ -328,11 +328,7 @@ class LocalOcr:
     async def warm(self) -> None:
         """Start every worker now, so the first inference does not pay the
         model load. Failures are logged; ``complete`` tries again."""
-        if not self.available:
-            logger.warning(
-                "%s: the ocr extra is not installed (pip install '.[ocr]'): not_configured",
-                self.strategy.name,
-            )
+        if not self.available:  # not_configured: the App said so at start, once
             return
         async with trio.open_nursery() as nursery:
             for _ in range(self.workers):

@@ -137,7 +137,10 @@ class StrategyStatus(_Result, frozen=True):
     # "resting": the provider said something that will not change by itself
     # soon (bad key, no credits, unknown model, daily cap); calls fail at
     # once until ``rest_s`` seconds from now, with ``rest_reason``.
-    state: Literal["ready", "resting"] = "ready"
+    # "not_configured": it can never run as configured (no API key, no ocr
+    # extra; ``rest_reason`` says which): left out of races until a start
+    # that has it.
+    state: Literal["ready", "resting", "not_configured"] = "ready"
     rest_reason: str | None = None
     rest_s: float | None = None
     # What the provider billed for every call of this strategy (usage.cost,

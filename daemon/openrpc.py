@@ -335,7 +335,7 @@ FIELD_DOCS: Final[dict[str, dict[str, str]]] = {
             "ready; resting (the provider said something that will not change soon); "
             "not_configured (it can never run: no API key, no ocr extra), left out of races"
         ),
-        "rest_reason": "why it rests",
+        "rest_reason": "why it rests, or why it is not_configured",
         "rest_s": "seconds until it is tried again",
         "cost_usd": "what the provider billed for its calls, USD",
         "served_by": "calls by upstream provider",

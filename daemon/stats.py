@@ -170,6 +170,7 @@ class Stats:
         self.misses = 0
         self.coalesced = 0
         self.upgrades = 0
+        self.not_configured: dict[str, str] = {}  # name -> why (RaceManager.leave_out)
 
     def cache(self) -> CacheStatus:
         return CacheStatus(
@@ -178,10 +179,16 @@ class Stats:
 
     def by_strategy(self) -> dict[str, StrategyStatus]:
         since_start = self.spend.since_start
-        return {
+        figures = {
             name: msgspec.structs.replace(
                 c.status(self._ledger_of.get(name), name),
                 usage=since_start.get(name, Tally()).figures(),
             )
             for name, c in self.strategies.items()
         }
+        for name, why in self.not_configured.items():
+            if name in figures:
+                figures[name] = msgspec.structs.replace(
+                    figures[name], state="not_configured", rest_reason=why
+                )
+        return figures

@@ -14,6 +14,7 @@ import yaml
 from daemon.__main__ import main
 from daemon.config import load_config
 from daemon.errors import ConfigError
+from daemon.ocr_worker import engine_name
 from tests.conftest import config_data, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,8 @@ def test_shipped_config_loads_from_a_fresh_checkout() -> None:
     assert by_name["premium"].rank == 2
     local = by_name["local"]  # the offline strategy, below both models
     assert (local.kind, local.rank, local.workers, local.user_side) == ("local_ocr", 0, 1, "right")
-    assert local.model == "rapidocr-onnxruntime"
+    # one name everywhere (issue 13, point 6): the name its workers give results
+    assert local.model == engine_name() == "rapidocr-onnxruntime 1.4.4"
     assert config.inputs.allowed_dirs[-1] == str(ROOT / "examples")
     assert config.providers["openrouter"].api_key_env == "OPENROUTER_API_KEY"
     assert config.llm.premium_cache_timeout == 30

@@ -249,3 +249,14 @@ def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     proc.stderr.close()
     assert proc.wait(30) == 0, err
     assert err == ""
+
+
+async def test_status_names_the_strategies_left_out(make_config: ConfigFactory) -> None:
+    status = await real_status(make_config, "serving")
+    status["strategies"]["premium"].update(
+        state="not_configured", rest_reason="OPENROUTER_API_KEY is not set"
+    )
+    text = ctl.format_status(status)
+    assert text.splitlines()[-1] == (
+        "not configured, left out of races: premium (OPENROUTER_API_KEY is not set)"
+    )

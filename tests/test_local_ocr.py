@@ -407,7 +407,7 @@ async def test_config_accepts_local_ocr_keys(make_config: ConfigFactory) -> None
     )
     (strategy,) = config.strategies
     assert (strategy.workers, strategy.user_side) == (2, "left")
-    assert strategy.model == "rapidocr-onnxruntime"
+    assert strategy.model == "rapidocr-onnxruntime 1.4.4"  # as its results say
 
 
 async def test_a_worker_outlives_the_thread_that_started_it(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -69,10 +70,13 @@ def test_first_run_without_a_key_answers_from_the_local_strategy(short_tmp: Path
             check=False,
         )
         assert '"cached": true' in again.stdout
+        served = json.loads(again.stdout)["provenance"]["model"]
         status = subprocess.run(
             [*ctl, "status"], capture_output=True, text=True, timeout=60, check=False
         )
-        assert re.search(r"local\s+rapidocr-onnxruntime\s+0\s+1\s+1", status.stdout), status.stdout
+        # one name in status and provenance (issue 13, point 6)
+        assert served == "rapidocr-onnxruntime 1.4.4"
+        assert re.search(rf"local\s+{re.escape(served)}\s+0\s+1\s+1", status.stdout), status.stdout
         daemon.signal()
         assert daemon.wait(30) == 0
     finally:
