@@ -5,6 +5,7 @@
     python3 clients/ctl.py health
     python3 clients/ctl.py analyze IMAGE --conversation ID [--scene S] [--wait best] [--json]
     python3 clients/ctl.py events CONVERSATION [--limit N] [--before-id ID] [--json]
+    python3 clients/ctl.py spend [--json]
 
 The socket is --socket, else $CTXD_SOCKET, else ``socket.path`` of
 ./config.yaml, else var/ctxd.sock. Exit status of ``status`` and ``health``:
@@ -164,6 +165,42 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_spend(s: dict[str, Any]) -> str:
+    """The ``spend`` answer as a table: today and this month (UTC) by strategy,
+    with the budget left ("-": no such budget)."""
+    header = ["strategy", "period", "calls", "tokens", "USD", "unknown", "cancelled", "refused"]
+    header += ["USD left today", "calls left/min"]
+    rows = []
+    for name, v in sorted(s["strategies"].items()):
+        budget = v.get("budget") or {}
+        usd_left = _usd(budget.get("usd_left_today"))
+        calls_left = budget.get("calls_left_this_minute")
+        left = [usd_left, "-" if calls_left is None else str(calls_left)]
+        if budget.get("exhausted") == "usd_per_day":
+            left[0] += " (at budget)"
+        elif budget.get("exhausted") == "calls_per_minute":
+            left[1] += " (at budget)"
+        for period, label in (("today", s["day"]), ("month", s["month"])):
+            f = v[period]
+            figures = [str(f["calls"]), f"{f['total_tokens']:,}", _usd(f["usd"])]
+            figures += [str(f[k]) for k in ("cost_unknown", "cancelled_after_send")]
+            figures.append(str(f["budget_exhausted"]))
+            first = period == "today"
+            rows.append([name if first else "", label, *figures, *(left if first else ["", ""])])
+    if not rows:
+        return "no strategies"
+    notes = (
+        "USD: the calls whose cost is known (the provider's, else the config price); "
+        "unknown: calls of unknown cost;\ncancelled: cancelled once the request was out "
+        "(may be billed); refused: not started, at the budget."
+    )
+    return table(header, rows, right=set(range(2, len(header)))) + "\n\n" + notes
+
+
 def format_analysis(r: dict[str, Any], conversation: str) -> str:
     p = r["provenance"]
     step = r["result"]
@@ -243,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_events.add_argument("--before-id", type=int, help="only events with an id below this one")
     p_events.add_argument("--json", action="store_true")
+    p_spend = sub.add_parser("spend", help="usage, USD and budget left by strategy (UTC)")
+    p_spend.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     path = args.socket or default_socket()
@@ -296,6 +335,10 @@ def run(client: Client, args: argparse.Namespace) -> int:
         status = client.call("status")
         print(json.dumps(status, indent=2) if args.json else format_status(status))
         return EXIT_OK if status["state"] == "serving" else EXIT_NOT_SERVING
+    if args.command == "spend":
+        spend = client.call("spend")
+        print(json.dumps(spend, indent=2) if args.json else format_spend(spend))
+        return EXIT_OK
     if args.command == "health":
         health = client.call("health")
         print(health["state"])

@@ -5,6 +5,7 @@ Shape of the running daemon::
     signal receiver             SIGTERM / SIGINT, open from the first line of run to the last
     watcher                     _watch_signals: first signal → drain, second → cancel all
     writer                      store.run_writer: stops only after root has ended
+                                spend.run: saves the spend figures, once more at the end
     root
     ├── supervisor.serve        background nursery (work that outlives requests)
     ├── _hold_nursery           the connection handlers' nursery

@@ -169,11 +169,14 @@ class Spend:
         if strategy is None:
             return
         cost, _ = cost_of(strategy, usage)
+        prompt = completion = total = 0
+        if usage is not None:
+            prompt, completion = usage.prompt_tokens or 0, usage.completion_tokens or 0
+            total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
         for tally in self._tallies(name):
-            if usage is not None:
-                tally.prompt_tokens += usage.prompt_tokens or 0
-                tally.completion_tokens += usage.completion_tokens or 0
-                tally.total_tokens += usage.total_tokens or 0
+            tally.prompt_tokens += prompt
+            tally.completion_tokens += completion
+            tally.total_tokens += total
             if cost is None:
                 tally.cost_unknown += 1
             else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import time
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from clients import ctl
 from daemon.analysis import RaceManager
 from daemon.errors import AllStrategiesFailed
 from daemon.models import CacheKey, Usage
@@ -20,6 +23,7 @@ from daemon.stats import Stats
 from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory, StoreFactory
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
+from tests.test_ctl import StubClient
 
 FAST, SLOW = "fast-model", "slow-model"
 NOON = 1_796_558_400.0  # 2026-12-06 12:00:00 UTC
@@ -290,3 +294,39 @@ async def test_the_spend_method_is_listed_by_rpc_discover_and_answers(
     assert premium["today"]["usd"] == 0.01
     assert premium["budget"]["calls_left_this_minute"] == 5
     assert report["strategies"]["multimodal"]["budget"] is None
+
+
+# ----------------------------------------------------------- ctl spend --
+
+
+async def test_ctl_spend_prints_today_and_this_month_with_the_budget_left(
+    make_config: ConfigFactory, open_store: StoreFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(strategies=strategies(premium={"budget": {"usd_per_day": 1.0}}))
+    store = open_store(config)
+    wall = WallClock(NOON)
+    stats = Stats(config.strategies, spend=Spend(config.strategies, now=wall))
+    races = RaceManager(config, store, Supervisor(8), {}, stats)
+    service = Service(config, Supervisor(8), store, races)
+    premium = config.strategies[1]
+    assert stats.spend.admit(premium) is None
+    stats.spend.record("premium", Usage(prompt_tokens=900, completion_tokens=100, cost=1.25))
+    refused = stats.spend.admit(premium)
+    assert refused is not None
+    report = msgspec.to_builtins(await service.spend(None))  # type: ignore[arg-type]
+    client = StubClient({"spend": report})
+    assert ctl.run(client, argparse.Namespace(command="spend", json=False)) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["strategy", "period", "calls", "tokens"]
+    today = next(line for line in lines if line.startswith("premium"))
+    assert today.split()[1:7] == ["2026-12-06", "1", "1,000", "1.2500", "0", "0"]
+    assert today.split()[7] == "1"  # refused once at the budget
+    assert "0.0000 (at budget)" in today
+    month = lines[lines.index(today) + 1]
+    assert month.split()[:3] == ["2026-12", "1", "1,000"]
+    multimodal = next(line for line in lines if line.startswith("multimodal"))
+    assert multimodal.split()[-2:] == ["-", "-"]  # no budget
+    assert ctl.run(client, argparse.Namespace(command="spend", json=True)) == 0  # type: ignore[arg-type]
+    assert json.loads(capsys.readouterr().out)["strategies"]["premium"]["today"]["usd"] == 1.25
+    assert ctl.main(["--socket", "/nonexistent/ctxd.sock", "spend"]) == ctl.EXIT_UNREACHABLE
