@@ -836,6 +836,8 @@ class StrategyFailure(TypedDict):
         "http_status",
         "invalid_output",
         "not_configured",
+        "overloaded",
+        "queued",
         "timeout",
     ]
     detail: str

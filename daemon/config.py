@@ -146,6 +146,9 @@ class StrategyConfig(_Section, frozen=True):
     # (default right).
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
     user_side: Literal["left", "right"] | None = None
+    # local_ocr only: jobs that may wait for a worker (default 16); past it a
+    # job ends at once with the error kind ``overloaded`` (daemon/local_ocr.py).
+    max_queue: Annotated[int, msgspec.Meta(ge=0, le=10000)] | None = None
     # openai_chat only (SPEC §7): the answer's cap in tokens (None: 8192),
     # temperature (None: not sent), the MergeStep schema as response_format
     # (None: on), a mapping merged into the request body.
@@ -353,7 +356,7 @@ def _check(config: Config, file: Path) -> None:
                 fail(f"{key}.provider", f"no provider named {strategy.provider!r}")
             if not strategy.model:
                 fail(f"{key}.model", "an openai_chat strategy needs a model")
-            for name in ("workers", "user_side"):
+            for name in ("workers", "user_side", "max_queue"):
                 if getattr(strategy, name) is not None:
                     fail(f"{key}.{name}", "only a local_ocr strategy takes this key")
             for field in sorted(set(strategy.extra_body or ()) & MANAGED_BODY_FIELDS):

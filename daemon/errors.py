@@ -40,6 +40,10 @@ StrategyErrorKind = Literal[
     "not_configured",
     "cancelled",
     "budget_exhausted",  # the strategy is at its budget (config ``budget``): not started
+    # local_ocr: no worker free in time to finish within the timeout (the
+    # detail gives the position and the expected wait), or the queue is full
+    "queued",
+    "overloaded",
 ]
 
 

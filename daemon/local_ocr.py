@@ -39,8 +39,10 @@ deadline) kills the worker at once.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -54,6 +56,8 @@ from daemon.ocr_worker import HEADER, MAX_FRAME
 from daemon.providers import Completion
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from daemon.config import StrategyConfig
     from daemon.providers import ImageInput
 
@@ -62,6 +66,8 @@ logger = logging.getLogger(__name__)
 REAP_GRACE: Final = 2.0  # seconds a killed worker may take to be reaped
 STDERR_LINE: Final = 2000  # characters of one stderr line that are logged
 START_TIMEOUT = 120.0  # seconds a worker may take to load its models (tests lower it)
+MAX_QUEUE: Final = 16  # jobs that may wait for a worker (config ``max_queue``)
+FIRST_GUESS: Final = 1.0  # seconds an inference is expected to take until one is measured
 
 
 def worker_command(workers: int) -> list[str]:
@@ -274,6 +280,10 @@ class LocalOcr:
         self._limiter = trio.CapacityLimiter(self.workers)
         self._idle: list[Worker] = []
         self._closed = False
+        self.max_queue = MAX_QUEUE if strategy.max_queue is None else strategy.max_queue
+        self._queue: list[object] = []  # jobs waiting for a worker, in arrival order
+        self.inference_s = FIRST_GUESS  # moving average of the inferences measured
+        self._measured = False
         self._watchers: trio.Nursery | None = None  # while ``run`` runs
 
     async def run(self) -> None:
@@ -378,12 +388,14 @@ class LocalOcr:
             )
         if self._closed:
             raise StrategyError("cancelled", "the daemon is stopping")
-        async with self._limiter:
+        async with self._worker_turn(strategy):
             worker = await self._take_idle() or await self._spawn()
             healthy = False
             try:
+                started = trio.current_time()
                 reply = await worker.ask({"image_url": image.url, "user_side": self.user_side})
                 healthy = True
+                self._measure(trio.current_time() - started)
             except WorkerDied as exc:
                 raise StrategyError("connection", f"OCR worker {exc}") from None
             finally:
@@ -392,6 +404,60 @@ class LocalOcr:
             raise StrategyError("invalid_output", str(reply["error"]))
         text = str(reply.get("step", ""))  # anything else fails validation, as a model's would
         return Completion(text=text, served_model=self.engine, usage=None, attempts=1)
+
+    def expected_wait(self, position: int) -> float:
+        """Seconds until the job at ``position`` (1: next) gets a worker, every
+        worker busy with a whole inference still to go (the worst case)."""
+        return math.ceil(position / self.workers) * self.inference_s
+
+    def _measure(self, seconds: float) -> None:
+        self.inference_s = seconds if not self._measured else 0.8 * self.inference_s + 0.2 * seconds
+        self._measured = True
+
+    def _queued(self, strategy: StrategyConfig, position: int, why: str) -> StrategyError:
+        wait = self.expected_wait(position)
+        return StrategyError(
+            "queued",
+            f"position {position} in the OCR queue ({self.workers} worker(s) busy), expected "
+            f"wait {wait:.1f}s + {self.inference_s:.1f}s to read: {why} the "
+            f"{strategy.timeout:g}s timeout",
+        )
+
+    @contextlib.asynccontextmanager
+    async def _worker_turn(self, strategy: StrategyConfig) -> AsyncIterator[None]:
+        """A worker's turn, first come first served. The strategy's timeout
+        covers the wait for it: a job that cannot get a worker in time to
+        finish within the timeout ends early with ``queued`` (at once when
+        the expected wait says so, else when the time is up), and one that
+        finds ``max_queue`` jobs waiting ends at once with ``overloaded``."""
+        limiter = self._limiter
+        if not limiter.available_tokens or self._queue:
+            if len(self._queue) >= self.max_queue:
+                raise StrategyError(
+                    "overloaded",
+                    f"the OCR queue is full: {len(self._queue)} jobs wait for "
+                    f"{self.workers} worker(s) (max_queue {self.max_queue})",
+                )
+            position = len(self._queue) + 1
+            if self.expected_wait(position) + self.inference_s > strategy.timeout:
+                raise self._queued(strategy, position, "it could not finish within")
+        turn = object()
+        self._queue.append(turn)
+        try:
+            # Past this, even a worker free at once would not finish in time.
+            give_up = trio.current_time() + max(0.0, strategy.timeout - self.inference_s)
+            with trio.move_on_at(give_up):
+                await limiter.acquire_on_behalf_of(turn)
+            if turn not in limiter.statistics().borrowers:
+                position = self._queue.index(turn) + 1
+                why = "no worker came free in time to finish within"
+                raise self._queued(strategy, position, why)
+        finally:
+            self._queue.remove(turn)
+        try:
+            yield
+        finally:
+            limiter.release_on_behalf_of(turn)
 
     async def aclose(self) -> None:
         """Stop every idle worker (a busy one is killed by its cancellation)."""
