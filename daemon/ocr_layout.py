@@ -166,7 +166,9 @@ def _fill(image: Image, line: Line) -> tuple[Box, RGB] | None:
 
     First a floating fill (each pixel close to its neighbour), which follows
     a bubble whose colour fades from top to bottom; then a fill close to the
-    seed's own colour, which holds on noisy (JPEG) flat bubbles."""
+    seed's own colour, which holds on noisy (JPEG) flat bubbles. Strokes
+    thinner than 2 dp are cut off the region (``_body``): a patterned
+    wallpaper's lines in the bubble's colour would join two bubbles."""
     height, width = image.shape[:2]
     for mode, tolerance in ((0, FLOAT_TOLERANCE), (cv2.FLOODFILL_FIXED_RANGE, FILL_TOLERANCE)):
         flags = 4 | cv2.FLOODFILL_MASK_ONLY | mode | (255 << 8)
@@ -174,12 +176,38 @@ def _fill(image: Image, line: Line) -> tuple[Box, RGB] | None:
             mask = np.zeros((height + 2, width + 2), np.uint8)
             diff = (tolerance,) * 3
             _, _, _, (x, y, w, h) = cv2.floodFill(image, mask, seed, (0, 0, 0), diff, diff, flags)
+            if w < 0.9 * width and h < 0.8 * height:
+                body = _body(mask[1:-1, 1:-1], (x, y, w, h), seed, width)
+                if body is None:
+                    continue
+                x, y, w, h = body
             box = (x, y, x + w, y + h)
             if w >= 0.9 * width or h >= 0.8 * height:
                 break  # the background (or a bar): this line is not in a bubble of this kind
             if _contains(box, line.box, slack=2):
                 return box, _pixel(image, seed[0], seed[1])
     return None
+
+
+def _body(
+    mask: Image, rect: tuple[int, int, int, int], seed: tuple[int, int], width: int
+) -> tuple[int, int, int, int] | None:
+    """The filled region without its strokes thinner than 2 dp: the rect of
+    the part that holds the seed (None if the seed was on such a stroke)."""
+    x, y, w, h = rect
+    k = max(3, round(2 * width / 360) | 1)
+    crop = cv2.morphologyEx(
+        mask[y : y + h, x : x + w],
+        cv2.MORPH_OPEN,
+        cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
+    )
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=4)
+    sx, sy = seed[0] - x, seed[1] - y
+    label = int(labels[sy, sx]) if 0 <= sy < h and 0 <= sx < w else 0
+    if label == 0:
+        return None
+    bx, by, bw, bh = (int(v) for v in stats[label][:4])
+    return x + bx, y + by, bw, bh
 
 
 def _join(parts: list[str]) -> str:
@@ -314,15 +342,37 @@ def _centred(box: Box, width: int) -> bool:
 
 
 def _pill(bubble: Bubble, width: int, typical: float) -> bool:
-    """A date pill, a system line, the encryption notice: a region centred
-    to a few pixels, short or in smaller print than the messages (a long
-    message can happen to be centred, not to the pixel and in small print)."""
+    """A date pill, a system line, the encryption notice: a region (or its
+    text) centred to a few pixels, and short, or in rows centred one by one,
+    or in smaller print than the messages. A long message can happen to be
+    centred, but not to the pixel with its rows centred or in small print."""
+    tolerance = max(4, 0.012 * width)
     left, right = bubble.box[0], width - bubble.box[2]
-    if abs(left - right) > max(4, 0.012 * width) or min(left, right) < 0.04 * width:
+    boxed = abs(left - right) <= tolerance and min(left, right) >= 0.04 * width
+    if not bubble.lines:
+        return boxed
+    text = (
+        min(ln.box[0] for ln in bubble.lines),
+        0,
+        max(ln.box[2] for ln in bubble.lines),
+        0,
+    )
+    t_left, t_right = text[0], width - text[2]
+    short = min(t_left, t_right) > 0.2 * width
+    if short and (boxed or abs(t_left - t_right) <= 1.5 * tolerance):
+        return True  # a pill whose fill leaked into the wallpaper is still centred text
+    if not boxed:
         return False
+    rows = _rows(bubble.lines)
+    if len(rows) >= 2:
+        starts = [row[0].box[0] for row in rows]
+        centred = all(
+            abs(row[0].box[0] - (width - row[-1].box[2])) <= 2 * tolerance for row in rows
+        )
+        if centred and max(starts) - min(starts) > rows[0][0].height:
+            return True
     heights = sorted(ln.height for ln in bubble.lines)
-    small = bool(heights) and heights[len(heights) // 2] < 0.9 * typical
-    return min(left, right) > 0.2 * width or small
+    return bool(typical) and heights[len(heights) // 2] < 0.9 * typical
 
 
 def _ink(image: Image, box: Box, paper: RGB) -> RGB:
@@ -430,10 +480,16 @@ def _find_bubbles(image: Image, body: list[Line], dp: float) -> tuple[list[Bubbl
             outers = [
                 o
                 for o in bubbles
-                if o is not bubble and o.area > bubble.area and _contains(o.box, bubble.box, 2)
+                if o is not bubble and o.area > bubble.area and _overlap(bubble.box, o.box) >= 0.75
             ]
             if outers:
-                bubble.parent = min(outers, key=lambda b: b.area)
+                outer = bubble.parent = min(outers, key=lambda b: b.area)
+                outer.box = (  # a quote at the top may cut a thin rim off its bubble's fill
+                    min(outer.box[0], bubble.box[0]),
+                    min(outer.box[1], bubble.box[1]),
+                    max(outer.box[2], bubble.box[2]),
+                    max(outer.box[3], bubble.box[3]),
+                )
     return bubbles, loose
 
 
