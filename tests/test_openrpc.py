@@ -1,4 +1,4 @@
-"""The OpenRPC document (daemon/openrpc.py) as OpenRPC tools read it (issue 13, point 1).
+"""The OpenRPC document (daemon/openrpc/) as OpenRPC tools read it (issue 13, point 1).
 
 * results and errors of a live daemon validate against the document with a
   JSON Schema draft-07 validator (``jsonschema.Draft7Validator``);
@@ -108,7 +108,7 @@ def test_component_names_do_not_collide_with_method_types(document: dict[str, An
 
 def test_every_param_field_and_result_is_described(document: dict[str, Any]) -> None:
     """A field added without a description fails here: give it
-    ``msgspec.Meta(description=...)`` or a line in daemon/openrpc.py FIELD_DOCS."""
+    ``msgspec.Meta(description=...)`` or a line in daemon/openrpc/descriptions.py FIELD_DOCS."""
     missing = []
     for method in document["methods"]:
         for param in method["params"]:
@@ -186,6 +186,11 @@ async def test_results_and_errors_of_a_live_daemon_validate_against_the_document
             await call("events.best", {**key, "resource": "nothing here"})
             await call("status")
             await call("health")
+            for method in document["methods"]:  # any other method that needs no params
+                if method["name"] not in results and not any(
+                    p["required"] for p in method["params"]
+                ):
+                    await call(method["name"])
             # errors, one or more of each kind
             for line in [b"{not json", b'{"jsonrpc": "1.0", "method": "x", "id": 1}']:
                 await peer.send_line(line)
@@ -249,6 +254,8 @@ async def test_results_and_errors_of_a_live_daemon_validate_against_the_document
             assert not problems, (method, problems, value)
     assert {"analyze", "merge_step", "events.append", "events.list", "events.best"} <= set(results)
     assert {"status", "health", "rpc.discover"} <= set(results)
+    test_only = {"sleep", "boom", "unencodable", "background"}  # tests/helpers.py
+    assert {m["name"] for m in document["methods"]} - test_only <= set(results)
     documented = document["components"]["errors"]
     by_code = {e["code"]: name for name, e in documented.items()}
     seen = set()
