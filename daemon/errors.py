@@ -88,7 +88,8 @@ class SchemaError(StoreError):
 
 
 class UnstorablePayload(StoreError):
-    """The payload cannot be encoded for the store (e.g. an integer past 64 bits)."""
+    """The payload cannot be encoded for the store (not UTF-8; of a race's result,
+    a value JSON cannot hold)."""
 
 
 class ServerError(Exception):

@@ -279,6 +279,12 @@ class Service:
                 ) from None
 
     async def events_append(self, params: AppendParams) -> AppendResult:
+        if bytes(memoryview(params.payload)[:1]) != b"{":  # a Raw starts at its value
+            raise InvalidParams(
+                "invalid params: Expected `object` - at `$.payload`",
+                reason="invalid_value",
+                field="payload",
+            )
         try:
             event_id = await self.store.append(
                 params.session_id, params.category, params.resource, params.scene, params.payload

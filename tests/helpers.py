@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import msgspec
@@ -136,3 +137,19 @@ class Peer:
             message["params"] = params
         await self.send(message)
         return await self.receive()
+
+
+class LoopHold(trio.abc.Instrument):
+    """The longest the loop ran without looking at I/O, in this thread's CPU
+    time (what the daemon's tasks held, not what the OS took meanwhile)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._since: float | None = None
+
+    def after_io_wait(self, timeout: float) -> None:
+        self._since = time.thread_time()
+
+    def before_io_wait(self, timeout: float) -> None:
+        if self._since is not None:
+            self.longest = max(self.longest, time.thread_time() - self._since)

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import stat
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +23,7 @@ from daemon.errors import ServerError
 from daemon.server import bind_unix
 from daemon.store import Store
 from tests.conftest import ConfigFactory, StoreFactory
-from tests.helpers import Peer, register_test_methods
+from tests.helpers import LoopHold, Peer, register_test_methods
 
 
 @asynccontextmanager
@@ -325,7 +324,7 @@ async def test_events_methods_over_the_socket(config: Config) -> None:
         (
             "events.append",
             {"session_id": "s", "category": "c", "resource": "r", "payload": []},
-            "the payload must be a JSON object",
+            "Expected `object` - at `$.payload`",
         ),
         (
             "events.append",
@@ -335,7 +334,7 @@ async def test_events_methods_over_the_socket(config: Config) -> None:
         (
             "events.append",
             {"session_id": "s", "category": "c", "resource": "r", "payload": "text"},
-            "the payload must be a JSON object",
+            "Expected `object` - at `$.payload`",
         ),
         ("events.list", {"session_id": "s", "limit": 1001}, "<= 1000"),
         ("events.list", {"session_id": "s", "limit": 0}, ">= 1"),
@@ -356,6 +355,8 @@ async def test_events_bad_params(
         error = (await peer.call(method, params))["error"]
         assert error["code"] == -32602
         assert fragment in error["message"]
+        if "$.payload" in fragment:  # a reason a program can act on, as for any wrong value
+            assert (error["data"]["reason"], error["data"]["field"]) == ("invalid_value", "payload")
         assert (await peer.call("events.list", {"session_id": "s"}, id=2))["result"] == {
             "events": [],
             "next_before_id": None,
@@ -427,22 +428,6 @@ async def test_an_append_in_flight_at_the_drain_deadline_is_committed_at_once(
     assert trio.current_time() - started < 2
 
 
-class _LoopHold(trio.abc.Instrument):
-    """The longest the loop ran without looking at I/O, in this thread's CPU
-    time (what the daemon's tasks held, not what the OS took meanwhile)."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._since: float | None = None
-
-    def after_io_wait(self, timeout: float) -> None:
-        self._since = time.thread_time()
-
-    def before_io_wait(self, timeout: float) -> None:
-        if self._since is not None:
-            self.longest = max(self.longest, time.thread_time() - self._since)
-
-
 def _blocking_calls(path: str, lines: list[bytes]) -> list[bytes]:
     """Send each line and read its answer line, from another thread: the
     client's own encoding must not count as the daemon's loop time."""
@@ -472,7 +457,7 @@ async def test_a_15_mib_event_is_stored_and_listed_without_holding_the_loop(
     append = b'{"jsonrpc": "2.0", "id": 1, "method": "events.append", "params": {'
     append += b'"session_id": "s", "category": "c", "resource": "r", "payload": ' + payload + b"}}"
     listing = b'{"jsonrpc": "2.0", "id": 2, "method": "events.list", "params": {"session_id": "s"}}'
-    holds = _LoopHold(), _LoopHold()
+    holds = LoopHold(), LoopHold()
     async with running(config):
         answers = []
         for line, hold in zip([append, listing], holds, strict=True):

@@ -25,8 +25,9 @@ from daemon.errors import SchemaError, UnstorablePayload
 from daemon.models import Event, Provenance, Usage
 from daemon.store import ListPage, Store
 from daemon.store import lmdb as store_module
-from daemon.store.format import SCHEMA_VERSION, StoredEvent, key_digest, session_digest
+from daemon.store.format import SCHEMA_VERSION, key_digest, session_digest
 from tests.conftest import ConfigFactory, write_config
+from tests.helpers import LoopHold
 from tests.process import ROOT
 
 KEY = ("conv-1", "context_analysis", "sha256:abc", "")
@@ -318,7 +319,7 @@ async def test_a_clients_payload_is_kept_byte_for_byte_and_tagged(config: Config
         store.close()
 
 
-def write_v1_store(path: Path, events: list[StoredEvent]) -> None:
+def write_v1_store(path: Path, events: list[V2Event]) -> None:
     """A schema-1 store as an importer writes it: meta and events, no index."""
     path.mkdir(parents=True, exist_ok=True)
     env = lmdb.open(str(path), max_dbs=8, map_size=1 << 24)
@@ -330,9 +331,21 @@ def write_v1_store(path: Path, events: list[StoredEvent]) -> None:
     env.close()
 
 
-def stored(session: str, strategy: str | None, model: str | None) -> StoredEvent:
-    payload = msgspec.msgpack.encode(result(strategy, model))
-    return StoredEvent(1.0, session, "context_analysis", "sha256:abc", "", msgspec.Raw(payload))
+class V2Event(msgspec.Struct, array_like=True):
+    """A record as schemas 1 and 2 wrote it: seven fields, the payload a map."""
+
+    ts: float
+    session_id: str
+    category: str
+    resource: str
+    scene: str
+    payload: msgspec.Raw
+    provenance: Any = None
+
+
+def stored(session: str, strategy: str | None, model: str | None, **extra: Any) -> V2Event:
+    payload = msgspec.msgpack.encode(result(strategy, model, **extra))
+    return V2Event(1.0, session, "context_analysis", "sha256:abc", "", msgspec.Raw(payload))
 
 
 async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCaptureFixture) -> None:
@@ -348,7 +361,7 @@ async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCapt
     )
     store = Store.open(config.store, config.rank_of())
     try:
-        assert f"from schema 1 to {SCHEMA_VERSION} (4 events indexed)" in caplog.text
+        assert f"from schema 1 to {SCHEMA_VERSION} (4 events indexed, 4 payloads" in caplog.text
         best = store.best(*KEY)
         assert best is not None
         assert (best.id, best.strategy) == (2, "premium")
@@ -364,12 +377,7 @@ async def test_schema_1_store_is_migrated(config: Config, caplog: pytest.LogCapt
     assert version == SCHEMA_VERSION.to_bytes(4, "big")
 
 
-async def test_schema_2_records_are_read_beside_schema_3_ones(config: Config) -> None:
-    """Schema 2 kept payloads as msgpack maps; 3 keeps the JSON text. The
-    migration only moves the version: old records are read as they are, new
-    ones are written as text, and a listing mixes both."""
-    old = [stored("conv-1", "premium", "slow"), stored("conv-1", "multimodal", "fast")]
-    path = Path(config.store.path)
+def write_v2_store(path: Path, old: list[V2Event]) -> None:
     write_v1_store(path, old)
     env = lmdb.open(str(path), max_dbs=8, map_size=1 << 24)
     meta, by_key = env.open_db(b"meta"), env.open_db(b"by_key")
@@ -382,6 +390,13 @@ async def test_schema_2_records_are_read_beside_schema_3_ones(config: Config) ->
             txn.put(session_digest("conv-1") + id_key, b"", db=by_session)
         txn.put(b"schema_version", (2).to_bytes(4, "big"), db=meta)
     env.close()
+
+
+async def test_a_schema_2_store_is_rewritten_as_json_and_reads_the_same(config: Config) -> None:
+    """Schema 2 kept payloads as msgpack maps; 3 keeps the JSON text. Opening
+    a schema 2 store writes its records again (ids and indexes unchanged)."""
+    old = [stored("conv-1", "premium", "slow"), stored("conv-1", "multimodal", "fast")]
+    write_v2_store(Path(config.store.path), old)
     store = Store.open(config.store, config.rank_of())
     try:
         best = store.best(*KEY)
@@ -397,6 +412,94 @@ async def test_schema_2_records_are_read_beside_schema_3_ones(config: Config) ->
             (1, "premium", "slow"),
         ]
         assert msgspec.json.decode(listed[1].payload) == result("multimodal", "fast")
+    finally:
+        store.close()
+    env = lmdb.open(config.store.path, max_dbs=8)
+    with env.begin() as txn:
+        values = list(txn.cursor(db=env.open_db(b"events", txn=txn)).iternext(keys=False))
+    env.close()
+    records = [msgspec.msgpack.decode(v) for v in values]
+    assert all(isinstance(r[5], bytes) and len(r) == 9 for r in records)  # all schema 3
+
+
+async def test_a_record_in_the_old_form_is_still_read(config: Config) -> None:
+    """A schema 2 daemon draining during a restart on a held socket may write a
+    record in the old form after the new daemon migrated the store."""
+    store = Store.open(config.store, config.rank_of())
+    store.close()
+    env = lmdb.open(config.store.path, max_dbs=8)
+    with env.begin(write=True) as txn:
+        id_key = (7).to_bytes(8, "big")
+        txn.put(
+            id_key,
+            msgspec.msgpack.encode(stored("conv-1", "premium", "slow")),
+            db=env.open_db(b"events", txn=txn),
+        )
+        txn.put(key_digest(*KEY) + id_key, b"premium", db=env.open_db(b"by_key", txn=txn))
+        txn.put(session_digest("conv-1") + id_key, b"", db=env.open_db(b"by_session", txn=txn))
+    env.close()
+    store = Store.open(config.store, config.rank_of())
+    try:
+        best = store.best(*KEY)
+        assert best is not None
+        assert (best.id, best.strategy, best.model) == (7, "premium", "slow")
+        assert msgspec.json.decode(best.payload) == result("premium", "slow")
+    finally:
+        store.close()
+
+
+async def test_listing_a_big_event_of_an_old_store_does_not_hold_the_loop(config: Config) -> None:
+    """The cold review of the schema 3 change: records left in the old form
+    were still decoded and encoded when listed (354 ms for one of 12 MiB)."""
+    messages = [{"t": "hi", "k": 1}] * 500_000  # ~5 MiB of small objects
+    write_v2_store(Path(config.store.path), [stored("conv-1", "premium", "slow", n=messages)])
+    store = Store.open(config.store, config.rank_of())
+    hold = LoopHold()
+    try:
+        trio.lowlevel.add_instrument(hold)
+        await trio.lowlevel.checkpoint()  # the hold is timed from the next batch
+        try:
+            (event,) = (await store.list("conv-1")).events
+        finally:
+            trio.lowlevel.remove_instrument(hold)
+        assert len(msgspec.json.decode(event.payload)["n"]) == len(messages)
+        assert hold.longest < 0.05, f"the loop was held for {hold.longest * 1000:.0f} ms of CPU"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "tags"),
+    [
+        (b'{"_strategy": "premium", "_model": 1e999}', ("premium", "unknown")),
+        (b'{"_strategy": "", "_model": ["a", {"b": 1}]}', ("unknown", "unknown")),
+        (b'{"_model": "m1", "\\u005fmodel": "m2"}', ("unknown", "m2")),  # the last one wins
+        (b'{"x": {"_strategy": "nested"}, "_strategy": 3}', ("unknown", "unknown")),
+    ],
+)
+async def test_tags_are_read_like_payload_tag_and_never_built(
+    config: Config, text: bytes, tags: tuple[str, str]
+) -> None:
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            await store.append("s", "c", "r", "", msgspec.Raw(text))
+        (event,) = (await store.list("s")).events
+        assert (event.strategy, event.model) == tags
+    finally:
+        store.close()
+
+
+async def test_a_raw_cr_between_tokens_never_reaches_a_reader(config: Config) -> None:
+    """JSON allows CR as whitespace; a reader splitting lines on CR would cut
+    every reply that carries the payload."""
+    store = Store.open(config.store, config.rank_of())
+    try:
+        async with writing(store):
+            await store.append("s", "c", "r", "", msgspec.Raw(b'{"a": 1,\r\n"b": "x\\r"}'))
+        (event,) = (await store.list("s")).events
+        assert b"\r" not in bytes(event.payload)
+        assert msgspec.json.decode(event.payload) == {"a": 1, "b": "x\r"}
     finally:
         store.close()
 

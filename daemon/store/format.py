@@ -31,10 +31,11 @@ transaction. Schema 2 kept the payload as msgpack of the object; schema 3
 keeps it as the JSON text the client sent (a msgpack ``bin``), with the
 strategy and model beside it, so that listing an event copies its payload
 instead of decoding and re-encoding it (a 15 MiB payload of small numbers
-cost 0.3-0.4 s of the event loop each way). Schema 2 records stay as they
-are and are read in either form (``payload_json``): the migration only
-moves the version, so a store of any size opens at once. A newer schema is
-refused (``SchemaError``, exit 78).
+cost 0.1-0.4 s of the event loop each way). Opening a schema 2 store writes
+its records again in the new form, in the one migration transaction, before
+the daemon serves; a record in the old form is still read (``payload_json``:
+a schema 2 daemon draining during a restart on a held socket may write one
+after the migration). A newer schema is refused (``SchemaError``, exit 78).
 
 * event value: msgpack of ``StoredEvent``, an array (ts, session_id,
   category, resource, scene, payload, provenance, strategy, model);
@@ -88,20 +89,28 @@ class StoredEvent(msgspec.Struct, array_like=True, frozen=True):
     model: str | None = None
 
 
+_ABSENT: Final = msgspec.Raw(b"null")
+
+
 class PayloadTags(msgspec.Struct, frozen=True):
     """The two payload members ctxd reads (``_strategy``, ``_model``); a JSON
-    decode into it skips the rest without building it."""
+    decode into it skips the rest without building it, and leaves the two
+    values as text: only a string is read (a huge array under ``_model``, or
+    ``1e999``, is neither built nor an error)."""
 
-    strategy: Any = msgspec.field(default=None, name="_strategy")
-    model: Any = msgspec.field(default=None, name="_model")
+    strategy: msgspec.Raw = msgspec.field(default=_ABSENT, name="_strategy")
+    model: msgspec.Raw = msgspec.field(default=_ABSENT, name="_model")
 
     def tags(self) -> tuple[str, str]:
-        """Strategy and model as ``payload_tag`` reads them."""
+        """Strategy and model as ``payload_tag`` reads them: a non-empty
+        string, else ``unknown``."""
         return _tag(self.strategy), _tag(self.model)
 
 
-def _tag(value: Any) -> str:
-    return value if isinstance(value, str) and value else UNKNOWN
+def _tag(raw: msgspec.Raw) -> str:
+    if bytes(memoryview(raw)[:1]) != b'"':
+        return UNKNOWN
+    return msgspec.json.decode(raw, type=str) or UNKNOWN
 
 
 ENCODE: Final = msgspec.msgpack.Encoder()
@@ -128,6 +137,11 @@ def encode_payload(payload: dict[str, Any] | msgspec.Raw) -> tuple[bytes, tuple[
     text = bytes(payload)
     if not text.lstrip(b" \t\r\n").startswith(b"{"):
         raise UnstorablePayload("the payload must be a JSON object")
+    if b"\r" in text:
+        # JSON allows a raw CR between tokens (inside a string it must be
+        # escaped); a reader that splits lines on CR too (Python's text
+        # mode, Node's readline) would cut every reply carrying it.
+        text = text.replace(b"\r", b" ")
     if not text.isascii():
         try:
             text.decode("utf-8")
@@ -181,7 +195,17 @@ def record_strategy(stored: StoredEvent) -> str:
     """The strategy of a record of any schema (for indexing)."""
     if stored.strategy is not None:
         return stored.strategy or UNKNOWN
-    return payload_json(stored)[1]
+    return payload_tag(DECODE_PAYLOAD.decode(stored.payload), "_strategy")
+
+
+def _as_schema_3(stored: StoredEvent) -> bytes | None:
+    """A schema 1/2 record written again in schema 3 form; None if it is one."""
+    view = memoryview(stored.payload)
+    if len(view) and view[0] in _BIN_HEADER:
+        return None
+    text, strategy, model = payload_json(stored)
+    fields = (stored.session_id, stored.category, stored.resource, stored.scene)
+    return stored_value(stored.ts, fields, bytes(text), stored.provenance, (strategy, model))
 
 
 def key_digest(session_id: str, category: str, resource: str, scene: str) -> bytes:
@@ -242,17 +266,34 @@ def upgrade_schema(txn: lmdb.Transaction, dbs: Databases, path: str) -> None:
             f"this ctxd ({SCHEMA_VERSION}); run a newer ctxd or move the store"
         )
     if version < SCHEMA_VERSION:
-        # 1 → 2 builds the indexes; 2 → 3 changes nothing on disk (schema 2
-        # records are read as they are).
+        # 1 → 2 builds the indexes; 2 → 3 writes every payload as JSON text
+        # (a big one read in the old form would hold the loop when listed).
         indexed = _index_events(txn, dbs) if version < 2 else 0
+        rewritten = _rewrite_payloads(txn, dbs)
         logger.info(
-            "Migrated the store at %s from schema %d to %d (%d events indexed)",
+            "Migrated the store at %s from schema %d to %d "
+            "(%d events indexed, %d payloads rewritten as JSON)",
             path,
             version,
             SCHEMA_VERSION,
             indexed,
+            rewritten,
         )
     txn.put(b"schema_version", SCHEMA_VERSION.to_bytes(4, "big"), db=dbs.meta)
+
+
+def _rewrite_payloads(txn: lmdb.Transaction, dbs: Databases) -> int:
+    """Schema 2 → 3: every record whose payload is a msgpack map, again with
+    the payload's JSON text. Ids and indexes do not change."""
+    ids = [bytes(k) for k in txn.cursor(db=dbs.events).iternext(keys=True, values=False)]
+    count = 0
+    for id_key in ids:
+        value = txn.get(id_key, db=dbs.events)
+        rewritten = _as_schema_3(DECODE_EVENT.decode(value)) if value is not None else None
+        if rewritten is not None:
+            txn.put(id_key, rewritten, db=dbs.events)
+            count += 1
+    return count
 
 
 def _index_events(txn: lmdb.Transaction, dbs: Databases) -> int:
