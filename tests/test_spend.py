@@ -15,13 +15,16 @@ import trio.testing
 
 from clients import ctl
 from daemon.analysis import RaceManager
+from daemon.app import App
 from daemon.errors import AllStrategiesFailed
 from daemon.models import CacheKey, Usage
 from daemon.service import Service
 from daemon.spend import Spend, cost_of
 from daemon.stats import Stats
+from daemon.store import Store
 from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory, StoreFactory
+from tests.helpers import Peer
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
 from tests.test_ctl import StubClient
 
@@ -330,3 +333,39 @@ async def test_ctl_spend_prints_today_and_this_month_with_the_budget_left(
     assert ctl.run(client, argparse.Namespace(command="spend", json=True)) == 0  # type: ignore[arg-type]
     assert json.loads(capsys.readouterr().out)["strategies"]["premium"]["today"]["usd"] == 1.25
     assert ctl.main(["--socket", "/nonexistent/ctxd.sock", "spend"]) == ctl.EXIT_UNREACHABLE
+
+
+async def test_the_daemon_keeps_the_days_spend_across_a_drain_and_a_restart(
+    make_config: ConfigFactory,
+) -> None:
+    """App wiring: the figures are loaded at the start and saved at the drain
+    (``spend.run`` in the writer's nursery); read back over the socket."""
+    config = make_config(strategies=strategies(premium={"budget": {"usd_per_day": 1.0}}))
+
+    async def serve_once(record: bool) -> dict[str, Any]:
+        store = Store.open(config.store, config.rank_of())
+        app = App(config, store)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    lambda task_status: app.run(handle_signals=False, task_status=task_status)
+                )
+                if record:
+                    assert app.spend.admit(config.strategies[1]) is None
+                    app.spend.record(
+                        "premium", Usage(prompt_tokens=10, completion_tokens=2, cost=1.5)
+                    )
+                peer = Peer(await trio.open_unix_socket(config.socket.path))
+                answer = await peer.call("spend")
+                await peer.stream.aclose()
+                app.request_drain()  # returns once drained: the figures are saved on the way out
+        finally:
+            store.close()
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    before = await serve_once(record=True)
+    after = await serve_once(record=False)  # a new daemon on the same store
+    assert after["strategies"]["premium"]["today"] == before["strategies"]["premium"]["today"]
+    assert after["strategies"]["premium"]["today"]["usd"] == 1.5
+    assert after["strategies"]["premium"]["budget"]["exhausted"] == "usd_per_day"
