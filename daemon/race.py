@@ -27,8 +27,9 @@ race that answers a request (an upgrade on hit starts every leg at once):
 A ``wait: "best"`` request releases every held leg (it asks for the best).
 A held leg is ``skipped`` (never started, never a call) as soon as any
 result is accepted: a lower one is the answer it was held back for, a
-higher one outranks it. A leg that starts asks ``Spend.admit`` first: at its
-budget it fails at once with ``budget_exhausted`` and the race goes on.
+higher one outranks it. ``Spend.admit`` is asked before a leg's task is
+spawned (a held leg's: when it is released): at its budget the leg fails at
+once, without a task, with ``budget_exhausted``, and the race goes on.
 Held legs are live: they are in ``pending``, keep ``wait: "best"`` waiting
 and the race unfinished, and are handed to the background like running ones
 when nobody waits any more.
@@ -129,6 +130,7 @@ class Leg:
 
     __slots__ = (
         "added",
+        "admitted",
         "background",
         "deadline",
         "error",
@@ -143,6 +145,7 @@ class Leg:
         self.strategy = strategy
         self.state: LegState = "held" if held else "running"
         self.release = trio.Event()  # set: a held leg may start
+        self.admitted = False  # counted as a start by Spend (within its budget)
         self.added = trio.current_time()
         self.error: StrategyError | None = None  # failed or cancelled: why
         self.result: Accepted | None = None  # stored: what
@@ -281,14 +284,25 @@ class Race:
         deadline = math.inf
         if background:
             deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
-        for index, leg in enumerate(new):
+        refused: dict[int, StrategyError] = {}  # id(leg) -> at its budget: never spawned
+        spawned = 0
+        for leg in new:
             leg.background = background
             leg.deadline = deadline
+            if leg.state == "running":  # a held leg asks when it is released
+                refusal = self.ctx.stats.spend.admit(leg.strategy)
+                if refusal is not None:
+                    refused[id(leg)] = refusal
+                    continue
+                leg.admitted = True
             leg.handle = supervisor.spawn(
-                leg.name, self._run_leg, leg, index > 0, deadline=deadline, background=background
+                leg.name, self._run_leg, leg, spawned > 0, deadline=deadline, background=background
             )
+            spawned += 1
         for leg in new:
-            if leg.handle is None:  # refused at the background cap
+            if id(leg) in refused:
+                self._end(leg, refused[id(leg)])
+            elif leg.handle is None:  # refused at the background cap
                 self._end(leg, StrategyError("cancelled", "background task cap reached"))
         self._release_held()  # e.g. on_failure with nothing below it
         self._finish_if_done()  # no strategy at all
@@ -372,10 +386,12 @@ class Race:
             try:
                 if leg.state == "held" and not await self._hold(leg):
                     return  # skipped: never started
-                refused = self.ctx.stats.spend.admit(leg.strategy)
-                if refused is not None:
-                    self._end(leg, refused)
-                    return
+                if not leg.admitted:  # a held leg, released: its budget now
+                    refused = self.ctx.stats.spend.admit(leg.strategy)
+                    if refused is not None:
+                        self._end(leg, refused)
+                        return
+                    leg.admitted = True
                 started = trio.current_time()
                 if counters is not None:
                     counters.calls += 1
@@ -586,7 +602,9 @@ class Race:
             leg.state = "cancelled" if error.kind == "cancelled" else "failed"
             leg.error = error
             self._count_failure(leg, error)
-            if leg.background and error.kind not in ("timeout", "cancelled"):
+            if error.kind == "budget_exhausted":
+                pass  # Spend logs it once per period, not per request
+            elif leg.background and error.kind not in ("timeout", "cancelled"):
                 logger.warning("Failed to cache premium result: %s", error)
             elif not leg.background:
                 logger.info("%s failed: %s", leg.name, error)

@@ -172,9 +172,18 @@ async def test_a_strategy_at_its_daily_budget_is_not_started_and_the_race_goes_o
         assert h.models.calls[SLOW] == 1  # not started
         status = h.races.stats.by_strategy()["premium"]
         assert (status.budget_exhausted, status.calls, status.usage.budget_exhausted) == (2, 1, 2)
-        warnings = [line for line in log.getvalue().splitlines() if "at its budget" in line]
-        assert len(warnings) == 1  # once per period, not per request
-        assert "budget.usd_per_day 1 reached" in warnings[0]
+        # (one more refusal below, by the upgrade of a hit)
+        await trio.sleep(601)  # past llm.upgrade_retry_after of key 2's refusal
+        hit = await analyze(h, 2)  # a hit below the top: its upgrade is refused too
+        assert (hit.provenance.cached, hit.pending) == (True, [])
+        await h.supervisor.wait_idle()
+        assert h.races.stats.by_strategy()["premium"].budget_exhausted == 3
+        assert h.models.calls[SLOW] == 1
+        lines = [line for line in log.getvalue().splitlines() if "budget" in line]
+        assert len(lines) == 1  # once per period, not per request (nor per upgrade)
+        assert "premium is at its budget, not started until the period ends" in lines[0]
+        assert "budget.usd_per_day 1 reached: 1.0000 USD spent today (UTC)" in lines[0]
+        assert "resets at 2026-12-07 00:00 UTC" in lines[0]
         left = spend.report().strategies["premium"].budget
         assert left is not None
         assert (left.usd_left_today, left.exhausted) == (0.0, "usd_per_day")
@@ -186,7 +195,7 @@ async def test_a_strategy_at_its_daily_budget_is_not_started_and_the_race_goes_o
         assert report.day == "2026-12-07"
         assert report.strategies["premium"].today.usd == 1.0
         assert report.strategies["premium"].month.usd == 2.0
-        assert report.strategies["premium"].month.budget_exhausted == 2
+        assert report.strategies["premium"].month.budget_exhausted == 3
 
 
 async def test_the_only_strategy_at_its_budget_gives_32001_naming_it(
