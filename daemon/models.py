@@ -166,6 +166,44 @@ class DrainStatus(_Result, frozen=True):
     deadline_s: float | None
 
 
+class FleetStatus(_Result, frozen=True):
+    """``status.fleet``: the shared server as this host sees it; never a secret."""
+
+    host_id: typing.Annotated[str, msgspec.Meta(description="this host's name in the fleet")]
+    server: typing.Annotated[
+        str, msgspec.Meta(description="the server URL or cluster seeds, without credentials")
+    ]
+    state: typing.Annotated[
+        Literal["connecting", "connected", "disconnected"],
+        msgspec.Meta(description="the connection as last seen"),
+    ]
+    rtt_ms: typing.Annotated[
+        float | None, msgspec.Meta(description="the last PING round trip, ms; null: none yet")
+    ]
+    outbox: typing.Annotated[
+        int, msgspec.Meta(description="events stored here and not yet on the server")
+    ]
+    outbox_age_s: typing.Annotated[
+        float | None, msgspec.Meta(description="age of the oldest of them; null: empty")
+    ]
+    published: typing.Annotated[
+        int, msgspec.Meta(description="events the server accepted since the start")
+    ]
+    duplicates: typing.Annotated[
+        int, msgspec.Meta(description="events the server already had (idempotent resend)")
+    ]
+    publish_errors: typing.Annotated[
+        int, msgspec.Meta(description="publish rounds that failed (the outbox kept them)")
+    ]
+    hits: typing.Annotated[
+        int, msgspec.Meta(description="requests answered from another host's result")
+    ]
+    lookups: typing.Annotated[int, msgspec.Meta(description="read-throughs asked of the server")]
+    lookup_errors: typing.Annotated[
+        int, msgspec.Meta(description="read-throughs that failed or timed out")
+    ]
+
+
 class StatusResult(_Result, frozen=True):
     version: str
     pid: int
@@ -178,6 +216,9 @@ class StatusResult(_Result, frozen=True):
     cache: CacheStatus
     strategies: dict[str, StrategyStatus]
     drain: DrainStatus
+    fleet: typing.Annotated[
+        FleetStatus | None, msgspec.Meta(description="the fleet (docs/fleet.md); null: no fleet")
+    ] = None
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -185,6 +226,13 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     completion_tokens: int | None = None
     total_tokens: int | None = None
     cost: float | None = None  # what the provider billed (OpenRouter: credits, USD)
+
+
+class Origin(msgspec.Struct, frozen=True, kw_only=True):
+    """The fleet host that made an event, and its id there (docs/fleet.md)."""
+
+    host: typing.Annotated[str, msgspec.Meta(description="fleet.host_id of the host")]
+    event_id: typing.Annotated[int, msgspec.Meta(description="the event's id on that host")]
 
 
 class Provenance(msgspec.Struct, frozen=True, kw_only=True):
@@ -204,6 +252,10 @@ class Provenance(msgspec.Struct, frozen=True, kw_only=True):
     cost_source: typing.Annotated[
         Literal["provider", "price"] | None,
         msgspec.Meta(description="provider: its usage.cost; price: the config price; null"),
+    ] = None
+    origin: typing.Annotated[
+        Origin | None,
+        msgspec.Meta(description="the fleet host that made it; null: this host (or no fleet)"),
     ] = None
 
 
@@ -340,6 +392,10 @@ class AnswerProvenance(msgspec.Struct, frozen=True, kw_only=True):
     event_id: int | None
     created_at: float
     latency_ms: float
+    origin: typing.Annotated[
+        Origin | None,
+        msgspec.Meta(description="the fleet host that made the result; null: this host"),
+    ] = None
 
 
 class AnalyzeResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -95,6 +95,8 @@ Accept = Callable[[Event], bool]
 
 Fields = tuple[str, str, str, str]  # session_id, category, resource, scene
 Chunk = list[tuple[bytes, bytes]]  # (id, stored value), newest first
+OutboxPage = list[tuple[int, Event | None]]  # (id, the event or None), oldest first
+Ids = list[int]
 
 
 class ListPage(NamedTuple):
@@ -144,6 +146,12 @@ class Store:
         # UTC day + strategy -> what it spent (daemon/spend.py owns the bytes);
         # no schema change: an older ctxd never opens it.
         self._spend = env.open_db(b"spend")
+        # Ids of events the fleet has not acknowledged (daemon/store/fleet.py),
+        # put in the events' own transaction once ``outbox_on``: a stored
+        # event is never lost to the fleet, crash or not. No schema change.
+        self._outbox = env.open_db(b"outbox")
+        self.outbox_on = False
+        self.outbox_wake = trio.Event()  # set after each commit that fed the outbox
         self._queue: list[_Append] = []
         # The answer of ``best`` per key, for the cache-hit path, with the
         # stored size of each event; bounded by entries and bytes, and
@@ -352,6 +360,8 @@ class Store:
             break
         self.commits += 1
         self.committed += len(batch)
+        if self.outbox_on:
+            self.outbox_wake.set()
         for item, event_id in zip(batch, ids, strict=True):
             item.id = event_id
             item.done.set()
@@ -412,6 +422,8 @@ class Store:
                 for key, session in {(item.key, item.session) for item in batch}:
                     self._retain(txn, key, session)
                 txn.put(LAST_ID_KEY, id_bytes(last), db=self._meta)
+                if self.outbox_on:
+                    txn.cursor(db=self._outbox).putmulti([(k, b"") for k in id_keys])
                 persist = self._map_to_persist
                 if persist is not None:
                     kept = txn.get(MAP_SIZE_KEY, db=self._meta)
@@ -619,6 +631,53 @@ class Store:
                 for key, delta in deltas:
                     old = txn.get(key, db=self._spend)
                     txn.put(key, merge(None if old is None else bytes(old), delta), db=self._spend)
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                raise _MapFull from None
+            except BaseException:
+                txn.abort()
+                raise
+
+    # --------------------------------------------------------------- outbox --
+
+    def outbox_peek(self, limit: int) -> tuple[OutboxPage, int]:
+        """The oldest ``limit`` outbox entries, in id order, each with its event
+        (None: retention dropped it since), and how many entries there are.
+        On the loop: one read transaction."""
+        found: OutboxPage = []
+        with self._begin_read() as txn:
+            length: int = txn.stat(self._outbox)["entries"]
+            for id_key in txn.cursor(db=self._outbox).iternext(keys=True, values=False):
+                if len(found) == limit:
+                    break
+                value = txn.get(id_key, db=self._events)
+                event = None if value is None else _decode(bytes(id_key), value)
+                found.append((int.from_bytes(id_key, "big"), event))
+        return found, length
+
+    async def outbox_done(self, ids: Ids) -> None:
+        """Remove acknowledged ids from the outbox in one synced transaction, on
+        the writer's thread token (never at the same time as a commit)."""
+        while True:
+            try:
+                await trio.to_thread.run_sync(self._outbox_delete, ids, limiter=self._thread)
+            except _MapFull:
+                self._grow_map()
+            except _MapResized:
+                self._adopt_map_size()
+            else:
+                return
+
+    def _outbox_delete(self, ids: Ids) -> None:
+        with self._txn_lock:
+            try:
+                txn = self._env.begin(write=True)
+            except lmdb.MapResizedError:
+                raise _MapResized from None
+            try:
+                for event_id in ids:
+                    txn.delete(id_bytes(event_id), db=self._outbox)
                 txn.commit()
             except lmdb.MapFullError:
                 txn.abort()

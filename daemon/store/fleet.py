@@ -1,0 +1,383 @@
+"""The fleet: hosts share one cache on a Redis-protocol server (docs/fleet.md).
+
+LMDB stays each host's durable store; the fleet is a second copy that every
+host reads through. Per cache key the server holds, under one hash tag (so a
+Cluster keeps them on one shard):
+
+    ctxd:{<tag>}:best     hash: rank, ts, event  -- only ever raised (rank, then ts)
+    ctxd:{<tag>}:hist     list: the key's events, newest first, at most
+                          ``fleet.max_events_per_key``
+    ctxd:{<tag>}:origins  hash: host -> highest event id of that host applied
+
+Publish: the store puts every event's id in its ``outbox`` sub-database in
+the event's own transaction; ``Fleet.run`` sends the outbox in id order, a
+batch per round trip, through one Lua script that applies an event only if
+its id is above its host's mark for the key (so a resend after a crash or a
+lost reply is a no-op: idempotent by origin) and raises the best record only
+for a higher rank, or the same rank and a later time. An id leaves the outbox
+only once the server answered for it. A request never waits for any of this.
+
+Read through: ``read_through`` asks for the key's best record once, under
+``fleet.timeout``; a record better than the local best is stored locally with
+``provenance.origin`` and served from there. An event that came from the fleet
+is never published again.
+
+coredis's costs (measured, docs/fleet.md): a command is ~0.2 ms over a Unix
+socket on trio, four times redis-py's sync client, because each one crosses
+three tasks (caller, the connection's writer, its reader); a pipeline of 100
+costs ~18 µs a command. So the outbox goes out in pipelines, and the hot path
+(a read-through) is one command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import unquote, urlsplit
+
+import coredis
+import msgspec
+import trio
+from coredis.retry import NoRetryPolicy
+
+from daemon.models import CacheKey, Event, FleetStatus, JsonObject, Origin, Provenance
+
+if TYPE_CHECKING:
+    from daemon.config import FleetConfig
+    from daemon.store.lmdb import RankOf, Store
+
+logger = logging.getLogger(__name__)
+
+PING_EVERY: Final = 5.0  # seconds between two round-trip probes
+BACKOFF_FIRST: Final = 0.05  # seconds before the first retry of a failed publish
+BACKOFF_MAX: Final = 2.0
+PUBLISH_WAIT_MIN: Final = 1.0  # seconds a publish round may take, at least
+
+# KEYS: best, hist, origins. ARGV: host, event id, rank, ts, event, max events.
+# Returns 0: already applied (a resend), 1: kept in the history, 2: also the
+# new best record.
+PUBLISH_LUA: Final = """
+local mark = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+local id = tonumber(ARGV[2])
+if id <= mark then return 0 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[5])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+local cur = redis.call('HMGET', KEYS[1], 'rank', 'ts')
+local rank, ts = tonumber(ARGV[3]), tonumber(ARGV[4])
+if cur[1] then
+  local r, t = tonumber(cur[1]), tonumber(cur[2])
+  if rank < r or (rank == r and ts <= t) then return 1 end
+end
+redis.call('HSET', KEYS[1], 'rank', ARGV[3], 'ts', ARGV[4], 'event', ARGV[5])
+return 2
+"""
+
+State = Literal["connecting", "connected", "disconnected"]
+
+
+class FleetEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as the server holds it: the local schema plus its origin."""
+
+    session_id: str
+    category: str
+    resource: str
+    scene: str
+    ts: float
+    strategy: str
+    model: str
+    payload: JsonObject
+    provenance: Provenance | None
+    origin: Origin
+
+
+_ENCODE: Final = msgspec.json.Encoder()
+_DECODE: Final = msgspec.json.Decoder(FleetEvent)
+
+
+def key_tag(session_id: str, category: str, resource: str, scene: str) -> str:
+    """The hash tag of a cache key: every record of the key shares it."""
+    fields = msgspec.msgpack.encode([session_id, category, resource, scene])
+    return hashlib.sha256(fields).hexdigest()[:32]
+
+
+def record_keys(tag: str) -> tuple[str, str, str]:
+    return f"ctxd:{{{tag}}}:best", f"ctxd:{{{tag}}}:hist", f"ctxd:{{{tag}}}:origins"
+
+
+def make_client(config: FleetConfig) -> coredis.Redis[bytes] | coredis.RedisCluster[bytes]:
+    """The coredis client ``config`` names. No retries of its own: the
+    outbox retries publishing, and a read-through is asked once."""
+    common: dict[str, Any] = {
+        "password": config.password(),
+        "stream_timeout": max(config.timeout * 4, PUBLISH_WAIT_MIN),
+        "connect_timeout": max(config.timeout * 4, PUBLISH_WAIT_MIN),
+        "retry_policy": NoRetryPolicy(),
+    }
+    if config.cluster_nodes is not None:
+        nodes = []
+        for node in config.cluster_nodes:
+            host, _, port = node.rpartition(":")
+            nodes.append(coredis.typing.Node(host=host, port=int(port)))
+        return coredis.RedisCluster(startup_nodes=nodes, **common)
+    assert config.url is not None
+    url = urlsplit(config.url)
+    if url.scheme == "unix":
+        name = f"ctxd:{config.host_id}"
+        return coredis.Redis(unix_socket_path=unquote(url.path), client_name=name, **common)
+    db = int(url.path.strip("/") or "0")
+    tls: dict[str, Any] = {}
+    if url.scheme == "rediss":
+        tls = {"ssl": True, "ssl_cert_reqs": "required", "ssl_ca_certs": config.ca_file}
+    return coredis.Redis(
+        host=url.hostname,
+        port=url.port or 6379,
+        db=db,
+        client_name=f"ctxd:{config.host_id}",
+        **common,
+        **tls,
+    )
+
+
+class Fleet:
+    """One host's side of the fleet: the publisher of the store's outbox, the
+    read-through, the connection's health, and ``status.fleet``."""
+
+    def __init__(self, config: FleetConfig, store: Store, rank_of: RankOf) -> None:
+        self.config = config
+        self.host = config.host_id
+        self.store = store
+        self._rank_of = rank_of
+        self.client = make_client(config)
+        self._publish = self.client.register_script(PUBLISH_LUA)
+        store.outbox_on = True  # from the first commit on, before anything is served
+        self.state: State = "connecting"
+        self.rtt_ms: float | None = None
+        self.published = 0
+        self.duplicates = 0
+        self.publish_errors = 0
+        self.hits = 0
+        self.lookups = 0
+        self.lookup_errors = 0
+        self.running = False
+
+    @property
+    def server(self) -> str:
+        """Where the server is, without credentials (the config refuses them)."""
+        if self.config.cluster_nodes is not None:
+            return "cluster " + ",".join(self.config.cluster_nodes)
+        assert self.config.url is not None
+        return self.config.url
+
+    # ------------------------------------------------------------ lifecycle --
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Publish the outbox and watch the connection until cancelled. The
+        client's connections live in this task; a server that is down or slow
+        never ends it (each failure is counted and retried)."""
+        async with self.client:
+            self.running = True
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._publisher)
+                    nursery.start_soon(self._pinger)
+                    task_status.started()
+            finally:
+                self.running = False
+
+    def _up(self) -> None:
+        if self.state != "connected":
+            if self.state == "disconnected":
+                logger.info("Fleet server %s is reachable again", self.server)
+            self.state = "connected"
+
+    def _down(self, exc: BaseException) -> None:
+        if self.state != "disconnected":
+            logger.warning(
+                "Fleet server %s unreachable (%s: %s); serving from this host alone, "
+                "events wait in the outbox",
+                self.server,
+                type(exc).__name__,
+                exc,
+            )
+            self.state = "disconnected"
+
+    async def _pinger(self) -> None:
+        """A PING every ``PING_EVERY`` s: the round trip in ``status``, and the
+        connection's state (one WARNING when lost, one INFO when back)."""
+        while True:
+            await self.probe()
+            await trio.sleep(PING_EVERY)
+
+    async def probe(self) -> bool:
+        """One PING: the round trip and the connection's state; never raises
+        but Cancelled. A server back wakes the publisher."""
+        started = time.perf_counter()
+        try:
+            with trio.fail_after(max(self.config.timeout * 4, PUBLISH_WAIT_MIN)):
+                await self.client.ping()
+        except Exception as exc:
+            self._down(exc)
+            return False
+        self.rtt_ms = round((time.perf_counter() - started) * 1000, 3)
+        self._up()
+        self.store.outbox_wake.set()  # a reconnect may have outbox to send
+        return True
+
+    # ------------------------------------------------------------ publishing --
+
+    async def _publisher(self) -> None:
+        """Send the outbox, oldest first, until cancelled; after a failure,
+        retry with a capped exponential backoff (the events stay put)."""
+        backoff = BACKOFF_FIRST
+        while True:
+            self.store.outbox_wake = trio.Event()
+            try:
+                sent = await self.publish_round()
+            except Exception as exc:
+                self.publish_errors += 1
+                self._down(exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_FIRST
+            if not sent:
+                await self.store.outbox_wake.wait()
+
+    async def publish_round(self) -> int:
+        """Send one batch of the outbox and drop it from there once the server
+        answered; returns how many ids it took (0: the outbox is empty).
+        Raises whatever the server or the client raised (nothing dropped)."""
+        page, _ = self.store.outbox_peek(self.config.publish_batch)
+        if not page:
+            return 0
+        sends: list[tuple[int, Event]] = []
+        for event_id, event in page:
+            # Gone (retention dropped it before it went out), or it came from
+            # the fleet: nothing to send.
+            if event is not None and (event.provenance is None or event.provenance.origin is None):
+                sends.append((event_id, event))
+        if sends:
+            with trio.fail_after(max(self.config.timeout * 4, PUBLISH_WAIT_MIN)):
+                results = await self._send(sends)
+            self._up()
+            for result in results:
+                if result == 0:
+                    self.duplicates += 1
+                else:
+                    self.published += 1
+        await self.store.outbox_done([event_id for event_id, _ in page])
+        return len(page)
+
+    async def _send(self, sends: list[tuple[int, Event]]) -> list[int]:
+        calls: list[Awaitable[Any]] = []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for event_id, event in sends:
+                record = FleetEvent(
+                    session_id=event.session_id,
+                    category=event.category,
+                    resource=event.resource,
+                    scene=event.scene,
+                    ts=event.ts,
+                    strategy=event.strategy,
+                    model=event.model,
+                    payload=event.payload,
+                    provenance=event.provenance,
+                    origin=Origin(host=self.host, event_id=event_id),
+                )
+                tag = key_tag(event.session_id, event.category, event.resource, event.scene)
+                calls.append(
+                    self._publish(
+                        keys=record_keys(tag),
+                        args=(
+                            self.host,
+                            event_id,
+                            self._rank_of(event.strategy),
+                            repr(event.ts),
+                            _ENCODE.encode(record),
+                            self.config.max_events_per_key,
+                        ),
+                        client=pipe,
+                    )
+                )
+        return [int(await call) for call in calls]
+
+    # ---------------------------------------------------------- read-through --
+
+    async def fetch_best(self, key: CacheKey) -> FleetEvent | None:
+        """The key's best record on the server; raises on any failure."""
+        best, _, _ = record_keys(key_tag(key.session_id, key.category, key.resource, key.scene))
+        raw = await self.client.hget(best, "event")
+        if raw is None:
+            return None
+        record = _DECODE.decode(raw)
+        if (record.session_id, record.category, record.resource, record.scene) != (
+            key.session_id,
+            key.category,
+            key.resource,
+            key.scene,
+        ):
+            return None  # a tag collision: not this key's record
+        return record
+
+    async def read_through(self, key: CacheKey, local_rank: float, top_rank: int) -> bool:
+        """Before racing: when the local best (``local_rank``, -inf for none)
+        is below ``top_rank``, ask the server once, under ``fleet.timeout``,
+        for a better record; store it locally (with its origin) and return
+        True when there is one. Any failure or timeout returns False (the
+        host races alone) and is counted; it never raises but Cancelled."""
+        if local_rank >= top_rank or self.state == "disconnected":
+            return False
+        self.lookups += 1
+        try:
+            with trio.fail_after(self.config.timeout):
+                record = await self.fetch_best(key)
+        except Exception as exc:
+            self.lookup_errors += 1
+            if isinstance(exc, msgspec.DecodeError):
+                logger.warning("Fleet record of this key is not an event: %s", exc)
+            else:
+                self._down(exc)
+            return False
+        if record is None or record.origin.host == self.host:
+            return False
+        rank = self._rank_of(record.strategy)
+        if rank <= local_rank or math.isinf(rank):
+            return False
+        provenance = record.provenance or Provenance()
+        await self.store.append(
+            key.session_id,
+            key.category,
+            key.resource,
+            key.scene,
+            record.payload,
+            msgspec.structs.replace(provenance, origin=record.origin),
+        )
+        self.hits += 1
+        return True
+
+    # ---------------------------------------------------------------- status --
+
+    def status(self) -> FleetStatus:
+        page, length = self.store.outbox_peek(1)
+        age = None
+        if page and page[0][1] is not None:
+            age = round(max(0.0, time.time() - page[0][1].ts), 3)
+        return FleetStatus(
+            host_id=self.host,
+            server=self.server,
+            state=self.state,
+            rtt_ms=self.rtt_ms,
+            outbox=length,
+            outbox_age_s=age,
+            published=self.published,
+            duplicates=self.duplicates,
+            publish_errors=self.publish_errors,
+            hits=self.hits,
+            lookups=self.lookups,
+            lookup_errors=self.lookup_errors,
+        )

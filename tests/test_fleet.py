@@ -1,0 +1,362 @@
+"""The fleet backend (daemon/store/fleet.py) against a real redis-server:
+publish after the local commit through a durable outbox, the best record
+only raised, idempotent by origin, read-through, bounded waits."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import coredis
+import msgspec
+import pytest
+import trio
+
+from daemon.config import Config
+from daemon.models import CacheKey, Provenance
+from daemon.store import Store
+from daemon.store.fleet import Fleet, FleetEvent, key_tag, record_keys
+from tests.redis_servers import RedisServer, redis_cluster, redis_server
+
+# coredis 6.9 leaves a dead connection's anyio memory streams to the garbage
+# collector, which warns (ResourceWarning); the objects are freed. Only that
+# warning is let through here, and gc runs after each test so it lands here.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function MemoryObject:pytest.PytestUnraisableExceptionWarning"
+)
+
+KEY = CacheKey("conv-1", "context_analysis", "sha256:aa", "")
+RANKS = {"local": 0, "multimodal": 1, "premium": 2}
+
+
+def rank_of(name: str) -> int:
+    return RANKS.get(name, -1)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with redis_server() as s:
+        yield s
+
+
+HostFactory = Callable[..., Fleet]
+
+
+@pytest.fixture
+def host(make_config: Any, short_tmp: Any) -> Iterator[HostFactory]:
+    """A host: its own LMDB store and a Fleet on the given server."""
+    stores: list[Store] = []
+
+    def make(name: str, fleet: dict[str, Any], **extra: Any) -> Fleet:
+        (short_tmp / name).mkdir()
+        config: Config = make_config(
+            store={"path": str(short_tmp / name / "store")},
+            fleet={"host_id": name, "timeout": 0.5, **fleet, **extra},
+        )
+        assert config.fleet is not None
+        store = Store.open(config.store, rank_of)
+        stores.append(store)
+        return Fleet(config.fleet, store, rank_of)
+
+    yield make
+    for store in stores:
+        store.close()
+    gc.collect()
+
+
+async def store_result(fleet: Fleet, strategy: str, key: CacheKey = KEY, text: str = "hi") -> int:
+    """What the race does with an accepted result: one local append."""
+    payload = {"_strategy": strategy, "_model": f"{strategy}-model", "text": text}
+    return await fleet.store.append(
+        key.session_id, key.category, key.resource, key.scene, payload, Provenance(race_id="r1")
+    )
+
+
+async def run_writer(nursery: trio.Nursery, *fleets: Fleet) -> None:
+    for fleet in fleets:
+        await nursery.start(fleet.store.run_writer)
+
+
+def server_records(server: RedisServer, key: CacheKey = KEY) -> tuple[dict[str, str], list[str]]:
+    best, hist, _ = record_keys(key_tag(key.session_id, key.category, key.resource, key.scene))
+    fields = server.cli("--no-raw", "hgetall", best).splitlines()
+    lines = server.cli("lrange", hist, "0", "-1").splitlines()
+    pairs = dict(zip(fields[::2], fields[1::2], strict=True))
+    return {k.split(") ", 1)[1].strip('"'): v.split(") ", 1)[1] for k, v in pairs.items()}, lines
+
+
+def decoded_history(server: RedisServer, key: CacheKey = KEY) -> list[FleetEvent]:
+    _, lines = server_records(server, key)
+    return [msgspec.json.decode(line, type=FleetEvent) for line in lines]
+
+
+async def test_an_event_is_published_after_its_commit_with_its_origin(
+    server: RedisServer, host: HostFactory
+) -> None:
+    a = host("host-a", {"url": server.url})
+    async with a.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a)
+        event_id = await store_result(a, "premium")
+        assert a.store.outbox_peek(10)[1] == 1  # in the outbox with the event's own commit
+        assert await a.publish_round() == 1
+        assert a.store.outbox_peek(10) == ([], 0)
+        nursery.cancel_scope.cancel()
+    (record,) = decoded_history(server)
+    assert (record.origin.host, record.origin.event_id) == ("host-a", event_id)
+    assert (record.strategy, record.model) == ("premium", "premium-model")
+    assert record.provenance is not None
+    assert record.provenance.race_id == "r1"
+    assert msgspec.json.decode(record.payload)["text"] == "hi"
+    best, _ = server_records(server)
+    assert best["rank"] == '"2"'
+    assert a.published == 1
+
+
+async def test_the_best_record_is_only_ever_raised(server: RedisServer, host: HostFactory) -> None:
+    a = host("host-a", {"url": server.url})
+    b = host("host-b", {"url": server.url})
+    async with a.client, b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b)
+        await store_result(a, "premium", text="premium answer")
+        await a.publish_round()
+        # A later, lower-ranked result from another host: history only.
+        await store_result(b, "local", text="ocr answer")
+        await b.publish_round()
+        best = await a.fetch_best(KEY)
+        assert best is not None
+        assert best.strategy == "premium"
+        # The same rank, later: it replaces the record (rank, then time).
+        later = await store_result(b, "premium", text="newer premium")
+        await b.publish_round()
+        best = await a.fetch_best(KEY)
+        assert best is not None
+        assert (best.origin.host, best.origin.event_id) == ("host-b", later)
+        nursery.cancel_scope.cancel()
+    assert [e.strategy for e in decoded_history(server)] == ["premium", "local", "premium"]
+
+
+async def test_a_resend_is_applied_once(server: RedisServer, host: HostFactory) -> None:
+    """The server applied a batch but the host never heard (crash, lost
+    reply): the ids are still in the outbox, and sending them again is a
+    no-op on the server."""
+    a = host("host-a", {"url": server.url})
+    async with a.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a)
+        await store_result(a, "local")
+        await store_result(a, "premium")
+        real_done = a.store.outbox_done
+
+        async def lost(ids: list[int]) -> None:
+            raise OSError("crashed before dropping the ids")
+
+        a.store.outbox_done = lost  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="crashed"):
+            await a.publish_round()
+        a.store.outbox_done = real_done  # type: ignore[method-assign]
+        assert a.store.outbox_peek(10)[1] == 2
+        assert await a.publish_round() == 2
+        nursery.cancel_scope.cancel()
+    assert [e.strategy for e in decoded_history(server)] == ["premium", "local"]
+    assert (a.published, a.duplicates) == (2, 2)
+
+
+async def test_server_down_the_outbox_keeps_the_events_in_order_until_it_is_back(
+    server: RedisServer, host: HostFactory
+) -> None:
+    a = host("host-a", {"url": server.url})
+    async with a.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a)
+        server.stop()
+        ids = [await store_result(a, s) for s in ("local", "multimodal", "premium")]
+        with pytest.raises(coredis.exceptions.ConnectionError):
+            await a.publish_round()
+        assert [i for i, _ in a.store.outbox_peek(10)[0]] == ids
+        server.start()
+        assert await a.publish_round() == 3
+        assert a.store.outbox_peek(10)[1] == 0
+        nursery.cancel_scope.cancel()
+    history = decoded_history(server)
+    assert [e.origin.event_id for e in history] == ids[::-1]  # newest first, each once
+
+
+async def test_the_outbox_survives_a_restart(
+    server: RedisServer, host: HostFactory, make_config: Any, short_tmp: Any
+) -> None:
+    a = host("host-a", {"url": server.url})
+    async with trio.open_nursery() as nursery:
+        await run_writer(nursery, a)
+        event_id = await store_result(a, "premium")
+        nursery.cancel_scope.cancel()
+    a.store.close()  # the daemon stops (or dies) before publishing
+    config = make_config(
+        store={"path": str(short_tmp / "host-a" / "store")},
+        fleet={"host_id": "host-a", "url": server.url},
+    )
+    store = Store.open(config.store, rank_of)
+    try:
+        again = Fleet(config.fleet, store, rank_of)
+        async with again.client:
+            assert await again.publish_round() == 1
+    finally:
+        store.close()
+    assert [e.origin.event_id for e in decoded_history(server)] == [event_id]
+
+
+async def test_without_a_fleet_nothing_goes_to_the_outbox(
+    make_config: Any, open_store: Any
+) -> None:
+    store = open_store(make_config())
+    assert not store.outbox_on
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run_writer)
+        await store.append("s", "c", "r", "", {})
+        nursery.cancel_scope.cancel()
+    assert store.outbox_peek(10) == ([], 0)
+
+
+async def test_read_through_stores_a_better_record_locally_with_its_origin(
+    server: RedisServer, host: HostFactory
+) -> None:
+    a = host("host-a", {"url": server.url})
+    b = host("host-b", {"url": server.url})
+    async with a.client, b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b)
+        made = await store_result(a, "premium", text="from A")
+        await a.publish_round()
+        assert await b.read_through(KEY, -math.inf, top_rank=2)
+        local = b.store.best(KEY.session_id, KEY.category, KEY.resource, KEY.scene)
+        assert local is not None
+        assert local.strategy == "premium"
+        assert local.provenance is not None
+        assert local.provenance.origin is not None
+        assert (local.provenance.origin.host, local.provenance.origin.event_id) == ("host-a", made)
+        assert msgspec.json.decode(local.payload)["text"] == "from A"
+        # The next request finds it locally: the server is not asked again.
+        assert not await b.read_through(KEY, rank_of(local.strategy), top_rank=2)
+        assert (b.lookups, b.hits) == (1, 1)
+        # B stored it, but never publishes what came from the fleet.
+        assert b.store.outbox_peek(10)[1] == 1
+        assert await b.publish_round() == 1
+        assert b.published == 0
+        nursery.cancel_scope.cancel()
+    assert len(decoded_history(server)) == 1
+
+
+async def test_read_through_ignores_a_record_no_better_than_the_local_one(
+    server: RedisServer, host: HostFactory
+) -> None:
+    a = host("host-a", {"url": server.url})
+    b = host("host-b", {"url": server.url})
+    async with a.client, b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b)
+        await store_result(a, "multimodal")
+        await a.publish_round()
+        await store_result(b, "multimodal")
+        assert not await b.read_through(KEY, rank_of("multimodal"), top_rank=2)
+        assert not await b.read_through(CacheKey("other", "c", "r"), -math.inf, top_rank=2)
+        assert b.hits == 0
+        nursery.cancel_scope.cancel()
+
+
+async def fake_server(
+    nursery: trio.Nursery, reply: bytes | None
+) -> tuple[int, list[trio.SocketStream]]:
+    """A TCP server on 127.0.0.1 that reads and then says ``reply`` to
+    everything (None: never answers)."""
+    accepted: list[trio.SocketStream] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        while await stream.receive_some(65536):
+            if reply is not None:
+                await stream.send_all(reply)
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    port: int = listeners[0].socket.getsockname()[1]
+    return port, accepted
+
+
+@pytest.mark.parametrize("reply", [None, b"%%%garbage\r\n"], ids=["silent", "garbage"])
+async def test_a_silent_or_garbage_server_costs_a_bounded_wait(
+    host: HostFactory, reply: bytes | None
+) -> None:
+    async with trio.open_nursery() as outer:
+        port, accepted = await fake_server(outer, reply)
+        b = host("host-b", {"url": f"redis://127.0.0.1:{port}", "timeout": 0.2})
+        async with b.client, trio.open_nursery() as nursery:
+            await run_writer(nursery, b)
+            with trio.fail_after(10):  # a safety bound: the wait is fleet.timeout
+                assert not await b.read_through(KEY, -math.inf, top_rank=2)
+            assert (b.lookups, b.lookup_errors, b.state) == (1, 1, "disconnected")
+            # Known down: the next requests do not wait at all.
+            assert not await b.read_through(KEY, -math.inf, top_rank=2)
+            assert b.lookups == 1
+            await store_result(b, "local")  # the host serves from its own store
+            with trio.fail_after(10), pytest.raises(Exception):  # noqa: B017, PT011
+                await b.publish_round()
+            assert b.store.outbox_peek(10)[1] == 1
+            nursery.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+    assert accepted  # it did talk to the fake
+
+
+async def test_status_reports_the_fleet_without_secrets(
+    server: RedisServer, host: HostFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.cli("config", "set", "requirepass", "fleet-pass-123")
+    monkeypatch.setenv("CTXD_TEST_FLEET_PW", "fleet-pass-123")
+    a = host("host-a", {"url": server.url, "password_env": "CTXD_TEST_FLEET_PW"})
+    async with a.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a)
+        await store_result(a, "premium")
+        assert a.status().outbox == 1
+        await a.publish_round()
+        assert await a.probe()
+        status = a.status()
+        nursery.cancel_scope.cancel()
+    assert (status.state, status.host_id, status.outbox, status.published) == (
+        "connected",
+        "host-a",
+        0,
+        1,
+    )
+    assert status.rtt_ms is not None
+    assert status.rtt_ms > 0
+    assert "fleet-pass-123" not in msgspec.json.encode(status).decode()
+
+
+async def test_publish_and_read_through_on_a_three_master_cluster(host: HostFactory) -> None:
+    with redis_cluster(3) as nodes:
+        seeds = [f"127.0.0.1:{n.port}" for n in nodes]
+        a = host("host-a", {"cluster_nodes": seeds})
+        b = host("host-b", {"cluster_nodes": seeds})
+        keys = [CacheKey(f"conv-{i}", "context_analysis", f"sha256:{i:02x}") for i in range(12)]
+        async with a.client, b.client, trio.open_nursery() as nursery:
+            await run_writer(nursery, a, b)
+            for key in keys:
+                await store_result(a, "premium", key, text=key.session_id)
+            assert await a.publish_round() == len(keys)
+            for key in keys:
+                assert await b.read_through(key, -math.inf, top_rank=2)
+                local = b.store.best(key.session_id, key.category, key.resource, key.scene)
+                assert local is not None
+                assert msgspec.json.decode(local.payload)["text"] == key.session_id
+            nursery.cancel_scope.cancel()
+        # The keys spread over the shards, each key's records on one of them.
+        holders = set()
+        for key in keys:
+            best, hist, origins = record_keys(
+                key_tag(key.session_id, key.category, key.resource, key.scene)
+            )
+            where = {
+                i
+                for i, n in enumerate(nodes)
+                for k in (best, hist, origins)
+                if n.cli("exists", k).strip() == "1"
+            }
+            assert len(where) == 1
+            holders |= where
+        assert len(holders) > 1
