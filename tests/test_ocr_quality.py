@@ -27,7 +27,11 @@ MAX_CER = 0.002
 
 
 async def test_quality_on_the_synthetic_screenshots() -> None:
-    strategy = StrategyConfig(name="local", kind="local_ocr", rank=0, timeout=60, workers=2)
+    # Every screenshot at once: a queue and a timeout that hold them all (the
+    # timeout covers the wait for a worker; past max_queue a job is refused).
+    strategy = StrategyConfig(
+        name="local", kind="local_ocr", rank=0, timeout=600, workers=2, max_queue=100
+    )
     engine = LocalOcr(strategy)
     score = Score()
     data = cases()
