@@ -375,6 +375,43 @@ def _pill(bubble: Bubble, width: int, typical: float) -> bool:
     return bool(typical) and heights[len(heights) // 2] < 0.9 * typical
 
 
+def _cut(image: Image, box: Box) -> bool:
+    """A bubble the header or the input bar cuts: its top (or bottom) row is
+    in the colour of its middle right up to both corners; a whole bubble's
+    corners are round (a tail squares one corner, not two). A run of 2 dp
+    at each corner, so that a wallpaper's stroke that touches one does not count."""
+    x1, y1, x2, y2 = box
+    run = max(2, round(2 * image.shape[1] / 360))
+    if x2 - x1 < 4 * run or y2 - y1 < 8:
+        return False
+    cx = (x1 + x2) // 2
+    for y in (y1 + 1, y2 - 2):  # a row inside the anti-aliased edge
+        middle = np.array(_pixel(image, cx, y), np.int32)
+        row = image[y].astype(np.int32)
+        ends = np.concatenate([row[x1 : x1 + run], row[x2 - run : x2]])
+        if int(np.abs(ends - middle).max()) <= 12:
+            return True
+    return False
+
+
+def _inside(image: Image, box: Box, paper: RGB) -> bool:
+    """A region inside another one, not on the chat's background: above it
+    and to one side of it, one colour that is not the paper (a quote whose
+    bubble a bar hides)."""
+    height, width = image.shape[:2]
+    gap = max(2, round(2 * width / 360))
+    x, y = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+    if box[1] - gap < 0:
+        return False
+    above = _pixel(image, x, box[1] - gap)
+    if not _differs(above, paper, 16):
+        return False
+    sides = [(box[0] - gap, y), (box[2] + gap, y)]
+    return any(
+        0 <= sx < width and not _differs(_pixel(image, sx, sy), above, 8) for sx, sy in sides
+    )
+
+
 def _ink(image: Image, box: Box, paper: RGB) -> RGB:
     """The colour of the text in ``box``: the pixels farthest from ``paper``."""
     x1, y1, x2, y2 = box
@@ -398,19 +435,27 @@ def _differs(a: RGB, b: RGB, tolerance: int) -> bool:
 # --- pictures -----------------------------------------------------------------------------
 
 
-def _blobs(image: Image, top: int, bottom: int) -> list[tuple[Box, float]]:
+def _paper(image: Image, top: int, bottom: int) -> RGB:
+    """The chat's background: the most common colour at its two edges."""
+    width = image.shape[1]
+    band = image[max(0, top) : max(top + 1, bottom)]
+    edges = np.concatenate([band[:, 1], band[:, width - 2]]) // 8
+    values, counts = np.unique(edges, axis=0, return_counts=True)
+    r, g, b = (int(v) * 8 + 4 for v in values[counts.argmax()])
+    return (r, g, b)
+
+
+def _blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[tuple[Box, float]]:
     """Regions of the chat that are not wallpaper, thin strokes (text,
-    doodles) removed: (box, share of the box in its most common colour)."""
+    doodles) removed, and not cut by the band's ends: (box, share of the box
+    in its most common colour)."""
     height, width = image.shape[:2]
     top, bottom = max(0, top), min(height, bottom)
     if bottom - top < 8:
         return []
     dp = width / 360
     band = image[top:bottom]
-    edges = np.concatenate([band[:, 1], band[:, width - 2]]) // 8
-    values, counts = np.unique(edges, axis=0, return_counts=True)
-    paper = values[counts.argmax()].astype(np.int32) * 8 + 4
-    mask = (np.abs(band.astype(np.int32) - paper).max(axis=2) > 14).astype(np.uint8)
+    mask = (np.abs(band.astype(np.int32) - np.array(paper)).max(axis=2) > 14).astype(np.uint8)
     k = max(3, round(3 * dp) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
@@ -419,6 +464,8 @@ def _blobs(image: Image, top: int, bottom: int) -> list[tuple[Box, float]]:
         x, y, w, h, area = (int(v) for v in stats[i])
         if w < 36 * dp or h < 24 * dp or w >= 0.9 * width or area < 0.5 * w * h:
             continue
+        if y <= 1 or y + h >= bottom - top - 1:
+            continue  # cut by a bar: not sure what it is
         patch = band[y : y + h, x : x + w].reshape(-1, 3) // 16
         _, shares = np.unique(patch, axis=0, return_counts=True)
         out.append(((x, y + top, x + w, y + h + top), float(shares.max() / shares.sum())))
@@ -570,10 +617,21 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     messages = [
         b for b in found if b.parent is None and not _pill(b, width, typical) and not _avatar(b, dp)
     ]
+    paper = _paper(image, round(TOP_BAND_DP * dp), round(frame.bottom))
+    pictured = {id(b) for b in messages if all(ocr_text.is_time(ln.text) for ln in b.lines)}
+    inside = [  # a cut bubble's quote (a picture's time overlay is read below)
+        b for b in messages if id(b) not in pictured and _inside(image, b.box, paper)
+    ]
+    dropped += sum(len(b.lines) for b in inside)
+    messages = [b for b in messages if b not in inside]
+    cut = [b for b in messages if id(b) not in pictured and _cut(image, b.box)]
+    dropped += sum(len(b.lines) for b in cut)
+    dropped += sum(len(q.lines) for b in cut for q in found if q.parent is b)
+    messages = [b for b in messages if b not in cut]
     quotes = {id(b): [q for q in found if q.parent is b] for b in messages}
     # The header: loose lines above the first bubble (or the top band).
     first = min((b.box[1] for b in messages), default=height)
-    limit = min(first, HEADER_MAX_DP * dp) if messages else TOP_BAND_DP * dp
+    limit = min(first, HEADER_MAX_DP * dp)
     header = [ln for ln in loose if ln.cy < limit]
     loose = [ln for ln in loose if ln.cy >= limit]
     name, counted = _name(header)
@@ -606,7 +664,8 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             bubble.kind, bubble.text = "voice", ""
     # Pictures: a bubble with no text takes its picture's box; pictures
     # with no text at all are bubbles of their own.
-    blobs = _blobs(image, round(limit), round(frame.bottom))
+    chat_top = max([ln.box[3] for ln in header + frame.status] + [0]) + 2 * dp
+    blobs = _blobs(image, round(min(chat_top, limit)), round(frame.bottom), paper)
     for bubble in messages:
         if bubble.text or bubble.kind != "text":
             continue
@@ -638,7 +697,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             and 0 <= b.box[1] - ln.box[3] <= 10 * dp
             and abs(ln.box[0] - b.box[0]) <= 14 * dp
         ]
-        if below and ln.height < 0.9 * typical and not ocr_text.is_time(ln.text):
+        if below and len(ln.text) <= 32 and not ocr_text.is_time(ln.text):
             below[0].sender = ln.text
             continue
         if ocr_text.is_time(ln.text):
