@@ -570,6 +570,7 @@ class AnswerProvenance(TypedDict):
     event_id: int | None
     created_at: float
     latency_ms: float
+    origin: NotRequired[Origin | None]
 
 
 class AppendResult(TypedDict):
@@ -668,6 +669,23 @@ class EventsResult(TypedDict):
     next_before_id: NotRequired[int | None]
 
 
+class FleetStatus(TypedDict):
+    """``status.fleet``: the shared server as this host sees it; never a secret."""
+
+    host_id: str
+    server: str
+    state: Literal["connected", "connecting", "disconnected"]
+    rtt_ms: float | None
+    outbox: int
+    outbox_age_s: float | None
+    published: int
+    duplicates: int
+    publish_errors: int
+    hits: int
+    lookups: int
+    lookup_errors: int
+
+
 class ForbiddenData(TypedDict):
     """``error.data`` of -32004: the peer's credentials (SO_PEERCRED)."""
 
@@ -744,6 +762,13 @@ class MethodNotFoundData(TypedDict):
     method: str
 
 
+class Origin(TypedDict):
+    """The fleet host that made an event, and its id there (docs/fleet.md)."""
+
+    host: str
+    event_id: int
+
+
 class OverloadedData(TypedDict):
     """``error.data`` of -32005: the figures of the limit that was reached."""
 
@@ -774,6 +799,7 @@ class Provenance(TypedDict):
     served_by: NotRequired[str | None]
     cost_usd: NotRequired[float | None]
     cost_source: NotRequired[Literal["price", "provider"] | None]
+    origin: NotRequired[Origin | None]
 
 
 class Quote(TypedDict):
@@ -816,6 +842,7 @@ class StatusResult(TypedDict):
     cache: CacheStatus
     strategies: dict[str, StrategyStatus]
     drain: DrainStatus
+    fleet: NotRequired[FleetStatus | None]
 
 
 class StoreStatus(TypedDict):
