@@ -145,6 +145,16 @@ def format_status(s: dict[str, Any]) -> str:
         f"cache  hits {c['hits']}  misses {c['misses']}  hit rate {rate}  "
         f"coalesced {c['coalesced']}  upgrades {c.get('upgrades', 0)}"
     )
+    f = s.get("fleet")
+    if f:  # docs/fleet.md
+        rtt = "-" if f["rtt_ms"] is None else f"{f['rtt_ms']:.2f} ms"
+        age = "" if f["outbox_age_s"] is None else f" (oldest {_duration(f['outbox_age_s'])})"
+        lines.append(
+            f"fleet  {f['host_id']} on {f['server']}  {f['state']}  rtt {rtt}  "
+            f"outbox {f['outbox']}{age}  published {f['published']}  "
+            f"publish errors {f['publish_errors']}  fleet hits {f['hits']} of "
+            f"{f['lookups']} lookups ({f['lookup_errors']} failed)"
+        )
     header = ["strategy", "model", "rank", "calls", "wins", "invalid", "errors", "timeouts"]
     header += ["cancelled", "p50 ms", "p95 ms", "p99 ms"]
     rows = []

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from daemon.config import Config
     from daemon.providers import ImageInput
     from daemon.stats import Stats
+    from daemon.store.fleet import Fleet
     from daemon.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class RaceManager:
         self._rank_of = config.rank_of()
         self.top_rank = max((s.rank for s in config.strategies), default=0)
         self.image_bytes = 0  # held by the races in ``races``
+        # The fleet's read-through (docs/fleet.md), set by the app; None: alone.
+        self.fleet: Fleet | None = None
         self.strategies = list(config.strategies)  # those races and upgrades start
         self.not_configured: dict[str, str] = {}  # left out (``leave_out``): name -> why
 
@@ -178,6 +181,8 @@ class RaceManager:
         started = trio.current_time()
         floor = -math.inf  # what a result must outrank to be worth more than the cache
         if not refresh:
+            if self.fleet is not None and key not in self.races:  # once, before racing
+                await self.fleet.read_through(key, self._cached_rank(key), self.top_rank)
             cached = self.cached_answer(key, image, wait)
             if cached is not None:
                 return cached
@@ -255,7 +260,12 @@ class RaceManager:
             event_id=event.id,
             created_at=event.ts,
         )
-        return _answer(cached, True, started, pending)
+        answer = _answer(cached, True, started, pending)
+        origin = event.provenance.origin if event.provenance is not None else None
+        if origin is None:
+            return answer
+        provenance = msgspec.structs.replace(answer.provenance, origin=origin)  # another host's
+        return msgspec.structs.replace(answer, provenance=provenance)
 
     def _upgrade(self, key: CacheKey, image: ImageInput, rank: int) -> list[str]:
         """Start the strategies that outrank a cached event, in the background,

@@ -6,6 +6,7 @@ Shape of the running daemon::
     watcher                     _watch_signals: first signal → drain, second → cancel all
     writer                      store.run_writer: stops only after root has ended
                                 spend.run: saves the spend figures, once more at the end
+                                fleet.run: publishes the store's outbox, probes the server
     root
     ├── supervisor.serve        background nursery (work that outlives requests)
     ├── _hold_nursery           the connection handlers' nursery
@@ -56,6 +57,7 @@ from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
 from daemon.spend import Spend
 from daemon.stats import Stats
+from daemon.store.fleet import Fleet
 from daemon.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -96,6 +98,9 @@ class App:
             Stats(config.strategies, ledgers, spend=self.spend),
             local=dict(self.local),
         )
+        # Fleet mode (docs/fleet.md): from here on each commit feeds the outbox.
+        self.fleet = Fleet(config.fleet, store, config.rank_of()) if config.fleet else None
+        self.races.fleet = self.fleet
         self.service = Service(config, self.supervisor, store, self.races)
         self._drain_requested = trio.Event()
         self._root: trio.Nursery | None = None
@@ -208,6 +213,8 @@ class App:
                         # Spend figures: saved a second after each change, and
                         # once more when the writer stops (daemon/spend.py).
                         await writer.start(self.spend.run, self.store)
+                        if self.fleet is not None:  # publishes what the writer commits
+                            await writer.start(self.fleet.run)
                         await self._serve(server, where, bool(activated), task_status)
                         writer.cancel_scope.cancel(reason="every task has ended")
                 finally:

@@ -229,6 +229,7 @@ class Service:
                 if deadline is None
                 else round(max(0.0, deadline - trio.current_time()), 3)
             ),
+            fleet=self.races.fleet.status() if self.races.fleet is not None else None,
         )
 
     def analyze_cached(self, params: AnalyzeParams) -> AnalyzeResult | None:
