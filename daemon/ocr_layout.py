@@ -394,6 +394,17 @@ def _cut(image: Image, box: Box) -> bool:
     return False
 
 
+def _touching(bubble: Bubble, margin: float) -> bool:
+    """Text that touches its bubble's top or bottom: a bar cuts the bubble
+    (a whole one has padding around its text)."""
+    lines = [ln for ln in bubble.lines if ocr_text.split_time(ln.text)[1] is None]
+    if not lines:  # a time and its ticks make a taller box than text does
+        return False
+    top = min(ln.box[1] for ln in lines) - bubble.box[1]
+    bottom = bubble.box[3] - max(ln.box[3] for ln in lines)
+    return min(top, bottom) < margin
+
+
 def _inside(image: Image, box: Box, paper: RGB) -> bool:
     """A region inside another one, not on the chat's background: above it
     and to one side of it, one colour that is not the paper (a quote whose
@@ -458,14 +469,17 @@ def _blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[tuple[Box, f
     mask = (np.abs(band.astype(np.int32) - np.array(paper)).max(axis=2) > 14).astype(np.uint8)
     k = max(3, round(3 * dp) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
     out = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
         if w < 36 * dp or h < 24 * dp or w >= 0.9 * width or area < 0.5 * w * h:
             continue
         if y <= 1 or y + h >= bottom - top - 1:
-            continue  # cut by a bar: not sure what it is
+            continue  # cut by the band's end: not sure what it is
+        ends = labels[[y, y + h - 1], x : x + w] == i
+        if ends.mean(axis=1).max() >= 0.99:
+            continue  # a square top or bottom edge: cut by a bar
         patch = band[y : y + h, x : x + w].reshape(-1, 3) // 16
         _, shares = np.unique(patch, axis=0, return_counts=True)
         out.append(((x, y + top, x + w, y + h + top), float(shares.max() / shares.sum())))
@@ -624,7 +638,11 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     ]
     dropped += sum(len(b.lines) for b in inside)
     messages = [b for b in messages if b not in inside]
-    cut = [b for b in messages if id(b) not in pictured and _cut(image, b.box)]
+    cut = [
+        b
+        for b in messages
+        if id(b) not in pictured and (_cut(image, b.box) or _touching(b, 2 * dp))
+    ]
     dropped += sum(len(b.lines) for b in cut)
     dropped += sum(len(q.lines) for b in cut for q in found if q.parent is b)
     messages = [b for b in messages if b not in cut]
@@ -667,6 +685,12 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     chat_top = max([ln.box[3] for ln in header + frame.status] + [0]) + 2 * dp
     blobs = _blobs(image, round(min(chat_top, limit)), round(frame.bottom), paper)
     for bubble in messages:
+        if bubble.kind == "text" and bubble.time is None and ocr_text.is_time(bubble.text):
+            for box, _ in blobs:  # a lone time on a picture: the picture's time
+                if _overlap(bubble.box, box) > 0.8 and _overlap(box, bubble.box) < 0.6:
+                    bubble.time = ocr_text.split_time(bubble.text)[1]
+                    bubble.text = ""
+                    break
         if bubble.text or bubble.kind != "text":
             continue
         bubble.kind = "sticker"
@@ -693,8 +717,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             b
             for b in messages
             if b.sender is None
-            and b.lines
-            and 0 <= b.box[1] - ln.box[3] <= 10 * dp
+            and -3 * dp <= b.box[1] - ln.box[3] <= 10 * dp
             and abs(ln.box[0] - b.box[0]) <= 14 * dp
         ]
         if below and len(ln.text) <= 32 and not ocr_text.is_time(ln.text):
