@@ -409,7 +409,7 @@ def _inside(image: Image, box: Box, paper: RGB) -> bool:
     """A region inside another one, not on the chat's background: above it
     and to one side of it, one colour that is not the paper (a quote whose
     bubble a bar hides)."""
-    height, width = image.shape[:2]
+    width = image.shape[1]
     gap = max(2, round(2 * width / 360))
     x, y = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
     if box[1] - gap < 0:
@@ -456,10 +456,9 @@ def _paper(image: Image, top: int, bottom: int) -> RGB:
     return (r, g, b)
 
 
-def _blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[tuple[Box, float]]:
+def _blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
     """Regions of the chat that are not wallpaper, thin strokes (text,
-    doodles) removed, and not cut by the band's ends: (box, share of the box
-    in its most common colour)."""
+    doodles) removed, and not cut by a bar."""
     height, width = image.shape[:2]
     top, bottom = max(0, top), min(height, bottom)
     if bottom - top < 8:
@@ -480,10 +479,24 @@ def _blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[tuple[Box, f
         ends = labels[[y, y + h - 1], x : x + w] == i
         if ends.mean(axis=1).max() >= 0.99:
             continue  # a square top or bottom edge: cut by a bar
-        patch = band[y : y + h, x : x + w].reshape(-1, 3) // 16
-        _, shares = np.unique(patch, axis=0, return_counts=True)
-        out.append(((x, y + top, x + w, y + h + top), float(shares.max() / shares.sum())))
+        out.append((x, y + top, x + w, y + h + top))
     return out
+
+
+def _picture(image: Image, box: Box) -> str:
+    """``photo`` or ``sticker``: a photo's content runs to its edges (a jump
+    of colour down the middle half of its side, 5 dp in), an emoji or a sticker sits in a
+    bubble's even padding (a gradient bubble changes, but never jumps)."""
+    inset = max(2, round(5 * image.shape[1] / 360))
+    x1, y1, x2, y2 = box
+    if x2 - x1 <= 2 * inset or y2 - y1 <= 2 * inset:
+        return "sticker"
+    quarter = (y2 - y1) // 4  # the middle half: away from round corners
+    for x in (x1 + inset, x2 - inset - 1):
+        column = image[y1 + quarter : y2 - quarter, x].astype(np.int32)
+        if len(column) > 1 and int(np.abs(np.diff(column, axis=0)).max()) > 30:
+            return "photo"
+    return "sticker"
 
 
 def _overlap(a: Box, b: Box) -> float:
@@ -686,7 +699,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     blobs = _blobs(image, round(min(chat_top, limit)), round(frame.bottom), paper)
     for bubble in messages:
         if bubble.kind == "text" and bubble.time is None and ocr_text.is_time(bubble.text):
-            for box, _ in blobs:  # a lone time on a picture: the picture's time
+            for box in blobs:  # a lone time on a picture: the picture's time
                 if _overlap(bubble.box, box) > 0.8 and _overlap(box, bubble.box) < 0.6:
                     bubble.time = ocr_text.split_time(bubble.text)[1]
                     bubble.text = ""
@@ -694,12 +707,12 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if bubble.text or bubble.kind != "text":
             continue
         bubble.kind = "sticker"
-        for box, share in blobs:
+        for box in blobs:
             if _overlap(bubble.box, box) > 0.8:
                 bubble.box = box if _overlap(box, bubble.box) < 0.75 else bubble.box
-                bubble.kind = "photo" if share < 0.6 else "sticker"
+                bubble.kind = _picture(image, bubble.box)
                 break
-    for box, share in blobs:
+    for box in blobs:
         avatar = max(box[2] - box[0], box[3] - box[1]) <= 50 * dp and (
             box[0] < 14 * dp or box[2] > width - 14 * dp
         )
@@ -709,7 +722,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             continue
         if any(_contains(box, ln.box, slack=0) for ln in loose):
             continue
-        messages.append(Bubble(box=box, kind="photo" if share < 0.6 else "sticker"))
+        messages.append(Bubble(box=box, kind=_picture(image, box)))
     # Around the bubbles: senders above them, times beside them.
     rest: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):

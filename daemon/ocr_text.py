@@ -21,8 +21,7 @@ TRAILING_TIME: Final = re.compile(rf"^(?P<text>.*?)\s*{_TIME}{_TICKS}$", re.S)
 ONLY_TIME: Final = re.compile(rf"^\s*{_TIME}{_TICKS}$")
 # A time anywhere: a timestamp line or a date pill with a time is not a name.
 HAS_TIME: Final = re.compile(r"\d{1,2}[:.]\d{2}")
-# A voice note: its duration ("0:12", "1:05"), or WeChat's seconds (12").
-DURATION: Final = re.compile(r"^[^\w]*(?P<d>\d{1,2}[:.]\d{2})[^\w]*$")
+# A voice note: WeChat's seconds (12").
 SECONDS: Final = re.compile(r"^\s*\d{1,2}\s*(?:[\"”″']{1,2}|'')\s*$")
 # A waveform read as text: dots, bars and the strokes PP-OCR makes of them.
 WAVEFORM: Final = re.compile(r"^[\s·•.。,:;|!lI1川‖⋯…一\-_~=()\[\]]*$")
@@ -80,17 +79,16 @@ def lists_members(text: str) -> bool:
 
 
 def is_voice(text: str) -> bool:
-    """A voice bubble's text once its time is gone: a waveform and a duration."""
+    """A voice bubble's text once its time is gone: a waveform and a
+    duration ("川···川·0:51", "0:07"), or WeChat's seconds (12")."""
     text = text.strip()
     if SECONDS.match(text):
         return True
-    found = False
-    for part in text.split():
-        if DURATION.match(part):
-            found = True
-        elif not WAVEFORM.match(part):
-            return False
-    return found
+    durations = _DURATION_ANYWHERE.findall(text)
+    return len(durations) == 1 and WAVEFORM.match(_DURATION_ANYWHERE.sub("", text)) is not None
+
+
+_DURATION_ANYWHERE: Final = re.compile(r"(?<!\d)\d{1,2}[:.]\d{2}(?!\d)")
 
 
 def is_key(text: str) -> bool:
