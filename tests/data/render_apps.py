@@ -1120,7 +1120,10 @@ class Chat:
             "side": m.side,
             "text": "" if m.kind != "text" else m.text,
             "kind": m.kind,
-            "sender": m.sender if (m.sender and (sender_in or sender_above)) else None,
+            # a name in the bubble is drawn on text bubbles only
+            "sender": m.sender
+            if (m.sender and ((sender_in and m.kind == "text") or sender_above))
+            else None,
             "time": time_text,
             "quote": quote,
         }
