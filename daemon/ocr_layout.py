@@ -549,6 +549,14 @@ def _find_bubbles(image: Image, body: list[Line], dp: float) -> tuple[list[Bubbl
             loose.append(line)
         else:
             home.lines.append(line)
+    still: list[Line] = []
+    for line in loose:  # a line read before the bubble around it was found
+        homes = [b for b in bubbles if _contains(b.box, line.box, slack=2)]
+        if homes:
+            min(homes, key=lambda b: b.area).lines.append(line)
+        else:
+            still.append(line)
+    loose = still
     for bubble in bubbles:  # a box found first (a quote's) inside one found later
         if bubble.parent is None:
             outers = [
@@ -720,9 +728,13 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             continue
         if any(_overlap(box, b.box) > 0.2 or _overlap(b.box, box) > 0.2 for b in messages):
             continue
-        if any(_contains(box, ln.box, slack=0) for ln in loose):
-            continue
-        messages.append(Bubble(box=box, kind=_picture(image, box)))
+        kind = _picture(image, box)
+        held = [ln for ln in loose if _contains(box, ln.box, slack=0)]
+        if held and kind != "photo":
+            continue  # text no fill could follow: read below
+        dropped += len(held)  # what PP-OCR reads in a photo is not a message
+        loose = [ln for ln in loose if ln not in held]
+        messages.append(Bubble(box=box, kind=kind))
     # Around the bubbles: senders above them, times beside them.
     rest: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
@@ -757,6 +769,11 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         and not ocr_text.is_time(ln.text)
         and (not typical or ln.height >= SMALL_PRINT * typical)
     ]
+    # Not sure: one character on the background (an avatar's letter), a
+    # line that runs under the input bar.
+    unsure = [ln for ln in keep if len(ln.text.strip()) < 2 or ln.box[3] > frame.bottom]
+    dropped += len(unsure)
+    keep = [ln for ln in keep if ln not in unsure]
     for bubble in _group_by_gap(keep):
         bubble.text = bubble_text(bubble.lines)
         messages.append(bubble)
