@@ -119,6 +119,10 @@ def main() -> None:
                                 f"{conns} warning/echo p50",
                                 got["warning"].p50_ms / got["echo"].p50_ms,
                             ),
+                            (
+                                f"{conns} info/warning CPU/req",
+                                got["info"].server_us / got["warning"].server_us,
+                            ),
                         ):
                             ratios.setdefault(key, []).append(value)
                 print(f"median (spread) over {args.rounds} rounds:")

@@ -6,6 +6,7 @@
     python3 clients/ctl.py analyze IMAGE --conversation ID [--scene S] [--wait best] [--json]
     python3 clients/ctl.py events CONVERSATION [--limit N] [--before-id ID] [--json]
     python3 clients/ctl.py spend [--json]
+    python3 clients/ctl.py top [--interval SECONDS]
 
 The socket is --socket, else $CTXD_SOCKET, else ``socket.path`` of
 ./config.yaml, else var/ctxd.sock. Exit status of ``status`` and ``health``:
@@ -27,9 +28,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from clients.client import Client, ConnectionClosed, RpcError
+    from clients.top import seconds, top
 else:  # run as a script: client.py sits next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from client import Client, ConnectionClosed, RpcError
+    from top import seconds, top
 
 EXIT_OK, EXIT_NOT_SERVING, EXIT_UNREACHABLE = 0, 1, 2
 EXIT_USAGE = 64  # EX_USAGE of sysexits.h: 2 would read as "unreachable"
@@ -292,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p_events.add_argument("--json", action="store_true")
     p_spend = sub.add_parser("spend", help="usage, USD and budget left by strategy (UTC)")
     p_spend.add_argument("--json", action="store_true")
+    p_top = sub.add_parser("top", help="status live, with rates per second (Ctrl-C quits)")
+    p_top.add_argument("--interval", type=seconds, default=1.0, help="seconds between frames")
     args = parser.parse_args(argv)
 
     path = args.socket or default_socket()
@@ -345,6 +350,8 @@ def run(client: Client, args: argparse.Namespace) -> int:
         status = client.call("status")
         print(json.dumps(status, indent=2) if args.json else format_status(status))
         return EXIT_OK if status["state"] == "serving" else EXIT_NOT_SERVING
+    if args.command == "top":  # clients/top.py
+        return top(client, args.interval)
     if args.command == "spend":
         spend = client.call("spend")
         print(json.dumps(spend, indent=2) if args.json else format_spend(spend))

@@ -28,7 +28,7 @@ import trio
 
 from daemon import __version__
 from daemon.app import App
-from daemon.config import load_config
+from daemon.config import Config, load_config
 from daemon.errors import ConfigError, SchemaError, ServerError, StoreError
 from daemon.logs import setup_logging
 from daemon.store import Store
@@ -108,7 +108,17 @@ def _run(
     if args.check_config:
         print(f"ctxd: {args.config}: ok")
         return EX_OK
-    setup_logging(config.logging.level, config.logging.format, config.secrets())
+    # Lines go out from a writer thread; closing it at the very end writes
+    # every line logged (docs/operations.md, "Logs").
+    with contextlib.closing(
+        setup_logging(
+            config.logging.level, config.logging.format, config.secrets(), background=True
+        )
+    ):
+        return _start(config, early_signals, prepare)
+
+
+def _start(config: Config, early_signals: list[int], prepare: Callable[[App], None] | None) -> int:
     # connections (each with its hang-up watch, an epoll fd) + their
     # rejections, provider pools, LMDB, the log, spare
     wanted = (

@@ -12,7 +12,8 @@ Shape of the running daemon::
     ├── _hold_nursery           the connection handlers' nursery
     ├── server.serve            the accept loop (its own task, so it can stop alone)
     ├── LocalOcr.run            starts the OCR workers of local_ocr strategies, reaps dead idle ones
-    └── check_models            the configured model ids against each provider's list, once
+    ├── check_models            the configured model ids against each provider's list, once
+    └── MetricsServer.serve     GET /metrics on metrics.listen, when configured (to the end)
 
 Drain (first signal, or ``request_drain()``): state ``draining``; the accept
 loop is cancelled (listener closed, no new connections); requests already
@@ -51,6 +52,7 @@ from daemon import __version__, systemd
 from daemon.analysis import RaceManager
 from daemon.errors import ServerError
 from daemon.local_ocr import LocalOcr
+from daemon.metrics import MetricsServer
 from daemon.model_list import check_models
 from daemon.providers import Provider
 from daemon.server import BoundSocket, UnixServer, bind_unix
@@ -255,6 +257,8 @@ class App:
             handlers: trio.Nursery = await root.start(_hold_nursery)
             accept_scope = trio.CancelScope()
             await root.start(self._accept, accept_scope, server, handlers)
+            if self.config.metrics is not None:  # Prometheus; raises ServerError if unbound
+                await root.start(MetricsServer(self.config.metrics, self.service).serve)
             interval = systemd.watchdog_interval()
             if interval is not None:
                 root.start_soon(systemd.watchdog, interval)

@@ -189,6 +189,27 @@ class LoggingConfig(_Section, frozen=True):
     format: Literal["text", "json"] = "text"
 
 
+class MetricsConfig(_Section, frozen=True):
+    """SPEC §7 ``metrics``: Prometheus text at ``/metrics`` (daemon/metrics.py)."""
+
+    listen: str  # host:port on loopback, or unix:/absolute/path
+
+    @property
+    def address(self) -> tuple[Literal["tcp", "unix"], str]:
+        """("unix", path) or ("tcp", "host:port"); ValueError saying what is wrong."""
+        if self.listen.startswith("unix:"):
+            path = self.listen.removeprefix("unix:")
+            if not path.startswith("/"):
+                raise ValueError("a Unix socket needs an absolute path: unix:/run/ctxd/m.sock")
+            return "unix", path
+        host, _, port = self.listen.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{self.listen!r} is not host:port or unix:/path")
+        if host.strip("[]") not in ("localhost", "::1") and not host.startswith("127."):
+            raise ValueError(f"{host!r} is not a loopback address (127.0.0.1, ::1, localhost)")
+        return "tcp", self.listen
+
+
 class FleetConfig(_Section, frozen=True):
     """Hosts sharing one cache and one race per key on a Redis-protocol server
     (docs/fleet.md). Absent: the host is alone, as before."""
@@ -218,6 +239,7 @@ class Config(_Section, frozen=True):
     shutdown: ShutdownConfig = msgspec.field(default_factory=ShutdownConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     fleet: FleetConfig | None = None
+    metrics: MetricsConfig | None = None
 
     def rank_of(self) -> Callable[[str], int]:
         """A lookup of strategy rank by name; strategies not configured (any
@@ -378,6 +400,11 @@ def _check(config: Config, file: Path) -> None:
         fail(f"strategies[{last}].start", "every strategy is upgrade_only: nothing answers a miss")
     if config.fleet is not None:
         _check_fleet(config.fleet, fail)
+    if config.metrics is not None:
+        try:
+            config.metrics.address  # noqa: B018 - validates listen
+        except ValueError as exc:
+            fail("metrics.listen", str(exc))
 
 
 def _check_spend(strategy: StrategyConfig, key: str, fail: Callable[[str, str], None]) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 import msgspec
 
@@ -55,12 +56,18 @@ def escape(text: str) -> str:
     ``\\n``, ``\\x1b``... A conversation id, a bubble's text or an error
     a peer controls can then never start a line of its own (a forged
     ``... INFO [admin] Background: Premium result cached successfully``)."""
+    # Every character the table escapes is either not printable or a
+    # backslash: most lines need no copy (one C scan instead of a translate).
+    if text.isprintable() and "\\" not in text:
+        return text
     return text.translate(_ESCAPES)
 
 
 def escape_cid(cid: str) -> str:
     """``escape``, and ``]`` as ``\\x5d``: a conversation id ends only where
     the format says (``[x] Background: ...`` cannot pass for a message)."""
+    if cid.isprintable() and "\\" not in cid and "]" not in cid:
+        return cid
     return cid.translate(_CID_ESCAPES)
 
 
@@ -75,9 +82,21 @@ class _Redacting(logging.Formatter):
             text = text.replace(secret, "***")
         return text
 
+    _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        ms = int(record.msecs)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created)) + f".{ms:03d}"
+        second = int(record.created)
+        if second != self._second[0]:  # strftime once a second, not once a line
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+            self._second = (second, text)
+        return f"{self._second[1]}.{int(record.msecs):03d}"
+
+
+def _conversation_of(record: logging.LogRecord) -> str:
+    """The record's conversation id: the context's when it was formatted
+    (records are formatted where they are logged)."""
+    cid = record.__dict__.get("conversation_id")
+    return cid if isinstance(cid, str) else conversation_id.get()
 
 
 class TextFormatter(_Redacting):
@@ -85,7 +104,7 @@ class TextFormatter(_Redacting):
     each indented, so that no text inside a traceback starts a line)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        cid = escape_cid(getattr(record, "conversation_id", NO_CONVERSATION))
+        cid = escape_cid(_conversation_of(record))
         message = escape(record.getMessage())
         line = f"{self.formatTime(record)} {record.levelname} [{cid}] {message}"
         if record.exc_info:
@@ -103,7 +122,7 @@ class JsonFormatter(_Redacting):
         entry = {
             "time": self.formatTime(record),
             "level": record.levelname,
-            "conversation_id": escape_cid(getattr(record, "conversation_id", NO_CONVERSATION)),
+            "conversation_id": escape_cid(_conversation_of(record)),
             "logger": record.name,
             "message": self.redact(escape(record.getMessage())),
         }
@@ -112,11 +131,140 @@ class JsonFormatter(_Redacting):
         return self._encoder.encode(entry).decode()
 
 
-class _ConversationFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "conversation_id"):
-            record.conversation_id = conversation_id.get()
+class LineWriter(logging.Handler):
+    """Writes formatted lines to ``stream`` from a thread of its own, in order.
+
+    ``emit`` (on the logging thread, usually the event loop) formats the
+    record and appends the line to a list. The first line into an empty
+    list wakes the writer thread, which lets a batch gather for ``linger``
+    seconds (cut short by a WARNING or worse, or ``BATCH_BYTES`` waiting),
+    then takes the whole list and writes it with one ``write``. So under
+    load a ``write`` carries many lines, and a blocked reader blocks only the
+    writer thread: while it is blocked, lines are kept up to ``max_bytes``
+    and those past it are dropped and counted, then reported in a WARNING
+    line (``N log lines dropped ...``) in their place once it reads again.
+
+    ``close`` writes every line logged before it (a clean stop loses
+    nothing; it waits for the reader to take them). A ``kill -9`` loses what
+    is waiting: INFO lines of the last ``linger`` seconds, more only if the
+    reader was not reading.
+    """
+
+    LINGER: Final = 0.002  # seconds a batch may gather after its first line
+    BATCH_BYTES: Final = 64 * 1024  # waiting this much ends the linger
+    MAX_BYTES: Final = 8 * 1024 * 1024  # kept while the reader is not reading
+
+    def __init__(
+        self, stream: TextIO, *, linger: float = LINGER, max_bytes: int = MAX_BYTES
+    ) -> None:
+        super().__init__()
+        self.stream = stream
+        self._linger = linger
+        self._max_bytes = max_bytes
+        # Guarded by _guard, not by the handler's own lock: logging.shutdown
+        # holds that one while it calls close, which waits for the writer.
+        self._guard = threading.Lock()
+        self._lines: list[str] = []
+        self._size = 0
+        self._dropped = 0
+        self._closing = False  # close() was called
+        self._done = False  # the writer has written its last lines and stopped
+        self._wake = threading.Event()  # lines are waiting
+        self._hurry = threading.Event()  # write them now
+        self._thread = threading.Thread(target=self._run, name="ctxd-log-writer", daemon=True)
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """``Handler.handle`` without the handler's lock: ``emit`` guards
+        only the list, and formatting needs no lock."""
+        if not self.filter(record):
+            return False
+        self.emit(record)
         return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format ``record`` and queue its line; never blocks on I/O (but
+        once the handler is closed, writes the line itself)."""
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        with self._guard:
+            if self._done:  # the writer has stopped: write it here
+                self._write(line)
+                return
+            if self._size + len(line) > self._max_bytes:
+                self._dropped += 1
+                return
+            first = not self._lines
+            self._lines.append(line)
+            self._size += len(line)
+            hurry = record.levelno >= logging.WARNING or self._size >= self.BATCH_BYTES
+        if hurry and not self._hurry.is_set():
+            self._hurry.set()
+        if first or hurry:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Have the writer write what waits now; does not wait for it."""
+        self._hurry.set()
+        self._wake.set()
+
+    def close(self) -> None:
+        """Write every line logged so far, then stop the writer thread."""
+        with self._guard:
+            if self._closing:
+                return
+            self._closing = True
+        self.flush()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        super().close()
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            self._wake.wait()
+            self._hurry.wait(self._linger)  # let a batch gather
+            self._wake.clear()  # before the take: a line after it wakes us again
+            self._hurry.clear()
+            with self._guard:
+                lines = self._take()
+                if self._closing:  # the last round: written under the guard, so
+                    self._write("".join(lines))  # a line logged meanwhile comes after
+                    self._done = done = True
+                    continue
+            if lines:
+                self._write("".join(lines))
+
+    def _take(self) -> list[str]:
+        """The lines waiting, and the count of those dropped after them; with ``_guard``."""
+        lines, self._lines, self._size = self._lines, [], 0
+        if self._dropped:  # they came after the lines kept, before any later one
+            lines.append(self._dropped_line(self._dropped))
+            self._dropped = 0
+        return lines
+
+    def _dropped_line(self, count: int) -> str:
+        note = logging.LogRecord(
+            "daemon.logs",
+            logging.WARNING,
+            __file__,
+            0,
+            "%d log lines dropped: the log reader did not keep up",
+            (count,),
+            None,
+        )
+        note.conversation_id = NO_CONVERSATION
+        return self.format(note) + "\n"
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone: nowhere to report it
+            pass
 
 
 def setup_logging(
@@ -124,15 +272,84 @@ def setup_logging(
     fmt: str = "text",
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    *,
+    background: bool = False,
 ) -> logging.Handler:
-    """Route the ``daemon`` loggers to ``stream`` (stderr) in SPEC form; idempotent."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
-    handler.addFilter(_ConversationFilter())
+    """Route the ``daemon`` loggers to ``stream`` (stderr) in SPEC form; idempotent.
+
+    ``background``: through a ``LineWriter`` (what the daemon does), and
+    without the record fields the SPEC line never shows (the caller's file
+    and line, thread and process names: ``logging``'s own optimisation
+    switches), which halves what a record costs to make. Otherwise each line
+    is written when logged (tests read them at once). Close the handler
+    returned to write what waits and restore those switches."""
     root = logging.getLogger("daemon")
     for old in list(root.handlers):
         root.removeHandler(old)
+        old.close()
+    out = stream if stream is not None else sys.stderr
+    handler: logging.Handler = _Lean(out) if background else logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
     return handler
+
+
+class _LeanRecord(logging.LogRecord):
+    """A record with what a line shows (time, level, conversation, message,
+    traceback) filled in, and the caller's file, thread and process left
+    empty: ``LogRecord.__init__`` costs twice as much, for fields no ctxd
+    line shows. The conversation id is taken here, where the line is logged."""
+
+    def __init__(
+        self,
+        name: str,
+        level: int,
+        pathname: str,
+        lineno: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        func: str | None = None,
+        sinfo: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        now = time.time()
+        if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+            args = args[0]  # as LogRecord does: "%(key)s" % {"key": ...}
+        self.name, self.msg, self.args = name, msg, args
+        self.levelname, self.levelno = logging.getLevelName(level), level
+        self.pathname = self.filename = self.module = pathname
+        self.lineno, self.funcName = lineno, func or "(unknown function)"
+        self.exc_info, self.exc_text, self.stack_info = exc_info, None, sinfo
+        self.created, self.msecs = now, (now - int(now)) * 1000
+        self.relativeCreated = (now - _LOADED) * 1000
+        self.thread = self.process = None
+        self.threadName = self.processName = None
+        self.conversation_id = conversation_id.get()
+
+
+_LOADED: Final = time.time()
+
+
+class _Lean(LineWriter):
+    """A ``LineWriter`` that makes records lean while it is installed: no
+    lookup of the caller's frame (``logging._srcfile = None``, the switch
+    the logging HOWTO's "Optimization" section names) and ``_LeanRecord``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._saved: tuple[str | None, Callable[..., logging.LogRecord]] | None = (
+            logging._srcfile,
+            logging.getLogRecordFactory(),
+        )
+        logging._srcfile = None
+        logging.setLogRecordFactory(_LeanRecord)
+
+    def close(self) -> None:
+        super().close()
+        if self._saved is not None:
+            logging._srcfile, factory = self._saved
+            logging.setLogRecordFactory(factory)
+            self._saved = None

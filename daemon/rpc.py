@@ -205,6 +205,7 @@ class Connection:
             result = method.fast(params)
             if result is None:
                 return None
+            self._service.answered(request.method, 0)
             return ENCODER.encode(ResultResponse(result=result, id=request.id)) + b"\n"
         except RpcError:
             return None
@@ -310,6 +311,7 @@ class Connection:
         its notifications run in ``notifications`` when given, else they
         finish before this returns."""
         if isinstance(message, RpcError):
+            self._service.answered("-", message.code)
             return _encode_error(message, None) + b"\n"
         is_batch, items = message
         if not is_batch:
@@ -341,16 +343,20 @@ class Connection:
     async def _dispatch(self, item: Request | Invalid) -> bytes | None:
         """One encoded response object, or None for a notification."""
         if isinstance(item, Invalid):
+            self._service.answered("-", item.error.code)
             return _encode_error(item.error, item.id)
         id: Id = None if isinstance(item.id, UnsetType) else item.id
         try:
             result = await self._call(item)
         except RpcError as error:
+            self._service.answered(item.method, error.code)
             encoded = _encode_error(error, id)
         except Exception:
             logger.exception("internal error in method %.100r", item.method)
+            self._service.answered(item.method, InternalError.code)
             encoded = _encode_error(InternalError(), id)
         else:
+            self._service.answered(item.method, 0)
             try:
                 encoded = ENCODER.encode(ResultResponse(result=result, id=id))
             except Exception:

@@ -8,6 +8,7 @@ global in-flight cap, draining) lives here because it spans connections.
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import TYPE_CHECKING
@@ -80,6 +81,8 @@ class Service:
         self._answers_awaited = False  # a drain waits on _all_answered
         self.methods: dict[str, Method] = {}
         self._discover: msgspec.Raw | None = None
+        # Answers by (method, error code; 0 for a result), for daemon/metrics.py.
+        self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
         analyze = Method(
             "analyze",
             AnalyzeParams,
@@ -178,6 +181,11 @@ class Service:
 
     def end_request(self) -> None:
         self.in_flight -= 1
+
+    def answered(self, method: str, code: int) -> None:
+        """Count one answer (``code`` 0: a result) for the metrics; a name
+        that is not a method counts as ``-`` (peers choose names)."""
+        self.requests[method if method in self.methods else "-", code] += 1
 
     def begin_answer(self) -> None:
         """Hold the drain for one received message until ``end_answer``: a

@@ -9,6 +9,7 @@ merged by ``Stats.by_strategy``.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 from typing import TYPE_CHECKING, Final, Protocol
@@ -20,7 +21,7 @@ from daemon.models import CacheStatus, LatencyStatus, StrategyStatus, Usage
 from daemon.spend import Spend, Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from daemon.config import StrategyConfig
 
@@ -90,6 +91,37 @@ class CallLedger:
         return found
 
 
+# Upper bounds (seconds) of the latency histogram's buckets (daemon/metrics.py).
+LATENCY_BUCKETS_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+
+class Latencies:
+    """A strategy's latencies (ms): the last ``WINDOW`` for status's
+    percentiles, and since the start a count per bucket of
+    ``LATENCY_BUCKETS_S`` (the last: above them all), their count and sum,
+    for the Prometheus histogram."""
+
+    def __init__(self) -> None:
+        self.recent: collections.deque[float] = collections.deque(maxlen=WINDOW)
+        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.sum_s = 0.0
+
+    def append(self, ms: float) -> None:
+        self.recent.append(ms)
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, ms / 1000)] += 1
+        self.sum_s += ms / 1000
+
+    def extend(self, values: Iterable[float]) -> None:
+        for ms in values:
+            self.append(ms)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.recent)
+
+    def __len__(self) -> int:
+        return len(self.recent)
+
+
 class StrategyCounters:
     def __init__(self, model: str, rank: int) -> None:
         self.model = model
@@ -103,7 +135,7 @@ class StrategyCounters:
         self.skipped = 0  # not started: its start policy did not call for it
         self.budget_exhausted = 0
         self.tokens = 0
-        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=WINDOW)
+        self.latencies_ms = Latencies()
 
     def status(self, ledger: CallLedger | None = None, name: str = "") -> StrategyStatus:
         ordered = sorted(self.latencies_ms)

@@ -55,6 +55,16 @@ def analyze(client: Client, conversation: str, path: str, **extra: Any) -> Any:
     return client.call("analyze", params, timeout=30)
 
 
+def clean_stop(daemon: Daemon) -> None:
+    """SIGTERM and wait: every line logged is then written (a ``kill -9``
+    may lose the last few ms of lines: docs/operations.md, "Logs")."""
+    daemon.signal()
+    try:
+        daemon.wait()
+    finally:
+        daemon.stop()
+
+
 def wait_for(predicate: Any, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -99,7 +109,7 @@ def test_fast_answer_cache_hit_then_premium_from_cache(short_tmp: Path, fake: Fa
         assert fake.calls(SLOW) == 1
         assert fake.requests[0]["authorization"] == "Bearer sk-e2e-secret"
     finally:
-        daemon.stop()
+        clean_stop(daemon)
     log = daemon.log()
     for line in [
         "[conv-e2e] Premium task still running, will cache in background",
@@ -179,7 +189,7 @@ def test_event_without_provenance_reads_and_logs_as_unknown(
             events = client.call("events.list", {"session_id": "old"})["events"]
             assert (events[0]["strategy"], events[0]["model"]) == ("unknown", "unknown")
     finally:
-        daemon.stop()
+        clean_stop(daemon)
     assert "[old] merge_step [CACHED|unknown|unknown] Conversation: 1 messages" in daemon.log()
 
 

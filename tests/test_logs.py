@@ -1,18 +1,22 @@
-"""SPEC §6 log format, conversation ids from a context variable, redaction."""
+"""SPEC §6 log format, conversation ids from a context variable, redaction, the writer thread."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
 import re
+import threading
 from collections.abc import Iterator
+from typing import Any, TextIO
 
 import pytest
 import trio
 import trio.lowlevel
 
-from daemon.logs import conversation, setup_logging
+from daemon.logs import LineWriter, TextFormatter, conversation, setup_logging
 
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} (?P<level>[A-Z]+) \[(?P<cid>[^]]*)\] (?P<msg>.*)$"
@@ -132,3 +136,176 @@ def test_a_conversation_id_cannot_close_its_brackets(stream: io.StringIO) -> Non
     [found] = lines(stream)
     assert found["cid"] == "x\\x5d Background: Premium result cached successfully"
     assert found["msg"] == "text: a\\\\nb"
+
+
+# The daemon's writer: lines formatted on the loop, written by a thread.
+
+
+class Pipe:
+    """A real pipe: the writer's end as a text stream, and a thread draining
+    the other end (as journald does)."""
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self.stream = os.fdopen(write_fd, "w", encoding="utf-8")
+        self._read_fd = read_fd
+        self._got = b""
+        self._more = threading.Condition()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+
+    def _drain(self) -> None:
+        while data := os.read(self._read_fd, 1 << 16):
+            with self._more:
+                self._got += data
+                self._more.notify_all()
+
+    def read_until(self, count: int) -> list[str]:
+        """The first ``count`` lines; fails if they take longer than 10 s."""
+        with self._more:
+            done = self._more.wait_for(lambda: self._got.count(b"\n") >= count, timeout=10)
+            assert done, f"{count} lines not there after 10 s: {self._got[-300:]!r}"
+            return self._got.decode().splitlines()
+
+    def close(self) -> None:
+        self.stream.close()
+        self._drainer.join(10)
+        os.close(self._read_fd)
+
+
+@pytest.fixture
+def pipe() -> Iterator[Pipe]:
+    p = Pipe()
+    yield p
+    p.close()
+
+
+@contextlib.contextmanager
+def writing(stream: TextIO, **options: Any) -> Iterator[LineWriter]:
+    """A LineWriter on the ``daemon`` loggers, closed at the end."""
+    writer = LineWriter(stream, **options)
+    writer.setFormatter(TextFormatter([]))
+    root = logging.getLogger("daemon")
+    saved = root.handlers[:], root.level, root.propagate
+    root.handlers[:] = [writer]
+    root.setLevel("DEBUG")
+    root.propagate = False
+    try:
+        yield writer
+    finally:
+        writer.close()
+        root.handlers[:], _, root.propagate = saved
+        root.setLevel(saved[1])
+
+
+def test_the_writer_keeps_every_line_in_order_and_in_form(pipe: Pipe) -> None:
+    """Lines reach the reader in the order they were logged, each in SPEC §6
+    form; closing (a clean stop) writes those still waiting."""
+    log = logging.getLogger("daemon.analysis")
+    with writing(pipe.stream, linger=3600):  # only close (or a WARNING) writes
+        for i in range(3000):
+            with conversation(f"c{i % 7}"):
+                if i % 1000 == 999:
+                    log.warning("line %d", i)
+                else:
+                    log.info("merge_step [CACHED|multimodal|m] Conversation: %d messages", i)
+    got = pipe.read_until(3000)
+    assert len(got) == 3000
+    for i, text in enumerate(got):
+        match = LINE.match(text)
+        assert match, text
+        assert match["cid"] == f"c{i % 7}"
+        assert match["msg"].endswith(f" {i}" if i % 1000 == 999 else f": {i} messages")
+
+
+def test_a_warning_is_written_at_once(pipe: Pipe) -> None:
+    """INFO lines may wait for the next write (here an hour); a WARNING
+    wakes the writer, and the INFO lines before it go out with it, in order."""
+    log = logging.getLogger("daemon.race")
+    with writing(pipe.stream, linger=3600):
+        log.info("Premium task still running, will cache in background")
+        log.warning("Premium task timeout after 30s")
+        first, second = pipe.read_until(2)
+    assert first.endswith("INFO [-] Premium task still running, will cache in background")
+    assert second.endswith("WARNING [-] Premium task timeout after 30s")
+
+
+class StoppedReader(io.StringIO):
+    """A log reader that stops reading: the first write blocks (like a
+    ``write`` on a full pipe) until ``resume``. A write from the event loop's
+    own thread is counted instead of blocking it (a synchronous handler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+        self.writes_on_the_loop = 0
+        self.loop_thread = threading.current_thread()
+
+    def write(self, text: str) -> int:
+        if threading.current_thread() is self.loop_thread:
+            self.writes_on_the_loop += 1
+        else:
+            assert self.reading.wait(30), "never resumed"
+        return super().write(text)
+
+    def resume(self) -> None:
+        self.reading.set()
+
+
+async def test_a_stopped_reader_never_stalls_the_loop(autojump_clock: trio.abc.Clock) -> None:
+    """10 s (virtual) of cache hits, one INFO line each, while the log's
+    reader does not read: every hit is served on time, no write happens on
+    the loop's thread, the lines past the buffer are dropped and counted,
+    and once the reader reads again it gets the kept lines in order, with
+    the count of those dropped in their place."""
+    reader = StoppedReader()
+    log = logging.getLogger("daemon.analysis")
+    with writing(reader, linger=0.001, max_bytes=20_000):
+        started = trio.current_time()
+        for served in range(10_000):
+            with conversation("hit"):
+                log.info("merge_step [CACHED|multimodal|m] Conversation: %d messages", served)
+            await trio.sleep(0.001)
+        assert trio.current_time() - started == pytest.approx(10)
+        assert reader.writes_on_the_loop == 0
+        assert reader.getvalue() == ""  # the writer is still stuck in its first write
+        reader.resume()
+    assert reader.writes_on_the_loop == 0
+    # Each count of dropped lines stands where those lines would have been.
+    following, notes = 0, 0
+    for text in reader.getvalue().splitlines():
+        match = LINE.match(text)
+        assert match is not None, text
+        if match["level"] == "WARNING":
+            dropped = int(match["msg"].split()[0])
+            assert match["msg"] == f"{dropped} log lines dropped: the log reader did not keep up"
+            following += dropped
+            notes += 1
+        else:
+            assert match["msg"].endswith(f": {following} messages")
+            following += 1
+    assert following == 10_000
+    assert notes >= 1
+
+
+def test_setup_logging_in_the_background_restores_logging_at_close(pipe: Pipe) -> None:
+    """The daemon's set-up: a LineWriter, and lean records (no lookup of
+    the caller's frame) while it is installed; logging as it was after."""
+    factory = logging.getLogRecordFactory()
+    handler = setup_logging("INFO", "text", ["sk-secret"], pipe.stream, background=True)
+    try:
+        assert isinstance(handler, LineWriter)
+        assert logging._srcfile is None
+        assert logging.getLogRecordFactory() is not factory
+        with conversation("c-7"):
+            logging.getLogger("daemon.x").info("key %s", "sk-secret")
+            logging.getLogger("daemon.x").info("%(a)s and %(b)s", {"a": 1, "b": 2})
+    finally:
+        handler.close()
+        logging.getLogger("daemon").removeHandler(handler)
+        logging.getLogger("daemon").propagate = True
+    assert logging._srcfile is not None
+    assert logging.getLogRecordFactory() is factory
+    first, second = pipe.read_until(2)
+    assert first.endswith("INFO [c-7] key ***")
+    assert second.endswith("INFO [c-7] 1 and 2")
