@@ -403,7 +403,14 @@ class LocalOcr:
         if "error" in reply:
             raise StrategyError("invalid_output", str(reply["error"]))
         text = str(reply.get("step", ""))  # anything else fails validation, as a model's would
-        return Completion(text=text, served_model=self.engine, usage=None, attempts=1)
+        dropped = reply.get("dropped_lines")
+        return Completion(
+            text=text,
+            served_model=self.engine,
+            usage=None,
+            attempts=1,
+            dropped_lines=dropped if isinstance(dropped, int) else None,
+        )
 
     def expected_wait(self, position: int) -> float:
         """Seconds until the job at ``position`` (1: next) gets a worker, every

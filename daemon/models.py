@@ -257,6 +257,13 @@ class Provenance(msgspec.Struct, frozen=True, kw_only=True):
         Origin | None,
         msgspec.Meta(description="the fleet host that made it; null: this host (or no fleet)"),
     ] = None
+    dropped_lines: typing.Annotated[
+        int | None,
+        msgspec.Meta(
+            description="local OCR: text lines left out as not surely chrome nor surely a "
+            "message (so an app can tell 'nothing there' from 'not sure'); null: not local OCR"
+        ),
+    ] = None
 
 
 class CacheKey(msgspec.Struct, frozen=True):

@@ -14,7 +14,9 @@ big-endian length, then a msgpack map. The worker
    ``{"ready": true, "engine": "<name version>", "niced": bool}``;
 4. answers each ``{"image_url": "data:<mime>;base64,...", "user_side":
    "left" | "right"}`` (the data URL the daemon holds anyway) with
-   ``{"step": <MergeStep JSON text>, "lines": n, "ms": float}`` or
+   ``{"step": <MergeStep JSON text>, "lines": n, "dropped_lines": n, "ms": float}``
+   (``dropped_lines``: lines the layout left out because it could not tell
+   chrome from a message, ``daemon/ocr_layout.py``) or
    ``{"error": "<what is wrong>"}`` for an image it cannot decode.
 
 It is killed, not asked, when the daemon no longer wants an answer (a lost
@@ -100,7 +102,7 @@ class Reader:
         import numpy as np
         from PIL import Image, UnidentifiedImageError
 
-        from daemon.ocr_layout import build_step, lines_from_ocr
+        from daemon.ocr_layout import lines_from_ocr, read
 
         started = time.perf_counter()
         try:
@@ -120,12 +122,13 @@ class Reader:
             detail = str(exc) or type(exc).__name__
             return {"error": f"the OCR engine cannot read this {width}x{height} image: {detail}"}
         lines = lines_from_ocr(result)
-        step = build_step(rgb, lines, "left" if user_side == "left" else "right")
+        step, dropped = read(rgb, lines, "left" if user_side == "left" else "right")
         if not step["bubbles"]:  # not a chat screenshot, or an empty one: let others answer
             return {"error": f"no chat bubble found ({len(lines)} text lines)"}
         return {
             "step": json.dumps(step, ensure_ascii=False),
             "lines": len(lines),
+            "dropped_lines": dropped,
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
 

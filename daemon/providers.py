@@ -89,14 +89,23 @@ DEFAULT_PROMPT: Final = """\
 You read a screenshot of a chat app and return the conversation in it as one
 JSON object, and nothing else:
 {"participants": {"user": <name of the app's own user or null>,
-                  "talker": <name of the other party or null>},
+                  "talker": <name of the other party in a one-to-one chat or null>,
+                  "group": <the group's title when the chat is a group, or null>},
  "layout": {"left": "talker" | "user", "right": "talker" | "user"},
  "bubbles": [{"speaker": "talker" | "user", "side": "left" | "right",
-              "bbox": [x1, y1, x2, y2], "text": <the bubble's text>}],
+              "bbox": [x1, y1, x2, y2], "text": <what the sender typed>,
+              "kind": "text" | "photo" | "voice" | "sticker" | "file",
+              "sender": <the name shown with the bubble in a group, or null>,
+              "time": <the time shown in or beside the bubble, as shown, or null>,
+              "quote": {"sender": <name or null>, "text": <the quoted text>} | null}],
  "summary": <one sentence or null>}
 bbox is in image pixels, integers, x1 < x2, y1 < y2. Every bubble's side is
-the side the layout gives its speaker. Leave out timestamps, the status bar
-and system notices. Keep the text exactly as written."""
+the side the layout gives its speaker. Only message bubbles are bubbles: leave
+out the status bar, the header, date pills, timestamps, system notices, the
+keyboard and the input field (its placeholder or an unsent draft). A bubble's
+text is what its sender typed, exactly as written: not its time or read ticks,
+not the sender's name, not a quoted message. A photo, voice note, sticker or
+file has its kind and empty text; a message of emoji only is its emoji."""
 
 USER_TEXT: Final = "Extract the conversation from this chat screenshot."
 
@@ -137,6 +146,7 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     finish_reason: str | None = None
     image_size: tuple[int, int] | None = None
     original_size: tuple[int, int] | None = None
+    dropped_lines: int | None = None  # the local OCR's uncertain lines (Provenance.dropped_lines)
 
 
 class _Choice(msgspec.Struct):

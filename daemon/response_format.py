@@ -55,6 +55,14 @@ _DESCRIPTIONS: Final = {
     "side": "the side of the screen the bubble is on; the side the layout gives its speaker",
     "text": "the bubble's text exactly as written",
     "summary": "one sentence about the conversation, or null",
+    "talker": "the other party's name in a one-to-one chat (the header's title), or null",
+    "group": "the group's title when the chat is a group (its members are senders), or null",
+    "kind": "text; or what the bubble holds instead, with empty text: photo, voice "
+    "(a voice note), sticker (also a message of emoji only), file; null means text",
+    "sender": "the name shown with the bubble or the quote (a group's member), or null",
+    "time": 'the time shown in or beside the bubble, as shown ("10:22"), or null; '
+    "never part of text",
+    "quote": "the message this bubble replies to, as quoted inside it, or null; never part of text",
 }
 
 

@@ -52,3 +52,21 @@ def test_the_schema_follows_the_models_fields() -> None:
 def test_an_answer_that_follows_the_schema_is_a_valid_merge_step() -> None:
     step = parse_merge_step(json.dumps(ANSWER))
     assert [b.text for b in step.bubbles] == ["真的假的", "真的"]
+
+
+def test_the_optional_fields_are_described_and_asked_for_in_the_default_prompt() -> None:
+    """SPEC §3's optional fields (kind, sender, time, quote, group): the schema
+    says what each means, and the default prompt asks for each, so a model
+    fills them where the app shows them."""
+    from daemon.providers import DEFAULT_PROMPT
+
+    schema = strict_schema()
+    bubble = schema["properties"]["bubbles"]["items"]["properties"]
+    participants = schema["properties"]["participants"]["properties"]
+    for name in ("kind", "sender", "time", "quote"):
+        assert bubble[name].get("description"), name
+        assert f'"{name}"' in DEFAULT_PROMPT, name
+    assert participants["group"].get("description")
+    assert '"group"' in DEFAULT_PROMPT
+    for chrome in ("keyboard", "placeholder", "draft", "date", "read ticks"):
+        assert chrome in DEFAULT_PROMPT, chrome
