@@ -59,6 +59,7 @@ OUTCOMES: Final = {  # error code -> the outcome label (SPEC §2 names)
     -32004: "forbidden",
     -32005: "overloaded",
 }
+REASONS: Final = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}
 REQUEST_TIMEOUT: Final = 10.0  # seconds a scraper has to send its request
 
 
@@ -277,7 +278,9 @@ class MetricsServer:
             ]
             try:
                 await stream.send_all(
-                    connection.send(h11.Response(status_code=status, headers=headers))
+                    connection.send(
+                        h11.Response(status_code=status, headers=headers, reason=REASONS[status])
+                    )
                     + (connection.send(h11.Data(data=body)) if request.method != b"HEAD" else b"")
                     + connection.send(h11.EndOfMessage())
                 )

@@ -98,8 +98,8 @@ LATENCY_BUCKETS_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.
 class Latencies:
     """A strategy's latencies (ms): the last ``WINDOW`` for status's
     percentiles, and since the start a count per bucket of
-    ``LATENCY_BUCKETS_S`` (the last: above them all), their count and sum,
-    for the Prometheus histogram."""
+    ``LATENCY_BUCKETS_S`` (the last: above them all) and their sum, for
+    the Prometheus histogram."""
 
     def __init__(self) -> None:
         self.recent: collections.deque[float] = collections.deque(maxlen=WINDOW)

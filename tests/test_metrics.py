@@ -161,6 +161,35 @@ def test_only_get_or_head_of_metrics(short_tmp: Path) -> None:
         assert daemon.wait() == 0
 
 
+@pytest.mark.process
+def test_a_loopback_tcp_port(short_tmp: Path) -> None:
+    with socket.socket() as probe:  # a port free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = Daemon(short_tmp, metrics={"listen": f"127.0.0.1:{port}"}).start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: ctxd\r\n\r\n")
+                    reply = b""
+                    while chunk := sock.recv(65536):
+                        reply += chunk
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+    finally:
+        daemon.signal()
+        assert daemon.wait() == 0
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"content-type: text/plain; version=" in head
+    names = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert {"ctxd_requests", "ctxd_cache_hits", "ctxd_strategy_latency_seconds"} <= names
+
+
 def write_config(root: Path, **metrics: Any) -> Path:
     import yaml
 
