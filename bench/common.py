@@ -38,9 +38,10 @@ def wait_for_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 1
 
 
 class LogReader(threading.Thread):
-    """Drains a server's stderr pipe the way journald does, line by line,
-    and can stop reading for a while (``pause``/``resume``) like a stuck
-    reader. Keeps the count and the last line."""
+    """Drains a server's stderr pipe the way journald does (what the pipe
+    holds at each read), and can stop reading for a while
+    (``pause``/``resume``) like a stuck reader. Counts the lines and keeps
+    the last."""
 
     def __init__(self, pipe: IO[bytes]) -> None:
         super().__init__(daemon=True)
@@ -51,13 +52,14 @@ class LogReader(threading.Thread):
         self.last = b""
 
     def run(self) -> None:
+        fd = self._pipe.fileno()
         while True:
             self._reading.wait()
-            line = self._pipe.readline()
-            if not line:
+            chunk = os.read(fd, 1 << 16)  # what the pipe holds, as journald reads
+            if not chunk:
                 return
-            self.lines += 1
-            self.last = line
+            self.lines += chunk.count(b"\n")
+            self.last = chunk.rstrip(b"\n").rsplit(b"\n", 1)[-1]
 
     def pause(self) -> None:
         self._reading.clear()
