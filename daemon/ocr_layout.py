@@ -450,36 +450,42 @@ def _paper(image: Image, top: int, bottom: int) -> RGB:
     """The chat's background: the most common colour at its two edges."""
     width = image.shape[1]
     band = image[max(0, top) : max(top + 1, bottom)]
-    edges = np.concatenate([band[:, 1], band[:, width - 2]]) // 8
-    values, counts = np.unique(edges, axis=0, return_counts=True)
-    r, g, b = (int(v) * 8 + 4 for v in values[counts.argmax()])
+    edges = np.concatenate([band[:, 1], band[:, width - 2]])
+    bins = edges // 8
+    _, inverse, counts = np.unique(bins, axis=0, return_inverse=True, return_counts=True)
+    common = edges[inverse.reshape(-1) == counts.argmax()].mean(axis=0)
+    r, g, b = (round(float(v)) for v in common)
     return (r, g, b)
 
 
 def _blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
     """Regions of the chat that are not wallpaper, thin strokes (text,
-    doodles) removed, and not cut by a bar."""
+    doodles) removed, and not cut by a bar. Worked out at about 540 px wide
+    (a fourth of the pixels of a 1080 px screenshot), boxes given at full size."""
     height, width = image.shape[:2]
     top, bottom = max(0, top), min(height, bottom)
     if bottom - top < 8:
         return []
-    dp = width / 360
-    band = image[top:bottom]
-    mask = (np.abs(band.astype(np.int32) - np.array(paper)).max(axis=2) > 14).astype(np.uint8)
+    f = max(1, width // 540)
+    dp = width / 360 / f
+    band = image[top:bottom:f, ::f]
+    diff = np.abs(band.astype(np.int16) - np.array(paper, np.int16)).max(axis=2)
+    mask = (diff > 14).astype(np.uint8)
     k = max(3, round(3 * dp) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
     out = []
+    rows, columns = mask.shape
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if w < 36 * dp or h < 24 * dp or w >= 0.9 * width or area < 0.5 * w * h:
+        if w < 36 * dp or h < 24 * dp or w >= 0.9 * columns or area < 0.5 * w * h:
             continue
-        if y <= 1 or y + h >= bottom - top - 1:
+        if y <= 1 or y + h >= rows - 1:
             continue  # cut by the band's end: not sure what it is
         ends = labels[[y, y + h - 1], x : x + w] == i
         if ends.mean(axis=1).max() >= 0.99:
             continue  # a square top or bottom edge: cut by a bar
-        out.append((x, y + top, x + w, y + h + top))
+        out.append((x * f, y * f + top, min(width, (x + w) * f), min(height, (y + h) * f + top)))
     return out
 
 
