@@ -87,6 +87,9 @@ class RaceManager:
         if self.races.get(race.key) is race:
             del self.races[race.key]
             self.image_bytes -= len(race.image.url)
+        if self.fleet is not None:  # the fleet lease goes once its results are published
+            answer = race.outcome().answer
+            self.fleet.leases.finished(race.key, answer.event_id if answer is not None else None)
         failed_at = self.ctx.failed_at
         if len(failed_at) > 10_000:  # forget failures older than the retry window
             horizon = trio.current_time() - self.config.llm.upgrade_retry_after
@@ -189,6 +192,12 @@ class RaceManager:
             floor = self._cached_rank(key)  # wait=best, and the cache holds less than the top
         strategies = self.strategies
         race = self.races.get(key)
+        if race is None and self.fleet is not None and image is not None and not refresh:
+            leased = await self._fleet_lease(key, image, wait, deadline)
+            if isinstance(leased, AnalyzeResult):
+                return leased  # another host's result, now in the local store
+            race = leased
+            floor = max(floor, self._cached_rank(key))  # what the wait brought in
         if race is not None:
             self.stats.coalesced += 1
             race.widen(strategies, floor)  # an upgrade joined by a refresh starts the rest
@@ -226,6 +235,28 @@ class RaceManager:
             len(accepted.step.conversation),
         )
         return _answer(accepted, False, started, outcome.pending)
+
+    async def _fleet_lease(
+        self, key: CacheKey, image: ImageInput, wait: Wait, deadline: float
+    ) -> Race | AnalyzeResult | None:
+        """One race per key fleet-wide (daemon/store/fleet_lease.py): None when
+        this host is to race (it holds the lease, or races alone), another
+        host's result answered from the local store, or the race this host
+        started meanwhile. Raises DeadlineExceeded while another host races."""
+        assert self.fleet is not None
+        needed = self.top_rank if wait == "best" else -math.inf
+        taken = await self.fleet.leases.take(
+            key, deadline, lambda: self._cached_rank(key), needed, self.top_rank
+        )
+        if taken == "deadline":
+            raise DeadlineExceeded(data={"pending": []})
+        if taken == "hit":  # no upgrade here: the holder's better legs may still run
+            cached = self.cached_answer(key, None, wait)
+            if cached is not None:
+                return cached
+        if taken == "won" and (key in self.races or self._room_for(image) is not None):
+            self.fleet.leases.finished(key, None)  # not racing after all
+        return self.races.get(key)
 
     def _cached_rank(self, key: CacheKey) -> float:
         """The rank of the event the cache would serve for ``key`` (-inf: none)."""

@@ -202,6 +202,15 @@ class FleetStatus(_Result, frozen=True):
     lookup_errors: typing.Annotated[
         int, msgspec.Meta(description="read-throughs that failed or timed out")
     ]
+    leases_won: typing.Annotated[
+        int, msgspec.Meta(description="races this host ran holding the key's fleet lease")
+    ] = 0
+    leases_waited: typing.Annotated[
+        int, msgspec.Meta(description="requests that waited for another host's race")
+    ] = 0
+    leases_taken_over: typing.Annotated[
+        int, msgspec.Meta(description="leases taken after waiting (the holder ended or died)")
+    ] = 0
 
 
 class StatusResult(_Result, frozen=True):

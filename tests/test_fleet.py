@@ -18,7 +18,8 @@ import trio
 from daemon.config import Config
 from daemon.models import CacheKey, Provenance
 from daemon.store import Store
-from daemon.store.fleet import Fleet, FleetEvent, key_tag, record_keys
+from daemon.store.fleet import Fleet, FleetEvent
+from daemon.store.fleet_keys import key_tag, record_keys
 from tests.redis_servers import RedisServer, redis_cluster, redis_server
 
 # coredis 6.9 leaves a dead connection's anyio memory streams to the garbage

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ import pytest
 from clients.client import Client
 from tests.fake_provider import FakeProvider, Script
 from tests.process import ROOT, Daemon, wait_for
-from tests.redis_servers import RedisServer, redis_server
+from tests.redis_servers import RedisServer, redis_cluster, redis_server
 
 pytestmark = pytest.mark.process
 
@@ -36,7 +40,24 @@ def server() -> Iterator[RedisServer]:
         yield s
 
 
-def host(root: Path, name: str, fake: FakeProvider, server: RedisServer) -> Daemon:
+@pytest.fixture(params=["server", "cluster"])
+def shared(request: pytest.FixtureRequest) -> Iterator[RedisServer | list[str]]:
+    """One redis-server, or the seeds of a 3-master cluster: the tests that
+    take this pass on both (issue 14, point 6)."""
+    if request.param == "server":
+        with redis_server() as s:
+            yield s
+    else:
+        with redis_cluster(3) as nodes:
+            yield [f"127.0.0.1:{n.port}" for n in nodes]
+
+
+def host(
+    root: Path, name: str, fake: FakeProvider, server: RedisServer | list[str], **fleet: Any
+) -> Daemon:
+    """A daemon named ``name`` on ``server``, or on the cluster whose seeds
+    ``server`` lists."""
+    where = {"cluster_nodes": server} if isinstance(server, list) else {"url": server.url}
     (root / name).mkdir()
     (root / "shots").mkdir(exist_ok=True)
     return Daemon(
@@ -45,7 +66,7 @@ def host(root: Path, name: str, fake: FakeProvider, server: RedisServer) -> Daem
         providers={"fake": {"base_url": fake.base_url, "api_key_env": "CTXD_TEST_KEY"}},
         llm={"premium_cache_timeout": 10, "request_timeout": 20},
         inputs={"allowed_dirs": [str(root / "shots")]},
-        fleet={"url": server.url, "host_id": name},
+        fleet={**where, "host_id": name, **fleet},
     ).start()
 
 
@@ -76,10 +97,10 @@ def origins_on_server(server: RedisServer) -> list[tuple[str, int]]:
 
 
 def test_a_premium_result_made_on_host_a_is_served_by_host_b_as_cached(
-    short_tmp: Path, fake: FakeProvider, server: RedisServer
+    short_tmp: Path, fake: FakeProvider, shared: RedisServer | list[str]
 ) -> None:
-    a = host(short_tmp, "host-a", fake, server)
-    b = host(short_tmp, "host-b", fake, server)
+    a = host(short_tmp, "host-a", fake, shared)
+    b = host(short_tmp, "host-b", fake, shared)
     try:
         path = screenshot(short_tmp, "one")
         with Client(a.socket_path) as client:
@@ -117,8 +138,9 @@ def test_a_premium_result_made_on_host_a_is_served_by_host_b_as_cached(
             text=True,
             check=True,
         ).stdout
-        assert f"fleet  host-b on {server.url}  connected" in shown
-        assert "fleet hits 1 of 1 lookups" in shown
+        assert "fleet  host-b on " in shown
+        assert "  connected  " in shown
+        assert "fleet hits 1 of 1 lookups (0 failed)  leases won 0 waited 0" in shown
     finally:
         a.stop()
         b.stop()
@@ -166,3 +188,88 @@ def test_server_down_every_request_is_answered_and_the_outbox_drains_once_it_is_
         log = d.log()
         assert log.count("WARNING") == log.count("unreachable") == 1, log
         assert log.count("is reachable again") == 1, log
+
+
+@pytest.mark.parametrize("hosts", [2, 8])
+def test_identical_new_requests_spread_over_the_fleet_make_one_provider_call_per_strategy(
+    short_tmp: Path, fake: FakeProvider, shared: RedisServer | list[str], hosts: int
+) -> None:
+    daemons = [host(short_tmp, f"host-{i}", fake, shared) for i in range(hosts)]
+    try:
+        path = screenshot(short_tmp, "same")
+        clients = [Client(d.socket_path) for d in daemons]
+        try:
+            start = threading.Barrier(50)
+
+            def one(i: int) -> Any:
+                start.wait()
+                return analyze(clients[i % hosts], path)
+
+            with ThreadPoolExecutor(50) as pool:
+                answers = list(pool.map(one, range(50)))
+            assert len(answers) == 50
+            assert all(a["result"] == answers[0]["result"] for a in answers)
+            wait_for(lambda: fake.calls(SLOW) >= 1, what="the premium leg called")
+            wait_for(
+                lambda: (
+                    all(fleet_status(d)["outbox"] == 0 for d in daemons)
+                    and all(not c.call("status")["background"]["count"] for c in clients)
+                ),
+                what="every race over and published",
+            )
+            statuses = [fleet_status(d) for d in daemons]
+        finally:
+            for c in clients:
+                c.close()
+        assert fake.calls(FAST) == 1  # one race in the whole fleet
+        assert fake.calls(SLOW) == 1
+        assert sum(s["leases_won"] for s in statuses) == 1
+        assert sum(s["leases_waited"] for s in statuses) >= 1
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def test_kill_9_of_the_lease_holder_a_waiter_takes_over_and_answers(
+    short_tmp: Path, server: RedisServer
+) -> None:
+    with FakeProvider({FAST: Script(latency=0.05), SLOW: Script(latency=3.0)}) as fake:
+        a = host(short_tmp, "host-a", fake, server, lease_ttl=1.5)
+        b = host(short_tmp, "host-b", fake, server, lease_ttl=1.5)
+        try:
+            path = screenshot(short_tmp, "held")
+            holder = threading.Thread(target=lambda: _call_ignoring_loss(a, path), daemon=True)
+            holder.start()
+            wait_for(lambda: fake.calls(SLOW) == 1, what="A's premium leg running")
+            wait_for(lambda: fleet_status(a)["published"] == 1, what="A's fast result published")
+            with Client(b.socket_path) as client:
+                result: dict[str, Any] = {}
+
+                def waiter() -> None:
+                    result.update(analyze(client, path, wait="best"))
+
+                t = threading.Thread(target=waiter)
+                t.start()
+                wait_for(lambda: fleet_status(b)["leases_waited"] == 1, what="B waiting")
+                a.proc.send_signal(signal.SIGKILL) if a.proc else None
+                killed_at = time.monotonic()
+                t.join(30)
+                took = time.monotonic() - killed_at
+            assert result["provenance"]["strategy"] == "premium"
+            assert result["provenance"]["cached"] is False  # B raced it itself
+            status = fleet_status(b)
+            assert (status["leases_taken_over"], status["leases_won"]) == (1, 1)
+            assert fake.calls(SLOW) == 2  # A's (lost with it) and B's
+            assert fake.calls(FAST) == 1  # B kept A's published fast result
+            assert took < 1.5 + 3.0 + 5.0  # the lease time, B's premium call, slack
+        finally:
+            a.stop()
+            b.stop()
+
+
+def _call_ignoring_loss(daemon: Daemon, path: str) -> None:
+    try:
+        with Client(daemon.socket_path) as client:
+            analyze(client, path, wait="best")
+    except Exception:
+        pass

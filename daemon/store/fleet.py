@@ -31,7 +31,6 @@ costs ~18 µs a command. So the outbox goes out in pipelines, and the hot path
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -45,6 +44,8 @@ import trio
 from coredis.retry import NoRetryPolicy
 
 from daemon.models import CacheKey, Event, FleetStatus, JsonObject, Origin, Provenance
+from daemon.store.fleet_keys import CHANNEL, key_tag, record_keys
+from daemon.store.fleet_lease import Leases
 
 if TYPE_CHECKING:
     from daemon.config import FleetConfig
@@ -57,9 +58,9 @@ BACKOFF_FIRST: Final = 0.05  # seconds before the first retry of a failed publis
 BACKOFF_MAX: Final = 2.0
 PUBLISH_WAIT_MIN: Final = 1.0  # seconds a publish round may take, at least
 
-# KEYS: best, hist, origins. ARGV: host, event id, rank, ts, event, max events.
-# Returns 0: already applied (a resend), 1: kept in the history, 2: also the
-# new best record.
+# KEYS: best, hist, origins. ARGV: host, event id, rank, ts, event, max events,
+# channel, tag. Returns 0: already applied (a resend), 1: kept in the history,
+# 2: also the new best record (announced on the channel).
 PUBLISH_LUA: Final = """
 local mark = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 local id = tonumber(ARGV[2])
@@ -74,6 +75,7 @@ if cur[1] then
   if rank < r or (rank == r and ts <= t) then return 1 end
 end
 redis.call('HSET', KEYS[1], 'rank', ARGV[3], 'ts', ARGV[4], 'event', ARGV[5])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 return 2
 """
 
@@ -97,16 +99,6 @@ class FleetEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 _ENCODE: Final = msgspec.json.Encoder()
 _DECODE: Final = msgspec.json.Decoder(FleetEvent)
-
-
-def key_tag(session_id: str, category: str, resource: str, scene: str) -> str:
-    """The hash tag of a cache key: every record of the key shares it."""
-    fields = msgspec.msgpack.encode([session_id, category, resource, scene])
-    return hashlib.sha256(fields).hexdigest()[:32]
-
-
-def record_keys(tag: str) -> tuple[str, str, str]:
-    return f"ctxd:{{{tag}}}:best", f"ctxd:{{{tag}}}:hist", f"ctxd:{{{tag}}}:origins"
 
 
 def make_client(config: FleetConfig) -> coredis.Redis[bytes] | coredis.RedisCluster[bytes]:
@@ -164,6 +156,9 @@ class Fleet:
         self.lookups = 0
         self.lookup_errors = 0
         self.running = False
+        self.nursery: trio.Nursery | None = None  # for the leases' renewals and releases
+        self._published = trio.Event()  # set after each publish round
+        self.leases = Leases(self)
 
     @property
     def server(self) -> str:
@@ -183,11 +178,18 @@ class Fleet:
             self.running = True
             try:
                 async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
                     nursery.start_soon(self._publisher)
                     nursery.start_soon(self._pinger)
+                    nursery.start_soon(self.leases.listen)
+                    # Serve with the subscription up when the server answers, so
+                    # the first requests already share races; never wait long.
+                    with trio.move_on_after(max(self.config.timeout * 4, PUBLISH_WAIT_MIN)):
+                        await self.leases.ready.wait()
                     task_status.started()
             finally:
                 self.running = False
+                self.nursery = None
 
     def _up(self) -> None:
         if self.state != "connected":
@@ -245,8 +247,18 @@ class Fleet:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             backoff = BACKOFF_FIRST
+            self._published.set()
+            self._published = trio.Event()
             if not sent:
                 await self.store.outbox_wake.wait()
+
+    async def published_through(self, event_id: int) -> None:
+        """Return once no id up to ``event_id`` is left in the outbox."""
+        while True:
+            page, _ = self.store.outbox_peek(1)
+            if not page or page[0][0] > event_id:
+                return
+            await self._published.wait()
 
     async def publish_round(self) -> int:
         """Send one batch of the outbox and drop it from there once the server
@@ -300,6 +312,8 @@ class Fleet:
                             repr(event.ts),
                             _ENCODE.encode(record),
                             self.config.max_events_per_key,
+                            CHANNEL,
+                            tag,
                         ),
                         client=pipe,
                     )
@@ -380,4 +394,7 @@ class Fleet:
             hits=self.hits,
             lookups=self.lookups,
             lookup_errors=self.lookup_errors,
+            leases_won=self.leases.won,
+            leases_waited=self.leases.waited,
+            leases_taken_over=self.leases.taken_over,
         )
