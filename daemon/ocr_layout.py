@@ -394,6 +394,20 @@ def _cut(image: Image, box: Box) -> bool:
     return False
 
 
+def _on_bar(image: Image, box: Box, paper: RGB) -> bool:
+    """A bubble that ends on a bar (the header, the input bar): the row just
+    past its top or bottom is one colour across the whole width, not the paper's."""
+    height = image.shape[0]
+    for y in (box[1] - 2, box[3] + 1):  # the bar starts where the cut bubble's fill stops
+        if 0 <= y < height:
+            row = image[y].astype(np.int16)
+            if int((row.max(axis=0) - row.min(axis=0)).max()) <= 6 and _differs(
+                _pixel(image, 0, y), paper, 6
+            ):
+                return True
+    return False
+
+
 def _touching(bubble: Bubble, margin: float) -> bool:
     """Text that touches its bubble's top or bottom: a bar cuts the bubble
     (a whole one has padding around its text)."""
@@ -623,7 +637,8 @@ def _name(header: list[Line]) -> tuple[str | None, bool]:
     for ln in header:
         text = ocr_text.header_text(ln.text)
         if (
-            not ocr_text.is_badge(text)
+            any(ch.isalnum() for ch in ocr_text.name_of(text)[0])
+            and not ocr_text.is_badge(text)
             and not ocr_text.is_initials(text)
             and not ocr_text.HAS_TIME.search(text)
             and not ocr_text.is_subtitle(text)
@@ -668,11 +683,22 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     cut = [
         b
         for b in messages
-        if id(b) not in pictured and (_cut(image, b.box) or _touching(b, 2 * dp))
+        if id(b) not in pictured
+        and (
+            _cut(image, b.box)
+            or _touching(b, 2 * dp)
+            or _on_bar(image, b.box, paper)
+            or any(
+                q.parent is b and q.box[3] >= b.box[3] - dp for q in found
+            )  # a quote to the edge
+        )
     ]
     dropped += sum(len(b.lines) for b in cut)
     dropped += sum(len(q.lines) for b in cut for q in found if q.parent is b)
     messages = [b for b in messages if b not in cut]
+    near_cut = [ln for ln in loose if any(_overlap(ln.box, b.box) > 0.5 for b in cut)]
+    dropped += len(near_cut)
+    loose = [ln for ln in loose if ln not in near_cut]
     quotes = {id(b): [q for q in found if q.parent is b] for b in messages}
     # The header: loose lines above the first bubble (or the top band).
     first = min((b.box[1] for b in messages), default=height)
@@ -732,7 +758,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         )
         if avatar or _pill(Bubble(box=box), width, typical):
             continue
-        if any(_overlap(box, b.box) > 0.2 or _overlap(b.box, box) > 0.2 for b in messages):
+        if any(_overlap(box, b.box) > 0.2 or _overlap(b.box, box) > 0.2 for b in messages + cut):
             continue
         kind = _picture(image, box)
         held = [ln for ln in loose if _contains(box, ln.box, slack=0)]
@@ -777,7 +803,13 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     ]
     # Not sure: one character on the background (an avatar's letter), a
     # line that runs under the input bar.
-    unsure = [ln for ln in keep if len(ln.text.strip()) < 2 or ln.box[3] > frame.bottom]
+    unsure = [
+        ln
+        for ln in keep
+        if len(ln.text.strip()) < 2
+        or ln.box[3] > frame.bottom
+        or (typical and ln.height > 2.5 * typical)  # a column of avatars read as "BBBB"
+    ]
     dropped += len(unsure)
     keep = [ln for ln in keep if ln not in unsure]
     for bubble in _group_by_gap(keep):
