@@ -11,6 +11,7 @@ never belong to it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -184,9 +185,13 @@ class RaceManager:
         started = trio.current_time()
         floor = -math.inf  # what a result must outrank to be worth more than the cache
         if not refresh:
+            may_upgrade = True  # with a fleet: while holding the key's lease
             if self.fleet is not None and key not in self.races:  # once, before racing
-                await self.fleet.read_through(key, self._cached_rank(key), self.top_rank)
-            cached = self.cached_answer(key, image, wait)
+                rank = functools.partial(self._cached_rank, key)
+                may_upgrade = await self.fleet.before_hit(key, rank, self.top_rank)
+            cached = self.cached_answer(key, image if may_upgrade else None, wait)
+            if self.fleet is not None and cached is not None and key not in self.races:
+                self.fleet.leases.finished(key, None)  # taken for an upgrade that did not start
             if cached is not None:
                 return cached
             floor = self._cached_rank(key)  # wait=best, and the cache holds less than the top

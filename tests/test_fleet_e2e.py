@@ -273,3 +273,41 @@ def _call_ignoring_loss(daemon: Daemon, path: str) -> None:
             analyze(client, path, wait="best")
     except Exception:
         pass
+
+
+def test_a_hit_on_another_host_does_not_upgrade_while_the_maker_races_and_sees_its_premium_next(
+    short_tmp: Path, server: RedisServer
+) -> None:
+    """Upgrade on hit keeps its meaning across hosts (one host upgrades a key
+    at a time: the lease), and a better result published by one host is
+    what the others serve on their next hit (freshness)."""
+    with FakeProvider({FAST: Script(latency=0.05), SLOW: Script(latency=1.5)}) as fake:
+        a = host(short_tmp, "host-a", fake, server)
+        b = host(short_tmp, "host-b", fake, server)
+        try:
+            path = screenshot(short_tmp, "fresh")
+            with Client(a.socket_path) as client:
+                first = analyze(client, path)
+            assert (first["provenance"]["strategy"], first["pending"]) == (
+                "multimodal",
+                ["premium"],
+            )
+            wait_for(lambda: fleet_status(a)["published"] == 1, what="A's fast result published")
+            with Client(b.socket_path) as client:
+                hit = analyze(client, path)
+                assert hit["provenance"]["cached"] is True
+                assert hit["provenance"]["strategy"] == "multimodal"
+                assert hit["provenance"]["origin"]["host"] == "host-a"
+                assert hit["pending"] == []  # A's premium runs; B starts none
+                wait_for(lambda: fleet_status(a)["published"] == 2, what="A's premium published")
+                fresh = analyze(client, path)  # the very next hit
+            assert (fresh["provenance"]["strategy"], fresh["provenance"]["cached"]) == (
+                "premium",
+                True,
+            )
+            assert fresh["provenance"]["origin"]["host"] == "host-a"
+            assert fake.calls(SLOW) == 1  # no second premium call anywhere
+            assert fake.calls(FAST) == 1
+        finally:
+            a.stop()
+            b.stop()

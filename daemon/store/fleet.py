@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -337,6 +337,20 @@ class Fleet:
         ):
             return None  # a tag collision: not this key's record
         return record
+
+    async def before_hit(
+        self, key: CacheKey, local_rank: Callable[[], float], top_rank: int
+    ) -> bool:
+        """Once per request, before the cache read: read through (below the top
+        rank), then, if the local best is still below the top rank, whether
+        this host may upgrade it: only while holding the key's lease, so that
+        one host in the fleet runs the better strategies (the caller gives
+        the lease back with ``leases.finished`` if no upgrade starts)."""
+        await self.read_through(key, local_rank(), top_rank)
+        rank = local_rank()
+        if rank >= top_rank or rank == -math.inf:
+            return True
+        return await self.leases.try_take(key)
 
     async def read_through(self, key: CacheKey, local_rank: float, top_rank: int) -> bool:
         """Before racing: when the local best (``local_rank``, -inf for none)

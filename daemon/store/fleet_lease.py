@@ -131,6 +131,8 @@ class Leases:
         more is now in the local store), ``deadline`` (still held by another
         host at ``deadline``, trio time), or ``alone`` (no subscription or the
         server failed: race without a lease). Never raises but Cancelled."""
+        if key in self._held:
+            return "won"  # taken by ``try_take`` for this request
         if not self.listening or self.fleet.state == "disconnected":
             return "alone"
         lease, tag = _lease(key)
@@ -171,6 +173,29 @@ class Leases:
                 await changed.wait()
             if not self.listening:
                 return "alone"
+
+    async def try_take(self, key: CacheKey) -> bool:
+        """Take the key's lease if it is free, without waiting: True when this
+        host holds it now (or cannot know: no subscription, server failing),
+        False when another host does."""
+        if key in self._held:
+            return False  # this host's own race or upgrade holds it
+        if not self.listening or self.fleet.state == "disconnected":
+            return True
+        lease, _ = _lease(key)
+        token = next(self._tokens)
+        try:
+            with trio.fail_after(self.fleet.config.timeout):
+                won = await self.fleet.client.set(
+                    lease, token, condition=PureToken.NX, px=int(self.ttl * 1000)
+                )
+        except Exception as exc:
+            self.fleet._down(exc)
+            return True
+        if won:
+            self._hold(key, lease, token)
+            self.won += 1
+        return bool(won)
 
     def _hold(self, key: CacheKey, lease: str, token: str) -> None:
         scope = trio.CancelScope()
