@@ -7,6 +7,16 @@ API key values of configured providers) are replaced by ``***`` in every
 formatted line, tracebacks included. Control characters in a message or a
 conversation id (a peer or a model controls both) are escaped, so every
 record is one line and none can be forged.
+
+The daemon writes its lines through a ``LineWriter`` (``setup_logging(...,
+background=True)``): a line is formatted where it is logged (so it says what
+was true then) and handed to one writer thread, which writes the lines in
+order, many per ``write``. The event loop never waits for the log's reader:
+a line costs the hit path a record, a formatted string and a list append,
+not a ``write`` system call. INFO lines wait ``LineWriter.LINGER`` (20 ms)
+at most; WARNING and above are written at once; a clean stop (``close``)
+writes everything; a reader that stops reading makes lines past
+``max_bytes`` dropped and counted, never the loop wait (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -150,7 +160,7 @@ class LineWriter(logging.Handler):
     reader was not reading.
     """
 
-    LINGER: Final = 0.002  # seconds a batch may gather after its first line
+    LINGER: Final = 0.02  # seconds a batch may gather after its first line
     BATCH_BYTES: Final = 64 * 1024  # waiting this much ends the linger
     MAX_BYTES: Final = 8 * 1024 * 1024  # kept while the reader is not reading
 
