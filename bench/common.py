@@ -50,6 +50,7 @@ class LogReader(threading.Thread):
         self._reading.set()
         self.lines = 0
         self.last = b""
+        self._partial = b""  # a line the last read ended inside
 
     def run(self) -> None:
         fd = self._pipe.fileno()
@@ -59,7 +60,11 @@ class LogReader(threading.Thread):
             if not chunk:
                 return
             self.lines += chunk.count(b"\n")
-            self.last = chunk.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+            data = self._partial + chunk
+            end = data.rfind(b"\n")
+            if end >= 0:
+                self.last = data[data.rfind(b"\n", 0, end) + 1 : end]
+            self._partial = data[end + 1 :]
 
     def pause(self) -> None:
         self._reading.clear()
