@@ -464,7 +464,9 @@ def _paper(image: Image, top: int, bottom: int) -> RGB:
     """The chat's background: the most common colour at its two edges."""
     width = image.shape[1]
     band = image[max(0, top) : max(top + 1, bottom)]
-    edges = np.concatenate([band[:, 1], band[:, width - 2]])
+    edges = np.concatenate([band[:, min(1, width - 1)], band[:, max(0, width - 2)]])
+    if edges.size == 0:
+        return (0, 0, 0)
     bins = edges // 8
     _, inverse, counts = np.unique(bins, axis=0, return_inverse=True, return_counts=True)
     common = edges[inverse.reshape(-1) == counts.argmax()].mean(axis=0)
@@ -618,6 +620,20 @@ def _read_inside(
     return rows, sender
 
 
+def _names(line: Line, bubble: Bubble, dp: float) -> bool:
+    """Whether ``line`` is the group sender's name shown above ``bubble``."""
+    return (
+        -3 * dp <= bubble.box[1] - line.box[3] <= 10 * dp
+        and abs(line.box[0] - bubble.box[0]) <= 14 * dp
+        and len(line.text) <= 32
+        and not ocr_text.is_time(line.text)
+    )
+
+
+def _named(line: Line, bubbles: list[Bubble], dp: float) -> bool:
+    return any(_names(line, b, dp) for b in bubbles)
+
+
 def _avatar(bubble: Bubble, dp: float) -> bool:
     """An avatar with initials in it, or an unread badge in the header: not a bubble."""
     w, h = bubble.box[2] - bubble.box[0], bubble.box[3] - bubble.box[1]
@@ -680,12 +696,14 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     ]
     dropped += sum(len(b.lines) for b in inside)
     messages = [b for b in messages if b not in inside]
+    # Square corners are a cut only near the chat's ends (some apps draw square bubbles).
+    ends = (TOP_BAND_DP * dp, frame.bottom - 24 * dp)
     cut = [
         b
         for b in messages
         if id(b) not in pictured
         and (
-            _cut(image, b.box)
+            (_cut(image, b.box) and (b.box[1] < ends[0] or b.box[3] > ends[1]))
             or _touching(b, 2 * dp)
             or _on_bar(image, b.box, paper)
             or any(
@@ -700,9 +718,17 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dropped += len(near_cut)
     loose = [ln for ln in loose if ln not in near_cut]
     quotes = {id(b): [q for q in found if q.parent is b] for b in messages}
+    # A short line just above a bubble and aligned with it: its sender
+    # (WeChat, LINE, Messenger), even above the first bubble, under the header.
+    named: dict[int, str] = {}
+    for ln in sorted(loose, key=lambda ln: ln.cy):
+        below = [b for b in messages if id(b) not in named and _names(ln, b, dp)]
+        if below:
+            named[id(below[0])] = ln.text
+    loose = [ln for ln in loose if ln.text not in named.values() or not _named(ln, messages, dp)]
     # The header: loose lines above the first bubble (or the top band).
     first = min((b.box[1] for b in messages), default=height)
-    limit = min(first, HEADER_MAX_DP * dp)
+    limit = min(first, HEADER_MAX_DP * dp) if messages else TOP_BAND_DP * dp
     header = [ln for ln in loose if ln.cy < limit]
     loose = [ln for ln in loose if ln.cy >= limit]
     name, counted = _name(header)
@@ -710,6 +736,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     rows_of: dict[int, list[list[Line]]] = {}
     for bubble in messages:
         rows, bubble.sender = _read_inside(image, bubble, quotes[id(bubble)])
+        bubble.sender = bubble.sender or named.get(id(bubble))
         rows_of[id(bubble)] = rows
     timed = 0
     ends: dict[int, tuple[str, str] | None] = {}
@@ -760,24 +787,14 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             continue
         if any(_overlap(box, b.box) > 0.2 or _overlap(b.box, box) > 0.2 for b in messages + cut):
             continue
-        kind = _picture(image, box)
-        held = [ln for ln in loose if _contains(box, ln.box, slack=0)]
-        if held and kind != "photo":
+        if any(_contains(box, ln.box, slack=0) for ln in loose):
             continue  # text no fill could follow: read below
-        dropped += len(held)  # what PP-OCR reads in a photo is not a message
-        loose = [ln for ln in loose if ln not in held]
-        messages.append(Bubble(box=box, kind=kind))
+        messages.append(Bubble(box=box, kind=_picture(image, box)))
     # Around the bubbles: senders above them, times beside them.
     rest: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
-        below = [
-            b
-            for b in messages
-            if b.sender is None
-            and -3 * dp <= b.box[1] - ln.box[3] <= 10 * dp
-            and abs(ln.box[0] - b.box[0]) <= 14 * dp
-        ]
-        if below and len(ln.text) <= 32 and not ocr_text.is_time(ln.text):
+        below = [b for b in messages if b.sender is None and _names(ln, b, dp)]
+        if below:  # above a picture
             below[0].sender = ln.text
             continue
         if ocr_text.is_time(ln.text):

@@ -250,3 +250,197 @@ def test_a_message_in_no_bubble_any_fill_finds_is_kept_and_small_print_is_not() 
         ("left", "found"),
         ("right", "kept anyway"),
     ]
+
+
+# ------------------------------------------------- what the apps draw (issue 15) --
+# 720 px wide: 1 dp = 2 px. Each test draws one thing an app shows around
+# or inside its bubbles and says what it must (not) become.
+
+PAPER = (239, 234, 226)  # WhatsApp's light wallpaper
+BAR = (246, 246, 246)
+
+
+def inked(image: np.ndarray, ln: Line, colour: tuple[int, int, int] = (20, 20, 20)) -> Line:
+    x1, y1, x2, y2 = ln.box
+    image[y1 + 4 : y2 - 4 : 3, x1 + 2 : x2 - 2 : 2] = colour
+    return ln
+
+
+def paper() -> np.ndarray:
+    image = np.empty((H, W, 3), np.uint8)
+    image[:] = PAPER
+    return image
+
+
+def read(image: np.ndarray, lines: list[Line]) -> tuple[dict[str, Any], int]:
+    from daemon.ocr_layout import read as read_chat
+
+    step, dropped = read_chat(image, lines, "right")
+    parse_merge_step(json.dumps(step))  # the daemon's validation accepts it
+    return step, dropped
+
+
+def test_the_time_and_ticks_in_a_bubble_are_its_time_not_its_text() -> None:
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (400, 400, 700, 470), GREEN)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "Saturday? 10:22")),  # read as one line
+        inked(image, line(420, 418, 520, 452, "OK")),
+        inked(image, line(600, 430, 690, 458, "10:23 W")),  # its own piece, ticks as "W"
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b["time"]) for b in step["bubbles"]] == [
+        ("Saturday?", "10:22"),
+        ("OK", "10:23"),
+    ]
+
+
+def test_a_keyboard_and_the_input_bar_are_not_messages_and_a_draft_is_counted() -> None:
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (0, 1280 - 520 - 104, W, H), BAR)  # input bar, then the keyboard
+    rect(image, (88, 1280 - 520 - 86, 592, 1280 - 520 - 18), WHITE)  # the field
+    keys = []
+    for row, letters in enumerate(("qwertyuiop", "asdfghjkl", "zxcvbnm")):
+        for i, letter in enumerate(letters):
+            x = 14 + 72 * i + 36 * row
+            y = 1280 - 520 + 88 + 108 * row
+            rect(image, (x, y, x + 64, y + 84), WHITE)
+            keys.append(inked(image, line(x + 18, y + 16, x + 46, y + 60, letter)))
+    bottom = [
+        inked(image, line(100, 1280 - 520 + 20, 160, 1280 - 520 + 60, "The")),  # suggestion
+        inked(image, line(330, 1280 - 84, 420, 1280 - 50, "space")),
+        inked(image, line(600, 1280 - 84, 700, 1280 - 50, "return")),
+    ]
+    draft = inked(image, line(110, 1280 - 520 - 70, 300, 1280 - 520 - 34, "I'll be th"))
+    message = inked(image, line(40, 318, 380, 352, "See you at eight"))
+    step, dropped = read(image, [message, draft, *keys, *bottom])
+    assert [b["text"] for b in step["bubbles"]] == ["See you at eight"]
+    assert dropped == 1  # the draft: chrome or a message, the layout can not be sure
+
+
+def test_a_date_pill_and_a_system_notice_are_not_messages() -> None:
+    image = paper()
+    rect(image, (310, 200, 410, 250), WHITE)  # "Today", centred
+    rect(image, (60, 280, 660, 400), (255, 238, 205))  # the encryption notice
+    rect(image, (20, 450, 400, 520), WHITE)
+    lines = [
+        inked(image, line(330, 210, 390, 240, "Today")),
+        inked(image, line(80, 296, 640, 330, "Messages are end-to-end encrypted.")),
+        inked(image, line(150, 344, 570, 378, "No one outside can read them.")),
+        inked(image, line(40, 468, 380, 502, "hello")),
+    ]
+    step, _ = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["hello"]
+
+
+def test_a_group_title_and_the_names_above_bubbles_are_group_and_sender() -> None:
+    image = canvas()  # WeChat: the header has the chat's colour
+    rect(image, (108, 330, 400, 400), WHITE)
+    rect(image, (108, 480, 500, 550), WHITE)
+    lines = [
+        inked(image, line(290, 80, 430, 112, "周末爬山群(8)")),
+        inked(image, line(116, 300, 180, 326, "刘洋"), (160, 160, 160)),
+        inked(image, line(128, 348, 380, 382, "明天几点出发？")),
+        inked(image, line(116, 450, 180, 476, "赵敏"), (160, 160, 160)),
+        inked(image, line(128, 498, 480, 532, "七点，老地方")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"] == {"user": None, "talker": None, "group": "周末爬山群"}
+    assert [(b["sender"], b["text"]) for b in step["bubbles"]] == [
+        ("刘洋", "明天几点出发？"),
+        ("赵敏", "七点，老地方"),
+    ]
+
+
+def test_a_coloured_first_row_is_the_sender_and_a_tinted_box_the_quote() -> None:
+    image = paper()
+    rect(image, (20, 300, 460, 560), WHITE)
+    rect(image, (28, 350, 452, 470), (236, 236, 236))  # the quoted message's box
+    rect(image, (28, 350, 36, 470), (0, 128, 105))  # its bar
+    lines = [
+        inked(image, line(40, 310, 140, 340, "Anna"), (229, 57, 53)),
+        inked(image, line(50, 362, 120, 392, "You"), (0, 128, 105)),
+        inked(image, line(50, 410, 400, 444, "see you at eight"), (100, 100, 100)),
+        inked(image, line(40, 490, 300, 524, "Perfect")),
+        inked(image, line(360, 520, 440, 548, "10:24")),
+        inked(image, line(20, 600, 200, 630, "x")),  # nothing: keeps the times' vote fair
+    ]
+    rect(image, (20, 580, 300, 660), WHITE)
+    lines.append(inked(image, line(40, 598, 200, 632, "ok 10:25")))
+    step, _ = read(image, lines[:5] + lines[6:])
+    first = step["bubbles"][0]
+    assert first["sender"] == "Anna"
+    assert first["quote"] == {"sender": "You", "text": "see you at eight"}
+    assert first["text"] == "Perfect"
+    assert first["time"] == "10:24"
+    assert first["bbox"] == [20, 300, 460, 560]
+
+
+def test_the_talker_is_the_name_beside_the_avatar_not_the_subtitle_or_badge() -> None:
+    image = paper()
+    rect(image, (0, 0, W, 200), BAR)  # status bar and header, one colour
+    yy, xx = np.mgrid[0:H, 0:W]
+    image[(xx - 200) ** 2 + (yy - 145) ** 2 < 36**2] = (230, 126, 34)  # the avatar
+    rect(image, (20, 300, 400, 370), WHITE)
+    lines = [
+        inked(image, line(60, 30, 130, 60, "9:41")),
+        inked(image, line(60, 128, 100, 160, "12")),  # the back button's unread badge
+        inked(image, line(180, 128, 222, 162, "LM"), (255, 255, 255)),
+        inked(image, line(250, 112, 460, 150, "Lucas Martin")),
+        inked(image, line(250, 152, 500, 180, "last seen today at 09:12")),
+        inked(image, line(40, 318, 380, 352, "hi")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == "Lucas Martin"
+    assert [b["text"] for b in step["bubbles"]] == ["hi"]
+
+
+def test_a_bubble_the_input_bar_cuts_is_left_out_and_counted() -> None:
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (300, 1040, 700, H), GREEN)  # runs under the bar
+    rect(image, (0, 1100, W, H), BAR)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "whole")),
+        inked(image, line(320, 1064, 680, 1100, "cut by the bar")),
+    ]
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["whole"]
+    assert dropped == 1
+
+
+def test_a_voice_note_and_a_photo_are_bubbles_with_their_kind_and_no_text() -> None:
+    image = paper()
+    rect(image, (20, 300, 500, 400), WHITE)  # a voice note
+    rect(image, (300, 460, 700, 760), GREEN)  # a photo in a frame, its time on it
+    rect(image, (306, 466, 694, 640), (120, 170, 230))  # sky
+    rect(image, (306, 640, 694, 754), (70, 120, 50))  # ground
+    for x, y in ((300, 460), (699, 460), (300, 759), (699, 759)):  # round corners
+        image[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = PAPER
+    rect(image, (20, 820, 400, 890), WHITE)
+    lines = [
+        inked(image, line(80, 320, 360, 350, "····川····")),
+        inked(image, line(80, 360, 130, 390, "0:12")),
+        inked(image, line(400, 364, 480, 392, "10:20")),
+        inked(image, line(600, 714, 684, 744, "10:21"), (255, 255, 255)),
+        inked(image, line(40, 838, 380, 872, "nice 10:22")),
+    ]
+    step, _ = read(image, lines)
+    got = [(b.get("kind", "text"), b["text"], b["time"]) for b in step["bubbles"]]
+    assert got == [("voice", "", "10:20"), ("photo", "", "10:21"), ("text", "nice", "10:22")]
+    assert step["bubbles"][1]["bbox"] == [300, 460, 700, 760]
+
+
+def test_two_bubbles_a_wallpaper_stroke_joins_stay_two() -> None:
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (20, 374, 400, 444), WHITE)  # 2 dp below
+    image[360:390, 200] = WHITE  # a doodle's 1 px stroke in the bubbles' colour
+    lines = [
+        inked(image, line(40, 318, 380, 352, "first")),
+        inked(image, line(40, 392, 380, 426, "second")),
+    ]
+    step, _ = read(image, lines)
+    assert [b["bbox"] for b in step["bubbles"]] == [[20, 300, 400, 370], [20, 374, 400, 444]]
