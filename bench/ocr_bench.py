@@ -1,6 +1,7 @@
 """The local_ocr strategy: throughput, latency, the event loop under OCR load, memory.
 
     .venv/bin/python bench/ocr_bench.py [--seconds 20] [--memory 1000]
+    .venv/bin/python bench/ocr_bench.py --apps [--before 8327f98]
 
 One run, one machine, side by side:
 
@@ -15,6 +16,11 @@ One run, one machine, side by side:
    worker process, and how long a cancelled inference keeps the CPU busy.
 4. ``--memory N``: RSS of the daemon and of its worker before and after N
    analyses.
+5. ``--apps``: tests/data/apps read once by PP-OCR (in this process, one
+   worker's threads), then the layout of commit ``--before`` (loaded from
+   git) and today's, side by side on the same lines: the quality table of
+   each (tests/ocr_eval.py) and the time of OCR and of each layout per
+   screenshot (p50, p95; 720x1280 shots apart). Only this section runs.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import trio
 from common import ROOT, LineClient, process
 
@@ -272,12 +280,78 @@ def memory(tmp: Path, count: int) -> None:
             print(f"  after {done:>5}: {memory_line(pid, worker)}")
 
 
+def _layout_at(rev: str) -> Any:
+    """daemon/ocr_layout.py as it was at ``rev``, as a module."""
+    import subprocess
+    import types
+
+    source = subprocess.run(
+        ["git", "show", f"{rev}:daemon/ocr_layout.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    module = types.ModuleType(f"ocr_layout_{rev}")
+    module.__dict__["__name__"] = module.__name__
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:daemon/ocr_layout.py", "exec"), module.__dict__)
+    return module
+
+
+def apps(before: str) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from daemon import ocr_layout
+    from daemon.extract import parse_merge_step
+    from daemon.ocr_worker import Reader
+    from tests.ocr_eval import APPS, HEADER, Score, app_key, cases
+
+    old = _layout_at(before)
+    reader = Reader(len(os.sched_getaffinity(0)))  # one worker: all the cores
+    layouts = {f"{before} (before)": old, "now": ocr_layout}
+    scores: dict[str, dict[str, Score]] = {name: {} for name in layouts}
+    ms: dict[str, list[tuple[bool, float]]] = {"ocr": [], **{name: [] for name in layouts}}
+    for png, truth in cases(APPS):
+        rgb = np.asarray(Image.open(png).convert("RGB"))
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        small = rgb.shape[1] == 720 and rgb.shape[0] == 1280
+        started = time.perf_counter()
+        raw, _ = reader.engine(bgr, use_cls=False)
+        ms["ocr"].append((small, (time.perf_counter() - started) * 1000))
+        for name, layout in layouts.items():
+            started = time.perf_counter()
+            step = layout.build_step(rgb, layout.lines_from_ocr(raw), "right")
+            ms[name].append((small, (time.perf_counter() - started) * 1000))
+            parsed = msgspec.to_builtins(parse_merge_step(json.dumps(step, ensure_ascii=False)))
+            for key in (app_key(truth), "total"):
+                scores[name].setdefault(key, Score()).add(png.name, truth, parsed)
+    for name in layouts:
+        print(f"\nlayout {name} on tests/data/apps, the same PP-OCR lines")
+        print(HEADER)
+        for key in sorted(scores[name], key=lambda k: (k == "total", k)):
+            print(scores[name][key].row(key))
+    print("\nms per screenshot          p50 all   p95 all   p50 720x1280")
+    for name, values in ms.items():
+        every = [v for _, v in values]
+        small = [v for s, v in values if s] or [0.0]
+        print(
+            f"  {name:<24} {pct(every, 0.5):8.1f}  {pct(every, 0.95):8.1f}  {pct(small, 0.5):8.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=12, help="inferences per thread/process run")
     parser.add_argument("--memory", type=int, default=0, help="analyses for the memory run")
+    parser.add_argument("--apps", action="store_true", help="quality and layout time on the apps")
+    parser.add_argument("--before", default="8327f98", help="the layout to compare with (--apps)")
     args = parser.parse_args()
+    if args.apps:
+        apps(args.before)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-ocr-bench-", dir="/tmp"))
     try:
         print(f"{os.cpu_count()} CPUs; {len(EXAMPLES)} screenshots of examples/")
