@@ -1,7 +1,7 @@
 """The local_ocr strategy: throughput, latency, the event loop under OCR load, memory.
 
     .venv/bin/python bench/ocr_bench.py [--seconds 20] [--memory 1000]
-    .venv/bin/python bench/ocr_bench.py --apps [--before 8327f98]
+    .venv/bin/python bench/ocr_bench.py --apps [--before 8327f98] [--set DIR]
 
 One run, one machine, side by side:
 
@@ -299,7 +299,7 @@ def _layout_at(rev: str) -> Any:
     return module
 
 
-def apps(before: str) -> None:
+def apps(before: str, folder: Path | None) -> None:
     import numpy as np
     from PIL import Image
 
@@ -313,7 +313,7 @@ def apps(before: str) -> None:
     layouts = {f"{before} (before)": old, "now": ocr_layout}
     scores: dict[str, dict[str, Score]] = {name: {} for name in layouts}
     ms: dict[str, list[tuple[bool, float]]] = {"ocr": [], **{name: [] for name in layouts}}
-    for png, truth in cases(APPS):
+    for png, truth in cases(folder or APPS):
         rgb = np.asarray(Image.open(png).convert("RGB"))
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         small = rgb.shape[1] == 720 and rgb.shape[0] == 1280
@@ -328,7 +328,7 @@ def apps(before: str) -> None:
             for key in (app_key(truth), "total"):
                 scores[name].setdefault(key, Score()).add(png.name, truth, parsed)
     for name in layouts:
-        print(f"\nlayout {name} on tests/data/apps, the same PP-OCR lines")
+        print(f"\nlayout {name} on {folder or 'tests/data/apps'}, the same PP-OCR lines")
         print(HEADER)
         for key in sorted(scores[name], key=lambda k: (k == "total", k)):
             print(scores[name][key].row(key))
@@ -348,9 +348,15 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, help="analyses for the memory run")
     parser.add_argument("--apps", action="store_true", help="quality and layout time on the apps")
     parser.add_argument("--before", default="8327f98", help="the layout to compare with (--apps)")
+    parser.add_argument(
+        "--set",
+        type=Path,
+        default=None,
+        help="--apps on another folder of shots and truth (render_apps.py --seed 1 --out DIR)",
+    )
     args = parser.parse_args()
     if args.apps:
-        apps(args.before)
+        apps(args.before, args.set)
         return
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-ocr-bench-", dir="/tmp"))
     try:
