@@ -698,13 +698,13 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dropped += sum(len(b.lines) for b in inside)
     messages = [b for b in messages if b not in inside]
     # Square corners are a cut only near the chat's ends (some apps draw square bubbles).
-    ends = (TOP_BAND_DP * dp, frame.bottom - 24 * dp)
+    chat_ends = (TOP_BAND_DP * dp, frame.bottom - 24 * dp)
     cut = [
         b
         for b in messages
         if id(b) not in pictured
         and (
-            (_cut(image, b.box) and (b.box[1] < ends[0] or b.box[3] > ends[1]))
+            (_cut(image, b.box) and (b.box[1] < chat_ends[0] or b.box[3] > chat_ends[1]))
             or _touching(b, 2 * dp)
             or _on_bar(image, b.box, paper)
             or any(
