@@ -322,11 +322,15 @@ def apps(before: str, folder: Path | None) -> None:
         ms["ocr"].append((small, (time.perf_counter() - started) * 1000))
         for name, layout in layouts.items():
             started = time.perf_counter()
-            step = layout.build_step(rgb, layout.lines_from_ocr(raw), "right")
+            lines = layout.lines_from_ocr(raw)
+            if hasattr(layout, "read"):  # since issue 15: the step and its dropped lines
+                step, dropped = layout.read(rgb, lines, "right")
+            else:
+                step, dropped = layout.build_step(rgb, lines, "right"), 0
             ms[name].append((small, (time.perf_counter() - started) * 1000))
             parsed = msgspec.to_builtins(parse_merge_step(json.dumps(step, ensure_ascii=False)))
             for key in (app_key(truth), "total"):
-                scores[name].setdefault(key, Score()).add(png.name, truth, parsed)
+                scores[name].setdefault(key, Score()).add(png.name, truth, parsed, dropped)
     for name in layouts:
         print(f"\nlayout {name} on {folder or 'tests/data/apps'}, the same PP-OCR lines")
         print(HEADER)
