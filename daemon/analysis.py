@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from daemon.config import Config
     from daemon.providers import ImageInput
     from daemon.stats import Stats
-    from daemon.store.fleet import Fleet
+    from daemon.store.fleet import Fleet, FleetEvent
     from daemon.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,10 @@ class RaceManager:
             may_upgrade = True  # with a fleet: while holding the key's lease
             if self.fleet is not None and key not in self.races:  # once, before racing
                 rank = functools.partial(self._cached_rank, key)
-                may_upgrade = await self.fleet.before_hit(key, rank, self.top_rank)
+                may_upgrade, record = await self.fleet.before_hit(key, rank, self.top_rank)
+                fleet_hit = self._fleet_answer(record, wait, started) if record else None
+                if fleet_hit is not None:
+                    return fleet_hit
             cached = self.cached_answer(key, image if may_upgrade else None, wait)
             if self.fleet is not None and cached is not None and key not in self.races:
                 self.fleet.leases.finished(key, None)  # taken for an upgrade that did not start
@@ -198,7 +201,7 @@ class RaceManager:
         strategies = self.strategies
         race = self.races.get(key)
         if race is None and self.fleet is not None and image is not None and not refresh:
-            leased = await self._fleet_lease(key, image, wait, deadline)
+            leased = await self._fleet_lease(key, image, wait, deadline, started)
             if isinstance(leased, AnalyzeResult):
                 return leased  # another host's result, now in the local store
             race = leased
@@ -242,7 +245,7 @@ class RaceManager:
         return _answer(accepted, False, started, outcome.pending)
 
     async def _fleet_lease(
-        self, key: CacheKey, image: ImageInput, wait: Wait, deadline: float
+        self, key: CacheKey, image: ImageInput, wait: Wait, deadline: float, started: float
     ) -> Race | AnalyzeResult | None:
         """One race per key fleet-wide (daemon/store/fleet_lease.py): None when
         this host is to race (it holds the lease, or races alone), another
@@ -250,18 +253,49 @@ class RaceManager:
         started meanwhile. Raises DeadlineExceeded while another host races."""
         assert self.fleet is not None
         needed = self.top_rank if wait == "best" else -math.inf
-        taken = await self.fleet.leases.take(
+        taken, record = await self.fleet.leases.take(
             key, deadline, lambda: self._cached_rank(key), needed, self.top_rank
         )
         if taken == "deadline":
             raise DeadlineExceeded(data={"pending": []})
         if taken == "hit":  # no upgrade here: the holder's better legs may still run
-            cached = self.cached_answer(key, None, wait)
+            if record is not None:
+                cached = self._fleet_answer(record, wait, started)
+            else:
+                cached = self.cached_answer(key, None, wait)
             if cached is not None:
                 return cached
         if taken == "won" and (key in self.races or self._room_for(image) is not None):
             self.fleet.leases.finished(key, None)  # not racing after all
         return self.races.get(key)
+
+    def _fleet_answer(self, record: FleetEvent, wait: Wait, started: float) -> AnalyzeResult | None:
+        """Another host's result, answered as cached while it is being stored
+        here (not yet committed: ``event_id`` null, ``origin`` its maker)."""
+        if wait == "best" and self._rank_of(record.strategy) < self.top_rank:
+            return None
+        try:
+            step = _DECODE_STEP.decode(record.payload)
+        except msgspec.DecodeError:
+            logger.warning("Fleet record from %s is not a MergeStep", record.origin.host)
+            return None
+        self.stats.hits += 1
+        logger.info(
+            "merge_step [CACHED|%s|%s] Conversation: %d messages",
+            record.strategy,
+            record.model,
+            len(step.conversation),
+        )
+        accepted = Accepted(
+            step=step,
+            strategy=record.strategy,
+            model=record.model,
+            event_id=None,
+            created_at=record.ts,
+        )
+        answer = _answer(accepted, True, started, [])
+        provenance = msgspec.structs.replace(answer.provenance, origin=record.origin)
+        return msgspec.structs.replace(answer, provenance=provenance)
 
     def _cached_rank(self, key: CacheKey) -> float:
         """The rank of the event the cache would serve for ``key`` (-inf: none)."""

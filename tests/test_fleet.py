@@ -361,3 +361,29 @@ async def test_publish_and_read_through_on_a_three_master_cluster(host: HostFact
             assert len(where) == 1
             holders |= where
         assert len(holders) > 1
+
+
+async def test_a_fleet_hit_is_answered_before_its_local_commit_and_asked_once(
+    server: RedisServer, host: HostFactory
+) -> None:
+    a = host("host-a", {"url": server.url})
+    b = host("host-b", {"url": server.url})
+    async with a.client, b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a)
+        made = await store_result(a, "premium")
+        await a.publish_round()
+        b.nursery = nursery  # as when running: local copies are stored by a task
+        first = await b.read_through(KEY, -math.inf, top_rank=2)
+        again = await b.read_through(KEY, -math.inf, top_rank=2)  # before B's commit
+        assert first is not None
+        assert again is first
+        assert (b.lookups, b.hits) == (1, 1)
+        assert b.store.best(KEY.session_id, KEY.category, KEY.resource, KEY.scene) is None
+        await run_writer(nursery, b)  # B's writer starts: the copy is committed first
+        await b.store.append("other", "c", "r", "", {})
+        local = b.store.best(KEY.session_id, KEY.category, KEY.resource, KEY.scene)
+        assert local is not None
+        assert local.provenance is not None
+        assert local.provenance.origin == first.origin
+        assert first.origin.event_id == made
+        nursery.cancel_scope.cancel()

@@ -108,16 +108,15 @@ def test_a_premium_result_made_on_host_a_is_served_by_host_b_as_cached(
         assert made["provenance"]["strategy"] == "premium"
         wait_for(lambda: fleet_status(a)["outbox"] == 0, what="A's outbox sent")
         with Client(b.socket_path) as client:
-            served = analyze(client, path)
-            again = analyze(client, path)
-            best = client.call(
-                "events.best",
-                {
-                    "session_id": "conv-fleet",
-                    "category": "context_analysis",
-                    "resource": made_resource(client, path),
-                },
-            )["event"]
+            served = analyze(client, path)  # answered before B's own commit of it
+            key = {
+                "session_id": "conv-fleet",
+                "category": "context_analysis",
+                "resource": made_resource(client, path),
+            }
+            wait_for(lambda: client.call("events.best", key)["event"] is not None, what="stored")
+            best = client.call("events.best", key)["event"]
+            again = analyze(client, path)  # a local hit now
         assert served["provenance"]["cached"] is True
         assert served["provenance"]["strategy"] == "premium"
         assert served["provenance"]["origin"] == {
@@ -125,7 +124,9 @@ def test_a_premium_result_made_on_host_a_is_served_by_host_b_as_cached(
             "event_id": made["provenance"]["event_id"],
         }
         assert served["result"] == made["result"]
+        assert served["provenance"]["event_id"] is None  # not B's event (yet)
         assert again["provenance"]["origin"] == served["provenance"]["origin"]
+        assert again["provenance"]["event_id"] == best["id"]
         assert best["provenance"]["origin"]["host"] == "host-a"
         status = fleet_status(b)
         assert (status["hits"], status["lookups"], status["state"]) == (1, 1, "connected")

@@ -144,6 +144,7 @@ class Fleet:
         self.host = config.host_id
         self.store = store
         self._rank_of = rank_of
+        self.rank_of = rank_of
         self.client = make_client(config)
         self._publish = self.client.register_script(PUBLISH_LUA)
         store.outbox_on = True  # from the first commit on, before anything is served
@@ -159,6 +160,8 @@ class Fleet:
         self.nursery: trio.Nursery | None = None  # for the leases' renewals and releases
         self._published = trio.Event()  # set after each publish round
         self.leases = Leases(self)
+        # Other hosts' records being stored here, by key (read_through).
+        self._storing: dict[CacheKey, FleetEvent] = {}
 
     @property
     def server(self) -> str:
@@ -340,26 +343,38 @@ class Fleet:
 
     async def before_hit(
         self, key: CacheKey, local_rank: Callable[[], float], top_rank: int
-    ) -> bool:
-        """Once per request, before the cache read: read through (below the top
-        rank), then, if the local best is still below the top rank, whether
-        this host may upgrade it: only while holding the key's lease, so that
-        one host in the fleet runs the better strategies (the caller gives
-        the lease back with ``leases.finished`` if no upgrade starts)."""
-        await self.read_through(key, local_rank(), top_rank)
+    ) -> tuple[bool, FleetEvent | None]:
+        """Once per request, before the cache read: another host's better
+        record (answer from it), or whether this host may upgrade its local
+        best when that is below the top rank: only while holding the key's
+        lease, so that one host in the fleet runs the better strategies (the
+        caller gives the lease back with ``leases.finished`` if no upgrade
+        starts)."""
+        record = await self.read_through(key, local_rank(), top_rank)
+        if record is not None:
+            return False, record  # the maker upgrades it, if anyone
         rank = local_rank()
         if rank >= top_rank or rank == -math.inf:
-            return True
-        return await self.leases.try_take(key)
+            return True, None
+        return await self.leases.try_take(key), None
 
-    async def read_through(self, key: CacheKey, local_rank: float, top_rank: int) -> bool:
+    async def read_through(
+        self, key: CacheKey, local_rank: float, top_rank: int
+    ) -> FleetEvent | None:
         """Before racing: when the local best (``local_rank``, -inf for none)
         is below ``top_rank``, ask the server once, under ``fleet.timeout``,
-        for a better record; store it locally (with its origin) and return
-        True when there is one. Any failure or timeout returns False (the
-        host races alone) and is counted; it never raises but Cancelled."""
+        for a better record and return it. It is stored locally (with its
+        origin) by a task of the fleet's own, so the answer does not wait for
+        a durable commit; until that commit, the same key is answered from
+        the record in hand without asking again. (With the fleet not running,
+        in unit tests, it is stored before this returns.) Any failure or
+        timeout returns None (the host races alone) and is counted; it never
+        raises but Cancelled."""
         if local_rank >= top_rank or self.state == "disconnected":
-            return False
+            return None
+        storing = self._storing.get(key)
+        if storing is not None:
+            return storing
         self.lookups += 1
         try:
             with trio.fail_after(self.config.timeout):
@@ -370,23 +385,35 @@ class Fleet:
                 logger.warning("Fleet record of this key is not an event: %s", exc)
             else:
                 self._down(exc)
-            return False
+            return None
         if record is None or record.origin.host == self.host:
-            return False
+            return None
         rank = self._rank_of(record.strategy)
-        if rank <= local_rank or math.isinf(rank):
-            return False
-        provenance = record.provenance or Provenance()
-        await self.store.append(
-            key.session_id,
-            key.category,
-            key.resource,
-            key.scene,
-            record.payload,
-            msgspec.structs.replace(provenance, origin=record.origin),
-        )
+        if rank <= local_rank or math.isinf(rank) or key in self._storing:
+            return self._storing.get(key)
         self.hits += 1
-        return True
+        self._storing[key] = record
+        if self.nursery is None:
+            await self._store_locally(key, record)
+        else:
+            self.nursery.start_soon(self._store_locally, key, record)
+        return record
+
+    async def _store_locally(self, key: CacheKey, record: FleetEvent) -> None:
+        provenance = record.provenance or Provenance()
+        try:
+            await self.store.append(
+                key.session_id,
+                key.category,
+                key.resource,
+                key.scene,
+                record.payload,
+                msgspec.structs.replace(provenance, origin=record.origin),
+            )
+        except Exception:
+            logger.exception("Could not store another host's result here")
+        finally:
+            self._storing.pop(key, None)
 
     # ---------------------------------------------------------------- status --
 

@@ -30,7 +30,7 @@ from daemon.store.fleet_keys import CHANNEL, key_tag, lease_key
 
 if TYPE_CHECKING:
     from daemon.models import CacheKey
-    from daemon.store.fleet import Fleet
+    from daemon.store.fleet import Fleet, FleetEvent
 
 logger = logging.getLogger(__name__)
 
@@ -125,16 +125,17 @@ class Leases:
         local_rank: Callable[[], float],
         needed: float,
         top_rank: int,
-    ) -> Taken:
+    ) -> tuple[Taken, FleetEvent | None]:
         """Before racing ``key``: ``won`` (this host holds the lease: race, then
-        ``finished``), ``hit`` (another host's result of rank ``needed`` or
-        more is now in the local store), ``deadline`` (still held by another
+        ``finished``), ``hit`` (a result of rank ``needed`` or more is in the
+        local store, or is the record returned with it: another host's, being
+        stored here), ``deadline`` (still held by another
         host at ``deadline``, trio time), or ``alone`` (no subscription or the
         server failed: race without a lease). Never raises but Cancelled."""
         if key in self._held:
-            return "won"  # taken by ``try_take`` for this request
+            return "won", None  # taken by ``try_take`` for this request
         if not self.listening or self.fleet.state == "disconnected":
-            return "alone"
+            return "alone", None
         lease, tag = _lease(key)
         config = self.fleet.config
         waited = False
@@ -151,28 +152,30 @@ class Leases:
                     self.won += 1
                     if waited:
                         self.taken_over += 1
-                    return "won"
-                await self.fleet.read_through(key, local_rank(), top_rank)
+                    return "won", None
+                record = await self.fleet.read_through(key, local_rank(), top_rank)
                 rank = local_rank()
+                if record is not None:
+                    rank = max(rank, self.fleet.rank_of(record.strategy))
                 if rank >= needed and rank > -math.inf:
-                    return "hit"
+                    return "hit", record
                 with trio.fail_after(config.timeout):
                     left_ms = await self.fleet.client.pttl(lease)
             except Exception as exc:
                 self.fleet.lookup_errors += 1
                 self.fleet._down(exc)
-                return "alone"
+                return "alone", None
             if not waited:
                 self.waited += 1
                 waited = True
             now = trio.current_time()
             if now >= deadline:
-                return "deadline"
+                return "deadline", None
             until = deadline if left_ms < 0 else min(deadline, now + left_ms / 1000 + EXPIRY_SLACK)
             with trio.move_on_at(until):
                 await changed.wait()
             if not self.listening:
-                return "alone"
+                return "alone", None
 
     async def try_take(self, key: CacheKey) -> bool:
         """Take the key's lease if it is free, without waiting: True when this
