@@ -12,8 +12,10 @@ threads to hosts drawn at random. Printed per N, side by side in one run:
   and to the server's PING round trip: as this script sees it (a raw
   socket) and as the daemon's client does (``status.fleet.rtt_ms``)
   (target: a fleet hit costs at most a local hit plus 2 round trips);
-* the outbox drain rate after an outage (N = 2 only): the server stopped,
-  300 new screenshots analysed, the server started again.
+* freshness: host 0's premium result, stored, then served by host 1 (which
+  held the fast one and asks every 2 ms): how long after host 0's commit;
+* the outbox drain rate after an outage: the server stopped, 300 new
+  screenshots analysed by one host, the server started again.
 
     .venv/bin/python bench/fleet_bench.py [--hosts 1,2,4,8] [--requests 600] [--timeout 0.25]
 
@@ -216,6 +218,42 @@ def hit_latencies(root: Path, clients: list[Client], fake: FakeProvider) -> dict
     }
 
 
+def freshness(root: Path, server: RedisServer, shots: int = 30) -> list[float]:
+    """Milliseconds from host 0's commit of a premium result (its ``ts``) to
+    host 1 serving it, host 1 holding the fast result of the same screenshot
+    and asking every 2 ms."""
+    server.cli("flushall")
+    delays = []
+    with FakeProvider({FAST: Script(latency=0.02), SLOW: Script(latency=0.2)}) as fake:
+        daemons = start_hosts(root, 2, fake, server)
+        clients = [Client(d.socket_path) for d in daemons]
+        try:
+            for i in range(shots):
+                shot = 300_000 + i
+                first = analyze(clients[0], shot, root)
+                assert first["provenance"]["strategy"] == "multimodal", first
+                deadline = time.monotonic() + 10
+                while True:  # host 1: the fast result, from the fleet
+                    hit = analyze(clients[1], shot, root)
+                    if hit["provenance"]["cached"]:
+                        break
+                    assert time.monotonic() < deadline, "host 1 never had the fast result"
+                while True:
+                    r = analyze(clients[1], shot, root)
+                    now = time.time()
+                    if r["provenance"]["strategy"] == "premium":
+                        delays.append((now - r["provenance"]["created_at"]) * 1000)
+                        break
+                    assert time.monotonic() < deadline, "host 1 never served the premium"
+                    time.sleep(0.002)
+            return delays
+        finally:
+            for c in clients:
+                c.close()
+            for d in daemons:
+                d.stop()
+
+
 def drain(root: Path, server: RedisServer) -> dict[str, float]:
     server.cli("flushall")
     with FakeProvider({FAST: Script(latency=0.01), SLOW: Script(latency=0.02)}) as fake:
@@ -268,7 +306,8 @@ def main() -> None:
     try:
         shots = root / "shots"
         shots.mkdir()
-        for i in [*range(SCREENSHOTS), *range(100_000, 100_200), *range(200_000, 200_300)]:
+        extra = [*range(100_000, 100_200), *range(200_000, 200_300), *range(300_000, 300_030)]
+        for i in [*range(SCREENSHOTS), *extra]:
             (shots / f"{i}.png").write_bytes(PNG + str(i).encode())
         with redis_server() as server:
             rtt = ping_rtt_ms(server)
@@ -298,6 +337,14 @@ def main() -> None:
                         f"  {(pct(fc, 0.5) - pct(lc, 0.5)) / r['daemon_rtt_ms']:.1f}"
                     )
                 print(line, flush=True)
+            fresh_root = root / "fresh"
+            fresh_root.mkdir()
+            (fresh_root / "shots").symlink_to(shots)
+            delays = freshness(fresh_root, server)
+            print(
+                f"freshness: host 1 served host 0's premium {pct(delays, 0.5):.1f} ms (p50), "
+                f"{pct(delays, 0.99):.1f} ms (p99, of {len(delays)}) after host 0 stored it"
+            )
             drain_root = root / "drain"
             drain_root.mkdir()
             (drain_root / "shots").symlink_to(shots)
