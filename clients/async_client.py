@@ -23,10 +23,14 @@ imports trio only when it runs under trio). Copy this file into any app.
   fails when it no longer matches ``rpc.discover``).
 * Each error code is an exception: ``BadInput`` (-32003), ``Overloaded``
   (-32005), ... all ``RpcError`` with ``code``, ``message``, ``data``.
-* Timeouts are the caller's (``asyncio.timeout``, ``trio.fail_after``); a
-  call cancelled while it waits leaves the connection usable, its late answer
-  is dropped; one cancelled while its request is half sent closes the
-  connection (a half line would corrupt it), failing the calls still on it.
+* Timeouts are the caller's (``asyncio.timeout``, ``trio.fail_after``). A
+  call cancelled at any point leaves the connection and the other calls on it
+  alone: cancelled before its request went out (a deadline already passed,
+  or while it waited for its turn to send), nothing is sent; its line, once
+  begun, is sent whole (asyncio buffers it whole; under trio the send is
+  shielded, for at most ``SEND_GRACE`` seconds, after which a daemon that
+  reads nothing is given up and the connection closed); its late answer is
+  dropped.
 
 The I/O-free core (``Core``: requests out, responses in) does the JSON-RPC;
 two small drivers (``_AsyncioConnection``, ``_TrioConnection``) move bytes.
@@ -66,6 +70,7 @@ __all__ = [
 ]
 
 READ_SIZE: Final = 65536
+SEND_GRACE: Final = 5.0  # seconds a line already begun may take to go out whole (trio)
 
 
 # ------------------------------------------------------------ exceptions --
@@ -180,6 +185,11 @@ class Core:
         self._ids = itertools.count(1)
         self._buffer = bytearray()
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received of a line not yet complete."""
+        return len(self._buffer)
+
     def request(self, method: str, params: Any = None) -> tuple[int, bytes]:
         call_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": call_id}
@@ -274,12 +284,17 @@ class _TrioConnection:
         return cls(await trio.open_unix_socket(path))
 
     async def send(self, data: bytes) -> None:
+        """All or nothing: a cancel does not cut the line (shielded), a daemon
+        that takes none of it for ``SEND_GRACE`` seconds raises OSError."""
         import trio
 
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise OSError(str(exc)) from exc
+        with trio.CancelScope(shield=True), trio.move_on_after(SEND_GRACE) as grace:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise OSError(str(exc)) from exc
+        if grace.cancelled_caught:
+            raise OSError(f"the daemon took no request for {SEND_GRACE:g}s")
 
     async def receive(self) -> bytes:
         import trio
@@ -332,6 +347,7 @@ class _Link:
 
     def __init__(self, conn: _Connection) -> None:
         self.conn = conn
+        self.core = Core()  # ids and the bytes read of this connection only
         self.pending: dict[int, _Waiter] = {}
         self.error: BaseException | None = None  # set once the connection is gone
         self.send_lock = conn.lock()
@@ -354,7 +370,6 @@ class AsyncClient:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._core = Core()
         self._link: _Link | None = None
         self._library: Literal["asyncio", "trio"] | None = None
         self._connect_lock: Any = None
@@ -392,18 +407,18 @@ class AsyncClient:
     async def call(self, method: str, params: Any = None) -> Any:
         """Call ``method``; its result, or the exception of its error code."""
         link = await self._connection()
-        call_id, line = self._core.request(method, params)
+        call_id, line = link.core.request(method, params)
         waiter = _Waiter(link.conn.event())
         link.pending[call_id] = waiter
         try:
-            try:
-                async with link.send_lock:
+            # Cancelled while it waits for its turn: nothing was sent. Once
+            # its turn came, the line goes out whole (``send``), whatever
+            # cancels the call meanwhile: the connection stays usable.
+            async with link.send_lock:
+                try:
                     await link.conn.send(line)
-            except OSError as exc:
-                link.close(ConnectionClosed(f"cannot send to {self.path}: {exc}"))
-            except BaseException:  # cancelled mid-line: the stream is no longer usable
-                link.close(ConnectionClosed("a call was cancelled while it was being sent"))
-                raise
+                except OSError as exc:
+                    link.close(ConnectionClosed(f"cannot send to {self.path}: {exc}"))
             await waiter.event.wait()
         finally:
             link.pending.pop(call_id, None)
@@ -428,7 +443,6 @@ class AsyncClient:
             except OSError as exc:
                 raise ConnectionClosed(f"cannot connect to {self.path}: {exc}") from exc
             self._link = link = _Link(conn)
-            self._core = Core()
             if self._library == "trio":
                 import trio
 
@@ -444,17 +458,26 @@ class AsyncClient:
             return link
 
     async def _read(self, link: _Link) -> None:
-        """Deliver responses until the connection ends; then fail what still waits."""
-        error: BaseException = ConnectionClosed(f"connection to {self.path} closed")
-        core = self._core
+        """Deliver responses until the connection ends; then fail what still waits.
+
+        An error with a null id (-32005 at connect, -32600 for a line too
+        long) is the daemon's last word when the connection ends right after
+        it: the calls still waiting get that error. One the daemon went on
+        after (a -32700 for a line it could not parse, then more answers or
+        bytes) is not why a later end happened: they get ConnectionClosed."""
+        closed: BaseException = ConnectionClosed(f"connection to {self.path} closed")
+        last_word: BaseException | None = None
+        core = link.core
         try:
             while True:
                 data = await link.conn.receive()
                 if not data:
                     break
+                last_word = None  # the daemon went on
                 for response in core.receive(data):
                     call_id = response.get("id")
                     err = response.get("error")
+                    last_word = None
                     waiter = link.pending.pop(call_id, None) if isinstance(call_id, int) else None
                     if waiter is not None:
                         if err is not None:
@@ -462,11 +485,13 @@ class AsyncClient:
                         else:
                             waiter.done(result=response.get("result"))
                     elif call_id is None and err is not None:
-                        error = error_from(err)  # a connection-level error: it closes next
+                        last_word = error_from(err)
+                if core.buffered:  # a line under way: more came after it
+                    last_word = None
         except Exception as exc:  # never lost: the calls waiting get it
-            error = ConnectionClosed(f"reading from {self.path} failed: {exc!r}")
+            closed = ConnectionClosed(f"reading from {self.path} failed: {exc!r}")
         finally:
-            link.close(error)
+            link.close(last_word or closed)
 
     # ------------------------------------------------------ typed methods --
 

@@ -5,6 +5,7 @@ pipelined on it, error codes as exceptions; and its generated types."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from clients.async_client import (
     InvalidParams,
     MergeStepObject,
     MethodNotFound,
+    Overloaded,
+    _AsyncioConnection,
     error_from,
 )
 from daemon.openrpc import GENERATED_BEGIN, GENERATED_END, python_types
@@ -265,3 +268,207 @@ def test_the_example_prints_each_conversation_as_it_arrives(
     assert headers == ["first.png", "second.png", "third.png"]
     assert sum("talker: 真的假的" in line for line in lines) == 3
     assert sum("user: 真的" in line for line in lines) == 3
+
+
+# ------------------------------------------- cancellation (cold review) ---
+
+
+def test_under_trio_a_call_cancelled_before_it_is_sent_leaves_the_others_alone(
+    daemon: Daemon,
+) -> None:
+    """A deadline that has already passed cancels the call before its line
+    goes out: the call in flight on the same connection still gets its answer
+    (it got ConnectionClosed: the cancel was taken for one mid-line)."""
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with AsyncClient(daemon.socket_path) as ctxd:
+            await ctxd.health()
+
+            async def slow() -> None:
+                try:
+                    seen["slow"] = await ctxd.call("sleep", {"seconds": 0.5, "tag": "slow"})
+                except Exception as exc:  # what it got is the finding
+                    seen["slow"] = repr(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(slow)
+                await trio.sleep(0.1)  # slow was sent and waits for its answer
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await ctxd.health()
+                seen["cancelled"] = scope.cancelled_caught
+            seen["connections"] = (await ctxd.status())["connections"]
+        return seen
+
+    seen = trio.run(main)
+    assert seen["cancelled"] is True
+    assert seen["slow"]["tag"] == "slow", seen
+    assert seen["connections"] == 1  # the same connection all along
+
+
+def test_under_trio_one_of_many_calls_cancelled_while_it_waits_to_send(daemon: Daemon) -> None:
+    """50 calls queue for their turn to send; one cancelled meanwhile leaves
+    the 50 their answers."""
+
+    async def main() -> list[Any]:
+        out: list[Any] = []
+        async with AsyncClient(daemon.socket_path) as ctxd:
+            await ctxd.health()
+
+            async def one(i: int) -> None:
+                try:
+                    out.append(await ctxd.call("sleep", {"seconds": 0.3, "tag": str(i)}))
+                except Exception as exc:
+                    out.append(repr(exc))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(50):
+                    nursery.start_soon(one, i)
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await ctxd.call("health")
+        return out
+
+    out = trio.run(main)
+    assert sorted(int(o["tag"]) for o in out if isinstance(o, dict)) == list(range(50)), out[:3]
+
+
+def test_under_asyncio_a_call_cancelled_while_its_line_drains_leaves_the_others_alone(
+    daemon: Daemon,
+) -> None:
+    """asyncio buffers the whole line at ``write``: cancelled in ``drain``
+    (a line bigger than the socket takes at once), the line still goes out
+    whole, so the connection and the call in flight on it are unharmed."""
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with AsyncClient(daemon.socket_path) as ctxd:
+            await ctxd.health()
+            slow = asyncio.create_task(ctxd.call("sleep", {"seconds": 0.5, "tag": "slow"}))
+            await asyncio.sleep(0.1)
+            big = asyncio.create_task(ctxd.call("sleep", {"seconds": 0, "tag": "x" * 4_000_000}))
+            await asyncio.sleep(0)  # it wrote its line and waits in drain
+            link = ctxd._link
+            assert link is not None
+            assert isinstance(link.conn, _AsyncioConnection)
+            seen["buffered"] = link.conn.writer.transport.get_write_buffer_size()
+            big.cancel()
+            try:
+                await big
+            except asyncio.CancelledError:
+                seen["big"] = "cancelled"
+            seen["slow"] = (await slow)["tag"]
+            seen["connections"] = (await ctxd.status())["connections"]
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen["buffered"] > 0  # the cancel came during drain
+    assert seen["big"] == "cancelled"
+    assert seen["slow"] == "slow"
+    assert seen["connections"] == 1
+
+
+# -------------------------------------- a daemon that ends the connection ---
+
+
+Handler = Callable[[int, dict[str, Any], trio.SocketStream], Awaitable[bool]]
+
+
+async def serve_lines(
+    path: str, answer: Handler, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A fake daemon on ``path``: ``answer(connection number, request, stream)``
+    for each request line; it returns False to close the connection."""
+    connections = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        mine = connections
+        buffer = b""
+        async with stream:
+            while data := await stream.receive_some(65536):
+                buffer += data
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not await answer(mine, json.loads(line), stream):
+                        return
+
+    sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await sock.bind(path)
+    sock.listen()
+    await trio.serve_listeners(handler, [trio.SocketListener(sock)], task_status=task_status)
+
+
+async def reply(stream: trio.SocketStream, message: dict[str, Any]) -> None:
+    await stream.send_all(json.dumps({"jsonrpc": "2.0"} | message).encode() + b"\n")
+
+
+def test_a_connection_lost_mid_call_fails_that_call_and_the_next_reconnects(
+    short_tmp: Path,
+) -> None:
+    path = str(short_tmp / "s.sock")
+
+    async def answer(connection: int, request: dict[str, Any], stream: trio.SocketStream) -> bool:
+        if connection == 1 and request["method"] == "slow":
+            return False  # closes mid-call
+        await reply(stream, {"id": request["id"], "result": {"c": connection}})
+        return True
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_lines, path, answer)
+            async with AsyncClient(path) as ctxd:
+                seen["first"] = await ctxd.call("x")
+                with pytest.raises(ConnectionClosed):
+                    await ctxd.call("slow")
+                seen["next"] = await ctxd.call("x")
+            nursery.cancel_scope.cancel()
+        return seen
+
+    assert trio.run(main) == {"first": {"c": 1}, "next": {"c": 2}}
+
+
+def test_an_error_with_no_id_is_the_reason_only_when_the_connection_ends_on_it(
+    short_tmp: Path,
+) -> None:
+    """-32005 then the end: the waiting call gets Overloaded. A -32700 the
+    daemon went on after is not why the connection ended later: that call
+    gets ConnectionClosed, not ParseError."""
+    path = str(short_tmp / "s.sock")
+
+    async def answer(connection: int, request: dict[str, Any], stream: trio.SocketStream) -> bool:
+        if connection == 1:  # the daemon's connection limit
+            await reply(stream, {"id": None, "error": {"code": -32005, "message": "full"}})
+            return False
+        if request["method"] == "garbled":  # a line it could not parse, answered; it goes on
+            await reply(stream, {"id": None, "error": {"code": -32700, "message": "parse"}})
+            await reply(stream, {"id": request["id"], "result": "went on"})
+            return True
+        if request["method"] == "end":
+            return False  # ends, for a reason of its own
+        await reply(stream, {"id": request["id"], "result": "ok"})
+        return True
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_lines, path, answer)
+            async with AsyncClient(path) as ctxd:
+                try:
+                    await ctxd.call("x")
+                except Overloaded as exc:
+                    seen["first"] = exc.code
+                seen["garbled"] = await ctxd.call("garbled")
+                seen["ok"] = await ctxd.call("x")
+                try:
+                    await ctxd.call("end")
+                except ConnectionClosed as exc:
+                    seen["end"] = type(exc).__name__
+            nursery.cancel_scope.cancel()
+        return seen
+
+    seen = trio.run(main)
+    assert seen == {"first": -32005, "garbled": "went on", "ok": "ok", "end": "ConnectionClosed"}
