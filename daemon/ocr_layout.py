@@ -2,6 +2,8 @@
 
 Runs inside the OCR worker process (``daemon/ocr_worker.py``), which has
 NumPy and OpenCV from the ``ocr`` extra; the daemon itself never imports it.
+What the pixels say is ``daemon/ocr_pixels.py``, what a text is
+``daemon/ocr_text.py``; this module puts the two together.
 Sizes are in dp, 1 dp = width / 360 px (a phone's density-independent unit).
 
 How a chat screenshot is read:
@@ -54,15 +56,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-import cv2
 import numpy as np
-import numpy.typing as npt
 
+from daemon import ocr_pixels as px
 from daemon import ocr_text
+from daemon.ocr_pixels import SEED_OFFSET, Box, Image
 
 Side = Literal["left", "right"]
-Box = tuple[int, int, int, int]
-Image = npt.NDArray[np.uint8]
 RGB = tuple[int, int, int]
 
 TOP_BAND_DP: Final = 84  # status bar + title bar, when no bubble says where the chat starts
@@ -71,12 +71,8 @@ HEADER_MAX_DP: Final = 170  # the header ends above this
 INPUT_DP: Final = 76  # the input bar and the nav bar: the bottom this many dp
 INPUT_KB_DP: Final = 44  # the input bar above a keyboard's top
 KEY_STRIP_DP: Final = 54  # a keyboard's first key row below its top (the suggestion strip)
-FILL_TOLERANCE: Final = 10  # per channel, from the seed's colour
-FLOAT_TOLERANCE: Final = 3  # per channel, from the neighbouring pixel
 NESTED_TOLERANCE: Final = 6  # a line's surround this far from its bubble's colour: a quote box
-SEED_OFFSET: Final = 4  # px outside the line's box
 SMALL_PRINT: Final = 0.8  # a loose line lower than this share of bubble text is chrome
-INK_SATURATION: Final = 60  # a coloured name, not black, grey or white text
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,85 +125,10 @@ def lines_from_ocr(result: list[Any] | None) -> list[Line]:
     return lines
 
 
-def _contains(outer: Box, inner: Box, slack: int) -> bool:
-    return (
-        outer[0] - slack <= inner[0]
-        and outer[1] - slack <= inner[1]
-        and inner[2] <= outer[2] + slack
-        and inner[3] <= outer[3] + slack
-    )
-
-
-def _seeds(box: Box, width: int, height: int) -> list[tuple[int, int]]:
-    x1, y1, x2, y2 = box
-    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
-    points = [
-        (x1 - SEED_OFFSET, cy),
-        (x2 + SEED_OFFSET, cy),
-        (cx, y1 - SEED_OFFSET),
-        (cx, y2 + SEED_OFFSET),
-    ]
-    return [(x, y) for x, y in points if 0 <= x < width and 0 <= y < height]
-
-
-def _pixel(image: Image, x: int, y: int) -> RGB:
-    r, g, b = (int(v) for v in image[y, x])
-    return (r, g, b)
-
-
 def find_bubble(image: Image, line: Line) -> Box | None:
     """The box of the region of one colour around ``line``, if it is a bubble."""
-    found = _fill(image, line)
+    found = px.fill(image, line.box)
     return None if found is None else found[0]
-
-
-def _fill(image: Image, line: Line) -> tuple[Box, RGB] | None:
-    """The region of one colour around ``line`` and that colour, if it is a bubble.
-
-    First a floating fill (each pixel close to its neighbour), which follows
-    a bubble whose colour fades from top to bottom; then a fill close to the
-    seed's own colour, which holds on noisy (JPEG) flat bubbles. Strokes
-    thinner than 2 dp are cut off the region (``_body``): a patterned
-    wallpaper's lines in the bubble's colour would join two bubbles."""
-    height, width = image.shape[:2]
-    for mode, tolerance in ((0, FLOAT_TOLERANCE), (cv2.FLOODFILL_FIXED_RANGE, FILL_TOLERANCE)):
-        flags = 4 | cv2.FLOODFILL_MASK_ONLY | mode | (255 << 8)
-        for seed in _seeds(line.box, width, height):
-            mask = np.zeros((height + 2, width + 2), np.uint8)
-            diff = (tolerance,) * 3
-            _, _, _, (x, y, w, h) = cv2.floodFill(image, mask, seed, (0, 0, 0), diff, diff, flags)
-            if w < 0.9 * width and h < 0.8 * height:
-                body = _body(mask[1:-1, 1:-1], (x, y, w, h), seed, width)
-                if body is None:
-                    continue
-                x, y, w, h = body
-            box = (x, y, x + w, y + h)
-            if w >= 0.9 * width or h >= 0.8 * height:
-                break  # the background (or a bar): this line is not in a bubble of this kind
-            if _contains(box, line.box, slack=2):
-                return box, _pixel(image, seed[0], seed[1])
-    return None
-
-
-def _body(
-    mask: Image, rect: tuple[int, int, int, int], seed: tuple[int, int], width: int
-) -> tuple[int, int, int, int] | None:
-    """The filled region without its strokes thinner than 2 dp: the rect of
-    the part that holds the seed (None if the seed was on such a stroke)."""
-    x, y, w, h = rect
-    k = max(3, round(2 * width / 360) | 1)
-    crop = cv2.morphologyEx(
-        mask[y : y + h, x : x + w],
-        cv2.MORPH_OPEN,
-        cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)),
-    )
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=4)
-    sx, sy = seed[0] - x, seed[1] - y
-    label = int(labels[sy, sx]) if 0 <= sy < h and 0 <= sx < w else 0
-    if label == 0:
-        return None
-    bx, by, bw, bh = (int(v) for v in stats[label][:4])
-    return x + bx, y + by, bw, bh
 
 
 def _join(parts: list[str]) -> str:
@@ -375,39 +296,6 @@ def _pill(bubble: Bubble, width: int, typical: float) -> bool:
     return bool(typical) and heights[len(heights) // 2] < 0.9 * typical
 
 
-def _cut(image: Image, box: Box) -> bool:
-    """A bubble the header or the input bar cuts: its top (or bottom) row is
-    in the colour of its middle right up to both corners; a whole bubble's
-    corners are round (a tail squares one corner, not two). A run of 2 dp
-    at each corner, so that a wallpaper's stroke that touches one does not count."""
-    x1, y1, x2, y2 = box
-    run = max(2, round(2 * image.shape[1] / 360))
-    if x2 - x1 < 4 * run or y2 - y1 < 8:
-        return False
-    cx = (x1 + x2) // 2
-    for y in (y1 + 1, y2 - 2):  # a row inside the anti-aliased edge
-        middle = np.array(_pixel(image, cx, y), np.int32)
-        row = image[y].astype(np.int32)
-        ends = np.concatenate([row[x1 : x1 + run], row[x2 - run : x2]])
-        if int(np.abs(ends - middle).max()) <= 12:
-            return True
-    return False
-
-
-def _on_bar(image: Image, box: Box, paper: RGB) -> bool:
-    """A bubble that ends on a bar (the header, the input bar): the row just
-    past its top or bottom is one colour across the whole width, not the paper's."""
-    height = image.shape[0]
-    for y in (box[1] - 2, box[3] + 1):  # the bar starts where the cut bubble's fill stops
-        if 0 <= y < height:
-            row = image[y].astype(np.int16)
-            if int((row.max(axis=0) - row.min(axis=0)).max()) <= 6 and _differs(
-                _pixel(image, 0, y), paper, 6
-            ):
-                return True
-    return False
-
-
 def _touching(bubble: Bubble, margin: float) -> bool:
     """Text that touches its bubble's top or bottom: a bar cuts the bubble
     (a whole one has padding around its text)."""
@@ -419,115 +307,7 @@ def _touching(bubble: Bubble, margin: float) -> bool:
     return min(top, bottom) < margin
 
 
-def _inside(image: Image, box: Box, paper: RGB) -> bool:
-    """A region inside another one, not on the chat's background: above it
-    and to one side of it, one colour that is not the paper (a quote whose
-    bubble a bar hides)."""
-    width = image.shape[1]
-    gap = max(2, round(2 * width / 360))
-    x, y = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
-    if box[1] - gap < 0:
-        return False
-    above = _pixel(image, x, box[1] - gap)
-    if not _differs(above, paper, 16):
-        return False
-    sides = [(box[0] - gap, y), (box[2] + gap, y)]
-    return any(
-        0 <= sx < width and not _differs(_pixel(image, sx, sy), above, 8) for sx, sy in sides
-    )
-
-
-def _ink(image: Image, box: Box, paper: RGB) -> RGB:
-    """The colour of the text in ``box``: the pixels farthest from ``paper``."""
-    x1, y1, x2, y2 = box
-    patch = image[y1:y2:2, x1:x2:2].reshape(-1, 3).astype(np.int16)  # every 4th pixel will do
-    if patch.size == 0:
-        return paper
-    distance = np.abs(patch - np.array(paper, np.int16)).sum(axis=1)
-    cut = len(distance) * 92 // 100
-    far = patch[distance >= np.partition(distance, cut)[cut]]
-    r, g, b = (int(v) for v in far.mean(axis=0))
-    return (r, g, b)
-
-
-def _saturated(colour: RGB) -> bool:
-    return max(colour) - min(colour) >= INK_SATURATION
-
-
-def _differs(a: RGB, b: RGB, tolerance: int) -> bool:
-    return max(abs(x - y) for x, y in zip(a, b, strict=True)) > tolerance
-
-
 # --- pictures -----------------------------------------------------------------------------
-
-
-def _paper(image: Image, top: int, bottom: int) -> RGB:
-    """The chat's background: the most common colour at its two edges."""
-    width = image.shape[1]
-    band = image[max(0, top) : max(top + 1, bottom)]
-    edges = np.concatenate([band[:, min(1, width - 1)], band[:, max(0, width - 2)]])
-    if edges.size == 0:
-        return (0, 0, 0)
-    bins = edges // 8
-    _, inverse, counts = np.unique(bins, axis=0, return_inverse=True, return_counts=True)
-    common = edges[inverse.reshape(-1) == counts.argmax()].mean(axis=0)
-    r, g, b = (round(float(v)) for v in common)
-    return (r, g, b)
-
-
-def _blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
-    """Regions of the chat that are not wallpaper, thin strokes (text,
-    doodles) removed, and not cut by a bar. Worked out at 360 to 719 px wide
-    (1 or 2 px a dp), boxes given at full size."""
-    height, width = image.shape[:2]
-    top, bottom = max(0, top), min(height, bottom)
-    if bottom - top < 8:
-        return []
-    f = max(1, width // 360)
-    dp = width / 360 / f
-    band = image[top:bottom:f, ::f]
-    diff = np.abs(band.astype(np.int16) - np.array(paper, np.int16)).max(axis=2)
-    mask = (diff > 14).astype(np.uint8)
-    k = max(3, round(3 * dp) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    out = []
-    rows, columns = mask.shape
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if w < 36 * dp or h < 24 * dp or w >= 0.9 * columns or area < 0.5 * w * h:
-            continue
-        if y <= 1 or y + h >= rows - 1:
-            continue  # cut by the band's end: not sure what it is
-        ends = labels[[y, y + h - 1], x : x + w] == i
-        if ends.mean(axis=1).max() >= 0.99:
-            continue  # a square top or bottom edge: cut by a bar
-        out.append((x * f, y * f + top, min(width, (x + w) * f), min(height, (y + h) * f + top)))
-    return out
-
-
-def _picture(image: Image, box: Box) -> str:
-    """``photo`` or ``sticker``: a photo's content runs to its edges (a jump
-    of colour down the middle half of its side, 5 dp in), an emoji or a sticker sits in a
-    bubble's even padding (a gradient bubble changes, but never jumps)."""
-    inset = max(2, round(5 * image.shape[1] / 360))
-    x1, y1, x2, y2 = box
-    if x2 - x1 <= 2 * inset or y2 - y1 <= 2 * inset:
-        return "sticker"
-    quarter = (y2 - y1) // 4  # the middle half: away from round corners
-    for x in (x1 + inset, x2 - inset - 1):
-        column = image[y1 + quarter : y2 - quarter, x].astype(np.int32)
-        if len(column) > 1 and int(np.abs(np.diff(column, axis=0)).max()) > 30:
-            return "photo"
-    return "sticker"
-
-
-def _overlap(a: Box, b: Box) -> float:
-    """The share of ``a`` that ``b`` covers."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    area = (a[2] - a[0]) * (a[3] - a[1])
-    return ix * iy / area if area else 0.0
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -540,14 +320,14 @@ def _nested(image: Image, line: Line, home: Bubble, dp: float) -> Bubble | None:
     ref = home.box[0] + max(2, round(3 * dp))
     if ref >= x or y >= image.shape[0] or x >= image.shape[1]:
         return None
-    if not _differs(_pixel(image, x, y), _pixel(image, ref, y), NESTED_TOLERANCE):
+    if not px.differs(px.pixel(image, x, y), px.pixel(image, ref, y), NESTED_TOLERANCE):
         return None
-    found = _fill(image, line)
+    found = px.fill(image, line.box)
     if found is None:
         return None
     box, colour = found
     inner = (box[2] - box[0]) * (box[3] - box[1])
-    if inner >= 0.9 * home.area or not _contains(home.box, box, slack=2):
+    if inner >= 0.9 * home.area or not px.contains(home.box, box, slack=2):
         return None
     return Bubble(box=box, colour=colour, parent=home)
 
@@ -556,7 +336,7 @@ def _find_bubbles(image: Image, body: list[Line], dp: float) -> tuple[list[Bubbl
     bubbles: list[Bubble] = []
     loose: list[Line] = []
     for line in sorted(body, key=lambda ln: (ln.box[1], ln.box[0])):
-        homes = [b for b in bubbles if _contains(b.box, line.box, slack=2)]
+        homes = [b for b in bubbles if px.contains(b.box, line.box, slack=2)]
         home = min(homes, key=lambda b: b.area) if homes else None
         if home is not None and home.parent is None:
             inner = _nested(image, line, home, dp)
@@ -564,7 +344,7 @@ def _find_bubbles(image: Image, body: list[Line], dp: float) -> tuple[list[Bubbl
                 bubbles.append(inner)
                 home = inner
         if home is None:
-            found = _fill(image, line)
+            found = px.fill(image, line.box)
             if found is not None:
                 home = Bubble(box=found[0], colour=found[1])
                 bubbles.append(home)
@@ -574,7 +354,7 @@ def _find_bubbles(image: Image, body: list[Line], dp: float) -> tuple[list[Bubbl
             home.lines.append(line)
     still: list[Line] = []
     for line in loose:  # a line read before the bubble around it was found
-        homes = [b for b in bubbles if _contains(b.box, line.box, slack=2)]
+        homes = [b for b in bubbles if px.contains(b.box, line.box, slack=2)]
         if homes:
             min(homes, key=lambda b: b.area).lines.append(line)
         else:
@@ -585,7 +365,9 @@ def _find_bubbles(image: Image, body: list[Line], dp: float) -> tuple[list[Bubbl
             outers = [
                 o
                 for o in bubbles
-                if o is not bubble and o.area > bubble.area and _overlap(bubble.box, o.box) >= 0.75
+                if o is not bubble
+                and o.area > bubble.area
+                and px.overlap(bubble.box, o.box) >= 0.75
             ]
             if outers:
                 outer = bubble.parent = min(outers, key=lambda b: b.area)
@@ -605,10 +387,10 @@ def _read_inside(
     rows = _rows(bubble.lines)
     sender = None
     if len(rows) > 1 or (rows and quotes):
-        paper = bubble.colour or _pixel(image, bubble.box[0] + 2, bubble.box[1] + 2)
-        first = _ink(image, rows[0][0].box, paper)
-        last = _ink(image, rows[-1][0].box, paper) if len(rows) > 1 else None
-        if _saturated(first) and (last is None or _differs(first, last, 40)):
+        paper = bubble.colour or px.pixel(image, bubble.box[0] + 2, bubble.box[1] + 2)
+        first = px.ink(image, rows[0][0].box, paper)
+        last = px.ink(image, rows[-1][0].box, paper) if len(rows) > 1 else None
+        if px.saturated(first) and (last is None or px.differs(first, last, 40)):
             sender = _join([ln.text for ln in rows[0]])
             rows = rows[1:]
     if quotes:
@@ -690,10 +472,10 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     messages = [
         b for b in found if b.parent is None and not _pill(b, width, typical) and not _avatar(b, dp)
     ]
-    paper = _paper(image, round(TOP_BAND_DP * dp), round(frame.bottom))
+    paper = px.paper(image, round(TOP_BAND_DP * dp), round(frame.bottom))
     pictured = {id(b) for b in messages if all(ocr_text.is_time(ln.text) for ln in b.lines)}
     inside = [  # a cut bubble's quote (a picture's time overlay is read below)
-        b for b in messages if id(b) not in pictured and _inside(image, b.box, paper)
+        b for b in messages if id(b) not in pictured and px.inside(image, b.box, paper)
     ]
     dropped += sum(len(b.lines) for b in inside)
     messages = [b for b in messages if b not in inside]
@@ -704,9 +486,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         for b in messages
         if id(b) not in pictured
         and (
-            (_cut(image, b.box) and (b.box[1] < chat_ends[0] or b.box[3] > chat_ends[1]))
+            (px.cut(image, b.box) and (b.box[1] < chat_ends[0] or b.box[3] > chat_ends[1]))
             or _touching(b, 2 * dp)
-            or _on_bar(image, b.box, paper)
+            or px.on_bar(image, b.box, paper)
             or any(
                 q.parent is b and q.box[3] >= b.box[3] - dp for q in found
             )  # a quote to the edge
@@ -715,7 +497,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dropped += sum(len(b.lines) for b in cut)
     dropped += sum(len(q.lines) for b in cut for q in found if q.parent is b)
     messages = [b for b in messages if b not in cut]
-    near_cut = [ln for ln in loose if any(_overlap(ln.box, b.box) > 0.5 for b in cut)]
+    near_cut = [ln for ln in loose if any(px.overlap(ln.box, b.box) > 0.5 for b in cut)]
     dropped += len(near_cut)
     loose = [ln for ln in loose if ln not in near_cut]
     quotes = {id(b): [q for q in found if q.parent is b] for b in messages}
@@ -764,11 +546,11 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     # Pictures: a bubble with no text takes its picture's box; pictures
     # with no text at all are bubbles of their own.
     chat_top = max([ln.box[3] for ln in header + frame.status] + [0]) + 2 * dp
-    blobs = _blobs(image, round(min(chat_top, limit)), round(frame.bottom), paper)
+    blobs = px.blobs(image, round(min(chat_top, limit)), round(frame.bottom), paper)
     for bubble in messages:
         if bubble.kind == "text" and bubble.time is None and ocr_text.is_time(bubble.text):
             for box in blobs:  # a lone time on a picture: the picture's time
-                if _overlap(bubble.box, box) > 0.8 and _overlap(box, bubble.box) < 0.6:
+                if px.overlap(bubble.box, box) > 0.8 and px.overlap(box, bubble.box) < 0.6:
                     bubble.time = ocr_text.split_time(bubble.text)[1]
                     bubble.text = ""
                     break
@@ -776,9 +558,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             continue
         bubble.kind = "sticker"
         for box in blobs:
-            if _overlap(bubble.box, box) > 0.8:
-                bubble.box = box if _overlap(box, bubble.box) < 0.75 else bubble.box
-                bubble.kind = _picture(image, bubble.box)
+            if px.overlap(bubble.box, box) > 0.8:
+                bubble.box = box if px.overlap(box, bubble.box) < 0.75 else bubble.box
+                bubble.kind = px.picture(image, bubble.box)
                 break
     for box in blobs:
         avatar = max(box[2] - box[0], box[3] - box[1]) <= 50 * dp and (
@@ -786,11 +568,13 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         )
         if avatar or _pill(Bubble(box=box), width, typical):
             continue
-        if any(_overlap(box, b.box) > 0.2 or _overlap(b.box, box) > 0.2 for b in messages + cut):
+        if any(
+            px.overlap(box, b.box) > 0.2 or px.overlap(b.box, box) > 0.2 for b in messages + cut
+        ):
             continue
-        if any(_contains(box, ln.box, slack=0) for ln in loose):
+        if any(px.contains(box, ln.box, slack=0) for ln in loose):
             continue  # text no fill could follow: read below
-        messages.append(Bubble(box=box, kind=_picture(image, box)))
+        messages.append(Bubble(box=box, kind=px.picture(image, box)))
     # Around the bubbles: senders above them, times beside them.
     rest: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
