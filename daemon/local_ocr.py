@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import trio
 
-from daemon.errors import StrategyError
+from daemon.errors import StrategyError, StrategyErrorKind
 from daemon.ocr_worker import HEADER, MAX_FRAME
 from daemon.providers import Completion
 
@@ -68,6 +68,7 @@ STDERR_LINE: Final = 2000  # characters of one stderr line that are logged
 START_TIMEOUT = 120.0  # seconds a worker may take to load its models (tests lower it)
 MAX_QUEUE: Final = 16  # jobs that may wait for a worker (config ``max_queue``)
 FIRST_GUESS: Final = 1.0  # seconds an inference is expected to take until one is measured
+SAY_MARGIN: Final = 0.05  # a job ends this long before its deadline, to say why itself
 
 
 def worker_command(workers: int) -> list[str]:
@@ -94,6 +95,17 @@ def ocr_available() -> bool:
 
 class WorkerDied(Exception):
     pass
+
+
+class QueueError(StrategyError):
+    """A failure of the OCR queue, with figures a program can read: -32001's
+    ``data.strategies.<name>`` carries them next to ``error`` and ``detail``
+    (``position``, ``expected_wait_s``; ``waiting``, ``max_queue``;
+    ``waited_s``, ``read_s``)."""
+
+    def __init__(self, kind: StrategyErrorKind, detail: str, **figures: float) -> None:
+        super().__init__(kind, detail)
+        self.figures = figures
 
 
 class Worker:
@@ -281,7 +293,9 @@ class LocalOcr:
         self._idle: list[Worker] = []
         self._closed = False
         self.max_queue = MAX_QUEUE if strategy.max_queue is None else strategy.max_queue
-        self._queue: list[object] = []  # jobs waiting for a worker, in arrival order
+        # Jobs that wait for a worker, in arrival order: the scope of each
+        # one's wait and its deadline (a new measure moves its give-up time).
+        self._queue: dict[object, tuple[trio.CancelScope, float]] = {}
         self.inference_s = FIRST_GUESS  # moving average of the inferences measured
         self._measured = False
         self._watchers: trio.Nursery | None = None  # while ``run`` runs
@@ -388,18 +402,26 @@ class LocalOcr:
             )
         if self._closed:
             raise StrategyError("cancelled", "the daemon is stopping")
-        async with self._worker_turn(strategy):
+        arrived = trio.current_time()
+        # The caller's deadline (the race's strategy timeout): the job ends
+        # SAY_MARGIN before it, to say whether it was queued or slow.
+        limit = min(trio.current_effective_deadline(), arrived + strategy.timeout)
+        async with self._worker_turn(strategy, limit):
+            got = trio.current_time()
             worker = await self._take_idle() or await self._spawn()
             healthy = False
             try:
-                started = trio.current_time()
-                reply = await worker.ask({"image_url": image.url, "user_side": self.user_side})
-                healthy = True
-                self._measure(trio.current_time() - started)
+                with trio.move_on_at(limit - SAY_MARGIN) as reading:
+                    started = trio.current_time()
+                    reply = await worker.ask({"image_url": image.url, "user_side": self.user_side})
+                    healthy = True
+                    self._measure(trio.current_time() - started)
             except WorkerDied as exc:
                 raise StrategyError("connection", f"OCR worker {exc}") from None
             finally:
                 await self._release(worker, healthy=healthy)
+            if reading.cancelled_caught:
+                raise self._too_late(strategy, got - arrived, trio.current_time() - got)
         if "error" in reply:
             raise StrategyError("invalid_output", str(reply["error"]))
         text = str(reply.get("step", ""))  # anything else fails validation, as a model's would
@@ -420,51 +442,112 @@ class LocalOcr:
     def _measure(self, seconds: float) -> None:
         self.inference_s = seconds if not self._measured else 0.8 * self.inference_s + 0.2 * seconds
         self._measured = True
+        self._move_give_ups()
 
-    def _queued(self, strategy: StrategyConfig, position: int, why: str) -> StrategyError:
+    def _at_least(self, seconds: float) -> None:
+        """An inference cut short after ``seconds``: it takes at least that."""
+        if seconds > self.inference_s:
+            self.inference_s = seconds
+            self._move_give_ups()
+
+    def _give_up(self, limit: float) -> float:
+        """Past this, even a worker free at once would not finish by ``limit``."""
+        return limit - SAY_MARGIN - self.inference_s
+
+    def _move_give_ups(self) -> None:
+        """An inference was measured (its worker comes free now): each waiting
+        job's give-up time moves with the estimate (a first guess that was too
+        short must not leave a job waiting for a worker it can no longer use),
+        and one that cannot finish in time even if every job ahead of it took
+        no more than one inference a worker gives up now."""
+        now = trio.current_time()
+        for position, turn in enumerate(self._waiting(), 1):
+            scope, limit = self._queue[turn]
+            give_up = self._give_up(limit)
+            if now + self.expected_wait(position - 1) > give_up:
+                give_up = now
+            scope.deadline = give_up
+
+    def _waiting(self) -> list[object]:
+        """The jobs still waiting (one handed a worker leaves the queue when it runs)."""
+        holders = self._limiter.statistics().borrowers
+        return [turn for turn in self._queue if turn not in holders]
+
+    def _queued(self, strategy: StrategyConfig, position: int, why: str) -> QueueError:
         wait = self.expected_wait(position)
-        return StrategyError(
+        return QueueError(
             "queued",
             f"position {position} in the OCR queue ({self.workers} worker(s) busy), expected "
             f"wait {wait:.1f}s + {self.inference_s:.1f}s to read: {why} the "
             f"{strategy.timeout:g}s timeout",
+            position=position,
+            expected_wait_s=round(wait, 3),
+        )
+
+    def _too_late(self, strategy: StrategyConfig, waited: float, read: float) -> QueueError:
+        """Its time ran out while it read: ``queued`` when it had waited for
+        its worker longer than it read (the queue took the time), else
+        ``timeout`` (slow)."""
+        self._at_least(read)
+        return QueueError(
+            "queued" if waited > read else "timeout",
+            f"waited {waited:.1f}s for an OCR worker, read for {read:.1f}s: no answer "
+            f"within the {strategy.timeout:g}s timeout",
+            waited_s=round(waited, 3),
+            read_s=round(read, 3),
         )
 
     @contextlib.asynccontextmanager
-    async def _worker_turn(self, strategy: StrategyConfig) -> AsyncIterator[None]:
+    async def _worker_turn(self, strategy: StrategyConfig, limit: float) -> AsyncIterator[None]:
         """A worker's turn, first come first served. The strategy's timeout
         covers the wait for it: a job that cannot get a worker in time to
-        finish within the timeout ends early with ``queued`` (at once when
-        the expected wait says so, else when the time is up), and one that
-        finds ``max_queue`` jobs waiting ends at once with ``overloaded``."""
+        finish by ``limit`` ends early with ``queued`` (at once when the
+        expected wait says so, else when the time is up), and one that finds
+        ``max_queue`` jobs waiting ends at once with ``overloaded``."""
         limiter = self._limiter
-        if not limiter.available_tokens or self._queue:
-            if len(self._queue) >= self.max_queue:
-                raise StrategyError(
-                    "overloaded",
-                    f"the OCR queue is full: {len(self._queue)} jobs wait for "
-                    f"{self.workers} worker(s) (max_queue {self.max_queue})",
-                )
-            position = len(self._queue) + 1
-            if self.expected_wait(position) + self.inference_s > strategy.timeout:
-                raise self._queued(strategy, position, "it could not finish within")
         turn = object()
-        self._queue.append(turn)
         try:
-            # Past this, even a worker free at once would not finish in time.
-            give_up = trio.current_time() + max(0.0, strategy.timeout - self.inference_s)
-            with trio.move_on_at(give_up):
-                await limiter.acquire_on_behalf_of(turn)
-            if turn not in limiter.statistics().borrowers:
-                position = self._queue.index(turn) + 1
-                why = "no worker came free in time to finish within"
-                raise self._queued(strategy, position, why)
-        finally:
-            self._queue.remove(turn)
+            # A free worker: taken at once, never counted as waiting. (trio
+            # hands a freed worker to the first waiter: none is free while
+            # one waits, so nobody is overtaken.)
+            limiter.acquire_on_behalf_of_nowait(turn)
+        except trio.WouldBlock:
+            await self._wait_for_turn(strategy, limit, turn)
+        else:
+            try:
+                await trio.lowlevel.checkpoint()
+            except BaseException:
+                limiter.release_on_behalf_of(turn)
+                raise
         try:
             yield
         finally:
             limiter.release_on_behalf_of(turn)
+
+    async def _wait_for_turn(self, strategy: StrategyConfig, limit: float, turn: object) -> None:
+        waiting = len(self._waiting())
+        if waiting >= self.max_queue:
+            raise QueueError(
+                "overloaded",
+                f"the OCR queue is full: {waiting} jobs wait for "
+                f"{self.workers} worker(s) (max_queue {self.max_queue})",
+                waiting=waiting,
+                max_queue=self.max_queue,
+            )
+        position = waiting + 1
+        if trio.current_time() + self.expected_wait(position) > self._give_up(limit):
+            raise self._queued(strategy, position, "it could not finish within")
+        scope = trio.CancelScope(deadline=self._give_up(limit))
+        self._queue[turn] = (scope, limit)
+        try:
+            with scope:
+                await self._limiter.acquire_on_behalf_of(turn)
+            if turn not in self._limiter.statistics().borrowers:
+                position = self._waiting().index(turn) + 1
+                why = "no worker came free in time to finish within"
+                raise self._queued(strategy, position, why)
+        finally:
+            del self._queue[turn]
 
     async def aclose(self) -> None:
         """Stop every idle worker (a busy one is killed by its cancellation)."""

@@ -252,9 +252,15 @@ class Race:
     def outcome(self) -> Outcome:
         return outcome(self.legs)
 
-    def failures(self) -> dict[str, dict[str, str]]:
+    def failures(self) -> dict[str, dict[str, Any]]:
+        """Each failed leg's kind and detail, and the figures its error has
+        (``figures``: a local_ocr queue's position, expected wait...)."""
         return {
-            leg.name: {"error": leg.error.kind, "detail": leg.error.detail}
+            leg.name: {
+                "error": leg.error.kind,
+                "detail": leg.error.detail,
+                **getattr(leg.error, "figures", {}),
+            }
             for leg in self.legs
             if leg.error is not None
         }
@@ -642,7 +648,7 @@ def _policy_text(policy: StartPolicy) -> str:
     return f"after {policy.after:g}s" if isinstance(policy, StartAfter) else policy
 
 
-def failure_message(failures: dict[str, dict[str, str]]) -> str | None:
+def failure_message(failures: dict[str, dict[str, Any]]) -> str | None:
     """The -32001 message when every strategy was at its budget (else None:
     the default message)."""
     if failures and all(f["error"] == "budget_exhausted" for f in failures.values()):

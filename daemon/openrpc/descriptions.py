@@ -231,6 +231,13 @@ FIELD_DOCS.update(
         "StrategyFailure": {
             "error": "the kind of failure",
             "detail": "one line saying what happened",
+            "position": "queued: the job's place in the OCR queue when it gave up (1: next)",
+            "expected_wait_s": "queued: seconds it expected to wait for an OCR worker",
+            "waiting": "overloaded: jobs waiting for an OCR worker (the queue is full)",
+            "max_queue": "overloaded: strategies[].max_queue",
+            "waited_s": "queued or timeout, once it had a worker: seconds it waited for one",
+            "read_s": "queued or timeout, once it had a worker: seconds it read before "
+            "its time ran out",
         },
         "AllStrategiesFailedData": {"strategies": "each strategy's failure, by name"},
         "DeadlineExceededData": {"pending": "strategies still running; their result is cached"},

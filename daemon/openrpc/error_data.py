@@ -48,10 +48,17 @@ class MethodNotFoundData(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StrategyFailure(msgspec.Struct, frozen=True, kw_only=True):
-    """One strategy's failure in a race."""
+    """One strategy's failure in a race; a local_ocr queue's failures carry
+    their figures too."""
 
     error: StrategyErrorKind
     detail: str
+    position: int | UnsetType = UNSET
+    expected_wait_s: float | UnsetType = UNSET
+    waiting: int | UnsetType = UNSET
+    max_queue: int | UnsetType = UNSET
+    waited_s: float | UnsetType = UNSET
+    read_s: float | UnsetType = UNSET
 
 
 class AllStrategiesFailedData(msgspec.Struct, frozen=True, kw_only=True):
