@@ -12,7 +12,9 @@ A screenshot counts once it has kept its size for one poll (``--interval``,
 default 0.5 s): save it elsewhere and rename it in, as screenshot tools do, and
 it is taken at once. Names starting with a dot are skipped. The screenshots
 there at the start are read too. Each is analyzed as soon as it counts, all
-over one connection at once, and printed when its answer comes::
+over one connection at once, and printed when its answer comes; one whose
+call is cut off (the daemon restarts, or is not there yet) is said so and
+tried again at the next look, on a new connection::
 
     == shot.png  [multimodal | google/gemini-3.1-flash-lite | fresh]
       talker: 真的假的
@@ -32,10 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clients.async_client import AnalyzeResult, AsyncClient, RpcError
+    from clients.async_client import AnalyzeResult, AsyncClient, ConnectionClosed, RpcError
 else:  # run as a script: the client sits in ../clients
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients"))
-    from async_client import AsyncClient, RpcError
+    from async_client import AsyncClient, ConnectionClosed, RpcError
 
 IMAGES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 
@@ -68,6 +70,10 @@ class Folder:
         self._sizes = sizes
         return ready
 
+    def again(self, name: str) -> None:
+        """Take ``name`` again at the next look (its call did not get through)."""
+        self._taken.discard(name)
+
 
 def render(name: str, answer: AnalyzeResult) -> str:
     where = answer["provenance"]
@@ -93,6 +99,10 @@ async def watch(
         except RpcError as exc:
             reason = exc.data.get("reason", "") if isinstance(exc.data, dict) else ""
             print(f"== {name}  error {exc.code}: {exc.message} {reason}".rstrip(), flush=True)
+            return
+        except ConnectionClosed as exc:  # the daemon restarts, say: the next call reconnects
+            print(f"== {name}  {exc}; tried again at the next look", flush=True)
+            screenshots.again(name)
             return
         print(render(name, answer), flush=True)
 

@@ -5,6 +5,7 @@ pipelined on it, error codes as exceptions; and its generated types."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -472,3 +473,58 @@ def test_an_error_with_no_id_is_the_reason_only_when_the_connection_ends_on_it(
 
     seen = trio.run(main)
     assert seen == {"first": -32005, "garbled": "went on", "ok": "ok", "end": "ConnectionClosed"}
+
+
+def test_the_example_goes_on_when_the_daemon_drops_the_connection(
+    short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon restarts mid-call (its first connection ends on the first
+    request): the watcher says so, reads that screenshot again on a new
+    connection, and goes on with the next one (it ended on ConnectionClosed)."""
+    spec = importlib.util.spec_from_file_location(
+        "watch_screenshots", ROOT / "examples" / "watch_screenshots.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    path = str(short_tmp / "s.sock")
+    folder = short_tmp / "shots"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"x")
+    answer = {
+        "result": {"conversation": [{"speaker": "user", "text": "hi"}]},
+        "provenance": {"strategy": "s", "model": "m", "cached": False},
+    }
+
+    async def serve(connection: int, request: dict[str, Any], stream: trio.SocketStream) -> bool:
+        if connection == 1:
+            return False  # the daemon restarts mid-call
+        await reply(stream, {"id": request["id"], "result": answer})
+        return True
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_lines, path, serve)
+            async with example.AsyncClient(path) as ctxd, trio.open_nursery() as inner:
+
+                def spawn(fn: Any, name: str) -> None:
+                    inner.start_soon(fn, name)
+
+                inner.start_soon(example.watch, ctxd, folder, "c", 0.05, spawn, trio.sleep)
+                await trio.sleep(0.5)
+                (folder / "b.png").write_bytes(b"y")
+                await trio.sleep(0.5)
+                inner.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("== a.png  connection to ")
+    assert lines[0].endswith("closed; tried again at the next look")
+    assert lines[1:] == [
+        "== a.png  [s | m | fresh]",
+        "  user: hi",
+        "== b.png  [s | m | fresh]",
+        "  user: hi",
+    ]
