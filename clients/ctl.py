@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--socket",
         default=None,
-        help="daemon socket (default: $CTXD_SOCKET, else socket.path of ./config.yaml)",
+        help="daemon socket (default: $CTXD_SOCKET, else socket.path of ./config.yaml, "
+        "else var/ctxd.sock)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,10 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             code = run(client, args)
             sys.stdout.flush()  # a closed pipe shows here, not at exit
             return code
-        except BrokenPipeError:
-            # The reader stopped reading (``| head``): quiet, and nothing more
-            # to flush at exit (that would raise again).
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except BrokenPipeError:  # ``top``'s reader went away: it stops there
+            reader_gone()
             return EXIT_OK
         except RpcError as exc:
             detail = f" {json.dumps(exc.data, ensure_ascii=False)}" if exc.data else ""
@@ -347,20 +346,37 @@ def list_events(
     return items
 
 
+def reader_gone() -> None:
+    """The reader stopped reading (``| head``): the rest of the output goes
+    nowhere, quietly (nothing left to flush at exit, which would raise again)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def emit(text: str) -> None:
+    """Print ``text``; a reader that went away ends the output, not the
+    command: its exit status stays the command's (``status`` of a draining
+    daemon is 1 even under ``| head``)."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        reader_gone()
+
+
 def run(client: Client, args: argparse.Namespace) -> int:
     if args.command == "status":
         status = client.call("status")
-        print(json.dumps(status, indent=2) if args.json else format_status(status))
+        emit(json.dumps(status, indent=2) if args.json else format_status(status))
         return EXIT_OK if status["state"] == "serving" else EXIT_NOT_SERVING
     if args.command == "top":  # clients/top.py
         return top(client, args.interval)
     if args.command == "spend":
         spend = client.call("spend")
-        print(json.dumps(spend, indent=2) if args.json else format_spend(spend))
+        emit(json.dumps(spend, indent=2) if args.json else format_spend(spend))
         return EXIT_OK
     if args.command == "health":
         health = client.call("health")
-        print(health["state"])
+        emit(health["state"])
         return EXIT_OK if health["ok"] and health["state"] == "serving" else EXIT_NOT_SERVING
     if args.command == "analyze":
         params = {
@@ -373,10 +389,10 @@ def run(client: Client, args: argparse.Namespace) -> int:
         }
         result = client.call("analyze", params, timeout=max(args.timeout, 120.0))
         out = json.dumps(result, indent=2, ensure_ascii=False) if args.json else None
-        print(out or format_analysis(result, args.conversation))
+        emit(out or format_analysis(result, args.conversation))
         return EXIT_OK
     items = list_events(client, args.conversation, args.limit, args.before_id)
-    print(json.dumps(items, indent=2, ensure_ascii=False) if args.json else format_events(items))
+    emit(json.dumps(items, indent=2, ensure_ascii=False) if args.json else format_events(items))
     return EXIT_OK
 
 

@@ -221,23 +221,33 @@ class Stub:
     def __enter__(self): return self
     def __exit__(self, *exc): pass
     def call(self, method, params=None, timeout=None):
+        if method == "status":  # more than a pipe holds
+            return {{"state": "draining", "padding": ["x" * 100] * 5000}}
         event = {{"id": 1, "ts": 0.0, "category": "context_analysis", "strategy": "s",
                   "model": "m", "scene": "", "resource": "r" * 20}}
         return {{"events": [event] * params["limit"], "next_before_id": None}}
 
 ctl.Client = lambda *a, **k: Stub()
-sys.exit(ctl.main(["--socket", "/nowhere", "events", "c", "--limit", "1000", "--json"]))
+sys.exit(ctl.main(["--socket", "/nowhere"] + {argv!r}))
 """
 
 
-def test_output_cut_short_by_its_reader_ends_quietly() -> None:
-    """``ctl.py events ... | head``: no BrokenPipeError traceback."""
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["events", "c", "--limit", "1000", "--json"], 0),
+        (["status", "--json"], 1),  # draining: its status, even cut short
+    ],
+)
+def test_output_cut_short_by_its_reader_ends_quietly(argv: list[str], code: int) -> None:
+    """``ctl.py events ... | head``: no BrokenPipeError traceback, and the
+    exit status is the command's (``status`` of a draining daemon: 1, not 0)."""
     import subprocess
     import sys
 
     root = str(Path(ctl.__file__).resolve().parent.parent)
     proc = subprocess.Popen(
-        [sys.executable, "-c", BROKEN_PIPE.format(root=root)],
+        [sys.executable, "-c", BROKEN_PIPE.format(root=root, argv=argv)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -247,8 +257,28 @@ def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     proc.stdout.close()  # the reader is gone: like `| head -c 10`
     err = proc.stderr.read().decode()
     proc.stderr.close()
-    assert proc.wait(30) == 0, err
+    assert proc.wait(30) == code, err
     assert err == ""
+
+
+def test_socket_help_names_every_place_it_looks() -> None:
+    parser_help = ctl_help()
+    assert "--socket SOCKET" in parser_help
+    text = " ".join(parser_help[parser_help.rindex("--socket SOCKET") :].split())
+    assert text.startswith(
+        "--socket SOCKET daemon socket (default: $CTXD_SOCKET, else socket.path of "
+        "./config.yaml, else var/ctxd.sock)"
+    )
+
+
+def ctl_help() -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        ctl.main(["--help"])
+    return out.getvalue()
 
 
 async def test_status_names_the_strategies_left_out(make_config: ConfigFactory) -> None:
