@@ -97,6 +97,18 @@ def test_schemas_are_draft07_and_typed(document: dict[str, Any]) -> None:
     assert not check.is_valid([1, 2, 3, 4, 5])
 
 
+def test_every_object_is_closed(document: dict[str, Any]) -> None:
+    """A Struct sends no other field: ``additionalProperties: false``, so a
+    misspelt field is an error to a validator and to generated code."""
+    for name, schema in document["components"]["schemas"].items():
+        if schema.get("type") == "object" and "properties" in schema:
+            assert schema.get("additionalProperties") is False, name
+    bubble = validator(document, {"$ref": "#/components/schemas/Bubble"})
+    good = {"speaker": "user", "side": "right", "bbox": [1, 2, 3, 4], "text": "hi"}
+    assert bubble.is_valid(good)
+    assert not bubble.is_valid(good | {"txet": "hi"})
+
+
 def test_component_names_do_not_collide_with_method_types(document: dict[str, Any]) -> None:
     idents = {pascal(m["name"]) for m in document["methods"]}
     assert "MergeStep" in idents  # the alias merge_step
@@ -287,7 +299,9 @@ async def test_results_and_errors_of_a_live_daemon_validate_against_the_document
 # ------------------------------------------------------------ TypeScript ---
 
 USE_TS = """\
-import type { AnalyzeResult, Bubble, StatusResult } from "./index";
+import type {
+  AnalyzeResult, Bubble, Layout, MergeStepObject, StatusResult, StrategyStatus,
+} from "./index";
 
 export function first(r: AnalyzeResult): string {
   const b: Bubble = r.result.bubbles[0];
@@ -297,10 +311,29 @@ export function first(r: AnalyzeResult): string {
 export const speaker: Bubble["speaker"] = "talker";
 // @ts-expect-error: speaker is "talker" | "user", not any string
 export const nobody: Bubble["speaker"] = "nobody";
+// @ts-expect-error: side is "left" | "right"
+export const middle: Bubble["side"] = "middle";
+// @ts-expect-error: a layout side is a speaker
+export const wall: Layout["left"] = "wall";
 // @ts-expect-error: bbox is four numbers
 export const box: Bubble["bbox"] = [1, 2, 3];
+// @ts-expect-error: bbox is numbers
+export const words: Bubble["bbox"] = ["a", "b", "c", "d"];
 export function state(s: StatusResult): "starting" | "serving" | "draining" {
   return s.state;
+}
+// @ts-expect-error: a status state is one of three
+export const asleep: StatusResult["state"] = "asleep";
+// @ts-expect-error: a strategy's state is an enum, not any string
+export const dozing: StrategyStatus["state"] = "dozing";
+export function text(r: AnalyzeResult): string {
+  // @ts-expect-error: objects are closed: a misspelt field does not compile
+  return r.result.conversation[0].txet;
+}
+// The component MergeStep is MergeStepObject (the method merge_step is
+// generated as the type MergeStep): both exist, neither is declared twice.
+export function bubbles(step: MergeStepObject): number {
+  return step.bubbles.length;
 }
 """
 

@@ -11,6 +11,9 @@ Schema), then made into what OpenRPC tools read, JSON Schema draft-07:
   and reads ``items: false`` as "no items at all");
 * every ``enum`` and ``const`` carries its ``type`` (else generators type it
   ``any``);
+* every object is closed (``additionalProperties: false``: a Struct sends
+  nothing else), so generated types have no ``[k: string]: any`` and a
+  misspelt field does not compile;
 * a component named like a method's generated type (``MergeStep`` and the
   alias ``merge_step``) is renamed ``<Name>Object``, so code generated from
   the document compiles;

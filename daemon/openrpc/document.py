@@ -75,6 +75,16 @@ def _rename(node: Any, names: dict[str, str]) -> Any:
     return out
 
 
+def _close(components: dict[str, Any]) -> None:
+    """Every Struct's object is closed (``additionalProperties: false``): the
+    daemon sends no field a Struct does not declare, and code generated from
+    the document then has no ``[k: string]: any`` that lets a misspelt field
+    compile. (A new field is a new document: clients regenerate.)"""
+    for schema in components.values():
+        if schema.get("type") == "object" and "properties" in schema:
+            schema.setdefault("additionalProperties", False)
+
+
 def _describe(components: dict[str, Any]) -> None:
     """Add FIELD_DOCS' descriptions to the properties that have none."""
     for name, schema in components.items():
@@ -107,6 +117,7 @@ def openrpc_document(methods: list[Method], version: str) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     schemas, components = draft07(schemas), draft07(components)
     _describe(components)
+    _close(components)
     n = len(methods)
     params_of = {}
     for i, method in enumerate(methods):
