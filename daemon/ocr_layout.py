@@ -426,6 +426,10 @@ def _avatar(bubble: Bubble, dp: float) -> bool:
     header = bubble.box[3] < HEADER_MAX_DP * dp
     if square and header and all(ocr_text.is_initials(ln.text) for ln in bubble.lines):
         return True
+    edge = bubble.box[0] < 12 * dp or bubble.box[2] > 348 * dp
+    text = bubble_text(bubble.lines)
+    if square and edge and max(w, h) <= 50 * dp and not any(ch.isalnum() for ch in text):
+        return True  # a picture avatar beside the bubbles, a shape in it read as "！"
     texts = [ocr_text.header_text(ln.text) for ln in bubble.lines]
     return bubble.box[3] < HEADER_MAX_DP * dp and all(ocr_text.is_badge(t) for t in texts)
 
@@ -497,7 +501,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dropped += sum(len(b.lines) for b in cut)
     dropped += sum(len(q.lines) for b in cut for q in found if q.parent is b)
     messages = [b for b in messages if b not in cut]
-    near_cut = [ln for ln in loose if any(px.overlap(ln.box, b.box) > 0.5 for b in cut)]
+    near_cut = [  # in a cut bubble, or its sender's name above it
+        ln for ln in loose if any(px.overlap(ln.box, b.box) > 0.5 or _names(ln, b, dp) for b in cut)
+    ]
     dropped += len(near_cut)
     loose = [ln for ln in loose if ln not in near_cut]
     quotes = {id(b): [q for q in found if q.parent is b] for b in messages}
@@ -571,6 +577,11 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if any(
             px.overlap(box, b.box) > 0.2 or px.overlap(b.box, box) > 0.2 for b in messages + cut
         ):
+            continue
+        if px.on_bar(image, box, paper):  # cut by a bar: not sure what it is
+            held = [ln for ln in loose if px.overlap(ln.box, box) > 0.5]
+            dropped += len(held)
+            loose = [ln for ln in loose if ln not in held]
             continue
         if any(px.contains(box, ln.box, slack=0) for ln in loose):
             continue  # text no fill could follow: read below
