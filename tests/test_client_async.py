@@ -57,17 +57,65 @@ def regenerated(document: dict[str, Any]) -> str:
     return formatted.stdout
 
 
-def test_the_typed_results_match_the_daemons_document(make_config: ConfigFactory) -> None:
-    """The TypedDicts are the document's components: a field added to a
-    result Struct fails here until ``CTXD_REGENERATE=1`` rewrites them."""
-    expected = regenerated(daemon_document(make_config()))
+# The one command that rewrites the generated TypedDicts of the client (run it
+# after changing a Struct that a method's result or error.data is built from).
+REGENERATE = (
+    "CTXD_REGENERATE=1 .venv/bin/python -m pytest -q tests/test_client_async.py -k typed_results"
+)
+
+
+def _blocks(text: str) -> dict[str, str]:
+    """The generated section of ``text``, by class (and ``RESULTS``)."""
+    section = text[text.index(GENERATED_BEGIN) : text.index(GENERATED_END)]
+    blocks: dict[str, str] = {}
+    for block in section.split("\n\n\n")[1:]:
+        head = block.split("(", 1)[0].split(":", 1)[0].split()
+        blocks[head[-1] if head else block] = block
+    return blocks
+
+
+def check_typed_results(document: dict[str, Any]) -> None:
+    """Fail, naming the types that changed and the command, when the client's
+    generated section is not what ``document`` makes; with CTXD_REGENERATE=1,
+    rewrite it."""
+    expected = regenerated(document)
     if os.environ.get("CTXD_REGENERATE") == "1":
         CLIENT.write_text(expected)
-    assert CLIENT.read_text() == expected, "run: CTXD_REGENERATE=1 pytest " + __file__
+    current = CLIENT.read_text()
+    if current == expected:
+        return
+    have, want = _blocks(current), _blocks(expected)
+    changed = sorted(n for n in have.keys() | want.keys() if have.get(n) != want.get(n))
+    raise AssertionError(
+        "clients/async_client.py's generated types are stale (a result or error Struct "
+        f"changed): {', '.join(changed) or 'formatting'} differ. Regenerate them, from "
+        f"/work/main's root:\n    {REGENERATE}\nand commit clients/async_client.py."
+    )
+
+
+def test_the_typed_results_match_the_daemons_document(make_config: ConfigFactory) -> None:
+    """The TypedDicts are the document's components: a field added to a
+    result Struct fails here (and in tests/test_openrpc.py) until
+    ``REGENERATE`` rewrites them."""
+    check_typed_results(daemon_document(make_config()))
     assert AnalyzeResult.__required_keys__ == {"result", "provenance", "pending"}
     assert {"participants", "layout", "bubbles", "conversation"} <= (
         MergeStepObject.__required_keys__
     )
+
+
+def test_a_stale_type_is_named_with_the_command_that_regenerates_it(
+    make_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = daemon_document(make_config())
+    fleet = document["components"]["schemas"]["FleetStatus"]
+    fleet["properties"] = fleet["properties"] | {"new_figure": {"type": "integer"}}
+    monkeypatch.delenv("CTXD_REGENERATE", raising=False)
+    with pytest.raises(AssertionError) as caught:
+        check_typed_results(document)
+    message = str(caught.value)
+    assert "FleetStatus" in message.split(" differ")[0]
+    assert REGENERATE in message
 
 
 def test_the_core_matches_responses_by_id_and_maps_error_codes() -> None:

@@ -109,6 +109,14 @@ def test_every_object_is_closed(document: dict[str, Any]) -> None:
     assert not bubble.is_valid(good | {"txet": "hi"})
 
 
+def test_the_async_clients_types_are_current(document: dict[str, Any]) -> None:
+    """A field added to a result Struct needs a description (above) and the
+    client's TypedDicts regenerated: both fail here, where it is added."""
+    from tests.test_client_async import check_typed_results
+
+    check_typed_results(document)
+
+
 def test_component_names_do_not_collide_with_method_types(document: dict[str, Any]) -> None:
     idents = {pascal(m["name"]) for m in document["methods"]}
     assert "MergeStep" in idents  # the alias merge_step

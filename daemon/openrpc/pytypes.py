@@ -48,7 +48,8 @@ def _py(schema: Any) -> str:
 def python_types(document: dict[str, Any]) -> str:
     """TypedDicts of every component schema of ``document``, and ``RESULTS``
     (method name → its result's type name): the code between the markers of
-    clients/async_client.py (``python -m daemon.openrpc --python-types``)."""
+    clients/async_client.py, rewritten by ``CTXD_REGENERATE=1 .venv/bin/python -m pytest
+    -q tests/test_client_async.py -k typed_results``."""
     lines = [GENERATED_BEGIN]
     for name, schema in sorted(document["components"]["schemas"].items()):
         properties = schema.get("properties")
