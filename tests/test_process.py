@@ -266,7 +266,8 @@ def test_restart_after_kill_replaces_the_leftover_socket(short_tmp: Path) -> Non
     try:
         with Client(second.socket_path) as client:
             assert client.call("health")["ok"] is True
-        assert "Replacing leftover socket file" in second.log()
+        # INFO lines reach the log within LineWriter.LINGER (20 ms), not at once
+        wait_for(lambda: "Replacing leftover socket file" in second.log(), what="the line")
     finally:
         second.stop()
 
