@@ -13,9 +13,10 @@ background=True)``): a line is formatted where it is logged (so it says what
 was true then) and handed to one writer thread, which writes the lines in
 order, many per ``write``. The event loop never waits for the log's reader:
 a line costs the hit path a record, a formatted string and a list append,
-not a ``write`` system call. INFO lines wait ``LineWriter.LINGER`` (20 ms)
-at most; WARNING and above are written at once; a clean stop (``close``)
-writes everything; a reader that stops reading makes lines past
+not a ``write`` system call. While lines keep coming, INFO lines wait
+``LineWriter.LINGER`` (20 ms) at most (a quiet log writes at once);
+WARNING and above are written at once; a clean stop (``close``) writes
+everything; a reader that stops reading makes lines past
 ``max_bytes`` dropped and counted, never the loop wait (docs/operations.md).
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import sys
 import threading
 import time
@@ -146,21 +148,23 @@ class LineWriter(logging.Handler):
 
     ``emit`` (on the logging thread, usually the event loop) formats the
     record and appends the line to a list. The first line into an empty
-    list wakes the writer thread, which lets a batch gather for ``linger``
-    seconds (cut short by a WARNING or worse, or ``BATCH_BYTES`` waiting),
-    then takes the whole list and writes it with one ``write``. So under
-    load a ``write`` carries many lines, and a blocked reader blocks only the
-    writer thread: while it is blocked, lines are kept up to ``max_bytes``
-    and those past it are dropped and counted, then reported in a WARNING
-    line (``N log lines dropped ...``) in their place once it reads again.
+    list wakes the writer thread, which writes at once if its last write was
+    ``linger`` seconds ago or more (a quiet log loses nothing to a batch);
+    else it lets a batch gather until then (cut short by a WARNING or
+    worse, or ``BATCH_BYTES`` waiting), then takes the whole list and writes
+    it with one ``write``. So under load a ``write`` carries many lines,
+    and a blocked reader blocks only the writer thread: while it is
+    blocked, lines are kept up to ``max_bytes`` and those past it are
+    dropped and counted, then reported in a WARNING line (``N log lines
+    dropped ...``) in their place once it reads again.
 
     ``close`` writes every line logged before it (a clean stop loses
     nothing; it waits for the reader to take them). A ``kill -9`` loses what
-    is waiting: INFO lines of the last ``linger`` seconds, more only if the
-    reader was not reading.
+    is waiting: under load, INFO lines of the last ``linger`` seconds; more
+    only if the reader was not reading.
     """
 
-    LINGER: Final = 0.02  # seconds a batch may gather after its first line
+    LINGER: Final = 0.02  # seconds between writes while lines keep coming
     BATCH_BYTES: Final = 64 * 1024  # waiting this much ends the linger
     MAX_BYTES: Final = 8 * 1024 * 1024  # kept while the reader is not reading
 
@@ -234,9 +238,12 @@ class LineWriter(logging.Handler):
 
     def _run(self) -> None:
         done = False
+        written = -math.inf  # when the last write ended
         while not done:
             self._wake.wait()
-            self._hurry.wait(self._linger)  # let a batch gather
+            busy = written + self._linger - time.monotonic()
+            if busy > 0:  # lines keep coming: let a batch gather
+                self._hurry.wait(busy)
             self._wake.clear()  # before the take: a line after it wakes us again
             self._hurry.clear()
             with self._guard:
@@ -247,6 +254,7 @@ class LineWriter(logging.Handler):
                     continue
             if lines:
                 self._write("".join(lines))
+                written = time.monotonic()
 
     def _take(self) -> list[str]:
         """The lines waiting, and the count of those dropped after them; with ``_guard``."""

@@ -218,16 +218,21 @@ def test_the_writer_keeps_every_line_in_order_and_in_form(pipe: Pipe) -> None:
         assert match["msg"].endswith(f" {i}" if i % 1000 == 999 else f": {i} messages")
 
 
-def test_a_warning_is_written_at_once(pipe: Pipe) -> None:
-    """INFO lines may wait for the next write (here an hour); a WARNING
-    wakes the writer, and the INFO lines before it go out with it, in order."""
+def test_a_quiet_log_writes_at_once_and_a_busy_one_in_batches(pipe: Pipe) -> None:
+    """The first line after a quiet spell is written at once (a crash right
+    after it loses nothing); the lines after it, while they keep coming,
+    wait for the linger (here an hour) until a WARNING cuts it short, and
+    go out with it, in order."""
     log = logging.getLogger("daemon.race")
     with writing(pipe.stream, linger=3600):
         log.info("Premium task still running, will cache in background")
+        [first] = pipe.read_until(1)
+        log.info("Background: Waiting for premium task to complete...")
         log.warning("Premium task timeout after 30s")
-        first, second = pipe.read_until(2)
+        _, second, third = pipe.read_until(3)
     assert first.endswith("INFO [-] Premium task still running, will cache in background")
-    assert second.endswith("WARNING [-] Premium task timeout after 30s")
+    assert second.endswith("INFO [-] Background: Waiting for premium task to complete...")
+    assert third.endswith("WARNING [-] Premium task timeout after 30s")
 
 
 class StoppedReader(io.StringIO):
