@@ -52,6 +52,13 @@ How it works:
   ``httpx2.create_ssl_context()``: the system's CAs, ``SSL_CERT_FILE``),
   ALPN ``http/1.1``, the handshake within the connect timeout.
 
+* Whether the request went out: a ``SendMark`` in the request's
+  ``extensions`` (``SEND_MARK``) is marked known when the pool takes the
+  request and sent just before its first byte is written, so the caller
+  tells a request cancelled while it waited for a slot, a connection or a
+  TLS handshake (nothing the provider could bill) from one cancelled once
+  it was on its way (``Provider``: ``cancelled_after_send``, calls).
+
 Proxies are not spoken here: ``Provider.from_config`` uses httpx2's own
 transport when the environment sets a proxy for the provider's URL.
 """
@@ -68,9 +75,10 @@ import httpx2
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
 
 READ_SIZE: Final = 65536
+SEND_MARK: Final = "ctxd.send_mark"  # request.extensions key of a SendMark
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
@@ -88,6 +96,28 @@ def _deadline(
             yield
     except trio.TooSlowError:
         raise error(f"{what} took longer than {seconds:g}s") from None
+
+
+class SendMark:
+    """Whether a request went out, as the transport saw it (module docstring).
+
+    ``known``: the transport says (this pool does; another transport, say
+    httpx2's for a proxy, leaves it False: then the caller cannot tell).
+    ``sent``: the first byte was about to be written; ``on_send`` is called
+    then, once, in the sending task."""
+
+    __slots__ = ("known", "on_send", "sent")
+
+    def __init__(self, on_send: Callable[[], None] | None = None) -> None:
+        self.known = False
+        self.sent = False
+        self.on_send = on_send
+
+    def mark_sent(self) -> None:
+        if not self.sent:
+            self.sent = True
+            if self.on_send is not None:
+                self.on_send()
 
 
 class _Connection:
@@ -200,6 +230,10 @@ class PoolTransport(httpx2.AsyncBaseTransport):
         if url.scheme not in DEFAULT_PORTS:
             raise httpx2.UnsupportedProtocol(f"{url.scheme!r} is not http or https")
         origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
+        mark = request.extensions.get(SEND_MARK)
+        if not isinstance(mark, SendMark):
+            mark = SendMark()
+        mark.known = True  # before any checkpoint: from here on this pool says
         timeouts = request.extensions.get("timeout", {})
         if not isinstance(request.stream, httpx2.AsyncByteStream):
             raise TypeError("an AsyncClient's request has an async stream")
@@ -210,7 +244,7 @@ class PoolTransport(httpx2.AsyncBaseTransport):
         connection: _Connection | None = None
         try:
             connection = self._take_idle(origin) or await self._connect(origin, timeouts)
-            return await self._exchange(connection, head, body, timeouts)
+            return await self._exchange(connection, head, body, timeouts, mark)
         except BaseException:
             if connection is not None:
                 connection.close()
@@ -223,6 +257,7 @@ class PoolTransport(httpx2.AsyncBaseTransport):
         head: h11.Request,
         body: bytes,
         timeouts: dict[str, float | None],
+        mark: SendMark,
     ) -> httpx2.Response:
         state = connection.h11
         data = state.send(head) or b""
@@ -231,6 +266,7 @@ class PoolTransport(httpx2.AsyncBaseTransport):
         data += state.send(h11.EndOfMessage()) or b""
         connection.read_timeout = timeouts.get("read")
         connection.write_timeout = timeouts.get("write")
+        mark.mark_sent()  # no checkpoint between this and the first byte written
         try:
             await connection.send(data)
         except httpx2.WriteError:

@@ -54,7 +54,7 @@ class SpendFigures(_Result, frozen=True):
     """What a strategy spent over a period (daemon/spend.py)."""
 
     calls: typing.Annotated[
-        int, msgspec.Meta(description="attempts started (retries inside one count once)")
+        int, msgspec.Meta(description="requests sent (each retry one; local OCR: jobs run)")
     ] = 0
     prompt_tokens: typing.Annotated[
         int, msgspec.Meta(description="prompt tokens the provider reported")

@@ -66,7 +66,7 @@ import trio
 
 from daemon import images, provider_errors
 from daemon.errors import StrategyError
-from daemon.http11 import PoolTransport
+from daemon.http11 import SEND_MARK, PoolTransport, SendMark
 from daemon.models import Usage
 from daemon.response_format import response_format
 from daemon.stats import PROVIDER_WIDE, CallLedger, RestState
@@ -450,18 +450,30 @@ class Provider:
         request = self.client.build_request(
             "POST", "chat/completions", content=body, headers=headers
         )
+        # The pool marks the request sent just before its first byte goes
+        # out (daemon/http11.py): then it is a call (Spend's ``calls``). A
+        # transport that cannot say (httpx2's, behind a proxy; a test's
+        # MockTransport) leaves it unknown: the request may have gone out.
+        mark = SendMark(on_send=lambda: self.ledger.sent(strategy.name))
+        request.extensions[SEND_MARK] = mark
         try:
-            with _transport_errors(f"from {self.name}"):
-                response = await self.client.send(request, stream=True)
             try:
-                with _transport_errors("reading the body"):
-                    data = await self._read(response)
+                with _transport_errors(f"from {self.name}"):
+                    response = await self.client.send(request, stream=True)
+                try:
+                    with _transport_errors("reading the body"):
+                        data = await self._read(response)
+                finally:
+                    await response.aclose()
             finally:
-                await response.aclose()
+                if not mark.known:
+                    mark.mark_sent()
         except trio.Cancelled:
-            # From the moment the request starts going out the provider may
-            # bill it: counted, with its cost unknown (daemon/spend.py).
-            self.ledger.cancelled_after_send(strategy.name)
+            # Once the request was on its way the provider may bill it:
+            # counted, with its cost unknown (daemon/spend.py). Cancelled
+            # while it waited for a connection, nothing went out.
+            if mark.sent:
+                self.ledger.cancelled_after_send(strategy.name)
             raise
         status = response.status_code
         if status != 200:

@@ -12,27 +12,36 @@ Each leg has exactly one state::
       │                   │                                                (shielded append)
       │                   ├──error, timeout, invalid output, budget──▶ failed
       │                   └──outranked, cap, deadline, drain──▶ cancelled
-      ├──a result accepted──▶ skipped
-      └──cap, deadline, drain──▶ cancelled
+      └──a result accepted, no cap slot, deadline, drain──▶ skipped
 
 A leg is ``held`` when its strategy's ``start`` (SPEC §7) says not yet, in a
 race that answers a request (an upgrade on hit starts every leg at once):
 
 * ``always``: never held;
 * ``{after: s}`` (a hedged request): released ``s`` seconds after the leg was
-  added, or at once when no other leg is running or storing (they all failed);
-* ``on_failure``: released when every lower-ranked leg has failed;
+  added, or at once when every other leg has failed (a cancelled one does
+  not count as failed: then the delay still holds);
+* ``on_failure``: released when every lower-ranked leg has failed (an
+  error, an invalid answer, its budget); skipped when they have all ended
+  but one was cancelled (nothing it guards against failed);
 * ``upgrade_only``: never in such a race, only in upgrades.
 
 A ``wait: "best"`` request releases every held leg (it asks for the best).
 A held leg is ``skipped`` (never started, never a call) as soon as any
 result is accepted: a lower one is the answer it was held back for, a
-higher one outranks it. ``Spend.admit`` is asked before a leg's task is
-spawned (a held leg's: when it is released): at its budget the leg fails at
-once, without a task, with ``budget_exhausted``, and the race goes on.
+higher one outranks it; and when it is cancelled before it started (no
+slot at the background cap, ``premium_cache_timeout``, the drain): that is
+no failure of the strategy (no ``timeouts``, no upgrade retry window).
+``Spend.admit`` is asked before a leg's task is spawned (a held leg's: when
+it is released): at its budget the leg fails at once, without a task, with
+``budget_exhausted``, and the race goes on (a refusal is no failure of the
+key either: an upgrade is tried again on the next hit). Admission reserves
+a call of the minute (a ``Ticket``); the leg's task gives it back if it
+ends without a request sent (daemon/spend.py).
 Held legs are live: they are in ``pending``, keep ``wait: "best"`` waiting
-and the race unfinished, and are handed to the background like running ones
-when nobody waits any more.
+and the race unfinished, and are handed to the background after the
+running ones when nobody waits any more (a running leg's call is paid for
+already: it gets a slot at the cap first, a held leg without one is skipped).
 
 What a waiter sees (the answer so far, whether ``wait: "best"`` may answer,
 ``pending``, whether the race is finished) is computed by one function,
@@ -72,7 +81,7 @@ from daemon.errors import StoreError, StrategyError, StrategyErrorKind
 from daemon.extract import parse_completion
 from daemon.logs import conversation
 from daemon.models import CacheKey, Event, MergeStep, Provenance
-from daemon.spend import cost_of
+from daemon.spend import CURRENT_TICKET, Ticket, cost_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -130,7 +139,6 @@ class Leg:
 
     __slots__ = (
         "added",
-        "admitted",
         "background",
         "deadline",
         "error",
@@ -139,13 +147,14 @@ class Leg:
         "result",
         "state",
         "strategy",
+        "ticket",
     )
 
     def __init__(self, strategy: StrategyConfig, *, held: bool = False) -> None:
         self.strategy = strategy
         self.state: LegState = "held" if held else "running"
         self.release = trio.Event()  # set: a held leg may start
-        self.admitted = False  # counted as a start by Spend (within its budget)
+        self.ticket: Ticket | None = None  # admitted by Spend: a call reserved
         self.added = trio.current_time()
         self.error: StrategyError | None = None  # failed or cancelled: why
         self.result: Accepted | None = None  # stored: what
@@ -296,14 +305,16 @@ class Race:
             leg.background = background
             leg.deadline = deadline
             if leg.state == "running":  # a held leg asks when it is released
-                refusal = self.ctx.stats.spend.admit(leg.strategy)
-                if refusal is not None:
-                    refused[id(leg)] = refusal
+                admitted = self.ctx.stats.spend.admit(leg.strategy)
+                if isinstance(admitted, StrategyError):
+                    refused[id(leg)] = admitted
                     continue
-                leg.admitted = True
+                leg.ticket = admitted
             leg.handle = supervisor.spawn(
                 leg.name, self._run_leg, leg, spawned > 0, deadline=deadline, background=background
             )
+            if leg.handle is None and leg.ticket is not None:
+                self.ctx.stats.spend.release(leg.ticket)  # no task: no call
             spawned += 1
         for leg in new:
             if id(leg) in refused:
@@ -366,12 +377,25 @@ class Race:
             floor = next(leg.rank for leg in self.legs if leg.name == answered_by)
         supervisor = self.ctx.supervisor
         deadline = trio.current_time() + self.ctx.config.llm.premium_cache_timeout
-        for leg in sorted(self.legs, key=lambda leg: -leg.rank):  # the best get the slots
-            if leg.state not in ("running", "held") or leg.background or leg.rank <= floor:
-                continue
+        # The running legs get the slots first (their calls are paid for
+        # already), the best of them first; then the held ones, which cost
+        # nothing yet: one without a slot is skipped, never a running leg
+        # cancelled for it.
+        legs = [
+            leg
+            for leg in self.legs
+            if leg.state in ("running", "held") and not leg.background and leg.rank > floor
+        ]
+        for leg in sorted(legs, key=lambda leg: (leg.state == "held", -leg.rank)):
+            if not leg.live:
+                continue  # skipped meanwhile (a held leg released early, then a result)
             assert leg.handle is not None
             if not supervisor.adopt(leg.handle):
-                self._cancel(leg, "background task cap reached")
+                if leg.state == "held":
+                    self._skip(leg, "background task cap reached")
+                    self._notify()
+                else:
+                    self._cancel(leg, "background task cap reached")
                 continue
             leg.background = True
             leg.deadline = deadline
@@ -392,12 +416,13 @@ class Race:
             try:
                 if leg.state == "held" and not await self._hold(leg):
                     return  # skipped: never started
-                if not leg.admitted:  # a held leg, released: its budget now
-                    refused = self.ctx.stats.spend.admit(leg.strategy)
-                    if refused is not None:
-                        self._end(leg, refused)
+                if leg.ticket is None:  # a held leg, released: its budget now
+                    admitted = self.ctx.stats.spend.admit(leg.strategy)
+                    if isinstance(admitted, StrategyError):
+                        self._end(leg, admitted)
                         return
-                    leg.admitted = True
+                    leg.ticket = admitted
+                CURRENT_TICKET.set(leg.ticket)  # the provider's request takes it (Spend)
                 started = trio.current_time()
                 if counters is not None:
                     counters.calls += 1
@@ -425,10 +450,18 @@ class Race:
             except BaseException:
                 # Cancelled by its deadline, the drain or the whole nursery
                 # (Cancelled is on its way up): say why, once. Cancelled by
-                # the race itself, the state already says so.
-                if leg.state == "running" or leg.state == "held":
+                # the race itself, the state already says so. A held leg
+                # never started: skipped, no failure of its strategy.
+                if leg.state == "held":
+                    past = trio.current_time() >= leg.deadline
+                    self._skip(leg, "premium_cache_timeout passed" if past else "cancelled")
+                    self._notify()
+                elif leg.state == "running":
                     self._end(leg, self._cancellation(leg))
                 raise
+            finally:
+                if leg.ticket is not None:
+                    self.ctx.stats.spend.release(leg.ticket)  # no request went out: given back
             if leg.state != "running" or self._cancelled_now(leg):
                 return  # cancelled while its answer came in
             ms = (trio.current_time() - started) * 1000
@@ -448,7 +481,7 @@ class Race:
         accepted = self._accepted_rank()
         if accepted >= leg.rank or (accepted > self.floor and not self.best_waiters):
             # Released, but a result came in before this task ran.
-            self._skip(leg)
+            self._skip(leg, "a result was accepted")
             self._notify()
             return False
         leg.state = "running"
@@ -459,38 +492,43 @@ class Race:
         return True
 
     def _release_held(self) -> None:
-        """Release the held legs whose condition holds now (module docstring)."""
+        """Release the held legs whose condition holds now (module docstring);
+        skip an ``on_failure`` leg whose condition can no longer come."""
         for leg in self.legs:
             if leg.state != "held" or leg.release.is_set():
                 continue
-            others = [other for other in self.legs if other is not leg]
             if self.best_waiters:
-                ready = True
-            elif leg.strategy.start == "on_failure":
-                ready = not any(other.live for other in others if other.rank < leg.rank)
-            else:  # after: at once when nothing else runs or stores
-                ready = not any(other.live and other.state != "held" for other in others)
-            if ready:
                 leg.release.set()
+                continue
+            if leg.strategy.start == "on_failure":
+                others = [other for other in self.legs if other.rank < leg.rank]
+            else:  # after: early only when every other started leg failed
+                others = [o for o in self.legs if o is not leg and o.state != "held"]
+            if any(other.live for other in others):
+                continue
+            if all(other.state == "failed" for other in others):
+                leg.release.set()
+            elif leg.strategy.start == "on_failure":
+                self._skip(leg, "a lower-ranked strategy was cancelled, none failed")
 
     def _skip_held(self) -> None:
         """A result was accepted: the held legs not yet released will never
         be needed (a released one checks again when its task runs)."""
         for leg in self.legs:
             if leg.state == "held" and not leg.release.is_set():
-                self._skip(leg)
+                self._skip(leg, "a result was accepted")
 
-    def _skip(self, leg: Leg) -> None:
+    def _skip(self, leg: Leg, why: str) -> None:
+        """A held leg will never start: it ends without a call (the caller notifies)."""
         leg.state = "skipped"
         leg.release.set()  # its task wakes and returns
         counters = self.ctx.stats.strategies.get(leg.name)
         if counters is not None:
             counters.skipped += 1
         logger.info(
-            "%s not started (start: %s): a result was accepted",
-            leg.name,
-            _policy_text(leg.strategy.start),
+            "%s not started (start: %s): %s", leg.name, _policy_text(leg.strategy.start), why
         )
+        self._release_held()  # a leg held above it may now wait for nothing
 
     def _cancelled_now(self, leg: Leg) -> bool:
         """The leg's own scope was cancelled (or its deadline passed) but its
@@ -519,6 +557,8 @@ class Race:
             backend = self.ctx.providers.get(strategy.provider or "")
         if backend is None:
             raise StrategyError("not_configured", f"no runnable {strategy.kind} strategy here")
+        if strategy.kind == "local_ocr":
+            self.ctx.stats.spend.record_sent(strategy.name)  # its call is the OCR job
         try:
             with trio.fail_after(strategy.timeout):
                 return await backend.complete(strategy, self.image)
@@ -614,7 +654,9 @@ class Race:
                 logger.warning("Failed to cache premium result: %s", error)
             elif not leg.background:
                 logger.info("%s failed: %s", leg.name, error)
-            if leg.state == "failed":
+            if leg.state == "failed" and error.kind != "budget_exhausted":
+                # The upgrade retry window; a budget refusal is no failure of
+                # the key: the next hit after the budget's reset upgrades it.
                 self.ctx.failed_at[(self.key, leg.name)] = trio.current_time()
             self._release_held()
         self._notify()

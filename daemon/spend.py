@@ -9,14 +9,23 @@ guessed. A call cancelled once its request was on its way
 (``record_cancelled``) may still be billed: it is counted in
 ``cancelled_after_send`` and in ``cost_unknown``.
 
+Calls: ``calls`` counts the requests that went out (``record_sent``, from
+the provider when its transport says the request is being sent: a leg that
+rests, is not configured, or is cancelled while it waits for a connection
+made no call), each retry too; a local OCR strategy's call is its job.
+
 Budgets (config ``budget``): ``admit`` is asked before a leg starts. A
-strategy whose known spend today (UTC) reached ``usd_per_day``, or that was
-started ``calls_per_minute`` times in this UTC minute, is refused with
+strategy whose known spend today (UTC) reached ``usd_per_day``, or that has
+``calls_per_minute`` calls in this UTC minute, is refused with
 ``StrategyError("budget_exhausted")``; the refusal is counted and logged once
 per period (a warning naming the key, the figures and when it resets), and
-the period's end resets it. Calls already running when the budget is reached
-finish: a day's spend may pass ``usd_per_day`` by what the calls in flight
-cost.
+the period's end resets it. Admission reserves one of the minute's calls
+for the leg (a ``Ticket``, so legs released together never overshoot); the
+leg's first request takes it, and a leg that ends without sending any gives
+it back (``release``). A leg's retries are calls of the minute too (they
+are not refused: the request is already under way). Calls already running
+when the budget is reached finish: a day's spend may pass ``usd_per_day`` by
+what the calls in flight cost.
 
 Persistence: the figures are kept per (UTC day, strategy). What changed is
 added to the store (``SpendStore.save_spend``, a sub-database of the LMDB
@@ -29,6 +38,7 @@ count). Months are the sum of their days.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import time
@@ -108,6 +118,24 @@ def merge_tally(old: bytes | None, delta: bytes) -> bytes:
     return _ENCODE.encode(total)
 
 
+class Ticket:
+    """One admitted leg's reservation of a call in its UTC minute (``admit``)."""
+
+    __slots__ = ("minute", "name", "sent")
+
+    def __init__(self, name: str, minute: int) -> None:
+        self.name = name
+        self.minute = minute
+        self.sent = False  # a request of the leg went out: the reservation is used
+
+
+# The ticket of the leg whose task is running (set by the race before it
+# calls its backend): ``record_sent`` marks it, so the provider need not know.
+CURRENT_TICKET: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
+    "ctxd_spend_ticket", default=None
+)
+
+
 def utc_day(now: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(now))
 
@@ -182,6 +210,34 @@ class Spend:
             else:
                 tally.usd += cost
 
+    def record_sent(self, name: str) -> None:
+        """A request of ``name`` went out: one call (the current leg's
+        reserved one, else one more of the minute: a retry)."""
+        if name not in self.strategies:
+            return
+        ticket = CURRENT_TICKET.get()
+        if ticket is not None and ticket.name == name and not ticket.sent:
+            ticket.sent = True
+        else:
+            self._count_minute(name, +1)
+        for tally in self._tallies(name):
+            tally.calls += 1
+
+    def release(self, ticket: Ticket) -> None:
+        """The admitted leg has ended: without a call, its minute's reservation is given back."""
+        if not ticket.sent:
+            ticket.sent = True  # once
+            counted_minute, calls = self._minute.get(ticket.name, (ticket.minute, 0))
+            if counted_minute == ticket.minute and calls > 0:
+                self._minute[ticket.name] = (counted_minute, calls - 1)
+
+    def _count_minute(self, name: str, delta: int) -> None:
+        minute = int(self.now() // 60)
+        counted_minute, calls = self._minute.get(name, (minute, 0))
+        if counted_minute != minute:
+            calls = 0
+        self._minute[name] = (minute, max(0, calls + delta))
+
     def record_cancelled(self, name: str) -> None:
         """A call of ``name`` was cancelled after its request went out."""
         if name not in self.strategies:
@@ -192,9 +248,10 @@ class Spend:
 
     # -------------------------------------------------------------- budgets --
 
-    def admit(self, strategy: StrategyConfig) -> StrategyError | None:
-        """Count one start of ``strategy`` and None; or, at its budget, the
-        ``budget_exhausted`` error its leg ends with (counted, not a call)."""
+    def admit(self, strategy: StrategyConfig) -> Ticket | StrategyError:
+        """A ``Ticket`` reserving one call of this minute for a leg of
+        ``strategy``; or, at its budget, the ``budget_exhausted`` error its
+        leg ends with (counted, not a call)."""
         name = strategy.name
         now = self.now()
         minute = int(now // 60)
@@ -209,9 +266,7 @@ class Spend:
                     tally.budget_exhausted += 1
                 return refusal
         self._minute[name] = (minute, calls + 1)
-        for tally in self._tallies(name):
-            tally.calls += 1
-        return None
+        return Ticket(name, minute)
 
     def _over(
         self, strategy: StrategyConfig, now: float, minute: int, calls: int

@@ -41,6 +41,8 @@ class UsageSink(Protocol):
 
     def record(self, name: str, usage: Usage | None) -> None: ...
 
+    def record_sent(self, name: str) -> None: ...
+
     def record_cancelled(self, name: str) -> None: ...
 
 
@@ -65,6 +67,11 @@ class CallLedger:
             self.served_by[strategy][served_by] += 1
         if self.usage_sink is not None:
             self.usage_sink.record(strategy, usage)
+
+    def sent(self, strategy: str) -> None:
+        """A request of ``strategy`` went out (or may have: the transport could not say)."""
+        if self.usage_sink is not None:
+            self.usage_sink.record_sent(strategy)
 
     def cancelled_after_send(self, strategy: str) -> None:
         """A call cancelled once its request was going out: the provider may bill it."""

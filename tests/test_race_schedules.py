@@ -75,14 +75,16 @@ class Call:
 class GateBackend:
     """Every strategy's calls, each waiting until the schedule ends it."""
 
-    def __init__(self, slow_to_stop: frozenset[str] = frozenset()) -> None:
+    def __init__(self, spend: Spend, slow_to_stop: frozenset[str] = frozenset()) -> None:
         self.waiting: dict[str, list[Call]] = {name: [] for name in NAMES}
         self.calls: Counter[str] = Counter()
+        self.spend = spend  # told of each request sent, as a Provider tells it
         self.slow_to_stop = slow_to_stop  # cancelled, they take 50 ms (an OCR worker's kill)
 
     async def complete(self, strategy: StrategyConfig, image: ImageInput) -> Completion:
         call = Call()
         self.calls[strategy.name] += 1
+        self.spend.record_sent(strategy.name)
         self.waiting[strategy.name].append(call)
         try:
             await call.gate.wait()
@@ -176,10 +178,10 @@ class World:
     ) -> None:
         self.config = make_config(cap, max_races, starts, calls_per_minute)
         self.rank_of = self.config.rank_of()
-        self.backend = GateBackend(slow_to_stop)
+        self.spend = Spend(self.config.strategies, now=lambda: NOON)
+        self.backend = GateBackend(self.spend, slow_to_stop)
         self.store = GatedStore(self.rank_of)
         self.supervisor = Supervisor(cap)
-        self.spend = Spend(self.config.strategies, now=lambda: NOON)
         self.races = RaceManager(
             self.config,
             self.store,
@@ -199,6 +201,7 @@ class World:
         def recording(key: CacheKey, image: ImageInput, floor: float = -math.inf) -> Race:
             race = new_race(key, image, floor)
             self.seen.append(race)
+            self.watch_releases(race)
             return race
 
         self.races._new_race = recording  # type: ignore[method-assign]
@@ -267,6 +270,31 @@ class World:
         live_above = sorted((leg for leg in above if leg.live), key=lambda leg: -leg.rank)
         assert result.pending == [leg.name for leg in live_above]
 
+    def watch_releases(self, race: Race) -> None:
+        """A held leg is released only for a reason that holds at that
+        moment: a ``wait: "best"`` request, or (``on_failure``) every
+        lower-ranked leg failed, or (``after``, before its delay) every other
+        started leg failed. A cancelled leg is no failure (an early hedge or
+        a bought premium would be paid for nothing)."""
+        release_held = race._release_held
+
+        def checked() -> None:
+            before = {id(leg) for leg in race.legs if leg.release.is_set()}
+            release_held()
+            for leg in race.legs:
+                if leg.state != "held" or not leg.release.is_set() or id(leg) in before:
+                    continue
+                self.reached.add("a held leg was released")
+                if race.best_waiters:
+                    continue
+                if leg.strategy.start == "on_failure":
+                    others = [o for o in race.legs if o.rank < leg.rank]
+                else:
+                    others = [o for o in race.legs if o is not leg and o.state != "held"]
+                assert all(o.state == "failed" for o in others), [(o.name, o.state) for o in others]
+
+        race._release_held = checked  # type: ignore[method-assign]
+
     def check_held(self, race: Race) -> None:
         """A held leg not yet released is held for a reason that still holds."""
         now = trio.current_time()
@@ -322,7 +350,9 @@ class World:
                     self.reached.add("a leg was refused at its budget")
         budget = self.config.strategies[-1].budget
         if budget is not None and budget.calls_per_minute is not None:
-            assert self.spend.since_start["premium"].calls <= budget.calls_per_minute
+            assert self.backend.calls["premium"] <= budget.calls_per_minute
+        for name in NAMES:  # Spend counts the calls that were made, not the admissions
+            assert self.spend.since_start[name].calls == self.backend.calls[name]
         assert self.supervisor.count <= self.supervisor.max_tasks
         for race in self.seen:
             for leg in race.legs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import time
@@ -16,14 +17,16 @@ import trio.testing
 from clients import ctl
 from daemon.analysis import RaceManager
 from daemon.app import App
-from daemon.errors import AllStrategiesFailed
+from daemon.errors import AllStrategiesFailed, StrategyError
 from daemon.models import CacheKey, Usage
+from daemon.providers import Provider
 from daemon.service import Service
-from daemon.spend import Spend, cost_of
+from daemon.spend import Spend, Ticket, cost_of
 from daemon.stats import Stats
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory, StoreFactory
+from tests.fake_provider import FakeProvider, Script
 from tests.helpers import Peer
 from tests.race_fakes import IMAGE, Behaviour, Harness, harness
 from tests.test_ctl import StubClient
@@ -142,6 +145,114 @@ async def test_a_call_cancelled_after_its_request_went_out_is_counted_with_cost_
         assert usage.usd == 0.0  # a price is configured, but no usage came: unknown
 
 
+async def test_a_call_cancelled_before_its_request_went_out_is_no_call_and_not_billable(
+    make_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review of issue 17, finding 2: a call cancelled while it waited for
+    # the pool's one connection was counted as cancelled_after_send (and a
+    # call). The real pool (daemon/http11.py) says when the request goes out.
+    monkeypatch.setenv("CTXD_TEST_KEY", "sk-test")
+    with FakeProvider({FAST: Script(latency=0.0), SLOW: Script(latency=0.5)}) as fake:
+        config = make_config(
+            providers={"fake": {"base_url": fake.base_url, "api_key_env": "CTXD_TEST_KEY",
+                                "max_connections": 1}},
+            strategies=strategies(),
+        )  # fmt: skip
+        provider = Provider.from_config("fake", config.providers["fake"])
+        spend = Spend(config.strategies)
+        provider.ledger.usage_sink = spend
+        multimodal, premium = config.strategies
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(provider.complete, premium, IMAGE)  # holds the connection
+                await trio.sleep(0.1)
+                with trio.move_on_after(0.1):  # waits for the pool's slot, then is cancelled
+                    await provider.complete(multimodal, IMAGE)
+            assert fake.calls(FAST) == 0  # the provider never saw it: it cannot bill it
+            fast = spend.since_start["multimodal"]
+            assert (fast.calls, fast.cancelled_after_send, fast.cost_unknown) == (0, 0, 0)
+            # one cancelled on its way is counted: the provider may bill it
+            with trio.move_on_after(0.25):
+                await provider.complete(premium, IMAGE)
+        finally:
+            await provider.aclose()
+        slow = spend.since_start["premium"]
+        assert fake.calls(SLOW) == 2
+        assert (slow.calls, slow.cancelled_after_send) == (2, 1)
+
+
+async def test_a_leg_that_sends_no_request_makes_no_call_and_gives_its_minute_back(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Review finding 3: calls counted admissions: a strategy resting after a
+    # 402 (no request sent) still counted calls and used up calls_per_minute.
+    config = make_config(
+        strategies=[
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60,
+             "max_retries": 0, "budget": {"calls_per_minute": 2}},
+        ],
+    )  # fmt: skip
+    spend = Spend(config.strategies, now=WallClock(NOON))
+    async with harness(config, {FAST: Behaviour(0.1, status=402)}, spend=spend) as h:
+        for n in range(5):
+            with pytest.raises(AllStrategiesFailed) as failed:
+                await analyze(h, n)
+            assert failed.value.data is not None
+            assert failed.value.data["strategies"]["multimodal"]["error"] == "http_status"
+        assert h.models.calls[FAST] == 1  # the rest: four legs sent nothing
+        figures = spend.since_start["multimodal"]
+        assert (figures.calls, figures.budget_exhausted) == (1, 0)
+        left = spend.budget_left(config.strategies[0])
+        assert left is not None
+        assert left.calls_left_this_minute == 1
+
+
+async def test_each_retry_is_a_call_of_the_minute(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    config = make_config(
+        strategies=[
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60,
+             "max_retries": 2, "budget": {"calls_per_minute": 10}},
+        ],
+    )  # fmt: skip
+    spend = Spend(config.strategies, now=WallClock(NOON))
+    async with harness(config, {FAST: Behaviour(0.1, status=500)}, spend=spend) as h:
+        with pytest.raises(AllStrategiesFailed):
+            await analyze(h, 1)
+        assert h.models.calls[FAST] == 3
+        assert spend.since_start["multimodal"].calls == 3
+        left = spend.budget_left(config.strategies[0])
+        assert left is not None
+        assert left.calls_left_this_minute == 7
+
+
+async def test_held_legs_released_together_never_overshoot_calls_per_minute(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Ten races whose fast legs all fail at once release ten hedges in one
+    # step: admission reserves the minute's calls, so three go and seven wait.
+    config = make_config(
+        llm={"premium_cache_timeout": 30, "max_background_tasks": 64},
+        strategies=strategies(premium={"start": {"after": 5}, "budget": {"calls_per_minute": 3}}),
+    )
+    spend = Spend(config.strategies, now=WallClock(NOON))
+    behaviours = {FAST: Behaviour(1, status=400), SLOW: Behaviour(1)}
+    async with harness(config, behaviours, spend=spend) as h:
+        async with trio.open_nursery() as nursery:
+            for n in range(10):
+                nursery.start_soon(_swallow, analyze(h, n))
+        await h.supervisor.wait_idle()
+        assert h.models.calls[SLOW] == 3
+        assert spend.since_start["premium"].calls == 3
+        assert spend.since_start["premium"].budget_exhausted == 7
+
+
+async def _swallow(coro: Any) -> None:
+    with contextlib.suppress(AllStrategiesFailed):
+        await coro
+
+
 def test_cost_of_refuses_nonsense_from_the_provider(make_config: ConfigFactory) -> None:
     config = make_config(strategies=strategies())
     premium = config.strategies[1]
@@ -225,6 +336,31 @@ async def test_the_only_strategy_at_its_budget_gives_32001_naming_it(
         assert answer.provenance.strategy == "premium"
 
 
+async def test_a_budget_refusal_does_not_hold_back_the_upgrade_past_the_reset(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Review finding 7: a refusal at calls_per_minute counted as a failure of
+    # the key for llm.upgrade_retry_after (600 s): its upgrade waited ten
+    # minutes although the budget was back the next minute.
+    config = make_config(strategies=strategies(premium={"budget": {"calls_per_minute": 1}}))
+    wall = WallClock(NOON)
+    spend = Spend(config.strategies, now=wall)
+    async with harness(config, {FAST: Behaviour(1), SLOW: Behaviour(2)}, spend=spend) as h:
+        await analyze(h, 1)  # the minute's one premium call
+        answer = await analyze(h, 2)  # the premium is refused: the fast answer is cached
+        assert (answer.provenance.strategy, answer.pending) == ("multimodal", [])
+        await h.supervisor.wait_idle()
+        assert h.models.calls[SLOW] == 1
+        wall.t += 60  # the next minute (and 60 s of trio time, far below 600)
+        await trio.sleep(60)
+        hit = await analyze(h, 2)
+        assert (hit.provenance.cached, hit.pending) == (True, ["premium"])  # upgraded now
+        await h.supervisor.wait_idle()
+        assert h.models.calls[SLOW] == 2
+        best = await analyze(h, 2)
+        assert best.provenance.strategy == "premium"
+
+
 # --------------------------------------------------------- persistence --
 
 
@@ -241,7 +377,8 @@ async def test_spend_survives_a_restart_in_the_store(
     spend.load(store)
     async with trio.open_nursery() as nursery:
         await nursery.start(spend.run, store)
-        assert spend.admit(config.strategies[1]) is None
+        assert isinstance(spend.admit(config.strategies[1]), Ticket)
+        spend.record_sent("premium")  # its request went out
         spend.record("premium", Usage(prompt_tokens=7, completion_tokens=3, cost=0.6))
         spend.record_cancelled("premium")
         nursery.cancel_scope.cancel()  # the drain: saved once more on the way out
@@ -259,7 +396,7 @@ async def test_spend_survives_a_restart_in_the_store(
     # and the budget counts what was spent before the restart
     restarted.record("premium", Usage(cost=0.5))
     refused = restarted.admit(config.strategies[1])
-    assert refused is not None
+    assert isinstance(refused, StrategyError)
     assert refused.kind == "budget_exhausted"
     # two daemons on one store (a restart on a held socket) both add
     await restarted._flush(again)
@@ -321,10 +458,11 @@ async def test_ctl_spend_prints_today_and_this_month_with_the_budget_left(
     races = RaceManager(config, store, Supervisor(8), {}, stats)
     service = Service(config, Supervisor(8), store, races)
     premium = config.strategies[1]
-    assert stats.spend.admit(premium) is None
+    assert isinstance(stats.spend.admit(premium), Ticket)
+    stats.spend.record_sent("premium")  # its request went out
     stats.spend.record("premium", Usage(prompt_tokens=900, completion_tokens=100, cost=1.25))
     refused = stats.spend.admit(premium)
-    assert refused is not None
+    assert isinstance(refused, StrategyError)
     report = msgspec.to_builtins(await service.spend(None))  # type: ignore[arg-type]
     client = StubClient({"spend": report})
     assert ctl.run(client, argparse.Namespace(command="spend", json=False)) == 0  # type: ignore[arg-type]
@@ -360,7 +498,8 @@ async def test_the_daemon_keeps_the_days_spend_across_a_drain_and_a_restart(
                     lambda task_status: app.run(handle_signals=False, task_status=task_status)
                 )
                 if record:
-                    assert app.spend.admit(config.strategies[1]) is None
+                    assert isinstance(app.spend.admit(config.strategies[1]), Ticket)
+                    app.spend.record_sent("premium")  # its request went out
                     app.spend.record(
                         "premium", Usage(prompt_tokens=10, completion_tokens=2, cost=1.5)
                     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -172,18 +173,90 @@ async def test_single_flight_holds_with_a_held_premium(
         assert h.races.stats.coalesced == 2
 
 
-async def test_a_held_leg_nobody_waits_for_is_background_work_and_capped(
+async def test_a_held_leg_nobody_waits_for_is_background_work_and_starts_at_its_delay(
     make_config: ConfigFactory, autojump_clock: trio.testing.MockClock
 ) -> None:
     # The only client leaves at 0.5 s: the running fast leg and the held
-    # premium are background work; the cap (1) keeps the premium, the best.
-    config = make(make_config, {"after": 1.0}, max_background_tasks=1)
+    # premium are background work, and the premium still waits out its delay.
+    config = make(make_config, {"after": 1.0}, max_background_tasks=2)
     async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(2)}) as h:
         with trio.move_on_after(0.5):
             await analyze(h)
-        assert h.supervisor.by_name == {"premium": 1}
-        assert h.supervisor.count == 1
+        assert h.supervisor.by_name == {"multimodal": 1, "premium": 1}
         await h.supervisor.wait_idle()
-        assert h.models.calls[SLOW] == 1  # it still started at its delay
+        assert h.models.at[SLOW] == [pytest.approx(1.0)]  # at its delay, not at 0.5 s
         assert [e.strategy for e in h.store.events] == ["premium"]
-        assert h.races.stats.by_strategy()["multimodal"].cancelled == 1
+
+
+@pytest.mark.parametrize("start", [{"after": 1.0}, "on_failure"])
+async def test_at_the_cap_the_running_fast_leg_keeps_its_slot_and_the_held_premium_is_skipped(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, start: Any
+) -> None:
+    # Review of issue 17, finding 1: the cap's one slot went to the held
+    # premium (it costs nothing yet) and the fast call, already paid for,
+    # was cancelled; its end then released the premium as if it had failed.
+    config = make(make_config, start, max_background_tasks=1)
+    async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(2)}) as h:
+        with trio.move_on_after(0.5):
+            await analyze(h)
+        assert h.supervisor.by_name == {"multimodal": 1}
+        await h.supervisor.wait_idle()
+        assert SLOW not in h.models.calls  # never bought
+        assert [e.strategy for e in h.store.events] == ["multimodal"]  # the paid call kept
+        status = h.races.stats.by_strategy()
+        assert (
+            status["multimodal"].cancelled,
+            status["multimodal"].usage.cancelled_after_send,
+        ) == (
+            0,
+            0,
+        )
+        assert (status["premium"].skipped, status["premium"].cancelled) == (1, 0)
+
+
+@pytest.mark.parametrize("start", [{"after": 1.0}, "on_failure"])
+async def test_a_lower_leg_cancelled_is_no_failure_that_releases_a_held_premium(
+    make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, start: Any
+) -> None:
+    # Only a lower leg that failed (an error, an invalid answer, its budget)
+    # starts on_failure, or a hedge before its delay; one cancelled does not.
+    config = make(make_config, start)
+    async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(2)}) as h:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_swallow, analyze(h))
+            await trio.sleep(0.2)
+            race = h.races.races[KEY]
+            fast = next(leg for leg in race.legs if leg.name == "multimodal")
+            race._cancel(fast, "cancelled for the test")
+        await h.supervisor.wait_idle()
+        if start == "on_failure":
+            assert SLOW not in h.models.calls
+            assert h.races.stats.by_strategy()["premium"].skipped == 1
+        else:
+            assert h.models.at[SLOW] == [pytest.approx(1.0)]  # at its delay, not at 0.2 s
+
+
+async def test_a_held_leg_past_premium_cache_timeout_is_skipped_not_a_timeout(
+    make_config: ConfigFactory,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Review finding 6: handed off held, cancelled by premium_cache_timeout
+    # before it ever started: no timeout, no warning, no upgrade retry window.
+    config = make(make_config, {"after": 10.0}, premium_cache_timeout=2)
+    async with harness(config, {FAST: Behaviour(30), SLOW: Behaviour(2)}) as h:
+        with trio.move_on_after(0.5):
+            await analyze(h)
+        await h.supervisor.wait_idle()
+        assert SLOW not in h.models.calls
+        premium = h.races.stats.by_strategy()["premium"]
+        assert (premium.timeouts, premium.skipped) == (0, 1)
+        assert (KEY, "premium") not in h.races.ctx.failed_at
+        assert (KEY, "multimodal") in h.races.ctx.failed_at  # it did run out of time
+        timeouts = [r for r in caplog.records if r.getMessage().startswith("Premium task timeout")]
+        assert len(timeouts) == 1  # the fast leg's, which ran
+
+
+async def _swallow(coro: Any) -> None:
+    with contextlib.suppress(AllStrategiesFailed):
+        await coro
