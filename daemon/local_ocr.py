@@ -402,10 +402,12 @@ class LocalOcr:
             )
         if self._closed:
             raise StrategyError("cancelled", "the daemon is stopping")
+        # The strategy's timeout, which the race starts right before this call:
+        # the job ends SAY_MARGIN before it, to say whether it was queued or
+        # slow. Any other deadline or cancel (a lost race, a request's
+        # deadline, the drain) stays a cancellation, as it comes.
         arrived = trio.current_time()
-        # The caller's deadline (the race's strategy timeout): the job ends
-        # SAY_MARGIN before it, to say whether it was queued or slow.
-        limit = min(trio.current_effective_deadline(), arrived + strategy.timeout)
+        limit = arrived + strategy.timeout
         async with self._worker_turn(strategy, limit):
             got = trio.current_time()
             worker = await self._take_idle() or await self._spawn()

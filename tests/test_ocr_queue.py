@@ -275,3 +275,16 @@ def test_a_caller_reads_the_queue_figures_in_the_error(short_tmp: Path) -> None:
     assert list(Draft7Validator(root).iter_errors(data)) == []
     failure = document["components"]["schemas"]["StrategyFailure"]["properties"]
     assert failure["waiting"]["type"] == "integer"
+
+
+async def test_another_deadline_stays_a_cancellation(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Only the strategy's own timeout is said as ``queued``/``timeout``: a
+    caller's shorter deadline (a lost race, the drain) cancels as it comes."""
+    ocr = engine(10.0)
+    strategy = msgspec.structs.replace(ocr.strategy, timeout=30)
+    with trio.move_on_after(3) as scope:
+        await ocr.complete(strategy, IMAGE)
+    assert scope.cancelled_caught
+    assert trio.current_time() == 3
