@@ -25,7 +25,12 @@ Errors: no ``ocr`` extra installed → ``not_configured``; a URL input (ctxd
 never fetches URLs) → ``not_configured``; an image the worker cannot decode
 → ``invalid_output``; a worker that dies mid-inference → ``connection``,
 with its exit status and the last line it wrote to stderr (a Python
-exception, say).
+exception, say). The queue (``max_queue`` jobs waiting for a worker, first
+come first served; the strategy's timeout covers the wait): full →
+``overloaded``; no worker in time to finish, or the time spent mostly
+waiting → ``queued``; read for most of the time → ``timeout``. These raise
+``QueueError``, whose figures (position, expected wait, waited and read
+seconds) -32001's ``data.strategies.<name>`` carries.
 
 Whatever a worker writes to stderr (a traceback, a warning of ONNX Runtime or
 OpenCV) comes out of the daemon's log as ``OCR worker <pid>: <line>`` at
