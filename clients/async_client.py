@@ -848,6 +848,7 @@ class SpendFigures(TypedDict):
     completion_tokens: NotRequired[int]
     total_tokens: NotRequired[int]
     usd: NotRequired[float]
+    cost_known: NotRequired[int]
     cost_unknown: NotRequired[int]
     cancelled_after_send: NotRequired[int]
     budget_exhausted: NotRequired[int]

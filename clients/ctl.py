@@ -184,6 +184,15 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _spent(f: dict[str, Any]) -> str:
+    """A period's USD: "unknown" when no call's cost is known but some
+    call's is not (never a guessed 0), ">=" when only part of it is known."""
+    usd, known, unknown = f["usd"], f.get("cost_known", 0), f["cost_unknown"]
+    if unknown and not known and not usd:
+        return "unknown"
+    return (">=" if unknown else "") + _usd(usd)
+
+
 def format_spend(s: dict[str, Any]) -> str:
     """The ``spend`` answer as a table: today and this month (UTC) by strategy,
     with the budget left ("-": no such budget)."""
@@ -201,7 +210,7 @@ def format_spend(s: dict[str, Any]) -> str:
             left[1] += " (at budget)"
         for period, label in (("today", s["day"]), ("month", s["month"])):
             f = v[period]
-            figures = [str(f["calls"]), f"{f['total_tokens']:,}", _usd(f["usd"])]
+            figures = [str(f["calls"]), f"{f['total_tokens']:,}", _spent(f)]
             figures += [str(f[k]) for k in ("cost_unknown", "cancelled_after_send")]
             figures.append(str(f["budget_exhausted"]))
             first = period == "today"
@@ -209,8 +218,9 @@ def format_spend(s: dict[str, Any]) -> str:
     if not rows:
         return "no strategies"
     notes = (
-        "USD: the calls whose cost is known (the provider's, else the config price); "
-        "unknown: calls of unknown cost;\ncancelled: cancelled once the request was out "
+        "USD: the calls whose cost is known (the provider's, else the config price; "
+        "'>=' when some are not, 'unknown' when none is);\nunknown: calls of unknown cost; "
+        "cancelled: cancelled once the request was out "
         "(may be billed); refused: not started, at the budget."
     )
     return table(header, rows, right=set(range(2, len(header)))) + "\n\n" + notes

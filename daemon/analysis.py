@@ -63,6 +63,7 @@ class RaceManager:
         self.ctx = RaceContext(
             config, store, supervisor, providers, stats, self.finished, local=local
         )
+        stats.spend.warn_unenforceable(config)  # a usd_per_day no known cost reaches
         self._ids = itertools.count(1)
         # event id -> (its payload converted, the size of that step's JSON)
         self._steps: dict[int, tuple[MergeStep, int]] = {}

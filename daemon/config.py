@@ -398,6 +398,13 @@ def _check(config: Config, file: Path) -> None:
     if config.strategies and all(s.start == "upgrade_only" for s in config.strategies):
         last = len(config.strategies) - 1
         fail(f"strategies[{last}].start", "every strategy is upgrade_only: nothing answers a miss")
+    lowest = min(range(len(config.strategies)), key=lambda i: config.strategies[i].rank, default=-1)
+    if lowest >= 0 and config.strategies[lowest].start == "upgrade_only":
+        fail(
+            f"strategies[{lowest}].start",
+            "upgrade_only on the lowest-ranked strategy never runs: an upgrade races only "
+            "strategies ranked above the cached result, and no result ranks below it",
+        )
     if config.fleet is not None:
         _check_fleet(config.fleet, fail)
     if config.metrics is not None:

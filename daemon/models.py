@@ -68,9 +68,13 @@ class SpendFigures(_Result, frozen=True):
     usd: typing.Annotated[
         float,
         msgspec.Meta(
-            description="USD of the calls whose cost is known (usage.cost, else the price)"
+            description="USD of the calls whose cost is known (usage.cost, else the price); "
+            "with cost_known 0 and cost_unknown > 0 the spend is unknown, not 0"
         ),
     ] = 0.0
+    cost_known: typing.Annotated[
+        int, msgspec.Meta(description="answers whose cost is known: the calls usd covers")
+    ] = 0
     cost_unknown: typing.Annotated[
         int,
         msgspec.Meta(

@@ -27,6 +27,12 @@ are not refused: the request is already under way). Calls already running
 when the budget is reached finish: a day's spend may pass ``usd_per_day`` by
 what the calls in flight cost.
 
+``usd_per_day`` counts known costs only: a strategy with no ``price`` on a
+provider that does not report ``usage.cost`` (OpenRouter does) would never
+reach it. That is accepted, with a WARNING at the start naming the key
+(``unenforceable_budgets``, logged by ``warn_unenforceable``) and one more
+the first time such a call's cost turns out unknown.
+
 Persistence: the figures are kept per (UTC day, strategy). What changed is
 added to the store (``SpendStore.save_spend``, a sub-database of the LMDB
 store, as deltas merged in the write transaction, so two daemons on one store
@@ -44,6 +50,7 @@ import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Literal, Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
@@ -54,7 +61,7 @@ from daemon.models import BudgetLeft, SpendFigures, SpendResult, StrategySpend, 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from daemon.config import StrategyConfig
+    from daemon.config import Config, StrategyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,7 @@ class Tally(msgspec.Struct, array_like=True):
     cost_unknown: int = 0
     cancelled_after_send: int = 0
     budget_exhausted: int = 0
+    cost_known: int = 0  # last: a record written before it existed still reads
 
     def add(self, other: Tally) -> None:
         for field in self.__struct_fields__:
@@ -97,6 +105,7 @@ class Tally(msgspec.Struct, array_like=True):
             completion_tokens=self.completion_tokens,
             total_tokens=self.total_tokens,
             usd=round(self.usd, 6),
+            cost_known=self.cost_known,
             cost_unknown=self.cost_unknown,
             cancelled_after_send=self.cancelled_after_send,
             budget_exhausted=self.budget_exhausted,
@@ -162,6 +171,30 @@ def cost_of(
     return usd, "price"
 
 
+REPORTS_COST: Final = ("openrouter.ai",)  # hosts whose answers carry usage.cost
+
+
+def unenforceable_budgets(config: Config) -> list[str]:
+    """One line per ``usd_per_day`` that may never be reached: the strategy
+    has no ``price`` and its provider is not known to report ``usage.cost``."""
+    lines = []
+    for i, strategy in enumerate(config.strategies):
+        budget = strategy.budget
+        if budget is None or budget.usd_per_day is None or strategy.price is not None:
+            continue
+        provider = config.providers.get(strategy.provider or "")
+        host = (urlsplit(provider.base_url).hostname or "") if provider is not None else ""
+        if any(host == known or host.endswith("." + known) for known in REPORTS_COST):
+            continue
+        lines.append(
+            f"strategies[{i}].budget.usd_per_day ({budget.usd_per_day:g} USD) of "
+            f"{strategy.name} may never be reached: strategies[{i}].price is not set and "
+            f"provider {strategy.provider} ({host or '?'}) is not known to report usage.cost; "
+            "calls of unknown cost do not count against it (set a price)"
+        )
+    return lines
+
+
 class Spend:
     """Per-strategy usage, cost and budgets, by UTC day; ``now`` is the wall clock."""
 
@@ -175,7 +208,13 @@ class Spend:
         self._unsaved: dict[tuple[str, str], Tally] = {}  # what the store has not got yet
         self._minute: dict[str, tuple[int, int]] = {}  # strategy -> (UTC minute, calls)
         self._logged: set[tuple[str, str, str]] = set()  # (strategy, key, period) warned
+        self._unknown_warned: set[str] = set()  # usd_per_day strategies warned of unknown cost
         self._dirty = trio.Event()
+
+    def warn_unenforceable(self, config: Config) -> None:
+        """At the start: a WARNING per ``usd_per_day`` that may never be reached."""
+        for line in unenforceable_budgets(config):
+            logger.warning("%s", line)
 
     # -------------------------------------------------------------- figures --
 
@@ -197,6 +236,16 @@ class Spend:
         if strategy is None:
             return
         cost, _ = cost_of(strategy, usage)
+        budget = strategy.budget
+        limit = budget.usd_per_day if budget is not None else None
+        if cost is None and limit is not None and name not in self._unknown_warned:
+            self._unknown_warned.add(name)
+            logger.warning(
+                "%s: a call's cost is unknown (no usage.cost, no price): "
+                "budget.usd_per_day %g does not count it",
+                name,
+                limit,
+            )
         prompt = completion = total = 0
         if usage is not None:
             prompt, completion = usage.prompt_tokens or 0, usage.completion_tokens or 0
@@ -209,6 +258,7 @@ class Spend:
                 tally.cost_unknown += 1
             else:
                 tally.usd += cost
+                tally.cost_known += 1
 
     def record_sent(self, name: str) -> None:
         """A request of ``name`` went out: one call (the current leg's

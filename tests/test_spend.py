@@ -253,6 +253,29 @@ async def _swallow(coro: Any) -> None:
         await coro
 
 
+def test_usd_unknown_is_shown_as_unknown_never_as_zero(
+    make_config: ConfigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Review finding 7: a period whose calls all had an unknown cost read
+    # 0.0000 USD in ctl.py spend.
+    config = make_config(strategies=strategies(premium={"budget": {"usd_per_day": 5}}))
+    spend = Spend(config.strategies, now=WallClock(NOON))
+    spend.record("multimodal", Usage(prompt_tokens=10, completion_tokens=2))  # unknown
+    spend.record("premium", Usage(cost=0.5))
+    spend.record("premium", Usage(prompt_tokens=10))  # unknown
+    spend.record("premium", Usage(prompt_tokens=10))  # unknown: warned once, not twice
+    report = spend.report()
+    fast, slow = report.strategies["multimodal"].today, report.strategies["premium"].today
+    assert (fast.usd, fast.cost_known, fast.cost_unknown) == (0.0, 0, 1)
+    assert (slow.usd, slow.cost_known, slow.cost_unknown) == (0.5, 1, 2)
+    text = ctl.format_spend(msgspec.to_builtins(report))
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line[:1].isalpha()}
+    assert rows["multimodal"][4] == "unknown"
+    assert rows["premium"][4] == ">=0.5000"  # a lower bound: part of it is unknown
+    warned = [r for r in caplog.records if "does not count it" in r.getMessage()]
+    assert len(warned) == 1  # premium has a usd_per_day that cannot count these calls
+
+
 def test_cost_of_refuses_nonsense_from_the_provider(make_config: ConfigFactory) -> None:
     config = make_config(strategies=strategies())
     premium = config.strategies[1]
@@ -290,7 +313,7 @@ async def test_a_strategy_at_its_daily_budget_is_not_started_and_the_race_goes_o
         await h.supervisor.wait_idle()
         assert h.races.stats.by_strategy()["premium"].budget_exhausted == 3
         assert h.models.calls[SLOW] == 1
-        lines = [line for line in log.getvalue().splitlines() if "budget" in line]
+        lines = [line for line in log.getvalue().splitlines() if "at its budget" in line]
         assert len(lines) == 1  # once per period, not per request (nor per upgrade)
         assert "premium is at its budget, not started until the period ends" in lines[0]
         assert "budget.usd_per_day 1 reached: 1.0000 USD spent today (UTC)" in lines[0]

@@ -3,6 +3,7 @@ loads, and the impossible values that stop the start (exit 78, naming the key)."
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,14 @@ import pytest
 import yaml
 
 from daemon.__main__ import main
+from daemon.analysis import RaceManager
 from daemon.config import StartAfter, load_config
 from daemon.errors import ConfigError
+from daemon.spend import unenforceable_budgets
+from daemon.stats import Stats
+from daemon.supervisor import Supervisor
 from tests.conftest import config_data
+from tests.race_fakes import MemoryStore
 
 
 def write(tmp_path: Path, premium: dict[str, Any], local: dict[str, Any] | None = None) -> Path:
@@ -100,6 +106,40 @@ def test_impossible_spend_values_name_the_key(
     with pytest.raises(ConfigError) as raised:
         load_config(write(tmp_path, premium, local))
     assert expected in str(raised.value)
+
+
+def test_upgrade_only_on_the_lowest_ranked_strategy_stops_the_start(tmp_path: Path) -> None:
+    # Review of issue 17, finding 7: it was accepted and never ran (an
+    # upgrade races only what ranks above the cached result).
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, {}, local={"start": "upgrade_only"}))
+    assert "strategies[2].start: upgrade_only on the lowest-ranked strategy never runs" in str(
+        raised.value
+    )
+    load_config(write(tmp_path, {"start": "upgrade_only"}, local={}))  # above the lowest: fine
+
+
+def test_a_usd_per_day_no_known_cost_can_reach_is_warned_at_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Review finding 5: no price, a provider that does not report usage.cost:
+    # the budget would never trigger. Accepted, with a warning naming the key.
+    budget = {"budget": {"usd_per_day": 5}}
+    config = load_config(write(tmp_path, budget))
+    with caplog.at_level(logging.WARNING, logger="daemon.spend"):
+        RaceManager(
+            config, MemoryStore(config.rank_of()), Supervisor(8), {}, Stats(config.strategies)
+        )
+    assert [r.getMessage()[:64] for r in caplog.records] == [
+        "strategies[1].budget.usd_per_day (5 USD) of premium may never be"
+    ]
+    assert "set a price" in caplog.records[0].getMessage()
+    priced = {**budget, "price": {"prompt_per_mtok": 3, "completion_per_mtok": 15}}
+    assert unenforceable_budgets(load_config(write(tmp_path, priced))) == []
+    data = yaml.safe_load(write(tmp_path, budget).read_text())
+    data["providers"]["fake"]["base_url"] = "https://openrouter.ai/api/v1"  # reports usage.cost
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    assert unenforceable_budgets(load_config(tmp_path / "c.yaml")) == []
 
 
 def test_every_strategy_upgrade_only_stops_the_start_with_78(
