@@ -14,6 +14,8 @@ threads to hosts drawn at random. Printed per N, side by side in one run:
   (target: a fleet hit costs at most a local hit plus 2 round trips);
 * freshness: host 0's premium result, stored, then served by host 1 (which
   held the fast one and asks every 2 ms): how long after host 0's commit;
+* the server memory per screenshot (1,000 screenshots, a fast and a premium
+  result of 12 bubbles each, published by one host);
 * the outbox drain rate after an outage: the server stopped, 300 new
   screenshots analysed by one host, the server started again.
 
@@ -27,6 +29,7 @@ so are printed under the run.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import socket
@@ -295,6 +298,88 @@ def drain(root: Path, server: RedisServer) -> dict[str, float]:
             daemon.stop()
 
 
+def sizing(root: Path, server: RedisServer, screenshots: int = 1000) -> None:
+    """Server memory per screenshot: one host publishes a fast and a premium
+    result (12 bubbles each) for ``screenshots`` screenshots, in-process."""
+    import trio
+
+    from daemon.config import load_config
+    from daemon.models import Provenance
+    from daemon.store import Store
+    from daemon.store.fleet import Fleet
+    from daemon.store.fleet_keys import key_tag, record_keys
+    from tests.conftest import write_config
+
+    server.cli("flushall")
+    empty = _used_memory(server)
+    ranks = {"multimodal": 1, "premium": 2}
+
+    def rank_of(name: str) -> int:
+        return ranks.get(name, -1)
+
+    config = load_config(write_config(root, fleet={"url": server.url, "host_id": "host-a"}))
+    assert config.fleet is not None
+    store = Store.open(config.store, rank_of)
+    fleet = Fleet(config.fleet, store, rank_of)
+    bubbles = [
+        {
+            "speaker": "talker",
+            "side": "left",
+            "bbox": [10, 100 * i, 300, 100 * i + 80],
+            "text": f"这是一条比较长的聊天消息 with some words {i}",
+        }
+        for i in range(12)
+    ]
+    payload: dict[str, Any] = {
+        "_model": "anthropic/claude-sonnet-4.6",
+        "participants": {"user": "Zhang", "talker": "徐康"},
+        "layout": {"left": "talker", "right": "user"},
+        "bubbles": bubbles,
+        "conversation": [{"speaker": b["speaker"], "text": b["text"]} for b in bubbles],
+        "summary": None,
+    }
+    provenance = Provenance(latency_ms=4200.0, provider="openrouter", race_id="1733456789-1")
+
+    async def publish_all() -> None:
+        async with fleet.client, trio.open_nursery() as nursery:
+            await nursery.start(store.run_writer)
+            for i in range(screenshots):
+                for strategy in ("multimodal", "premium"):
+                    await store.append(
+                        f"conv-{i}",
+                        "context_analysis",
+                        f"sha256:{i:064x}",
+                        "",
+                        {**payload, "_strategy": strategy},
+                        provenance,
+                    )
+            while await fleet.publish_round():
+                pass
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(publish_all)
+    finally:
+        store.close()
+    used = _used_memory(server) - empty
+    tag = key_tag("conv-0", "context_analysis", f"sha256:{0:064x}", "")
+    sizes = [server.cli("memory", "usage", k).strip() for k in record_keys(tag)]
+    payload_bytes = len(json.dumps(payload, ensure_ascii=False).encode())
+    keys = server.cli("dbsize").strip()
+    print(
+        f"sizing: {screenshots} screenshots x 2 events of {payload_bytes} B payload: "
+        f"{keys} keys, {used / screenshots / 1000:.1f} KB of server memory per screenshot "
+        f"(MEMORY USAGE best/hist/origins: {'/'.join(sizes)} B)"
+    )
+
+
+def _used_memory(server: RedisServer) -> int:
+    for line in server.cli("info", "memory").splitlines():
+        if line.startswith("used_memory:"):
+            return int(line.split(":")[1])
+    raise RuntimeError("no used_memory in INFO")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="1,2,4,8")
@@ -317,7 +402,7 @@ def main() -> None:
                 "fleet hit p50/p99 ms  local hit p50/p99 ms  daemon's PING ms  "
                 "(fleet - local) p50 in PINGs"
             )
-            for n in [int(x) for x in args.hosts.split(",")]:
+            for n in [int(x) for x in args.hosts.split(",") if x]:
                 run_root = root / f"n{n}"
                 run_root.mkdir()
                 (run_root / "shots").symlink_to(shots)
@@ -345,6 +430,9 @@ def main() -> None:
                 f"freshness: host 1 served host 0's premium {pct(delays, 0.5):.1f} ms (p50), "
                 f"{pct(delays, 0.99):.1f} ms (p99, of {len(delays)}) after host 0 stored it"
             )
+            sizing_root = root / "sizing"
+            sizing_root.mkdir()
+            sizing(sizing_root, server)
             drain_root = root / "drain"
             drain_root.mkdir()
             (drain_root / "shots").symlink_to(shots)
