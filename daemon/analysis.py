@@ -92,6 +92,12 @@ class RaceManager:
         if self.fleet is not None:  # the fleet lease goes once its results are published
             answer = race.outcome().answer
             self.fleet.leases.finished(race.key, answer.event_id if answer is not None else None)
+            failed = [  # what counts in the upgrade retry window, for every host
+                name
+                for name, why in race.failures().items()
+                if why["error"] not in ("cancelled", "budget_exhausted")
+            ]
+            self.fleet.share_failures(race.key, failed, self.config.llm.upgrade_retry_after)
         failed_at = self.ctx.failed_at
         if len(failed_at) > 10_000:  # forget failures older than the retry window
             horizon = trio.current_time() - self.config.llm.upgrade_retry_after
@@ -189,7 +195,9 @@ class RaceManager:
             may_upgrade = True  # with a fleet: while holding the key's lease
             if self.fleet is not None and key not in self.races:  # once, before racing
                 rank = functools.partial(self._cached_rank, key)
-                may_upgrade, record = await self.fleet.before_hit(key, rank, self.top_rank)
+                may_upgrade, record = await self.fleet.before_hit(
+                    key, rank, self.top_rank, self.ctx.failed_at
+                )
                 fleet_hit = self._fleet_answer(record, wait, started) if record else None
                 if fleet_hit is not None:
                     return fleet_hit

@@ -312,3 +312,49 @@ def test_a_hit_on_another_host_does_not_upgrade_while_the_maker_races_and_sees_i
         finally:
             a.stop()
             b.stop()
+
+
+def test_the_upgrade_retry_window_is_shared_by_the_fleet(
+    short_tmp: Path, server: RedisServer
+) -> None:
+    """The premium failed on host A: host B, holding A's fast result, does
+    not try the premium again within llm.upgrade_retry_after."""
+    failing = Script(latency=0.05, status=400)
+    with FakeProvider({FAST: Script(latency=0.05), SLOW: failing}) as fake:
+        a = host(short_tmp, "host-a", fake, server)
+        b = host(short_tmp, "host-b", fake, server)
+        try:
+            path = screenshot(short_tmp, "failing")
+            with Client(a.socket_path) as client:
+                made = analyze(client, path)
+                assert made["provenance"]["strategy"] == "multimodal"
+                wait_for(
+                    lambda: client.call("status")["background"]["count"] == 0,
+                    what="A's premium over (failed)",
+                )
+            assert fake.calls(SLOW) == 1
+            wait_for(lambda: fleet_status(a)["outbox"] == 0, what="A's result published")
+            with Client(b.socket_path) as client:
+                first = analyze(client, path)  # the fleet's fast result
+                assert first["provenance"]["origin"]["host"] == "host-a"
+                wait_for(
+                    lambda: (
+                        client.call(
+                            "events.best",
+                            {
+                                "session_id": "conv-fleet",
+                                "category": "context_analysis",
+                                "resource": made_resource(client, path),
+                            },
+                        )["event"]
+                        is not None
+                    ),
+                    what="stored on B",
+                )
+                again = analyze(client, path)  # a local hit below the top rank
+            assert again["provenance"]["cached"] is True
+            assert again["pending"] == []  # no upgrade: A's failure counts here
+            assert fake.calls(SLOW) == 1
+        finally:
+            a.stop()
+            b.stop()

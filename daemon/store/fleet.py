@@ -44,7 +44,7 @@ import trio
 from coredis.retry import NoRetryPolicy
 
 from daemon.models import CacheKey, Event, FleetStatus, JsonObject, Origin, Provenance
-from daemon.store.fleet_keys import CHANNEL, key_tag, record_keys
+from daemon.store.fleet_keys import CHANNEL, failed_key, key_tag, record_keys
 from daemon.store.fleet_lease import Leases
 
 if TYPE_CHECKING:
@@ -342,7 +342,11 @@ class Fleet:
         return record
 
     async def before_hit(
-        self, key: CacheKey, local_rank: Callable[[], float], top_rank: int
+        self,
+        key: CacheKey,
+        local_rank: Callable[[], float],
+        top_rank: int,
+        failed_at: dict[tuple[CacheKey, str], float] | None = None,
     ) -> tuple[bool, FleetEvent | None]:
         """Once per request, before the cache read: another host's better
         record (answer from it), or whether this host may upgrade its local
@@ -356,7 +360,48 @@ class Fleet:
         rank = local_rank()
         if rank >= top_rank or rank == -math.inf:
             return True, None
-        return await self.leases.try_take(key), None
+        may = await self.leases.try_take(key)
+        if may and failed_at is not None:
+            await self._learn_failures(key, failed_at)
+        return may, None
+
+    async def _learn_failures(
+        self, key: CacheKey, failed_at: dict[tuple[CacheKey, str], float]
+    ) -> None:
+        """The upgrade retry window, shared: failures other hosts recorded for
+        ``key`` (``share_failures``) enter ``failed_at`` (trio time) as if
+        they had happened here. A failure to ask leaves it as it is."""
+        tag = key_tag(key.session_id, key.category, key.resource, key.scene)
+        try:
+            with trio.fail_after(self.config.timeout):
+                found = await self.client.hgetall(failed_key(tag))
+        except Exception as exc:
+            self._down(exc)
+            return
+        now, wall = trio.current_time(), time.time()
+        for name, when in found.items():
+            strategy = name.decode() if isinstance(name, bytes) else str(name)
+            at = now - max(0.0, wall - float(when))
+            if at > failed_at.get((key, strategy), -math.inf):
+                failed_at[(key, strategy)] = at
+
+    def share_failures(self, key: CacheKey, strategies: list[str], window: float) -> None:
+        """Record on the server that ``strategies`` failed on ``key`` now, for
+        ``window`` seconds (``llm.upgrade_retry_after``); in the background."""
+        if strategies and self.nursery is not None and window > 0:
+            self.nursery.start_soon(self._share_failures, key, strategies, window)
+
+    async def _share_failures(self, key: CacheKey, strategies: list[str], window: float) -> None:
+        tag = key_tag(key.session_id, key.category, key.resource, key.scene)
+        when = repr(time.time())
+        try:
+            with trio.fail_after(max(self.config.timeout * 4, PUBLISH_WAIT_MIN)):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.hset(failed_key(tag), {name: when for name in strategies})
+                    pipe.pexpire(failed_key(tag), int(window * 1000))
+        except Exception as exc:
+            self.publish_errors += 1
+            self._down(exc)
 
     async def read_through(
         self, key: CacheKey, local_rank: float, top_rank: int

@@ -24,3 +24,8 @@ def record_keys(tag: str) -> tuple[str, str, str]:
 
 def lease_key(tag: str) -> str:
     return f"ctxd:{{{tag}}}:lease"
+
+
+def failed_key(tag: str) -> str:
+    """Hash: strategy -> Unix time of its last failure on the key (any host)."""
+    return f"ctxd:{{{tag}}}:failed"
