@@ -358,3 +358,41 @@ def test_the_upgrade_retry_window_is_shared_by_the_fleet(
         finally:
             a.stop()
             b.stop()
+
+
+def test_a_newer_top_rank_result_made_elsewhere_reaches_a_host_that_had_one(
+    short_tmp: Path, fake: FakeProvider, server: RedisServer
+) -> None:
+    """Freshness at the top rank: B holds A's premium; A makes a newer one
+    (refresh); B's next hits serve the newer one (pub/sub marks the key)."""
+    a = host(short_tmp, "host-a", fake, server)
+    b = host(short_tmp, "host-b", fake, server)
+    try:
+        path = screenshot(short_tmp, "newer")
+        with Client(a.socket_path) as ca, Client(b.socket_path) as cb:
+            old = analyze(ca, path, wait="best")
+            wait_for(lambda: fleet_status(a)["outbox"] == 0, what="A's results published")
+            assert (
+                analyze(cb, path)["provenance"]["origin"]["event_id"]
+                == old["provenance"]["event_id"]
+            )
+            wait_for(lambda: analyze(cb, path)["provenance"]["event_id"] is not None, what="on B")
+            lookups = fleet_status(b)["lookups"]
+            for _ in range(3):  # top-rank local hits: the server is not asked
+                assert analyze(cb, path)["provenance"]["strategy"] == "premium"
+            assert fleet_status(b)["lookups"] == lookups
+            new = analyze(ca, path, wait="best", refresh=True)
+            assert new["provenance"]["event_id"] != old["provenance"]["event_id"]
+            wait_for(lambda: fleet_status(a)["outbox"] == 0, what="A's newer premium published")
+            wait_for(
+                lambda: (
+                    analyze(cb, path)["provenance"].get("origin", {}).get("event_id")
+                    == new["provenance"]["event_id"]
+                ),
+                what="B serves A's newer premium",
+            )
+            assert fleet_status(b)["lookups"] <= lookups + 2
+        assert fake.calls(SLOW) == 2  # A's two; B never raced
+    finally:
+        a.stop()
+        b.stop()

@@ -31,6 +31,7 @@ costs ~18 µs a command. So the outbox goes out in pipelines, and the hot path
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import time
@@ -57,6 +58,7 @@ PING_EVERY: Final = 5.0  # seconds between two round-trip probes
 BACKOFF_FIRST: Final = 0.05  # seconds before the first retry of a failed publish
 BACKOFF_MAX: Final = 2.0
 PUBLISH_WAIT_MIN: Final = 1.0  # seconds a publish round may take, at least
+STALE_MAX: Final = 100_000  # tags remembered as raised elsewhere (a top-rank hit re-asks)
 
 # KEYS: best, hist, origins. ARGV: host, event id, rank, ts, event, max events,
 # channel, tag. Returns 0: already applied (a resend), 1: kept in the history,
@@ -75,7 +77,7 @@ if cur[1] then
   if rank < r or (rank == r and ts <= t) then return 1 end
 end
 redis.call('HSET', KEYS[1], 'rank', ARGV[3], 'ts', ARGV[4], 'event', ARGV[5])
-redis.call('PUBLISH', ARGV[7], ARGV[8])
+redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' ' .. ARGV[1])
 return 2
 """
 
@@ -162,6 +164,10 @@ class Fleet:
         self.leases = Leases(self)
         # Other hosts' records being stored here, by key (read_through).
         self._storing: dict[CacheKey, FleetEvent] = {}
+        # Tags whose best record another host raised since this host last
+        # looked (the leases' subscription fills it): a top-rank local hit
+        # asks the server again only for these. Bounded, oldest dropped.
+        self.stale: collections.OrderedDict[str, bool] = collections.OrderedDict()
 
     @property
     def server(self) -> str:
@@ -354,6 +360,12 @@ class Fleet:
         lease, so that one host in the fleet runs the better strategies (the
         caller gives the lease back with ``leases.finished`` if no upgrade
         starts)."""
+        tag = key_tag(key.session_id, key.category, key.resource, key.scene)
+        if self.stale.pop(tag, False):  # another host raised this key's best since
+            local = self.store.best(key.session_id, key.category, key.resource, key.scene)
+            if local is not None and self._rank_of(local.strategy) >= top_rank:
+                newer = await self.read_through(key, local_rank(), top_rank, newer_than=local.ts)
+                return False, newer
         record = await self.read_through(key, local_rank(), top_rank)
         if record is not None:
             return False, record  # the maker upgrades it, if anyone
@@ -364,6 +376,13 @@ class Fleet:
         if may and failed_at is not None:
             await self._learn_failures(key, failed_at)
         return may, None
+
+    def mark_stale(self, tag: str) -> None:
+        """Another host raised the best record of ``tag``'s key."""
+        self.stale[tag] = True
+        self.stale.move_to_end(tag)
+        while len(self.stale) > STALE_MAX:
+            self.stale.popitem(last=False)
 
     async def _learn_failures(
         self, key: CacheKey, failed_at: dict[tuple[CacheKey, str], float]
@@ -404,7 +423,7 @@ class Fleet:
             self._down(exc)
 
     async def read_through(
-        self, key: CacheKey, local_rank: float, top_rank: int
+        self, key: CacheKey, local_rank: float, top_rank: int, newer_than: float | None = None
     ) -> FleetEvent | None:
         """Before racing: when the local best (``local_rank``, -inf for none)
         is below ``top_rank``, ask the server once, under ``fleet.timeout``,
@@ -415,7 +434,7 @@ class Fleet:
         in unit tests, it is stored before this returns.) Any failure or
         timeout returns None (the host races alone) and is counted; it never
         raises but Cancelled."""
-        if local_rank >= top_rank or self.state == "disconnected":
+        if (local_rank >= top_rank and newer_than is None) or self.state == "disconnected":
             return None
         storing = self._storing.get(key)
         if storing is not None:
@@ -434,7 +453,8 @@ class Fleet:
         if record is None or record.origin.host == self.host:
             return None
         rank = self._rank_of(record.strategy)
-        if rank <= local_rank or math.isinf(rank) or key in self._storing:
+        newer = newer_than is not None and rank == local_rank and record.ts > newer_than
+        if (rank <= local_rank and not newer) or math.isinf(rank) or key in self._storing:
             return self._storing.get(key)
         self.hits += 1
         self._storing[key] = record

@@ -96,7 +96,10 @@ class Leases:
                     self.ready.set()
                     async for message in pubsub:
                         data = message["data"]
-                        tag = data.decode() if isinstance(data, bytes) else str(data)
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        tag, _, maker = text.partition(" ")
+                        if maker and maker != self.fleet.host:  # a best record rose
+                            self.fleet.mark_stale(tag)
                         woken = self._watchers.pop(tag, None)
                         if woken is not None:
                             woken.set()
@@ -105,6 +108,8 @@ class Leases:
             finally:
                 self.ready.set()  # subscribed once, or failed: the start waits no more
                 self.listening = False
+                self.fleet.stale.clear()  # messages may be lost: top-rank hits trust
+                # their local copy again only once the subscription is back
                 for woken in self._watchers.values():
                     woken.set()
                 self._watchers.clear()
