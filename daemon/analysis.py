@@ -27,6 +27,7 @@ from daemon.logs import conversation, conversation_id
 from daemon.models import AnalyzeResult, AnswerProvenance, CacheKey, Event, MergeStep
 from daemon.race import Accepted, Backend, EventStore, Race, RaceContext, failure_message
 from daemon.race import Wait as Wait
+from daemon.store.fleet_spend import FleetBudget
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -72,9 +73,19 @@ class RaceManager:
         self.top_rank = max((s.rank for s in config.strategies), default=0)
         self.image_bytes = 0  # held by the races in ``races``
         # The fleet's read-through (docs/fleet.md), set by the app; None: alone.
-        self.fleet: Fleet | None = None
+        self._fleet: Fleet | None = None
         self.strategies = list(config.strategies)  # those races and upgrades start
         self.not_configured: dict[str, str] = {}  # left out (``leave_out``): name -> why
+
+    @property
+    def fleet(self) -> Fleet | None:
+        return self._fleet
+
+    @fleet.setter
+    def fleet(self, fleet: Fleet | None) -> None:
+        """Fleet mode: also the server the budgets count on (daemon/store/fleet_spend.py)."""
+        self._fleet = fleet
+        self.stats.spend.fleet = FleetBudget(fleet) if fleet is not None else None
 
     def leave_out(self, not_configured: dict[str, str]) -> None:
         """Strategies that can never run as configured (no API key, no ocr

@@ -422,6 +422,10 @@ class Race:
                         self._end(leg, admitted)
                         return
                     leg.ticket = admitted
+                refused_here = await self.ctx.stats.spend.admit_fleet(leg.strategy, leg.ticket)
+                if refused_here is not None:  # at the fleet's budget (fleet mode)
+                    self._end(leg, refused_here)
+                    return
                 CURRENT_TICKET.set(leg.ticket)  # the provider's request takes it (Spend)
                 started = trio.current_time()
                 if counters is not None:

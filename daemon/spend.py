@@ -33,6 +33,12 @@ reach it. That is accepted, with a WARNING at the start naming the key
 (``unenforceable_budgets``, logged by ``warn_unenforceable``) and one more
 the first time such a call's cost turns out unknown.
 
+Fleet mode (``fleet``; ``daemon/store/fleet_spend.py``): the budgets are
+the fleet's. A leg admitted here is also admitted on the fleet's server
+(``admit_fleet``, in its task, before its request: one atomic script per
+leg), and the costs, retries and calls given back are counted there too;
+the server lost, the host counts alone (as above).
+
 Persistence: the figures are kept per (UTC day, strategy). What changed is
 added to the store (``SpendStore.save_spend``, a sub-database of the LMDB
 store, as deltas merged in the write transaction, so two daemons on one store
@@ -44,6 +50,7 @@ count). Months are the sum of their days.
 
 from __future__ import annotations
 
+import calendar
 import contextvars
 import logging
 import math
@@ -62,6 +69,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from daemon.config import Config, StrategyConfig
+    from daemon.store.fleet_spend import FleetBudget
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +138,14 @@ def merge_tally(old: bytes | None, delta: bytes) -> bytes:
 class Ticket:
     """One admitted leg's reservation of a call in its UTC minute (``admit``)."""
 
-    __slots__ = ("minute", "name", "sent")
+    __slots__ = ("day", "fleet", "minute", "name", "sent")
 
-    def __init__(self, name: str, minute: int) -> None:
+    def __init__(self, name: str, day: str, minute: int) -> None:
         self.name = name
+        self.day = day
         self.minute = minute
         self.sent = False  # a request of the leg went out: the reservation is used
+        self.fleet = False  # the fleet's server counted its call too
 
 
 # The ticket of the leg whose task is running (set by the race before it
@@ -147,6 +157,11 @@ CURRENT_TICKET: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
 
 def utc_day(now: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+def _next_day(day: str) -> str:
+    start = calendar.timegm(time.strptime(day, "%Y-%m-%d")) + 86400
+    return time.strftime("%Y-%m-%d 00:00 UTC", time.gmtime(start))
 
 
 CostSource = Literal["provider", "price"]
@@ -209,6 +224,8 @@ class Spend:
         self._minute: dict[str, tuple[int, int]] = {}  # strategy -> (UTC minute, calls)
         self._logged: set[tuple[str, str, str]] = set()  # (strategy, key, period) warned
         self._unknown_warned: set[str] = set()  # usd_per_day strategies warned of unknown cost
+        self.fleet: FleetBudget | None = None  # fleet mode: the budgets are the fleet's
+        self._fleet_usd: dict[str, tuple[str, float]] = {}  # strategy -> (day, USD) last seen
         self._dirty = trio.Event()
 
     def warn_unenforceable(self, config: Config) -> None:
@@ -259,6 +276,9 @@ class Spend:
             else:
                 tally.usd += cost
                 tally.cost_known += 1
+        if cost and limit is not None and self.fleet is not None:
+            now = self.now()
+            self.fleet.add(name, utc_day(now), int(now // 60), usd=cost)
 
     def record_sent(self, name: str) -> None:
         """A request of ``name`` went out: one call (the current leg's
@@ -270,6 +290,10 @@ class Spend:
             ticket.sent = True
         else:
             self._count_minute(name, +1)
+            budget = self.strategies[name].budget
+            if self.fleet is not None and budget is not None and budget.calls_per_minute:
+                now = self.now()
+                self.fleet.add(name, utc_day(now), int(now // 60), calls=1)
         for tally in self._tallies(name):
             tally.calls += 1
 
@@ -280,6 +304,8 @@ class Spend:
             counted_minute, calls = self._minute.get(ticket.name, (ticket.minute, 0))
             if counted_minute == ticket.minute and calls > 0:
                 self._minute[ticket.name] = (counted_minute, calls - 1)
+            if ticket.fleet and self.fleet is not None:
+                self.fleet.add(ticket.name, ticket.day, ticket.minute, calls=-1)
 
     def _count_minute(self, name: str, delta: int) -> None:
         minute = int(self.now() // 60)
@@ -316,7 +342,40 @@ class Spend:
                     tally.budget_exhausted += 1
                 return refusal
         self._minute[name] = (minute, calls + 1)
-        return Ticket(name, minute)
+        return Ticket(name, utc_day(now), minute)
+
+    async def admit_fleet(self, strategy: StrategyConfig, ticket: Ticket) -> StrategyError | None:
+        """Fleet mode: the admission of ``ticket``'s leg on the fleet's
+        server too (module docstring); None: admitted, or no fleet, no
+        budget, or the server lost (counted here alone)."""
+        fleet = self.fleet
+        if fleet is None or strategy.budget is None or ticket.fleet:
+            return None
+        answer = await fleet.admit(strategy, ticket.day, ticket.minute)
+        if answer is None:
+            return None
+        verdict, figure = answer
+        name = strategy.name
+        if verdict == "admitted":
+            ticket.fleet = True
+            self._fleet_usd[name] = (ticket.day, figure)
+            return None
+        for tally in self._tallies(name):
+            tally.budget_exhausted += 1
+        self.release(ticket)  # the local reservation: this leg makes no call
+        budget = strategy.budget
+        if verdict == "usd_per_day":
+            self._fleet_usd[name] = (ticket.day, figure)
+            detail = (
+                f"budget.usd_per_day {budget.usd_per_day:g} reached fleet-wide: {figure:.4f} USD "
+                f"spent today (UTC) by the fleet; resets at {_next_day(ticket.day)}"
+            )
+            return self._refuse(name, "usd_per_day", ticket.day, detail)
+        detail = (
+            f"budget.calls_per_minute {budget.calls_per_minute} reached fleet-wide: "
+            f"{figure:.0f} calls this minute by the fleet"
+        )
+        return self._refuse(name, "calls_per_minute", str(ticket.minute), detail)
 
     def _over(
         self, strategy: StrategyConfig, now: float, minute: int, calls: int
@@ -326,7 +385,7 @@ class Spend:
         name = strategy.name
         if budget.usd_per_day is not None:
             day = utc_day(now)
-            spent = self._days.get((day, name), Tally()).usd
+            spent = self._spent_today(name, day)
             if spent >= budget.usd_per_day:
                 resets = time.strftime(
                     "%Y-%m-%d 00:00 UTC", time.gmtime((now // 86400 + 1) * 86400)
@@ -343,6 +402,12 @@ class Spend:
             )
             return self._refuse(name, "calls_per_minute", str(minute), detail)
         return None
+
+    def _spent_today(self, name: str, day: str) -> float:
+        """The day's known USD: this host's, or the fleet's as last seen (the larger)."""
+        spent = self._days.get((day, name), Tally()).usd
+        seen_day, fleet = self._fleet_usd.get(name, (day, 0.0))
+        return max(spent, fleet) if seen_day == day else spent
 
     def _refuse(self, name: str, key: str, period: str, detail: str) -> StrategyError:
         if (name, key, period) not in self._logged:
@@ -362,7 +427,7 @@ class Spend:
         usd_left = calls_left = None
         exhausted = None
         if budget.usd_per_day is not None:
-            spent = self._days.get((utc_day(now), name), Tally()).usd
+            spent = self._spent_today(name, utc_day(now))
             usd_left = round(max(0.0, budget.usd_per_day - spent), 6)
             if usd_left <= 0:
                 exhausted = "usd_per_day"
@@ -447,11 +512,14 @@ class Spend:
         cancelled; then once more (shielded, ``FLUSH_GRACE`` at most)."""
         task_status.started()
         try:
-            while True:
-                await self._dirty.wait()
-                await trio.sleep(FLUSH_INTERVAL)
-                self._dirty = trio.Event()
-                await self._flush(store)
+            async with trio.open_nursery() as nursery:
+                if self.fleet is not None:
+                    nursery.start_soon(self.fleet.run)
+                while True:
+                    await self._dirty.wait()
+                    await trio.sleep(FLUSH_INTERVAL)
+                    self._dirty = trio.Event()
+                    await self._flush(store)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(FLUSH_GRACE):
                 await self._flush(store)
