@@ -451,6 +451,7 @@ def _name(header: list[Line]) -> tuple[str | None, bool]:
             candidates.append((ln, text))
     if not candidates:
         return None, False
+    candidates = [c for c in candidates if not c[1].startswith(("(", "（"))] or candidates
     best = max(candidates, key=lambda c: (c[0].height, -c[0].cy))[1]
     name, counted = ocr_text.name_of(best)
     return name or None, counted
@@ -527,7 +528,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         rows, bubble.sender = _read_inside(image, bubble, quotes[id(bubble)])
         bubble.sender = bubble.sender or named.get(id(bubble))
         rows_of[id(bubble)] = rows
-    timed = 0
+    timed = apart = 0
     ends: dict[int, tuple[str, str] | None] = {}
     for bubble in messages:
         rows = rows_of[id(bubble)]
@@ -537,9 +538,11 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             before, time = ocr_text.split_time(piece.text)
             if time is not None and piece.box[2] >= bubble.box[2] - 40 * dp:
                 end = (before, time)
+                apart += not before and len(rows) + len(rows[-1]) > 2  # a piece of its own
         ends[id(bubble)] = end
         timed += end is not None
-    in_bubble_times = len(messages) >= 2 and timed >= 0.5 * len(messages)
+    # Most bubbles end with a time, or (one bubble on the screen) it is a piece of its own.
+    in_bubble_times = timed >= 0.5 * len(messages) and (len(messages) >= 2 or apart > 0)
     for bubble in messages:
         texts = [[ln.text for ln in row] for row in rows_of[id(bubble)]]
         end = ends[id(bubble)]

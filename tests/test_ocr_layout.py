@@ -444,3 +444,21 @@ def test_two_bubbles_a_wallpaper_stroke_joins_stay_two() -> None:
     ]
     step, _ = read(image, lines)
     assert [b["bbox"] for b in step["bubbles"]] == [[20, 300, 400, 370], [20, 374, 400, 444]]
+
+
+def test_the_time_of_the_only_bubble_on_the_screen_is_its_time_when_it_stands_apart() -> None:
+    image = paper()
+    rect(image, (300, 400, 700, 500), GREEN)
+    lines = [
+        inked(image, line(320, 418, 680, 452, "Meeting moved to 4:30, room B2")),
+        inked(image, line(590, 460, 690, 490, "15:20 V/")),  # its own row, ticks read as "V/"
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b["time"]) for b in step["bubbles"]] == [
+        ("Meeting moved to 4:30, room B2", "15:20")
+    ]
+    alone = paper()  # one bubble whose text merely ends with a time keeps it
+    rect(alone, (300, 400, 700, 470), GREEN)
+    step, _ = read(alone, [inked(alone, line(320, 418, 680, 452, "Meet at 4:30"))])
+    assert [b["text"] for b in step["bubbles"]] == ["Meet at 4:30"]
+    assert "time" not in step["bubbles"][0]
