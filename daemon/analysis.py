@@ -213,7 +213,8 @@ class RaceManager:
                 if fleet_hit is not None:
                     return fleet_hit
             cached = self.cached_answer(key, image if may_upgrade else None, wait)
-            if self.fleet is not None and cached is not None and key not in self.races:
+            no_race = cached is not None or image is None  # nothing will race it here
+            if self.fleet is not None and no_race and key not in self.races:
                 self.fleet.leases.finished(key, None)  # taken for an upgrade that did not start
             if cached is not None:
                 return cached

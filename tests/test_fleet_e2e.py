@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from clients.client import Client
+from clients.client import Client, RpcError
 from tests.fake_provider import FakeProvider, Script
 from tests.process import ROOT, Daemon, wait_for
 from tests.redis_servers import RedisServer, redis_cluster, redis_server
@@ -393,6 +393,39 @@ def test_a_newer_top_rank_result_made_elsewhere_reaches_a_host_that_had_one(
             )
             assert fleet_status(b)["lookups"] <= lookups + 2
         assert fake.calls(SLOW) == 2  # A's two; B never raced
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_request_without_its_image_leaves_no_lease_behind(
+    short_tmp: Path, fake: FakeProvider, server: RedisServer
+) -> None:
+    """B holds A's fast result (below the top rank) and is asked for the best
+    by resource alone: no upgrade can start, and the lease B took to decide
+    that is given back (else it would be renewed for ever, fleet-wide)."""
+    a = host(short_tmp, "host-a", fake, server)
+    b = host(short_tmp, "host-b", fake, server)
+    try:
+        path = screenshot(short_tmp, "noimage")
+        with Client(a.socket_path) as ca, Client(b.socket_path) as cb:
+            analyze(ca, path)  # the fast answer; A's premium runs on
+            wait_for(lambda: fleet_status(a)["published"] >= 1, what="A's fast result published")
+            assert analyze(cb, path)["provenance"]["strategy"] == "multimodal"  # from the fleet
+            wait_for(lambda: ca.call("status")["background"]["count"] == 0, what="A's race over")
+            wait_for(lambda: fleet_status(a)["outbox"] == 0, what="A's premium published")
+            server.cli("flushall")  # the server forgets the premium: B keeps the fast one
+            params = {
+                "conversation_id": "conv-fleet",
+                "resource": made_resource(cb, path),
+                "wait": "best",
+            }
+            with pytest.raises(RpcError, match="not cached"):
+                cb.call("analyze", params, timeout=30)
+            wait_for(
+                lambda: server.cli("--scan", "--pattern", "ctxd:*:lease").split() == [],
+                what="no lease left on the server",
+            )
     finally:
         a.stop()
         b.stop()
