@@ -604,6 +604,7 @@ class Race:
             served_by=completion.served_by,
             usage=completion.usage,
             race_id=self.race_id,
+            dropped_lines=completion.dropped_lines,
         )
         event_id = None
         key = self.key
