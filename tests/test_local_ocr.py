@@ -502,6 +502,9 @@ async def test_local_ocr_answers_first_and_the_models_upgrade_the_cache(
     behaviours = {"fast-model": Behaviour(0.3), "slow-model": Behaviour(0.6)}
     try:
         async with harness(config, behaviours, local={"local": engine}) as h:
+            # The worker process is up first: this is about ranks, and a cold
+            # start under load took longer than the fast model's 0.3 s.
+            await engine.warm()
             first = await run_race(h)
             assert first.provenance.strategy == "local"
             assert first.provenance.model == "fake-ocr 1.0"
