@@ -204,9 +204,10 @@ class RaceManager:
         floor = -math.inf  # what a result must outrank to be worth more than the cache
         if not refresh:
             may_upgrade = True  # with a fleet: while holding the key's lease
+            took = False  # this request took that lease (only it gives it back here)
             if self.fleet is not None and key not in self.races:  # once, before racing
                 rank = functools.partial(self._cached_rank, key)
-                may_upgrade, record = await self.fleet.before_hit(
+                may_upgrade, record, took = await self.fleet.before_hit(
                     key, rank, self.top_rank, self.ctx.failed_at
                 )
                 fleet_hit = self._fleet_answer(record, wait, started) if record else None
@@ -214,7 +215,7 @@ class RaceManager:
                     return fleet_hit
             cached = self.cached_answer(key, image if may_upgrade else None, wait)
             no_race = cached is not None or image is None  # nothing will race it here
-            if self.fleet is not None and no_race and key not in self.races:
+            if self.fleet is not None and took and no_race and key not in self.races:
                 self.fleet.leases.finished(key, None)  # taken for an upgrade that did not start
             if cached is not None:
                 return cached
@@ -222,7 +223,7 @@ class RaceManager:
         strategies = self.strategies
         race = self.races.get(key)
         if race is None and self.fleet is not None and image is not None and not refresh:
-            leased = await self._fleet_lease(key, image, wait, deadline, started)
+            leased = await self._fleet_lease(key, image, wait, deadline, started, took)
             if isinstance(leased, AnalyzeResult):
                 return leased  # another host's result, now in the local store
             race = leased
@@ -266,7 +267,13 @@ class RaceManager:
         return _answer(accepted, False, started, outcome.pending)
 
     async def _fleet_lease(
-        self, key: CacheKey, image: ImageInput, wait: Wait, deadline: float, started: float
+        self,
+        key: CacheKey,
+        image: ImageInput,
+        wait: Wait,
+        deadline: float,
+        started: float,
+        took: bool = False,
     ) -> Race | AnalyzeResult | None:
         """One race per key fleet-wide (daemon/store/fleet_lease.py): None when
         this host is to race (it holds the lease, or races alone), another
@@ -288,6 +295,10 @@ class RaceManager:
                 return cached
         if taken == "won" and (key in self.races or self._room_for(image) is not None):
             self.fleet.leases.finished(key, None)  # not racing after all
+        elif (
+            taken == "held" and took and key not in self.races and self._room_for(image) is not None
+        ):
+            self.fleet.leases.finished(key, None)  # this request's upgrade lease, no race
         return self.races.get(key)
 
     def _fleet_answer(self, record: FleetEvent, wait: Wait, started: float) -> AnalyzeResult | None:

@@ -49,6 +49,11 @@ HostFactory = Callable[..., Fleet]
 @pytest.fixture
 def host(make_config: Any, short_tmp: Any) -> Iterator[HostFactory]:
     """A host: its own LMDB store and a Fleet on the given server."""
+    yield from hosts(make_config, short_tmp)
+
+
+def hosts(make_config: Any, short_tmp: Any) -> Iterator[HostFactory]:
+    """The ``host`` fixture's body (other fleet test files use it)."""
     stores: list[Store] = []
 
     def make(name: str, fleet: dict[str, Any], **extra: Any) -> Fleet:

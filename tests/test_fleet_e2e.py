@@ -429,3 +429,24 @@ def test_a_request_without_its_image_leaves_no_lease_behind(
     finally:
         a.stop()
         b.stop()
+
+
+def test_sigterm_stops_a_fleet_daemon_with_exit_0(
+    short_tmp: Path, fake: FakeProvider, server: RedisServer
+) -> None:
+    """SIGTERM cancels the fleet's tasks; coredis's pub/sub cleanup raised
+    ClosedResourceError next to the cancel, and the daemon exited 1 with a
+    traceback after "ctxd stopped" (cold review 14.3)."""
+    d = host(short_tmp, "host-a", fake, server)
+    try:
+        with Client(d.socket_path) as client:
+            analyze(client, screenshot(short_tmp, "term"))
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGTERM)
+        code = d.proc.wait(20)
+    finally:
+        d.stop()
+    log = d.log()
+    assert "Traceback" not in log, log[-2000:]
+    assert "ClosedResourceError" not in log, log[-2000:]
+    assert code == 0, (code, log[-2000:])

@@ -84,6 +84,23 @@ return 2
 State = Literal["connecting", "connected", "disconnected"]
 
 
+def describe(exc: BaseException) -> str:
+    """What failed, for a log line: the leaves of an exception group (a
+    nursery's "Exceptions from Trio nursery" says nothing), each as
+    ``Type: message``, a timeout named as such."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[str] = []
+        for inner in exc.exceptions:
+            text = describe(inner)
+            if text not in leaves:
+                leaves.append(text)
+        return "; ".join(leaves)
+    if isinstance(exc, trio.TooSlowError):
+        return "no answer within the timeout"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class FleetEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event as the server holds it: the local schema plus its origin."""
 
@@ -209,11 +226,10 @@ class Fleet:
     def _down(self, exc: BaseException) -> None:
         if self.state != "disconnected":
             logger.warning(
-                "Fleet server %s unreachable (%s: %s); serving from this host alone, "
+                "Fleet server %s unreachable (%s); serving from this host alone, "
                 "events wait in the outbox",
                 self.server,
-                type(exc).__name__,
-                exc,
+                describe(exc),
             )
             self.state = "disconnected"
 
@@ -353,29 +369,37 @@ class Fleet:
         local_rank: Callable[[], float],
         top_rank: int,
         failed_at: dict[tuple[CacheKey, str], float] | None = None,
-    ) -> tuple[bool, FleetEvent | None]:
+    ) -> tuple[bool, FleetEvent | None, bool]:
         """Once per request, before the cache read: another host's better
         record (answer from it), or whether this host may upgrade its local
         best when that is below the top rank: only while holding the key's
         lease, so that one host in the fleet runs the better strategies (the
         caller gives the lease back with ``leases.finished`` if no upgrade
-        starts)."""
+        starts, and only when the third value, "this call took it", is True:
+        a concurrent hit on this host must not release the lease another
+        request took for its upgrade)."""
         tag = key_tag(key.session_id, key.category, key.resource, key.scene)
         if self.stale.pop(tag, False):  # another host raised this key's best since
             local = self.store.best(key.session_id, key.category, key.resource, key.scene)
             if local is not None and self._rank_of(local.strategy) >= top_rank:
                 newer = await self.read_through(key, local_rank(), top_rank, newer_than=local.ts)
-                return False, newer
+                return False, newer, False
         record = await self.read_through(key, local_rank(), top_rank)
         if record is not None:
-            return False, record  # the maker upgrades it, if anyone
+            return False, record, False  # the maker upgrades it, if anyone
         rank = local_rank()
         if rank >= top_rank or rank == -math.inf:
-            return True, None
-        may = await self.leases.try_take(key)
+            return True, None, False
+        may = await self.leases.try_take(key)  # False when held here already
+        took = may and key in self.leases._held
         if may and failed_at is not None:
-            await self._learn_failures(key, failed_at)
-        return may, None
+            try:
+                await self._learn_failures(key, failed_at)
+            except BaseException:
+                if took:  # cancelled here: nobody else would give it back
+                    self.leases.finished(key, None)
+                raise
+        return may, None, took
 
     def mark_stale(self, tag: str) -> None:
         """Another host raised the best record of ``tag``'s key."""

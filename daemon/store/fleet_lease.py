@@ -54,7 +54,7 @@ end
 return 0
 """
 
-Taken = Literal["won", "hit", "alone", "deadline"]
+Taken = Literal["won", "held", "hit", "alone", "deadline"]
 
 
 def _lease(key: CacheKey) -> tuple[str, str]:
@@ -103,7 +103,21 @@ class Leases:
                         woken = self._watchers.pop(tag, None)
                         if woken is not None:
                             woken.set()
+            except BaseExceptionGroup as group:
+                # coredis's pub/sub ends its own tasks on the way out: a
+                # cancel (SIGTERM) comes back as Cancelled grouped with their
+                # ClosedResourceError. Only the cancel goes on; the rest is a
+                # failure of the server, unless this task is being cancelled.
+                cancelled, rest = group.split(trio.Cancelled)
+                if cancelled is not None:
+                    raise cancelled from None
+                if trio.current_effective_deadline() == -math.inf:
+                    await trio.lowlevel.checkpoint()  # raises the cancel
+                if rest is not None:
+                    self.fleet._down(rest)
             except Exception as exc:
+                if trio.current_effective_deadline() == -math.inf:
+                    await trio.lowlevel.checkpoint()
                 self.fleet._down(exc)
             finally:
                 self.ready.set()  # subscribed once, or failed: the start waits no more
@@ -131,14 +145,16 @@ class Leases:
         needed: float,
         top_rank: int,
     ) -> tuple[Taken, FleetEvent | None]:
-        """Before racing ``key``: ``won`` (this host holds the lease: race, then
-        ``finished``), ``hit`` (a result of rank ``needed`` or more is in the
+        """Before racing ``key``: ``won`` (this call took the lease: race, then
+        ``finished``), ``held`` (this host held it already: its race, or
+        another request deciding an upgrade; race or join, and leave the
+        lease to whoever took it), ``hit`` (a result of rank ``needed`` or more is in the
         local store, or is the record returned with it: another host's, being
         stored here), ``deadline`` (still held by another
         host at ``deadline``, trio time), or ``alone`` (no subscription or the
         server failed: race without a lease). Never raises but Cancelled."""
         if key in self._held:
-            return "won", None  # taken by ``try_take`` for this request
+            return "held", None  # this host's race, or an upgrade decided here
         if not self.listening or self.fleet.state == "disconnected":
             return "alone", None
         lease, tag = _lease(key)

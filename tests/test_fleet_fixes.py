@@ -1,0 +1,143 @@
+"""The fleet after its cold review (docs/reliability.md): each test here
+failed before its fix, against a real redis-server."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from daemon.config import Config
+from daemon.models import CacheKey
+from daemon.store import Store
+from daemon.store.fleet import Fleet, describe
+from daemon.store.fleet_keys import key_tag, lease_key
+from tests.fake_provider import ANSWER
+from tests.race_fakes import IMAGE, Behaviour, harness
+from tests.redis_servers import RedisServer, redis_server
+from tests.test_fleet import KEY, HostFactory, decoded_history, hosts, run_writer, store_result
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function MemoryObject:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with redis_server() as s:
+        yield s
+
+
+@pytest.fixture
+def host(make_config: Any, short_tmp: Any) -> Iterator[HostFactory]:
+    yield from hosts(make_config, short_tmp)
+
+
+LEASE = lease_key(key_tag(KEY.session_id, KEY.category, KEY.resource, KEY.scene))
+
+
+@pytest.mark.parametrize("after", [0.0, 0.2, 0.5])
+async def test_cancelling_a_running_fleet_ends_it_cleanly(
+    server: RedisServer, host: HostFactory, after: float
+) -> None:
+    """SIGTERM cancels Fleet.run: coredis's pub/sub cleanup raised
+    ClosedResourceError inside a group next to Cancelled, which escaped the
+    nursery (the daemon exited 1 after "ctxd stopped")."""
+    a = host("host-a", {"url": server.url})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.store.run_writer)
+        await nursery.start(a.run)
+        await trio.sleep(after)
+        nursery.cancel_scope.cancel()
+
+
+def test_the_warning_says_what_failed_not_that_a_nursery_raised() -> None:
+    group = ExceptionGroup(
+        "Exceptions from Trio nursery", [ConnectionError("Connection refused"), trio.TooSlowError()]
+    )
+    text = describe(group)
+    assert text == "ConnectionError: Connection refused; no answer within the timeout"
+    assert "nursery" not in text
+
+
+FAST, SLOW = "fast-model", "slow-model"
+
+
+async def test_a_concurrent_hit_does_not_release_the_upgrade_lease_another_request_took(
+    make_config: Any, server: RedisServer, open_store: Any
+) -> None:
+    """R1 takes the key's lease to upgrade and awaits the shared failures; R2,
+    a hit on the same host meanwhile, is refused the lease (held here), is
+    answered from the cache, and released R1's lease: a second host then ran
+    the same premium (cold review 14.2)."""
+    config: Config = make_config(
+        fleet={"url": server.url, "timeout": 0.5, "host_id": "host-a"},
+        strategies=[
+            {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
+            {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
+        ],
+    )
+    assert config.fleet is not None
+    behaviours = {FAST: Behaviour(0.01), SLOW: Behaviour(1.5)}
+    async with harness(config, behaviours) as h, trio.open_nursery() as nursery:
+        fleet = Fleet(config.fleet, open_store(config), config.rank_of())
+        async with fleet.client:
+            fleet.nursery, fleet.leases.listening, fleet.state = nursery, True, "connected"
+            h.races.fleet = fleet
+            await h.store.append(
+                KEY.session_id, KEY.category, KEY.resource, KEY.scene,
+                {**ANSWER, "conversation": [], "_strategy": "multimodal", "_model": FAST},
+            )  # fmt: skip
+            learn = fleet._learn_failures
+
+            async def slow_learn(*args: Any) -> None:  # the HGETALL, slow for once
+                await trio.sleep(0.2)
+                await learn(*args)
+
+            fleet._learn_failures = slow_learn  # type: ignore[method-assign,assignment]
+            deadline = trio.current_time() + 5
+
+            async def hit(image: Any) -> None:
+                await h.races.analyze(KEY, image, wait="first", refresh=False, deadline=deadline)
+
+            async with trio.open_nursery() as requests:
+                requests.start_soon(hit, IMAGE)  # R1: takes the lease, upgrades
+                await trio.sleep(0.05)
+                requests.start_soon(hit, IMAGE)  # R2: a hit while R1 decides
+            await trio.sleep(0.3)  # R2's release (if any) reaches the server
+            holder = server.cli("get", LEASE).strip()
+            assert h.races.races, "R1's upgrade is not running"
+            assert h.models.calls == {SLOW: 1}
+            assert holder.startswith("host-a"), "the upgrade runs, its lease is gone"
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_request_cancelled_after_taking_the_upgrade_lease_does_not_keep_it(
+    server: RedisServer, host: HostFactory
+) -> None:
+    """before_hit took the key's lease for an upgrade and then awaited the
+    shared failures; cancelled there (client gone), nobody called finished
+    and the renewal kept the lease for ever (cold review 14.4)."""
+    a = host("host-a", {"url": server.url, "lease_ttl": 1.0, "timeout": 0.5})
+    async with a.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a)
+        a.nursery, a.leases.listening = nursery, True
+        await a.probe()
+
+        async def slow(*args: Any) -> None:  # the HGETALL, slow for once
+            await trio.sleep(1)
+
+        a._learn_failures = slow  # type: ignore[method-assign,assignment]
+        with trio.move_on_after(0.15):
+            await a.before_hit(KEY, lambda: 1, 2, {})
+        await trio.sleep(0.2)
+        held = KEY in a.leases._held
+        alive = int(server.cli("pttl", LEASE).strip())
+        nursery.cancel_scope.cancel()
+    assert not held
+    assert alive < 0, alive
