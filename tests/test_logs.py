@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -16,7 +17,7 @@ import pytest
 import trio
 import trio.lowlevel
 
-from daemon.logs import LineWriter, TextFormatter, conversation, setup_logging
+from daemon.logs import LineWriter, TextFormatter, conversation, fast_info, setup_logging
 
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} (?P<level>[A-Z]+) \[(?P<cid>[^]]*)\] (?P<msg>.*)$"
@@ -314,3 +315,141 @@ def test_setup_logging_in_the_background_restores_logging_at_close(pipe: Pipe) -
     first, second = pipe.read_until(2)
     assert first.endswith("INFO [c-7] key ***")
     assert second.endswith("INFO [c-7] 1 and 2")
+
+
+# The hit line's fast path: the line logging would write, without a record.
+
+HIT = "merge_step [CACHED|%s|%s] Conversation: %d messages"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_fast_info_writes_the_very_line_logging_would(
+    pipe: Pipe, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same clock, same conversation, same arguments: ``fast_info`` and
+    ``log.info`` write the same bytes (time, level, escaped id and message,
+    secrets redacted), and ``fast_info`` makes no ``LogRecord`` doing it."""
+    monkeypatch.setattr(time, "time", lambda: 1796541665.0429)
+    log = logging.getLogger("daemon.analysis")
+    handler = setup_logging("INFO", fmt, ["sk-secret"], pipe.stream, background=True)
+    try:
+        with conversation("c-1]\n"):
+            log.info(HIT, "premium\x1b", "model-sk-secret", 6)
+            with monkeypatch.context() as no_records:
+                no_records.setattr(logging.Logger, "makeRecord", _no_record)
+                fast_info(log, HIT, "premium\x1b", "model-sk-secret", 6)
+    finally:
+        handler.close()
+        logging.getLogger("daemon").removeHandler(handler)
+        logging.getLogger("daemon").propagate = True
+    slow, fast = pipe.read_until(2)
+    assert fast == slow
+    assert "sk-secret" not in fast
+    if fmt == "text":
+        expected = "INFO [c-1\\x5d\\n] merge_step [CACHED|premium\\x1b|model-***] Conversation: 6"
+        assert fast == time.strftime("%Y-%m-%dT%H:%M:%S.042 ", time.localtime(1796541665)) + (
+            expected + " messages"
+        )
+    else:
+        entry = json.loads(fast)
+        assert entry["logger"] == "daemon.analysis"
+        assert entry["conversation_id"] == "c-1\\x5d\\n"
+        assert (
+            entry["message"]
+            == "merge_step [CACHED|premium\\x1b|model-***] Conversation: 6 messages"
+        )
+
+
+def _no_record(*args: object, **kwargs: object) -> logging.LogRecord:
+    raise AssertionError("fast_info made a LogRecord")
+
+
+def test_fast_info_lines_keep_their_place_among_the_others(pipe: Pipe) -> None:
+    """Lines from ``fast_info``, ``log.info`` and ``log.warning`` reach the
+    reader in the order they were logged, through the same queue."""
+    log = logging.getLogger("daemon.analysis")
+    with writing(pipe.stream, linger=3600):  # only close (or a WARNING) writes
+        for i in range(900):
+            with conversation(f"c{i % 5}"):
+                if i % 3 == 0:
+                    fast_info(log, HIT, "premium", "m", i)
+                elif i % 3 == 1:
+                    log.info(HIT, "multimodal", "m", i)
+                elif i % 300 == 299:
+                    log.warning("line %d", i)
+                else:
+                    log.info("line %d", i)
+    got = pipe.read_until(900)
+    assert len(got) == 900
+    for i, text in enumerate(got):
+        match = LINE.match(text)
+        assert match, text
+        assert match["cid"] == f"c{i % 5}"
+        assert match["level"] == ("WARNING" if i % 300 == 299 else "INFO")
+        if i % 3 == 0:
+            assert match["msg"] == f"merge_step [CACHED|premium|m] Conversation: {i} messages"
+        else:
+            assert match["msg"].endswith(f" {i}" if i % 3 == 2 else f": {i} messages")
+
+
+def test_fast_info_respects_the_level_set_at_run_time(pipe: Pipe) -> None:
+    log = logging.getLogger("daemon.analysis")
+    handler = setup_logging("WARNING", "text", [], pipe.stream, background=True)
+    try:
+        fast_info(log, HIT, "premium", "m", 1)  # below the level: nothing
+        logging.getLogger("daemon").setLevel("INFO")
+        fast_info(log, HIT, "premium", "m", 2)
+        logging.getLogger("daemon").setLevel("WARNING")
+        fast_info(log, HIT, "premium", "m", 3)
+        logging.getLogger("daemon").setLevel("INFO")
+        logging.disable(logging.INFO)
+        fast_info(log, HIT, "premium", "m", 4)
+        logging.disable(logging.NOTSET)
+        log.warning("the end")
+    finally:
+        handler.close()
+        logging.getLogger("daemon").removeHandler(handler)
+        logging.getLogger("daemon").propagate = True
+    first, last = pipe.read_until(2)
+    assert first.endswith("INFO [-] merge_step [CACHED|premium|m] Conversation: 2 messages")
+    assert last.endswith("WARNING [-] the end")
+
+
+def test_fast_info_is_log_info_for_any_other_handler(
+    caplog: pytest.LogCaptureFixture, pipe: Pipe
+) -> None:
+    """Without the daemon's writer (pytest's caplog), or with a handler
+    next to it, every handler gets the record as ``log.info`` gives it."""
+    log = logging.getLogger("daemon.analysis")
+    with caplog.at_level(logging.INFO, logger="daemon"), conversation("c-9"):
+        fast_info(log, HIT, "premium", "m", 7)
+    [record] = caplog.records
+    assert (record.levelname, record.name) == ("INFO", "daemon.analysis")
+    assert record.getMessage() == "merge_step [CACHED|premium|m] Conversation: 7 messages"
+
+    # A handler next to the writer: on the logger itself, or before it on ``daemon``.
+    for place, where in ((log.handlers, 0), (logging.getLogger("daemon").handlers, 0)):
+        other = io.StringIO()
+        extra = logging.StreamHandler(other)
+        extra.setFormatter(TextFormatter([]))
+        with writing(pipe.stream):
+            place.insert(where, extra)
+            try:
+                fast_info(log, HIT, "premium", "m", 8)
+            finally:
+                place.remove(extra)
+        *_, line = pipe.read_until(1 if place is log.handlers else 2)
+        assert line.endswith("merge_step [CACHED|premium|m] Conversation: 8 messages")
+        assert other.getvalue() == line + "\n"
+
+
+def test_fast_info_with_arguments_that_do_not_fit_reports_them_as_logging_does(
+    pipe: Pipe, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = logging.getLogger("daemon.analysis")
+    with writing(pipe.stream):
+        fast_info(log, HIT, "premium", "m", "not a number")  # no exception for the caller
+        log.info("after")
+    [line] = pipe.read_until(1)
+    assert line.endswith("INFO [-] after")
+    assert "--- Logging error ---" in capsys.readouterr().err
