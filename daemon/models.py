@@ -215,6 +215,9 @@ class FleetStatus(_Result, frozen=True):
     leases_taken_over: typing.Annotated[
         int, msgspec.Meta(description="leases taken after waiting (the holder ended or died)")
     ] = 0
+    leases_lost: typing.Annotated[
+        int, msgspec.Meta(description="leases found expired by their holder's renewal")
+    ] = 0
 
 
 class StatusResult(_Result, frozen=True):

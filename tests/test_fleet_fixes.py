@@ -8,19 +8,16 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import msgspec
 import pytest
 import trio
 
 from daemon.config import Config
-from daemon.models import CacheKey
-from daemon.store import Store
 from daemon.store.fleet import Fleet, describe
 from daemon.store.fleet_keys import key_tag, lease_key
 from tests.fake_provider import ANSWER
 from tests.race_fakes import IMAGE, Behaviour, harness
 from tests.redis_servers import RedisServer, redis_server
-from tests.test_fleet import KEY, HostFactory, decoded_history, hosts, run_writer, store_result
+from tests.test_fleet import KEY, HostFactory, hosts, run_writer
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function MemoryObject:pytest.PytestUnraisableExceptionWarning"
@@ -141,3 +138,64 @@ async def test_a_request_cancelled_after_taking_the_upgrade_lease_does_not_keep_
         nursery.cancel_scope.cancel()
     assert not held
     assert alive < 0, alive
+
+
+async def test_a_lease_that_expires_between_set_nx_and_pttl_is_taken_over(
+    server: RedisServer, host: HostFactory
+) -> None:
+    """The holder died; its lease expired between the waiter's refused SET NX
+    and its PTTL (-2: no key). An expiry publishes nothing, so the waiter
+    slept until its deadline instead of taking over (cold review 14.7)."""
+    b = host("host-b", {"url": server.url})
+    async with b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, b)
+        b.nursery, b.leases.listening = nursery, True
+        await b.probe()
+        server.cli("set", LEASE, "dead-host:1:1", "px", "30")
+        original = b.read_through
+
+        async def slow_read(*args: Any) -> Any:  # the HGET, slow on a loaded host
+            await trio.sleep(0.06)
+            return await original(*args)
+
+        b.read_through = slow_read  # type: ignore[method-assign,assignment]
+        deadline = trio.current_time() + 3
+        taken, _ = await b.leases.take(KEY, deadline, lambda: -math.inf, -math.inf, 2)
+        woke = trio.current_time()
+        nursery.cancel_scope.cancel()
+    assert taken == "won"
+    assert woke < deadline, "slept until its deadline, then took the lease"
+    assert (b.leases.waited, b.leases.taken_over) == (1, 1)
+
+
+async def test_a_holder_whose_lease_expired_is_told(
+    server: RedisServer, host: HostFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A holder paused past lease_ttl: the lease expires, another host takes
+    it and races too; the first holder's renewal found the lease gone and
+    nothing said so (cold review 14.8)."""
+    a = host("host-a", {"url": server.url, "lease_ttl": 0.6})
+    b = host("host-b", {"url": server.url, "lease_ttl": 0.6})
+    rank = lambda: -math.inf  # noqa: E731
+    async with a.client, b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b)
+        for f in (a, b):  # as Fleet.run does, without its pub/sub
+            f.nursery, f.leases.listening = nursery, True
+        deadline = trio.current_time() + 5
+        assert (await a.leases.take(KEY, deadline, rank, -math.inf, 2))[0] == "won"
+        server.cli("pexpire", LEASE, "1")  # what a pause longer than lease_ttl does
+        await trio.sleep(0.05)
+        assert (await b.leases.take(KEY, deadline, rank, -math.inf, 2))[0] == "won"
+        with caplog.at_level(logging.WARNING):
+            await trio.sleep(0.3)  # A's renewal runs at ttl/3 and finds B's token
+        holder = server.cli("get", LEASE).strip()
+        a.leases.finished(KEY, None)  # compare-and-delete: B's lease stays
+        await trio.sleep(0.1)
+        still = server.cli("get", LEASE).strip()
+        status = a.status()
+        nursery.cancel_scope.cancel()
+    assert holder.startswith("host-b")
+    assert still == holder
+    assert status.leases_lost == 1
+    lost = [r for r in caplog.records if "expired before its race ended" in r.getMessage()]
+    assert len(lost) == 1

@@ -527,4 +527,5 @@ class Fleet:
             leases_won=self.leases.won,
             leases_waited=self.leases.waited,
             leases_taken_over=self.leases.taken_over,
+            leases_lost=self.leases.lost,
         )

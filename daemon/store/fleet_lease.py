@@ -79,6 +79,7 @@ class Leases:
         self.won = 0
         self.waited = 0
         self.taken_over = 0
+        self.lost = 0  # renewals that found the lease gone or another host's
 
     # ------------------------------------------------------------ listening --
 
@@ -192,6 +193,8 @@ class Leases:
             now = trio.current_time()
             if now >= deadline:
                 return "deadline", None
+            if left_ms == -2:  # expired since the SET NX: an expiry announces nothing
+                continue
             until = deadline if left_ms < 0 else min(deadline, now + left_ms / 1000 + EXPIRY_SLACK)
             with trio.move_on_at(until):
                 await changed.wait()
@@ -229,15 +232,30 @@ class Leases:
 
     async def _keep(self, lease: str, token: str, scope: trio.CancelScope) -> None:
         """Renew the lease every third of its time until ``finished`` cancels
-        this; a failed renewal is retried at the next third."""
+        this; a failed renewal is retried at the next third. A renewal that
+        finds the lease expired (this host paused past ``lease_ttl``, or cut
+        off from the server that long) says so once and stops: another host
+        may race the key too, and ``leases_lost`` counts it."""
         with scope:
             while True:
                 await trio.sleep(self.ttl / 3)
                 try:
                     with trio.fail_after(self.fleet.config.timeout * 4):
-                        await self._renew(keys=[lease], args=[token, int(self.ttl * 1000)])
+                        kept: int = await self._renew(
+                            keys=[lease], args=[token, int(self.ttl * 1000)]
+                        )
                 except Exception as exc:
                     self.fleet._down(exc)
+                    continue
+                if not kept:
+                    self.lost += 1
+                    logger.warning(
+                        "Fleet lease %s expired before its race ended (this host held it "
+                        "past lease_ttl %ss): another host may race the same key",
+                        lease,
+                        self.ttl,
+                    )
+                    return
 
     def finished(self, key: CacheKey, last_event_id: int | None) -> None:
         """The race for ``key`` ended here: give the lease up once every event
