@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from daemon.config import Config
+from daemon.models import CacheKey
 from daemon.store.fleet import Fleet, describe
 from daemon.store.fleet_keys import key_tag, lease_key
 from tests.fake_provider import ANSWER
@@ -199,3 +200,32 @@ async def test_a_holder_whose_lease_expired_is_told(
     assert status.leases_lost == 1
     lost = [r for r in caplog.records if "expired before its race ended" in r.getMessage()]
     assert len(lost) == 1
+
+
+async def test_one_slow_reply_does_not_make_the_host_race_alone_for_seconds(
+    server: RedisServer, host: HostFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One reply slower than fleet.timeout (a 400 ms stall of the server)
+    marked the host disconnected until its next PING (up to 5 s): every
+    request in between raced without a lease while another host held the
+    key's, and each stall logged a WARNING and an INFO (cold review 14.5)."""
+    a = host("host-a", {"url": server.url, "timeout": 0.25})
+    b = host("host-b", {"url": server.url, "timeout": 0.25})
+    rank = lambda: -math.inf  # noqa: E731
+    other = CacheKey("conv-2", "context_analysis", "sha256:bb", "")
+    async with a.client, b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b)
+        for f in (a, b):
+            f.nursery, f.leases.listening = nursery, True
+        assert (await a.leases.take(KEY, trio.current_time() + 3, rank, -math.inf, 2))[0] == "won"
+        assert await b.probe()
+        server.cli("client", "pause", "400", "all")
+        with caplog.at_level(logging.INFO):
+            assert await b.read_through(other, -math.inf, top_rank=2) is None  # times out
+            await trio.sleep(0.5)  # the server answers again
+            taken, _ = await b.leases.take(KEY, trio.current_time() + 0.3, rank, -math.inf, 2)
+        nursery.cancel_scope.cancel()
+    assert taken == "deadline"  # it waited for A's race, as it should
+    assert b.state == "connected"
+    assert b.lookup_errors == 1
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

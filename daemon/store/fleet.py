@@ -178,6 +178,7 @@ class Fleet:
         self.running = False
         self.nursery: trio.Nursery | None = None  # for the leases' renewals and releases
         self._published = trio.Event()  # set after each publish round
+        self._probe_now = trio.Event()  # a slow reply: probe before PING_EVERY
         self.leases = Leases(self)
         # Other hosts' records being stored here, by key (read_through).
         self._storing: dict[CacheKey, FleetEvent] = {}
@@ -223,6 +224,17 @@ class Fleet:
                 logger.info("Fleet server %s is reachable again", self.server)
             self.state = "connected"
 
+    def failed(self, exc: BaseException) -> None:
+        """A command on a request's path failed. A reply slower than
+        ``fleet.timeout`` is not a lost server (one stall of the server, one
+        slow round trip): it costs that request alone, and the pinger probes
+        at once (its PING, with a longer timeout, decides). Anything else
+        (refused, reset, closed) marks the server lost."""
+        if isinstance(exc, trio.TooSlowError):
+            self._probe_now.set()
+        else:
+            self._down(exc)
+
     def _down(self, exc: BaseException) -> None:
         if self.state != "disconnected":
             logger.warning(
@@ -237,8 +249,10 @@ class Fleet:
         """A PING every ``PING_EVERY`` s: the round trip in ``status``, and the
         connection's state (one WARNING when lost, one INFO when back)."""
         while True:
+            self._probe_now = trio.Event()
             await self.probe()
-            await trio.sleep(PING_EVERY)
+            with trio.move_on_after(PING_EVERY):
+                await self._probe_now.wait()  # or a slow reply asks for one now
 
     async def probe(self) -> bool:
         """One PING: the round trip and the connection's state; never raises
@@ -419,7 +433,7 @@ class Fleet:
             with trio.fail_after(self.config.timeout):
                 found = await self.client.hgetall(failed_key(tag))
         except Exception as exc:
-            self._down(exc)
+            self.failed(exc)
             return
         now, wall = trio.current_time(), time.time()
         for name, when in found.items():
@@ -472,7 +486,7 @@ class Fleet:
             if isinstance(exc, msgspec.DecodeError):
                 logger.warning("Fleet record of this key is not an event: %s", exc)
             else:
-                self._down(exc)
+                self.failed(exc)
             return None
         if record is None or record.origin.host == self.host:
             return None

@@ -185,7 +185,7 @@ class Leases:
                     left_ms = await self.fleet.client.pttl(lease)
             except Exception as exc:
                 self.fleet.lookup_errors += 1
-                self.fleet._down(exc)
+                self.fleet.failed(exc)
                 return "alone", None
             if not waited:
                 self.waited += 1
@@ -217,7 +217,7 @@ class Leases:
                     lease, token, condition=PureToken.NX, px=int(self.ttl * 1000)
                 )
         except Exception as exc:
-            self.fleet._down(exc)
+            self.fleet.failed(exc)
             return True
         if won:
             self._hold(key, lease, token)
