@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
@@ -18,7 +19,7 @@ from daemon.store.fleet_keys import key_tag, lease_key
 from tests.fake_provider import ANSWER
 from tests.race_fakes import IMAGE, Behaviour, harness
 from tests.redis_servers import RedisServer, redis_server
-from tests.test_fleet import KEY, HostFactory, hosts, run_writer
+from tests.test_fleet import KEY, HostFactory, decoded_history, hosts, run_writer, store_result
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function MemoryObject:pytest.PytestUnraisableExceptionWarning"
@@ -229,3 +230,71 @@ async def test_one_slow_reply_does_not_make_the_host_race_alone_for_seconds(
     assert b.state == "connected"
     assert b.lookup_errors == 1
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_host_whose_store_was_replaced_still_publishes(
+    server: RedisServer, host: HostFactory
+) -> None:
+    """The same host_id (default: the hostname) on a fresh LMDB (a replaced
+    disk, an ephemeral volume): event ids start again at 1, below the
+    host's mark on the server, and were dropped as resends (cold review 14.1)."""
+    old = host("old", {"url": server.url, "host_id": "web-1"})
+    async with old.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, old)
+        for strategy in ("local", "multimodal", "premium"):
+            await store_result(old, strategy, text=f"old {strategy}")
+        assert await old.publish_round() == 3
+        nursery.cancel_scope.cancel()
+    new = host("new", {"url": server.url, "host_id": "web-1"})
+    async with new.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, new)
+        await store_result(new, "premium", text="new premium")
+        await new.publish_round()
+        nursery.cancel_scope.cancel()
+    assert (new.published, new.duplicates) == (1, 0)
+    texts = [msgspec.json.decode(e.payload)["text"] for e in decoded_history(server)]
+    assert texts.count("new premium") == 1
+
+
+async def test_a_resend_of_a_new_stores_event_is_still_applied_once(
+    server: RedisServer, host: HostFactory
+) -> None:
+    """Idempotence holds for the new store: its event sent twice is one."""
+    old = host("old", {"url": server.url, "host_id": "web-1"})
+    async with old.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, old)
+        await store_result(old, "local", text="old")
+        await store_result(old, "multimodal", text="old 2")
+        await old.publish_round()
+        nursery.cancel_scope.cancel()
+    new = host("new", {"url": server.url, "host_id": "web-1"})
+    async with new.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, new)
+        await store_result(new, "premium", text="new")
+        ((event_id, event),), _ = new.store.outbox_peek(1)
+        assert event is not None
+        assert await new._send([(event_id, event)]) == [2]
+        assert await new._send([(event_id, event)]) == [0]  # a resend (lost reply)
+        nursery.cancel_scope.cancel()
+    texts = [msgspec.json.decode(e.payload)["text"] for e in decoded_history(server)]
+    assert texts.count("new") == 1
+
+
+async def test_a_host_whose_store_was_replaced_reads_its_old_results_back(
+    server: RedisServer, host: HostFactory
+) -> None:
+    """The host ignored records on the server made under its own host id, so
+    a fresh store raced (and paid) again for what it had bought (14.1)."""
+    old = host("old", {"url": server.url, "host_id": "web-1"})
+    async with old.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, old)
+        await store_result(old, "premium", text="bought once")
+        await old.publish_round()
+        nursery.cancel_scope.cancel()
+    new = host("new", {"url": server.url, "host_id": "web-1"})
+    async with new.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, new)
+        record = await new.read_through(KEY, -math.inf, top_rank=2)
+        nursery.cancel_scope.cancel()
+    assert record is not None
+    assert msgspec.json.decode(record.payload)["text"] == "bought once"

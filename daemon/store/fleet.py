@@ -7,7 +7,8 @@ Cluster keeps them on one shard):
     ctxd:{<tag>}:best     hash: rank, ts, event  -- only ever raised (rank, then ts)
     ctxd:{<tag>}:hist     list: the key's events, newest first, at most
                           ``fleet.max_events_per_key``
-    ctxd:{<tag>}:origins  hash: host -> highest event id of that host applied
+    ctxd:{<tag>}:origins  hash: host -> highest event id of that host applied,
+                          '<host> ts' -> the latest time among them
 
 Publish: the store puts every event's id in its ``outbox`` sub-database in
 the event's own transaction; ``Fleet.run`` sends the outbox in id order, a
@@ -63,11 +64,19 @@ STALE_MAX: Final = 100_000  # tags remembered as raised elsewhere (a top-rank hi
 # KEYS: best, hist, origins. ARGV: host, event id, rank, ts, event, max events,
 # channel, tag. Returns 0: already applied (a resend), 1: kept in the history,
 # 2: also the new best record (announced on the channel).
+# A resend is an id at or below the host's mark *and* a time at or before the
+# latest applied: a store that starts again at id 1 under the same host id (a
+# replaced disk, a restored backup) makes events of later times, which are
+# applied (its ids were taken for resends and dropped). A mark without its
+# time (written before it was kept) compares by id alone.
 PUBLISH_LUA: Final = """
 local mark = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-local id = tonumber(ARGV[2])
-if id <= mark then return 0 end
+local seen = redis.call('HGET', KEYS[3], ARGV[1] .. ' ts')
+if seen then seen = tonumber(seen) elseif mark > 0 then seen = math.huge else seen = -math.huge end
+local id, at = tonumber(ARGV[2]), tonumber(ARGV[4])
+if id <= mark and at <= seen then return 0 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+if at > seen then redis.call('HSET', KEYS[3], ARGV[1] .. ' ts', ARGV[4]) end
 redis.call('LPUSH', KEYS[2], ARGV[5])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
 local cur = redis.call('HMGET', KEYS[1], 'rank', 'ts')
@@ -488,8 +497,8 @@ class Fleet:
             else:
                 self.failed(exc)
             return None
-        if record is None or record.origin.host == self.host:
-            return None
+        if record is None:
+            return None  # (this host's own record is taken too: its store may be new)
         rank = self._rank_of(record.strategy)
         newer = newer_than is not None and rank == local_rank and record.ts > newer_than
         if (rank <= local_rank and not newer) or math.isinf(rank) or key in self._storing:
