@@ -298,3 +298,28 @@ async def test_a_host_whose_store_was_replaced_reads_its_old_results_back(
         nursery.cancel_scope.cancel()
     assert record is not None
     assert msgspec.json.decode(record.payload)["text"] == "bought once"
+
+
+async def test_a_stale_mark_compares_the_makers_time_not_the_copy_time(
+    server: RedisServer, host: HostFactory
+) -> None:
+    """A's premium (t0) copied by B at t2; C's premium made at t1 (between)
+    reaches the server after B's copy. The server's best is C's and B is
+    told, yet B kept A's: it compared C's time with its copy's local commit
+    time (cold review 14.6)."""
+    a = host("host-a", {"url": server.url})
+    b = host("host-b", {"url": server.url})
+    c = host("host-c", {"url": server.url})
+    async with a.client, b.client, c.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b, c)
+        await store_result(a, "premium", text="A")
+        await a.publish_round()
+        await store_result(c, "premium", text="C")  # made after A's
+        await trio.sleep(0.01)
+        assert await b.read_through(KEY, -math.inf, top_rank=2) is not None  # B copies A's
+        await c.publish_round()  # C's reaches the server: the best is raised
+        b.mark_stale(key_tag(KEY.session_id, KEY.category, KEY.resource, KEY.scene))
+        _, newer, _ = await b.before_hit(KEY, lambda: 2, 2)
+        nursery.cancel_scope.cancel()
+    assert newer is not None
+    assert msgspec.json.decode(newer.payload)["text"] == "C"

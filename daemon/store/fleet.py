@@ -405,7 +405,12 @@ class Fleet:
         if self.stale.pop(tag, False):  # another host raised this key's best since
             local = self.store.best(key.session_id, key.category, key.resource, key.scene)
             if local is not None and self._rank_of(local.strategy) >= top_rank:
-                newer = await self.read_through(key, local_rank(), top_rank, newer_than=local.ts)
+                # A copy's ``ts`` is its commit here, not its maker's time:
+                # a copy is compared by which record it is.
+                copy = local.provenance.origin if local.provenance is not None else None
+                newer = await self.read_through(
+                    key, local_rank(), top_rank, newer_than=local.ts, copy_of=copy
+                )
                 return False, newer, False
         record = await self.read_through(key, local_rank(), top_rank)
         if record is not None:
@@ -470,7 +475,12 @@ class Fleet:
             self._down(exc)
 
     async def read_through(
-        self, key: CacheKey, local_rank: float, top_rank: int, newer_than: float | None = None
+        self,
+        key: CacheKey,
+        local_rank: float,
+        top_rank: int,
+        newer_than: float | None = None,
+        copy_of: Origin | None = None,
     ) -> FleetEvent | None:
         """Before racing: when the local best (``local_rank``, -inf for none)
         is below ``top_rank``, ask the server once, under ``fleet.timeout``,
@@ -500,7 +510,15 @@ class Fleet:
         if record is None:
             return None  # (this host's own record is taken too: its store may be new)
         rank = self._rank_of(record.strategy)
-        newer = newer_than is not None and rank == local_rank and record.ts > newer_than
+        newer = False
+        if newer_than is not None and rank == local_rank:
+            if copy_of is None:  # this host's own result: its time is the maker's
+                newer = record.ts > newer_than
+            else:  # the server's best moved past the record this host copied
+                newer = (record.origin.host, record.origin.event_id) != (
+                    copy_of.host,
+                    copy_of.event_id,
+                )
         if (rank <= local_rank and not newer) or math.isinf(rank) or key in self._storing:
             return self._storing.get(key)
         self.hits += 1
