@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from clients.async_client import (
+    SEND_GRACE,
     AnalyzeResult,
     AsyncClient,
     BadInput,
@@ -576,3 +578,53 @@ def test_the_example_goes_on_when_the_daemon_drops_the_connection(
         "== b.png  [s | m | fresh]",
         "  user: hi",
     ]
+
+
+def test_under_trio_a_call_cancelled_mid_line_still_sends_it_whole(daemon: Daemon) -> None:
+    """Cancelled while its 4 MB line is going out: the line is finished
+    (shielded), so the call in flight and the connection are unharmed."""
+
+    async def main() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with AsyncClient(daemon.socket_path) as ctxd:
+            await ctxd.health()
+            async with trio.open_nursery() as nursery:
+
+                async def slow() -> None:
+                    seen["slow"] = (await ctxd.call("sleep", {"seconds": 0.5, "tag": "s"}))["tag"]
+
+                nursery.start_soon(slow)
+                await trio.sleep(0.1)
+                with trio.move_on_after(0.001) as scope:  # well before 4 MB are through
+                    await ctxd.call("sleep", {"seconds": 0, "tag": "x" * 4_000_000})
+                seen["cancelled"] = scope.cancelled_caught
+            seen["connections"] = (await ctxd.status())["connections"]
+        return seen
+
+    assert trio.run(main) == {"cancelled": True, "slow": "s", "connections": 1}
+
+
+def test_under_trio_a_daemon_that_reads_nothing_is_given_up_after_the_grace(
+    short_tmp: Path,
+) -> None:
+    """The shielded send is bounded: a daemon that takes none of a line for
+    SEND_GRACE seconds closes the connection, and the call says why."""
+    path = str(short_tmp / "s.sock")
+
+    async def main() -> str:
+        sock = trio.socket.socket(trio.socket.AF_UNIX)
+        await sock.bind(path)
+        sock.listen()  # accepts (the kernel does), never reads
+        async with AsyncClient(path) as ctxd:
+            try:
+                with trio.fail_after(60):  # virtual: without the bound it would wait for ever
+                    await ctxd.call("sleep", {"tag": "x" * 4_000_000})
+            except ConnectionClosed as exc:
+                return str(exc)
+            finally:
+                sock.close()
+        return "answered"
+
+    clock = trio.testing.MockClock(autojump_threshold=0.01)
+    said = trio.run(main, clock=clock)
+    assert said.endswith(f"the daemon took no request for {SEND_GRACE:g}s"), said
