@@ -59,7 +59,6 @@ from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service
 from daemon.spend import Spend
 from daemon.stats import Stats
-from daemon.store.fleet import Fleet
 from daemon.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -67,6 +66,7 @@ if TYPE_CHECKING:
 
     from daemon.config import Config
     from daemon.store import Store
+    from daemon.store.fleet import Fleet
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,11 @@ class App:
             local=dict(self.local),
         )
         # Fleet mode (docs/fleet.md): from here on each commit feeds the outbox.
-        self.fleet = Fleet(config.fleet, store, config.rank_of()) if config.fleet else None
+        self.fleet: Fleet | None = None
+        if config.fleet is not None:  # imported here: coredis costs ~0.4 s to import
+            from daemon.store.fleet import Fleet
+
+            self.fleet = Fleet(config.fleet, store, config.rank_of())
         self.races.fleet = self.fleet
         self.service = Service(config, self.supervisor, store, self.races)
         self._drain_requested = trio.Event()

@@ -222,7 +222,9 @@ class FleetConfig(_Section, frozen=True):
     timeout: PositiveFloat = 0.25  # seconds a request waits for the server
     # ctxd extensions (docs/fleet.md):
     max_events_per_key: PositiveInt = 20  # history kept per key on the server
-    lease_ttl: PositiveFloat = 10.0  # seconds a dead host's lease outlives it
+    # seconds a dead host's lease outlives it; at least 1: the holder renews
+    # it every third of that, and a lease of a few ms expires before it can
+    lease_ttl: Annotated[float, msgspec.Meta(ge=1.0)] = 10.0
     publish_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100  # events per round trip
 
     def password(self) -> str | None:

@@ -68,7 +68,9 @@ def test_password_comes_from_the_environment_and_is_redacted(
         ({"url": "redis://h", "password_env": "NOT-A-NAME"}, "fleet.password_env: must be an"),
         ({"url": "redis://h", "password_env": "CTXD_UNSET_PW"}, "$CTXD_UNSET_PW is not set"),
         ({"url": "redis://h", "timeout": 0}, "fleet.timeout: expected `float` > 0"),
-        ({"url": "redis://h", "lease_ttl": -1}, "fleet.lease_ttl: expected `float` > 0"),
+        ({"url": "redis://h", "lease_ttl": -1}, "fleet.lease_ttl: expected `float` >= 1.0"),
+        # PX 0 would be refused at every take (cold review of issue 14)
+        ({"url": "redis://h", "lease_ttl": 0.0001}, "fleet.lease_ttl: expected `float` >= 1.0"),
         ({"url": "redis://h", "max_events_per_key": 0}, "fleet.max_events_per_key"),
         ({"url": "redis://h", "hosts": 2}, "fleet.hosts: unknown key"),
         ({"url": 6379}, "fleet.url: expected `str | null`"),
