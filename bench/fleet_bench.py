@@ -20,6 +20,7 @@ threads to hosts drawn at random. Printed per N, side by side in one run:
   screenshots analysed by one host, the server started again.
 
     .venv/bin/python bench/fleet_bench.py [--hosts 1,2,4,8] [--requests 600] [--timeout 0.25]
+    .venv/bin/python bench/fleet_bench.py --outbox-bytes   # only: the outbox's bytes per event
 
 A host whose lookup or lease command exceeds ``fleet.timeout`` races alone
 (by design); on a loaded 2-core VM that happens, and the log lines that say
@@ -380,13 +381,56 @@ def _used_memory(server: RedisServer) -> int:
     raise RuntimeError("no used_memory in INFO")
 
 
+def outbox_bytes(events: int = 20_000) -> None:
+    """What a long outage costs a host's disk: the LMDB bytes of the outbox
+    per waiting event (the event itself is in the store anyway), no server."""
+    import trio
+
+    from daemon.config import load_config
+    from daemon.models import Provenance
+    from daemon.store import Store
+    from tests.conftest import write_config
+
+    root = Path(tempfile.mkdtemp(prefix="ctxd-ob-", dir="/tmp"))
+    try:
+        config = load_config(write_config(root, store={"path": str(root / "store")}))
+        store = Store.open(config.store, config.rank_of())
+        store.outbox_on = True  # what Fleet does
+
+        async def fill() -> None:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(store.run_writer)
+                for n in range(events):
+                    payload = {"_strategy": "local", "text": "x"}
+                    await store.append(
+                        "c", "context_analysis", f"sha256:{n}", "", payload, Provenance()
+                    )
+                nursery.cancel_scope.cancel()
+
+        trio.run(fill)
+        with store._env.begin() as txn:
+            stat = txn.stat(store._outbox)
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        print(
+            f"outbox: {stat['entries']} waiting events in {pages} pages of {stat['psize']} B: "
+            f"{pages * stat['psize'] / stat['entries']:.1f} B per event"
+        )
+        store.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outbox-bytes", action="store_true", help="only the outbox's size")
     parser.add_argument("--hosts", default="1,2,4,8")
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--timeout", type=float, default=0.25, help="fleet.timeout, seconds")
     args = parser.parse_args()
+    if args.outbox_bytes:
+        outbox_bytes()
+        return
     root = Path(tempfile.mkdtemp(prefix="ctxd-fb-", dir="/tmp"))
     try:
         shots = root / "shots"
