@@ -7,8 +7,10 @@ times, in CPU time of the whole process (so the log writer thread counts),
 the steps the connection's reader does for a hit (``rpc._fast_answer``):
 parse the line and decode the params, ``analyze_cached`` (store read, the
 memoised MergeStep, the answer), encode the reply; with the log at WARNING
-and at INFO (the daemon's writer, onto a pipe that a thread drains). Prints
-the median and the minimum over the runs. Compare with the server CPU per
+and at INFO (the daemon's writer, onto a pipe that a thread drains); and,
+at INFO, the hit's log line alone, as ``analyze_cached`` writes it
+(``logs.fast_info``) and through ``logger.info``. Prints the median and the
+minimum over the runs. Compare with the server CPU per
 hit that bench/hit_bench.py prints: the rest is sockets and trio.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -33,7 +36,7 @@ from common import ROOT
 sys.path.insert(0, str(ROOT))
 
 from daemon.config import load_config
-from daemon.logs import setup_logging
+from daemon.logs import fast_info, setup_logging
 from daemon.protocol import (
     ENCODER,
     AppendParams,
@@ -47,6 +50,7 @@ from tests.conftest import config_data
 from tests.fake_provider import ANSWER
 from tests.helpers import make_service
 
+HIT_LINE = "merge_step [CACHED|%s|%s] Conversation: %d messages"
 LINE = (
     b'{"jsonrpc":"2.0","method":"analyze","params":{"conversation_id":"hit",'
     b'"resource":"https://img.example/hit.png"},"id":1}'
@@ -126,11 +130,23 @@ def main() -> None:
                 ("encode the reply", encode),
                 ("all three", whole),
             )
+            log = logging.getLogger("daemon.analysis")
+
+            def line_fast() -> None:
+                fast_info(log, HIT_LINE, "premium", "slow-model", 6)
+
+            def line_logging() -> None:
+                log.info(HIT_LINE, "premium", "slow-model", 6)
+
+            lines = (
+                ("the hit line: fast_info", line_fast),
+                ("the hit line: logger.info", line_logging),
+            )
             for level in ("WARNING", "INFO"):
                 stream = os.fdopen(os.dup(write_end), "w")
                 handler = setup_logging(level, "text", [], stream, background=True)
                 try:
-                    for label, fn in steps:
+                    for label, fn in steps + (lines if level == "INFO" else ()):
                         median, least = timed(fn, args.runs, args.calls)
                         print(
                             f"{level:<8} {label:<38} median {median:6.2f} us  min {least:6.2f} us"

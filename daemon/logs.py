@@ -12,8 +12,9 @@ The daemon writes its lines through a ``LineWriter`` (``setup_logging(...,
 background=True)``): a line is formatted where it is logged (so it says what
 was true then) and handed to one writer thread, which writes the lines in
 order, many per ``write``. The event loop never waits for the log's reader:
-a line costs the hit path a record, a formatted string and a list append,
-not a ``write`` system call. While lines keep coming, INFO lines wait
+a line costs it a record, a formatted string and a list append, not a
+``write`` system call; the line of every cache hit (``fast_info``) costs
+the string and the append alone. While lines keep coming, INFO lines wait
 ``LineWriter.LINGER`` (20 ms) at most (a quiet log writes at once);
 WARNING and above are written at once; a clean stop (``close``) writes
 everything; a reader that stops reading makes lines past
