@@ -714,6 +714,7 @@ class FleetStatus(TypedDict):
     leases_won: NotRequired[int]
     leases_waited: NotRequired[int]
     leases_taken_over: NotRequired[int]
+    leases_lost: NotRequired[int]
 
 
 class ForbiddenData(TypedDict):
