@@ -19,8 +19,9 @@ race that answers a request (an upgrade on hit starts every leg at once):
 
 * ``always``: never held;
 * ``{after: s}`` (a hedged request): released ``s`` seconds after the leg was
-  added, or at once when every other leg has failed (a cancelled one does
-  not count as failed: then the delay still holds);
+  added, or at once when no other started leg can still answer (they all
+  failed, or ended without an answer: then nothing is left to wait for and
+  the leg would start at its delay anyway, at the same cost);
 * ``on_failure``: released when every lower-ranked leg has failed (an
   error, an invalid answer, its budget); skipped when they have all ended
   but one was cancelled (nothing it guards against failed);
@@ -506,13 +507,15 @@ class Race:
                 continue
             if leg.strategy.start == "on_failure":
                 others = [other for other in self.legs if other.rank < leg.rank]
-            else:  # after: early only when every other started leg failed
+            else:  # after: early only when no other started leg can still answer
                 others = [o for o in self.legs if o is not leg and o.state != "held"]
             if any(other.live for other in others):
                 continue
-            if all(other.state == "failed" for other in others):
+            if leg.strategy.start != "on_failure" or all(o.state == "failed" for o in others):
+                # An ``after`` leg with nothing left to wait for would start at
+                # its delay anyway (no valid answer can come): start it now.
                 leg.release.set()
-            elif leg.strategy.start == "on_failure":
+            else:
                 self._skip(leg, "a lower-ranked strategy was cancelled, none failed")
 
     def _skip_held(self) -> None:

@@ -273,9 +273,10 @@ class World:
     def watch_releases(self, race: Race) -> None:
         """A held leg is released only for a reason that holds at that
         moment: a ``wait: "best"`` request, or (``on_failure``) every
-        lower-ranked leg failed, or (``after``, before its delay) every other
-        started leg failed. A cancelled leg is no failure (an early hedge or
-        a bought premium would be paid for nothing)."""
+        lower-ranked leg failed (a cancelled one is no failure: the premium
+        would be bought for nothing), or (``after``, before its delay) no other
+        started leg can still answer (it would start at its delay anyway, at
+        the same cost)."""
         release_held = race._release_held
 
         def checked() -> None:
@@ -289,9 +290,11 @@ class World:
                     continue
                 if leg.strategy.start == "on_failure":
                     others = [o for o in race.legs if o.rank < leg.rank]
+                    why = [(o.name, o.state) for o in others]
+                    assert all(o.state == "failed" for o in others), why
                 else:
                     others = [o for o in race.legs if o is not leg and o.state != "held"]
-                assert all(o.state == "failed" for o in others), [(o.name, o.state) for o in others]
+                    assert not any(o.live for o in others), [(o.name, o.state) for o in others]
 
         race._release_held = checked  # type: ignore[method-assign]
 

@@ -219,7 +219,9 @@ async def test_a_lower_leg_cancelled_is_no_failure_that_releases_a_held_premium(
     make_config: ConfigFactory, autojump_clock: trio.testing.MockClock, start: Any
 ) -> None:
     # Only a lower leg that failed (an error, an invalid answer, its budget)
-    # starts on_failure, or a hedge before its delay; one cancelled does not.
+    # starts on_failure; one cancelled does not. A hedge whose every other leg
+    # has ended waits for nothing: it starts then (it would at its delay, at
+    # the same cost, since no valid answer can come), not at its delay.
     config = make(make_config, start)
     async with harness(config, {FAST: Behaviour(5), SLOW: Behaviour(2)}) as h:
         async with trio.open_nursery() as nursery:
@@ -233,7 +235,7 @@ async def test_a_lower_leg_cancelled_is_no_failure_that_releases_a_held_premium(
             assert SLOW not in h.models.calls
             assert h.races.stats.by_strategy()["premium"].skipped == 1
         else:
-            assert h.models.at[SLOW] == [pytest.approx(1.0)]  # at its delay, not at 0.2 s
+            assert h.models.at[SLOW] == [pytest.approx(0.2)]  # when the other leg ended
 
 
 async def test_a_held_leg_past_premium_cache_timeout_is_skipped_not_a_timeout(
