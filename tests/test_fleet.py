@@ -7,7 +7,9 @@ from __future__ import annotations
 import functools
 import gc
 import math
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import coredis
@@ -20,7 +22,7 @@ from daemon.models import CacheKey, Provenance
 from daemon.store import Store
 from daemon.store.fleet import Fleet, FleetEvent
 from daemon.store.fleet_keys import key_tag, record_keys
-from tests.redis_servers import RedisServer, redis_cluster, redis_server
+from tests.redis_servers import RedisServer, free_port, redis_cluster, redis_server
 
 # coredis 6.9 leaves a dead connection's anyio memory streams to the garbage
 # collector, which warns (ResourceWarning); the objects are freed. Only that
@@ -392,3 +394,62 @@ async def test_a_fleet_hit_is_answered_before_its_local_commit_and_asked_once(
         assert local.provenance.origin == first.origin
         assert first.origin.event_id == made
         nursery.cancel_scope.cancel()
+
+
+def _tls_files(root: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=ctxd test CA", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (root / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", "san.ext",
+            "-out", "server.crt")  # fmt: skip
+    return root / "ca.crt", root / "server.crt", root / "server.key"
+
+
+async def test_publish_and_read_through_over_tls_with_a_ca_file(
+    host: HostFactory, short_tmp: Path
+) -> None:
+    """``rediss://`` with ``ca_file`` against a real TLS server (redis-server's
+    own TLS port, a certificate signed by a CA made here); a host given
+    another CA does not trust it and serves alone."""
+    root = short_tmp / "tls"
+    root.mkdir()
+    ca, cert, key = _tls_files(root)
+    port = free_port()
+    tls = RedisServer(root, 0, "--tls-port", str(port), "--tls-cert-file", str(cert),
+                      "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+                      "--tls-auth-clients", "no")  # fmt: skip
+    tls.start()
+    try:
+        url = f"rediss://127.0.0.1:{port}/0"
+        a = host("host-a", {"url": url, "ca_file": str(ca)})
+        b = host("host-b", {"url": url, "ca_file": str(ca)})
+        other = short_tmp / "other"
+        other.mkdir()
+        stranger = host("host-c", {"url": url, "ca_file": str(_tls_files(other)[0])})
+        async with a.client, b.client, stranger.client, trio.open_nursery() as nursery:
+            await run_writer(nursery, a, b, stranger)
+            await store_result(a, "premium", text="over tls")
+            assert await a.publish_round() == 1
+            assert await b.read_through(KEY, -math.inf, top_rank=2)
+            local = b.store.best(KEY.session_id, KEY.category, KEY.resource, KEY.scene)
+            assert local is not None
+            assert msgspec.json.decode(local.payload)["text"] == "over tls"
+            # The wrong CA: the certificate is refused, the host goes on alone.
+            assert not await stranger.read_through(KEY, -math.inf, top_rank=2)
+            assert stranger.lookup_errors == 1
+            assert b.lookup_errors == 0
+            assert stranger.store.best(KEY.session_id, KEY.category, KEY.resource) is None
+            nursery.cancel_scope.cancel()
+        _, history = server_records(tls)
+        assert len(history) == 1
+        assert "over tls" in history[0]
+    finally:
+        tls.stop()
