@@ -44,12 +44,13 @@ entries and by the stored bytes of the events it holds, and an event above
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import lmdb
 import msgspec
@@ -90,6 +91,7 @@ BEST_MEMO: Final = 4096  # keys whose best event is kept in memory
 MEMO_BYTES: Final = 8 * MIB  # stored bytes of the events the best memo holds, at most
 MEMO_EVENT_MAX: Final = 64 * 1024  # an event stored larger than this is never memoised
 
+_T = TypeVar("_T")
 RankOf = Callable[[str], int]
 Accept = Callable[[Event], bool]
 
@@ -341,23 +343,48 @@ class Store:
             if trio.current_time() >= deadline:
                 return
 
-    async def _commit_batch(self, batch: list[_Append]) -> None:
+    async def _in_writer_thread(self, write: Callable[..., _T], *args: Any) -> _T:
+        """``write(*args)`` (one ``_write_txn``) in a thread on the writer's own
+        token, so never at the same time as another write of this process;
+        again after growing the map when it was full, or adopting the size
+        another process chose."""
         while True:
             try:
-                ids = await trio.to_thread.run_sync(self._write, batch, limiter=self._thread)
+                return await trio.to_thread.run_sync(write, *args, limiter=self._thread)
             except _MapFull:
                 self._grow_map()
-                continue
             except _MapResized:
                 self._adopt_map_size()
-                continue
-            except Exception as exc:
-                logger.exception("Store write of %d events failed", len(batch))
-                for item in batch:
-                    item.error = exc
-                    item.done.set()
-                return
-            break
+
+    @contextlib.contextmanager
+    def _write_txn(self) -> Iterator[lmdb.Transaction]:
+        """A write transaction of this (worker) thread under ``_txn_lock``,
+        committed when the block ends, aborted if it raises; LMDB's map
+        errors come out as ``_MapFull`` / ``_MapResized``."""
+        with self._txn_lock:
+            try:
+                txn = self._env.begin(write=True)
+            except lmdb.MapResizedError:
+                raise _MapResized from None
+            try:
+                yield txn
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                raise _MapFull from None
+            except BaseException:
+                txn.abort()
+                raise
+
+    async def _commit_batch(self, batch: list[_Append]) -> None:
+        try:
+            ids = await self._in_writer_thread(self._write, batch)
+        except Exception as exc:
+            logger.exception("Store write of %d events failed", len(batch))
+            for item in batch:
+                item.error = exc
+                item.done.set()
+            return
         self.commits += 1
         self.committed += len(batch)
         if self.outbox_on:
@@ -398,44 +425,31 @@ class Store:
         Few Python steps on purpose: this thread shares the GIL with the event
         loop, so each database gets one ``putmulti`` (index keys sorted, for
         page locality) and retention runs once per distinct key."""
-        with self._txn_lock:
-            try:
-                txn = self._env.begin(write=True)
-            except lmdb.MapResizedError:
-                raise _MapResized from None
-            try:
-                first = self._last_id(txn) + 1
-                last = first + len(batch) - 1
-                id_keys = [id_bytes(i) for i in range(first, last + 1)]
-                txn.cursor(db=self._events).putmulti(
-                    [(k, item.value) for k, item in zip(id_keys, batch, strict=True)], append=True
+        with self._write_txn() as txn:
+            first = self._last_id(txn) + 1
+            last = first + len(batch) - 1
+            id_keys = [id_bytes(i) for i in range(first, last + 1)]
+            txn.cursor(db=self._events).putmulti(
+                [(k, item.value) for k, item in zip(id_keys, batch, strict=True)], append=True
+            )
+            txn.cursor(db=self._by_key).putmulti(
+                sorted(
+                    (item.key + k, item.strategy) for k, item in zip(id_keys, batch, strict=True)
                 )
-                txn.cursor(db=self._by_key).putmulti(
-                    sorted(
-                        (item.key + k, item.strategy)
-                        for k, item in zip(id_keys, batch, strict=True)
-                    )
-                )
-                txn.cursor(db=self._by_session).putmulti(
-                    sorted((item.session + k, b"") for k, item in zip(id_keys, batch, strict=True))
-                )
-                for key, session in {(item.key, item.session) for item in batch}:
-                    self._retain(txn, key, session)
-                txn.put(LAST_ID_KEY, id_bytes(last), db=self._meta)
-                if self.outbox_on:
-                    txn.cursor(db=self._outbox).putmulti([(k, b"") for k in id_keys])
-                persist = self._map_to_persist
-                if persist is not None:
-                    kept = txn.get(MAP_SIZE_KEY, db=self._meta)
-                    if kept is None or int.from_bytes(kept, "big") < persist:
-                        txn.put(MAP_SIZE_KEY, persist.to_bytes(8, "big"), db=self._meta)
-                txn.commit()
-            except lmdb.MapFullError:
-                txn.abort()
-                raise _MapFull from None
-            except BaseException:
-                txn.abort()
-                raise
+            )
+            txn.cursor(db=self._by_session).putmulti(
+                sorted((item.session + k, b"") for k, item in zip(id_keys, batch, strict=True))
+            )
+            for key, session in {(item.key, item.session) for item in batch}:
+                self._retain(txn, key, session)
+            txn.put(LAST_ID_KEY, id_bytes(last), db=self._meta)
+            if self.outbox_on:
+                txn.cursor(db=self._outbox).putmulti([(k, b"") for k in id_keys])
+            persist = self._map_to_persist
+            if persist is not None:
+                kept = txn.get(MAP_SIZE_KEY, db=self._meta)
+                if kept is None or int.from_bytes(kept, "big") < persist:
+                    txn.put(MAP_SIZE_KEY, persist.to_bytes(8, "big"), db=self._meta)
         self._map_to_persist = None
         return list(range(first, last + 1))
 
@@ -605,39 +619,17 @@ class Store:
         """Add ``deltas`` to the ``spend`` database in one synced transaction
         (``merge(old, delta)`` is the new value), on the writer's own thread
         token, so never at the same time as a commit of events."""
-        while True:
-            try:
-                await trio.to_thread.run_sync(
-                    self._write_spend, deltas, merge, limiter=self._thread
-                )
-            except _MapFull:
-                self._grow_map()
-            except _MapResized:
-                self._adopt_map_size()
-            else:
-                return
+        await self._in_writer_thread(self._write_spend, deltas, merge)
 
     def _write_spend(
         self,
         deltas: tuple[tuple[bytes, bytes], ...],
         merge: Callable[[bytes | None, bytes], bytes],
     ) -> None:
-        with self._txn_lock:
-            try:
-                txn = self._env.begin(write=True)
-            except lmdb.MapResizedError:
-                raise _MapResized from None
-            try:
-                for key, delta in deltas:
-                    old = txn.get(key, db=self._spend)
-                    txn.put(key, merge(None if old is None else bytes(old), delta), db=self._spend)
-                txn.commit()
-            except lmdb.MapFullError:
-                txn.abort()
-                raise _MapFull from None
-            except BaseException:
-                txn.abort()
-                raise
+        with self._write_txn() as txn:
+            for key, delta in deltas:
+                old = txn.get(key, db=self._spend)
+                txn.put(key, merge(None if old is None else bytes(old), delta), db=self._spend)
 
     # --------------------------------------------------------------- outbox --
 
@@ -659,32 +651,12 @@ class Store:
     async def outbox_done(self, ids: Ids) -> None:
         """Remove acknowledged ids from the outbox in one synced transaction, on
         the writer's thread token (never at the same time as a commit)."""
-        while True:
-            try:
-                await trio.to_thread.run_sync(self._outbox_delete, ids, limiter=self._thread)
-            except _MapFull:
-                self._grow_map()
-            except _MapResized:
-                self._adopt_map_size()
-            else:
-                return
+        await self._in_writer_thread(self._outbox_delete, ids)
 
     def _outbox_delete(self, ids: Ids) -> None:
-        with self._txn_lock:
-            try:
-                txn = self._env.begin(write=True)
-            except lmdb.MapResizedError:
-                raise _MapResized from None
-            try:
-                for event_id in ids:
-                    txn.delete(id_bytes(event_id), db=self._outbox)
-                txn.commit()
-            except lmdb.MapFullError:
-                txn.abort()
-                raise _MapFull from None
-            except BaseException:
-                txn.abort()
-                raise
+        with self._write_txn() as txn:
+            for event_id in ids:
+                txn.delete(id_bytes(event_id), db=self._outbox)
 
     def status(self) -> StoreStatus:
         """Path, event count, map size and bytes used, from LMDB's own
