@@ -1,7 +1,13 @@
 """Real ``redis-server`` processes for the fleet tests: one on a Unix socket
 in a temp dir, or a 3-master Cluster on free ports; started and stopped by
 the test. Missing ``redis-server`` fails the test with how to get it: the
-fleet tests are never skipped."""
+fleet tests are never skipped.
+
+``Shared`` is what a fleet test is given: a ``RedisServer`` or a
+``RedisCluster``, with the same few operations (the fleet config that points
+at it, a key command, a scan, a flush, stop and start), so that one test body
+runs on both (issue 14, point 6). A module starts one of each and flushes it
+between tests (``shared_backend``): a cluster costs about a second to form."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Final, Literal, Protocol
 
 import pytest
 
@@ -61,9 +68,34 @@ def _free(port: int) -> bool:
         return True
 
 
+class Shared(Protocol):
+    """A single server or a cluster, as the fleet tests use either."""
+
+    kind: Literal["server", "cluster"]
+
+    @property
+    def fleet(self) -> dict[str, Any]: ...
+
+    def cli(self, *args: str) -> str: ...
+
+    def each(self, *args: str) -> list[str]: ...
+
+    def keys(self, pattern: str) -> list[str]: ...
+
+    def flush(self) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def stop(self, sig: int = signal.SIGTERM) -> None: ...
+
+    def start(self) -> None: ...
+
+
 class RedisServer:
     """One redis-server with no persistence, on ``sock`` (and ``port`` when
     given); ``stop``/``start`` again keep the same address."""
+
+    kind: Literal["server", "cluster"] = "server"
 
     def __init__(self, root: Path, port: int = 0, *extra: str) -> None:
         self.root = root
@@ -75,6 +107,27 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"unix://{self.sock}"
+
+    @property
+    def fleet(self) -> dict[str, Any]:
+        """The ``fleet`` config keys that point at this server."""
+        return {"url": self.url}
+
+    def each(self, *args: str) -> list[str]:
+        """A command on every node (here: this one), e.g. CONFIG SET."""
+        return [self.cli(*args)]
+
+    def keys(self, pattern: str) -> list[str]:
+        return self.cli("--scan", "--pattern", pattern).split()
+
+    def flush(self) -> None:
+        self.cli("flushall")
+
+    def reset(self) -> None:
+        """Between two tests: running (a test may have stopped it), empty."""
+        if self.proc is None:
+            self.start()
+        self.flush()
 
     def start(self) -> None:
         assert self.proc is None
@@ -138,46 +191,155 @@ def redis_server() -> Iterator[RedisServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def redis_cluster(masters: int = 3) -> Iterator[list[RedisServer]]:
-    """``masters`` cluster-enabled servers on free ports, slots spread by
-    ``redis-cli --cluster create``; the seeds are ``127.0.0.1:<port>``."""
-    root = Path(tempfile.mkdtemp(prefix="ctxd-cluster-", dir="/tmp"))
-    servers: list[RedisServer] = []
-    try:
+class RedisCluster:
+    """``masters`` cluster-enabled servers on free ports (no replicas), the
+    slots split evenly; ``cli`` follows the cluster's redirects."""
+
+    kind: Literal["server", "cluster"] = "cluster"
+
+    def __init__(self, root: Path, masters: int = 3) -> None:
+        self.root = root
+        self.nodes: list[RedisServer] = []
         for i in range(masters):
             node_root = root / str(i)
             node_root.mkdir()
-            server = RedisServer(
-                node_root,
-                free_port(below=55536),
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", str(node_root / "nodes.conf"),
-                "--cluster-node-timeout", "2000",
-            )  # fmt: skip
-            server.start()
-            servers.append(server)
-        subprocess.run(
-            [
-                redis_binary("redis-cli"),
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{s.port}" for s in servers),
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            capture_output=True,
-            check=True,
-            timeout=30,
-        )
+            conf = str(node_root / "nodes.conf")
+            args = ["--cluster-enabled", "yes", "--cluster-config-file", conf]
+            args += ["--cluster-node-timeout", "2000"]
+            self.nodes.append(RedisServer(node_root, free_port(below=55536), *args))
+
+    @property
+    def seeds(self) -> list[str]:
+        return [f"127.0.0.1:{n.port}" for n in self.nodes]
+
+    @property
+    def fleet(self) -> dict[str, Any]:
+        return {"cluster_nodes": self.seeds}
+
+    def create(self) -> None:
+        """Start the nodes and form the cluster: what ``redis-cli --cluster
+        create`` does (slots, config epochs, MEET) without its one-second
+        waits."""
+        for node in self.nodes:
+            node.start()
+        per = 16384 // len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            last = 16383 if i == len(self.nodes) - 1 else (i + 1) * per - 1
+            node.cli("cluster", "addslotsrange", str(i * per), str(last))
+            node.cli("cluster", "set-config-epoch", str(i + 1))
+        for node in self.nodes[1:]:
+            self.nodes[0].cli("cluster", "meet", "127.0.0.1", str(node.port))
+        self.wait_ok()
+
+    def wait_ok(self) -> None:
+        """Until every node sees every other and all slots served."""
         deadline = time.monotonic() + START_WAIT
-        while "cluster_state:ok" not in servers[0].cli("cluster", "info"):
+        want = f"cluster_known_nodes:{len(self.nodes)}"
+        while True:
+            infos = [n.cli("cluster", "info") for n in self.nodes]
+            if all("cluster_state:ok" in i and want in i for i in infos):
+                return
             if time.monotonic() > deadline:
-                raise RuntimeError("the cluster did not reach cluster_state:ok")
-            time.sleep(0.05)
-        yield servers
+                raise RuntimeError(f"the cluster did not reach cluster_state:ok: {infos}")
+            time.sleep(0.02)
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [redis_binary("redis-cli"), "-c", "-p", str(self.nodes[0].port), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        return out.stdout
+
+    def each(self, *args: str) -> list[str]:
+        return [n.cli(*args) for n in self.nodes]
+
+    def keys(self, pattern: str) -> list[str]:
+        return [k for n in self.nodes for k in n.keys(pattern)]
+
+    def flush(self) -> None:
+        self.each("flushall")
+
+    def node_of(self, key: str) -> RedisServer:
+        """The node that serves ``key``'s slot."""
+        slot = int(self.nodes[0].cli("cluster", "keyslot", key))
+        for low, high, port in _cluster_slots(self.nodes[0]):
+            if low <= slot <= high:
+                return next(n for n in self.nodes if n.port == port)
+        raise RuntimeError(f"no node serves slot {slot}")
+
+    def reset(self) -> None:
+        if any(n.proc is None for n in self.nodes):
+            self.start()
+        self.flush()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Every node: the whole server is down (each keeps its nodes.conf)."""
+        for node in self.nodes:
+            node.stop(sig)
+
+    def start(self) -> None:
+        """Every stopped node again, on its port with its nodes.conf: the
+        cluster comes back as it was (empty: nothing is persisted)."""
+        for node in self.nodes:
+            if node.proc is None:
+                node.start()
+        self.wait_ok()
+
+
+def _cluster_slots(node: RedisServer) -> list[tuple[int, int, int]]:
+    lines = node.cli("cluster", "slots").split()
+    found = []
+    # redis-cli prints CLUSTER SLOTS flattened: low, high, ip, port, id, ...
+    for i in range(len(lines) - 3):
+        if lines[i + 2] == "127.0.0.1" and lines[i].isdigit() and lines[i + 1].isdigit():
+            found.append((int(lines[i]), int(lines[i + 1]), int(lines[i + 3])))
+    return found
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[RedisCluster]:
+    """A ``RedisCluster`` of ``masters`` nodes, formed, and removed after."""
+    root = Path(tempfile.mkdtemp(prefix="ctxd-cluster-", dir="/tmp"))
+    cluster = RedisCluster(root, masters)
+    try:
+        cluster.create()
+        yield cluster
     finally:
-        for server in servers:
-            server.stop()
+        cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def shared_backend(kind: str) -> Iterator[Shared]:
+    """A module's server or cluster (``kind``), for ``Shared.reset`` between tests."""
+    if kind == "server":
+        with redis_server() as server:
+            yield server
+    else:
+        with redis_cluster(3) as cluster:
+            yield cluster
+
+
+BACKENDS: Final = ["server", "cluster"]
+
+
+def fleet_fixtures() -> tuple[Any, Any]:
+    """A test module's ``backend`` (module scope: one server, then one
+    cluster; every test that takes ``server`` runs on both) and ``server``
+    (that backend, running and flushed for each test). In the module:
+    ``backend, server = fleet_fixtures()``."""
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    def backend(request: pytest.FixtureRequest) -> Iterator[Shared]:
+        with shared_backend(request.param) as shared:
+            yield shared
+
+    @pytest.fixture
+    def server(backend: Shared) -> Shared:
+        backend.reset()
+        return backend
+
+    return backend, server

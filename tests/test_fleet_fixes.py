@@ -1,5 +1,6 @@
 """The fleet after its cold review (docs/reliability.md): each test here
-failed before its fix, against a real redis-server."""
+failed before its fix, against a real redis-server. Every test that takes
+``server`` runs on one server and on a 3-master Cluster (issue 14, point 6)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from daemon.store.fleet import Fleet, describe
 from daemon.store.fleet_keys import key_tag, lease_key
 from tests.fake_provider import ANSWER
 from tests.race_fakes import IMAGE, Behaviour, harness
-from tests.redis_servers import RedisServer, redis_server
+from tests.redis_servers import Shared, fleet_fixtures
 from tests.test_fleet import KEY, HostFactory, decoded_history, hosts, run_writer, store_result
 
 pytestmark = pytest.mark.filterwarnings(
@@ -28,10 +29,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    with redis_server() as s:
-        yield s
+backend, server = fleet_fixtures()
 
 
 @pytest.fixture
@@ -44,12 +42,12 @@ LEASE = lease_key(key_tag(KEY.session_id, KEY.category, KEY.resource, KEY.scene)
 
 @pytest.mark.parametrize("after", [0.0, 0.2, 0.5])
 async def test_cancelling_a_running_fleet_ends_it_cleanly(
-    server: RedisServer, host: HostFactory, after: float
+    server: Shared, host: HostFactory, after: float
 ) -> None:
     """SIGTERM cancels Fleet.run: coredis's pub/sub cleanup raised
     ClosedResourceError inside a group next to Cancelled, which escaped the
     nursery (the daemon exited 1 after "ctxd stopped")."""
-    a = host("host-a", {"url": server.url})
+    a = host("host-a", server.fleet)
     async with trio.open_nursery() as nursery:
         await nursery.start(a.store.run_writer)
         await nursery.start(a.run)
@@ -70,14 +68,14 @@ FAST, SLOW = "fast-model", "slow-model"
 
 
 async def test_a_concurrent_hit_does_not_release_the_upgrade_lease_another_request_took(
-    make_config: Any, server: RedisServer, open_store: Any
+    make_config: Any, server: Shared, open_store: Any
 ) -> None:
     """R1 takes the key's lease to upgrade and awaits the shared failures; R2,
     a hit on the same host meanwhile, is refused the lease (held here), is
     answered from the cache, and released R1's lease: a second host then ran
     the same premium (cold review 14.2)."""
     config: Config = make_config(
-        fleet={"url": server.url, "timeout": 0.5, "host_id": "host-a"},
+        fleet={**server.fleet, "timeout": 0.5, "host_id": "host-a"},
         strategies=[
             {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
             {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120},
@@ -119,12 +117,12 @@ async def test_a_concurrent_hit_does_not_release_the_upgrade_lease_another_reque
 
 
 async def test_a_request_cancelled_after_taking_the_upgrade_lease_does_not_keep_it(
-    server: RedisServer, host: HostFactory
+    server: Shared, host: HostFactory
 ) -> None:
     """before_hit took the key's lease for an upgrade and then awaited the
     shared failures; cancelled there (client gone), nobody called finished
     and the renewal kept the lease for ever (cold review 14.4)."""
-    a = host("host-a", {"url": server.url, "lease_ttl": 1.0, "timeout": 0.5})
+    a = host("host-a", {**server.fleet, "lease_ttl": 1.0, "timeout": 0.5})
     async with a.client, trio.open_nursery() as nursery:
         await run_writer(nursery, a)
         a.nursery, a.leases.listening = nursery, True
@@ -145,12 +143,12 @@ async def test_a_request_cancelled_after_taking_the_upgrade_lease_does_not_keep_
 
 
 async def test_a_lease_that_expires_between_set_nx_and_pttl_is_taken_over(
-    server: RedisServer, host: HostFactory
+    server: Shared, host: HostFactory
 ) -> None:
     """The holder died; its lease expired between the waiter's refused SET NX
     and its PTTL (-2: no key). An expiry publishes nothing, so the waiter
     slept until its deadline instead of taking over (cold review 14.7)."""
-    b = host("host-b", {"url": server.url})
+    b = host("host-b", server.fleet)
     async with b.client, trio.open_nursery() as nursery:
         await run_writer(nursery, b)
         b.nursery, b.leases.listening = nursery, True
@@ -173,13 +171,13 @@ async def test_a_lease_that_expires_between_set_nx_and_pttl_is_taken_over(
 
 
 async def test_a_holder_whose_lease_expired_is_told(
-    server: RedisServer, host: HostFactory, caplog: pytest.LogCaptureFixture
+    server: Shared, host: HostFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A holder paused past lease_ttl: the lease expires, another host takes
     it and races too; the first holder's renewal found the lease gone and
     nothing said so (cold review 14.8)."""
-    a = host("host-a", {"url": server.url, "lease_ttl": 1.0})
-    b = host("host-b", {"url": server.url, "lease_ttl": 1.0})
+    a = host("host-a", {**server.fleet, "lease_ttl": 1.0})
+    b = host("host-b", {**server.fleet, "lease_ttl": 1.0})
     rank = lambda: -math.inf  # noqa: E731
     async with a.client, b.client, trio.open_nursery() as nursery:
         await run_writer(nursery, a, b)
@@ -206,14 +204,14 @@ async def test_a_holder_whose_lease_expired_is_told(
 
 
 async def test_one_slow_reply_does_not_make_the_host_race_alone_for_seconds(
-    server: RedisServer, host: HostFactory, caplog: pytest.LogCaptureFixture
+    server: Shared, host: HostFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One reply slower than fleet.timeout (a 400 ms stall of the server)
     marked the host disconnected until its next PING (up to 5 s): every
     request in between raced without a lease while another host held the
     key's, and each stall logged a WARNING and an INFO (cold review 14.5)."""
-    a = host("host-a", {"url": server.url, "timeout": 0.25})
-    b = host("host-b", {"url": server.url, "timeout": 0.25})
+    a = host("host-a", {**server.fleet, "timeout": 0.25})
+    b = host("host-b", {**server.fleet, "timeout": 0.25})
     rank = lambda: -math.inf  # noqa: E731
     other = CacheKey("conv-2", "context_analysis", "sha256:bb", "")
     async with a.client, b.client, trio.open_nursery() as nursery:
@@ -222,7 +220,7 @@ async def test_one_slow_reply_does_not_make_the_host_race_alone_for_seconds(
             f.nursery, f.leases.listening = nursery, True
         assert (await a.leases.take(KEY, trio.current_time() + 3, rank, -math.inf, 2))[0] == "won"
         assert await b.probe()
-        server.cli("client", "pause", "400", "all")
+        server.each("client", "pause", "400", "all")
         with caplog.at_level(logging.INFO):
             assert await b.read_through(other, -math.inf, top_rank=2) is None  # times out
             await trio.sleep(0.5)  # the server answers again
@@ -235,19 +233,19 @@ async def test_one_slow_reply_does_not_make_the_host_race_alone_for_seconds(
 
 
 async def test_a_host_whose_store_was_replaced_still_publishes(
-    server: RedisServer, host: HostFactory
+    server: Shared, host: HostFactory
 ) -> None:
     """The same host_id (default: the hostname) on a fresh LMDB (a replaced
     disk, an ephemeral volume): event ids start again at 1, below the
     host's mark on the server, and were dropped as resends (cold review 14.1)."""
-    old = host("old", {"url": server.url, "host_id": "web-1"})
+    old = host("old", {**server.fleet, "host_id": "web-1"})
     async with old.client, trio.open_nursery() as nursery:
         await run_writer(nursery, old)
         for strategy in ("local", "multimodal", "premium"):
             await store_result(old, strategy, text=f"old {strategy}")
         assert await old.publish_round() == 3
         nursery.cancel_scope.cancel()
-    new = host("new", {"url": server.url, "host_id": "web-1"})
+    new = host("new", {**server.fleet, "host_id": "web-1"})
     async with new.client, trio.open_nursery() as nursery:
         await run_writer(nursery, new)
         await store_result(new, "premium", text="new premium")
@@ -259,17 +257,17 @@ async def test_a_host_whose_store_was_replaced_still_publishes(
 
 
 async def test_a_resend_of_a_new_stores_event_is_still_applied_once(
-    server: RedisServer, host: HostFactory
+    server: Shared, host: HostFactory
 ) -> None:
     """Idempotence holds for the new store: its event sent twice is one."""
-    old = host("old", {"url": server.url, "host_id": "web-1"})
+    old = host("old", {**server.fleet, "host_id": "web-1"})
     async with old.client, trio.open_nursery() as nursery:
         await run_writer(nursery, old)
         await store_result(old, "local", text="old")
         await store_result(old, "multimodal", text="old 2")
         await old.publish_round()
         nursery.cancel_scope.cancel()
-    new = host("new", {"url": server.url, "host_id": "web-1"})
+    new = host("new", {**server.fleet, "host_id": "web-1"})
     async with new.client, trio.open_nursery() as nursery:
         await run_writer(nursery, new)
         await store_result(new, "premium", text="new")
@@ -283,17 +281,17 @@ async def test_a_resend_of_a_new_stores_event_is_still_applied_once(
 
 
 async def test_a_host_whose_store_was_replaced_reads_its_old_results_back(
-    server: RedisServer, host: HostFactory
+    server: Shared, host: HostFactory
 ) -> None:
     """The host ignored records on the server made under its own host id, so
     a fresh store raced (and paid) again for what it had bought (14.1)."""
-    old = host("old", {"url": server.url, "host_id": "web-1"})
+    old = host("old", {**server.fleet, "host_id": "web-1"})
     async with old.client, trio.open_nursery() as nursery:
         await run_writer(nursery, old)
         await store_result(old, "premium", text="bought once")
         await old.publish_round()
         nursery.cancel_scope.cancel()
-    new = host("new", {"url": server.url, "host_id": "web-1"})
+    new = host("new", {**server.fleet, "host_id": "web-1"})
     async with new.client, trio.open_nursery() as nursery:
         await run_writer(nursery, new)
         record = await new.read_through(KEY, -math.inf, top_rank=2)
@@ -303,15 +301,15 @@ async def test_a_host_whose_store_was_replaced_reads_its_old_results_back(
 
 
 async def test_a_stale_mark_compares_the_makers_time_not_the_copy_time(
-    server: RedisServer, host: HostFactory
+    server: Shared, host: HostFactory
 ) -> None:
     """A's premium (t0) copied by B at t2; C's premium made at t1 (between)
     reaches the server after B's copy. The server's best is C's and B is
     told, yet B kept A's: it compared C's time with its copy's local commit
     time (cold review 14.6)."""
-    a = host("host-a", {"url": server.url})
-    b = host("host-b", {"url": server.url})
-    c = host("host-c", {"url": server.url})
+    a = host("host-a", server.fleet)
+    b = host("host-b", server.fleet)
+    c = host("host-c", server.fleet)
     async with a.client, b.client, c.client, trio.open_nursery() as nursery:
         await run_writer(nursery, a, b, c)
         await store_result(a, "premium", text="A")

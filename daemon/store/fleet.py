@@ -209,23 +209,45 @@ class Fleet:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Publish the outbox and watch the connection until cancelled. The
         client's connections live in this task; a server that is down or slow
-        never ends it (each failure is counted and retried)."""
-        async with self.client:
-            self.running = True
+        never ends it (each failure is counted and retried). Serve with the
+        subscription up when the server answers, so the first requests
+        already share races; never wait long for it."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._connected)
+            with trio.move_on_after(max(self.config.timeout * 4, PUBLISH_WAIT_MIN)):
+                await self.leases.ready.wait()
+            task_status.started()
+
+    async def _connected(self) -> None:
+        """Enter the client and run the publisher, the pinger and the
+        subscription in it. A cluster client learns the slots as it is
+        entered, so with no seed answering entering fails: the host serves
+        alone (disconnected) and enters again after a backoff, as the
+        publisher retries (that failure used to end the daemon, exit 1)."""
+        backoff = BACKOFF_FIRST
+        while True:
+            entered = False
             try:
-                async with trio.open_nursery() as nursery:
-                    self.nursery = nursery
-                    nursery.start_soon(self._publisher)
-                    nursery.start_soon(self._pinger)
-                    nursery.start_soon(self.leases.listen)
-                    # Serve with the subscription up when the server answers, so
-                    # the first requests already share races; never wait long.
-                    with trio.move_on_after(max(self.config.timeout * 4, PUBLISH_WAIT_MIN)):
-                        await self.leases.ready.wait()
-                    task_status.started()
-            finally:
-                self.running = False
-                self.nursery = None
+                async with self.client:
+                    entered = True
+                    self.running = True
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            self.nursery = nursery
+                            nursery.start_soon(self._publisher)
+                            nursery.start_soon(self._pinger)
+                            nursery.start_soon(self.leases.listen)
+                    finally:
+                        self.running = False
+                        self.nursery = None
+                return  # (its tasks run until cancelled)
+            except Exception as exc:
+                if entered:
+                    raise  # a bug: the tasks above handle the server's failures
+                self._down(exc)
+                self.leases.ready.set()  # the start waits no more
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _up(self) -> None:
         if self.state != "connected":
