@@ -59,7 +59,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from daemon import ocr_pixels as px
-from daemon import ocr_text
+from daemon import ocr_text, ocr_thread
 from daemon.ocr_pixels import SEED_OFFSET, Box, Image
 
 Side = Literal["left", "right"]
@@ -131,19 +131,7 @@ def find_bubble(image: Image, line: Line) -> Box | None:
     return None if found is None else found[0]
 
 
-def _join(parts: list[str]) -> str:
-    text = ""
-    for part in parts:
-        if not part:
-            continue
-        if text and _latin(text[-1]) and _latin(part[0]):
-            text += " "
-        text += part
-    return text
-
-
-def _latin(char: str) -> bool:
-    return char.isascii() and not char.isspace()
+_join = ocr_text.join
 
 
 def _rows(lines: list[Line]) -> list[list[Line]]:
@@ -159,7 +147,23 @@ def _rows(lines: list[Line]) -> list[list[Line]]:
 
 def bubble_text(lines: list[Line]) -> str:
     """Rows top to bottom, pieces of a row left to right."""
-    return _join([_join([ln.text for ln in row]) for row in _rows(lines)])
+    return _join([_join(_pieces(row)) for row in _rows(lines)])
+
+
+def _pieces(row: list[Line]) -> list[str]:
+    """The texts of a row's pieces; where two boxes overlap, what both read
+    is kept once ("Thanks!" and "!20:14" over the same "!")."""
+    texts: list[str] = []
+    for i, line in enumerate(row):
+        text = line.text
+        if i and line.box[0] < row[i - 1].box[2]:
+            before = texts[-1]
+            for n in range(min(3, len(before), len(text) - 1), 0, -1):
+                if before.endswith(text[:n]):
+                    text = text[n:].lstrip()
+                    break
+        texts.append(text)
+    return texts
 
 
 def _group_by_gap(lines: list[Line]) -> list[Bubble]:
@@ -413,6 +417,17 @@ def _names(line: Line, bubble: Bubble, dp: float) -> bool:
     )
 
 
+def _in_name_column(line: Line, names: list[Line], dp: float) -> bool:
+    """A line where the group's senders' names are, in their print, with no
+    bubble below it: the name of a bubble a bar hides (or one no fill
+    found): not a message, and not sure whose."""
+    return len(line.text) <= 32 and any(
+        abs(line.box[0] - name.box[0]) <= 4 * dp
+        and abs(line.height - name.height) <= 0.2 * name.height
+        for name in names
+    )
+
+
 def _named(line: Line, bubbles: list[Bubble], dp: float) -> bool:
     return any(_names(line, b, dp) for b in bubbles)
 
@@ -472,6 +487,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dropped = sum(1 for ln in frame.inputs if len(ln.text.strip()) > 1)
     body = [ln for ln in lines if id(ln) not in framed]
     found, loose = _find_bubbles(image, body, dp)
+    x0 = ocr_thread.column(loose, dp)
+    if x0 is not None:  # a thread without bubbles (Slack-like)
+        return _thread_step(loose, x0, frame, width, height, user_side, dropped)
     heights = sorted(ln.height for b in found for ln in b.lines)
     typical = heights[len(heights) // 2] if heights else 0
     messages = [
@@ -511,10 +529,12 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     # A short line just above a bubble and aligned with it: its sender
     # (WeChat, LINE, Messenger), even above the first bubble, under the header.
     named: dict[int, str] = {}
+    name_lines: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
         below = [b for b in messages if id(b) not in named and _names(ln, b, dp)]
         if below:
             named[id(below[0])] = ln.text
+            name_lines.append(ln)
     loose = [ln for ln in loose if ln.text not in named.values() or not _named(ln, messages, dp)]
     # The header: loose lines above the first bubble (or the top band).
     first = min((b.box[1] for b in messages), default=height)
@@ -535,7 +555,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         end = None
         if rows:
             piece = rows[-1][-1]
-            before, time = ocr_text.split_time(piece.text)
+            before, time = ocr_text.split_time(_pieces(rows[-1])[-1])
             if time is not None and piece.box[2] >= bubble.box[2] - 40 * dp:
                 end = (before, time)
                 apart += not before and len(rows) + len(rows[-1]) > 2  # a piece of its own
@@ -544,7 +564,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     # Most bubbles end with a time, or (one bubble on the screen) it is a piece of its own.
     in_bubble_times = timed >= 0.5 * len(messages) and (len(messages) >= 2 or apart > 0)
     for bubble in messages:
-        texts = [[ln.text for ln in row] for row in rows_of[id(bubble)]]
+        texts = [_pieces(row) for row in rows_of[id(bubble)]]
         end = ends[id(bubble)]
         if in_bubble_times and end is not None:
             texts[-1][-1] = end[0]
@@ -625,6 +645,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if len(ln.text.strip()) < 2
         or ln.box[3] > frame.bottom
         or (typical and ln.height > 2.5 * typical)  # a column of avatars read as "BBBB"
+        or _in_name_column(ln, name_lines, dp)
     ]
     dropped += len(unsure)
     keep = [ln for ln in keep if ln not in unsure]
@@ -635,6 +656,37 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     group = group or any(ocr_text.lists_members(ln.text) for ln in header)
     group = group or sum(1 for b in messages if b.sender) >= 2
     return _step(messages, width, height, user_side, name, group), dropped
+
+
+def _thread_step(
+    loose: list[Line],
+    x0: float,
+    frame: Frame,
+    width: int,
+    height: int,
+    user_side: Side,
+    dropped: int,
+) -> tuple[dict[str, Any], int]:
+    """``read`` for a thread without bubbles (``daemon/ocr_thread.py``)."""
+    dp = width / 360
+    rows = [ln for ln in loose if abs(ln.box[0] - x0) <= ocr_thread.COLUMN_DP * dp]
+    first = min((ln.box[1] for ln in rows), default=height)
+    header = [ln for ln in loose if ln.cy < min(first, HEADER_MAX_DP * dp)]
+    body = [ln for ln in loose if ln.cy >= min(first, HEADER_MAX_DP * dp)]
+    items, participants, _, more = ocr_thread.read(body, header, x0, dp, frame.bottom)
+    talker_side: Side = "left" if user_side == "right" else "right"
+    for item in items:
+        item["side"] = user_side if item["speaker"] == "user" else talker_side
+        x1, y1, x2, y2 = item["bbox"]
+        item["bbox"] = [max(0, x1), max(0, y1), min(width, x2), min(height, y2)]
+    layout = {user_side: "user", talker_side: "talker"}
+    step = {
+        "participants": participants,
+        "layout": {"left": layout["left"], "right": layout["right"]},
+        "bubbles": sorted(items, key=lambda b: (b["bbox"][1], b["bbox"][0])),
+        "summary": None,
+    }
+    return step, dropped + more
 
 
 def _step(

@@ -121,16 +121,41 @@ def cut(image: Image, box: Box) -> bool:
 
 def on_bar(image: Image, box: Box, paper: RGB) -> bool:
     """A bubble that ends on a bar (the header, the input bar): the row just
-    past its top or bottom is one colour across the whole width, not the paper's."""
+    past its top or bottom is one colour across the whole width, not the
+    paper's, and the bubble's corners at that end are not round (a whole
+    bubble may sit right on the input bar: its round corners show it whole)."""
     height = image.shape[0]
-    for y in (box[1] - 2, box[3] + 1):  # the bar starts where the cut bubble's fill stops
+    for y, inner in ((box[1] - 2, box[1] + 1), (box[3] + 1, box[3] - 2)):
         if 0 <= y < height:
             row = image[y].astype(np.int16)
-            if int((row.max(axis=0) - row.min(axis=0)).max()) <= 6 and differs(
-                pixel(image, 0, y), paper, 6
+            if (
+                int((row.max(axis=0) - row.min(axis=0)).max()) <= 6
+                and differs(pixel(image, 0, y), paper, 6)
+                and not round_end(image, box, inner)
             ):
                 return True
     return False
+
+
+def round_end(image: Image, box: Box, y: int) -> bool:
+    """The bubble in ``box`` narrows at row ``y`` (just inside its top or
+    bottom edge) against the row 6 dp further in: a round end. A bar's cut
+    leaves it as wide as its middle; a tail elsewhere does not matter (the
+    extent of the bubble's colour in each row is compared, not the box)."""
+    x1, x2 = box[0], box[2]
+    dp = image.shape[1] / 360
+    if not 0 <= y < image.shape[0] or x2 - x1 < 8 * dp:
+        return False
+    y_in = y + round(6 * dp) if y - box[1] < box[3] - y else y - round(6 * dp)
+    if not box[1] <= y_in < box[3]:
+        return False
+    colour = np.array(pixel(image, (x1 + x2) // 2, y), np.int32)
+
+    def extent(row: int) -> int:
+        same = np.flatnonzero(np.abs(image[row, x1:x2].astype(np.int32) - colour).max(axis=1) <= 12)
+        return int(same[-1] - same[0]) if len(same) else 0
+
+    return bool(extent(y) < extent(y_in) - 2 * dp)
 
 
 def inside(image: Image, box: Box, paper: RGB) -> bool:
@@ -206,12 +231,15 @@ def blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
         x, y, w, h, area = (int(v) for v in stats[i])
         if w < 36 * dp or h < 24 * dp or w >= 0.9 * columns or area < 0.5 * w * h:
             continue
-        if y <= 1 or y + h >= rows - 1:
-            continue  # cut by the band's end: not sure what it is
-        ends = labels[[y, y + h - 1], x : x + w] == i
-        if ends.mean(axis=1).max() >= 0.99:
+        ends = (labels[[y, y + h - 1], x : x + w] == i).mean(axis=1)
+        if ends.max() >= 0.99:
             continue  # a square top or bottom edge: cut by a bar
-        out.append((x * f, y * f + top, min(width, (x + w) * f), min(height, (y + h) * f + top)))
+        box = (x * f, y * f + top, min(width, (x + w) * f), min(height, (y + h) * f + top))
+        if y <= 1 or y + h >= rows - 1:  # at the band's end: cut, unless its end is round
+            end, inner = (0, box[1] + 1) if y <= 1 else (1, box[3] - 2)
+            if ends[end] < 0.9 or not round_end(image, box, inner):
+                continue  # (a picture right on the input bar is whole)
+        out.append(box)
     return out
 
 

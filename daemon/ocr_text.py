@@ -80,15 +80,34 @@ def lists_members(text: str) -> bool:
 
 def is_voice(text: str) -> bool:
     """A voice bubble's text once its time is gone: a waveform and a
-    duration ("川···川·0:51", "0:07"), or WeChat's seconds (12")."""
+    duration ("川···川·0:51", "0:07"), or WeChat's seconds (12") beside its
+    speaker icon, whose arcs PP-OCR reads as brackets or Cs ("(Cc 31\"")."""
     text = text.strip()
     if SECONDS.match(text):
         return True
+    seconds = _SECONDS_ANYWHERE.findall(text)
+    if len(seconds) == 1 and ARCS.match(_SECONDS_ANYWHERE.sub("", text)):
+        return True
     durations = _DURATION_ANYWHERE.findall(text)
-    return len(durations) == 1 and WAVEFORM.match(_DURATION_ANYWHERE.sub("", text)) is not None
+    return len(durations) == 1 and is_waveform(_DURATION_ANYWHERE.sub("", text))
+
+
+def is_waveform(text: str) -> bool:
+    """Dots and bars, or mostly so: PP-OCR reads a waveform's taller bars as
+    strokes of its alphabet ("···小··小···", "川小小····小·"), a typed text is
+    never three quarters dots."""
+    text = "".join(text.split())
+    if WAVEFORM.match(text):
+        return True
+    dots = sum(1 for ch in text if ch in _DOTS)
+    return len(text) >= 6 and dots >= 0.5 * len(text) and not any(ch.isdigit() for ch in text)
 
 
 _DURATION_ANYWHERE: Final = re.compile(r"(?<!\d)\d{1,2}[:.]\d{2}(?!\d)")
+_SECONDS_ANYWHERE: Final = re.compile(r"(?<![\d:.])\d{1,2}\s*[\"”″]")
+# A speaker icon's arcs beside WeChat's seconds: "(", "((", "C", "Cc", "》".
+ARCS: Final = re.compile(r"^[\s()（）\[\]{}<>《》〈〉Cc|)]{0,4}$")
+_DOTS: Final = frozenset("·•.。,:;…⋯'`")
 
 
 def is_key(text: str) -> bool:
@@ -139,3 +158,20 @@ def name_of(text: str) -> tuple[str, bool]:
     if match is None:
         return text, False
     return text[: match.start()].strip(), True
+
+
+def join(parts: list[str]) -> str:
+    """Pieces of text in reading order: a space between two Latin pieces,
+    none next to CJK ("好的" + "谢谢" → "好的谢谢")."""
+    text = ""
+    for part in parts:
+        if not part:
+            continue
+        if text and _latin(text[-1]) and _latin(part[0]):
+            text += " "
+        text += part
+    return text
+
+
+def _latin(char: str) -> bool:
+    return char.isascii() and not char.isspace()

@@ -462,3 +462,169 @@ def test_the_time_of_the_only_bubble_on_the_screen_is_its_time_when_it_stands_ap
     step, _ = read(alone, [inked(alone, line(320, 418, 680, 452, "Meet at 4:30"))])
     assert [b["text"] for b in step["bubbles"]] == ["Meet at 4:30"]
     assert "time" not in step["bubbles"][0]
+
+
+def rounded(
+    image: np.ndarray, box: tuple[int, int, int, int], colour: tuple[int, int, int], r: int
+) -> None:
+    """A rectangle with round corners of radius ``r`` (px)."""
+    x1, y1, x2, y2 = box
+    yy, xx = np.mgrid[y1:y2, x1:x2]
+    cx = np.clip(xx, x1 + r, x2 - 1 - r)
+    cy = np.clip(yy, y1 + r, y2 - 1 - r)
+    inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    image[y1:y2, x1:x2][inside] = colour
+
+
+def test_a_whole_bubble_and_a_whole_photo_right_on_the_input_bar_are_kept() -> None:
+    """Their round corners show them whole (seed 4: a Telegram bubble 1 px
+    above the bar and a WhatsApp photo 3 px above it were left out as cut)."""
+    image = paper()
+    rect(image, (0, 1128, W, H), BAR)
+    rounded(image, (20, 300, 400, 370), WHITE, 16)
+    rounded(image, (20, 1040, 400, 1127), WHITE, 16)  # its last row touches the bar
+    rounded(image, (300, 700, 700, 1000), GREEN, 14)  # a photo in a frame
+    rect(image, (306, 706, 694, 860), (120, 170, 230))
+    rect(image, (306, 860, 694, 994), (70, 120, 50))
+    cut = paper()  # the same bubble, square where the bar cuts it
+    rect(cut, (0, 1128, W, H), BAR)
+    rounded(cut, (20, 300, 400, 370), WHITE, 16)
+    rect(cut, (20, 1040, 400, 1128), WHITE)
+    rounded(cut, (20, 1040, 400, 1100), WHITE, 16)
+    lines = [line(40, 318, 380, 352, "first"), line(40, 1066, 380, 1100, "on the bar")]
+    step, _ = read(image, [inked(image, ln) for ln in lines])
+    got = [(b["text"], b.get("kind", "text")) for b in step["bubbles"]]
+    assert got == [("first", "text"), ("", "photo"), ("on the bar", "text")]
+    step, dropped = read(cut, [inked(cut, ln) for ln in lines])
+    assert [b["text"] for b in step["bubbles"]] == ["first"]
+    assert dropped == 1
+
+
+def test_the_name_of_a_bubble_the_input_bar_hides_is_not_a_message() -> None:
+    """WeChat: a sender's name above the bar, its bubble under it (seed 4)."""
+    image = paper()
+    rect(image, (0, 1128, W, H), BAR)
+    grey = (160, 160, 160)
+    lines = []
+    for top, name, text in ((330, "刘洋", "明天几点出发？"), (560, "赵敏", "七点，老地方")):
+        rect(image, (108, top, 500, top + 70), WHITE)
+        lines.append(inked(image, line(116, top - 34, 180, top - 4, name), grey))
+        lines.append(inked(image, line(128, top + 18, 480, top + 52, text)))
+    lines.append(inked(image, line(116, 1086, 180, 1116, "吴磊"), grey))  # as tall as a name
+    step, dropped = read(image, lines)
+    assert [(b["sender"], b["text"]) for b in step["bubbles"]] == [
+        ("刘洋", "明天几点出发？"),
+        ("赵敏", "七点，老地方"),
+    ]
+    assert dropped == 1
+
+
+def test_two_pieces_that_overlap_keep_what_both_read_once() -> None:
+    image = paper()
+    rect(image, (20, 300, 280, 370), WHITE)
+    rect(image, (20, 400, 400, 470), WHITE)
+    lines = [
+        inked(image, line(40, 318, 170, 352, "Thanks!")),
+        inked(image, line(150, 322, 260, 356, "!20:14")),  # the "!" read twice
+        inked(image, line(40, 418, 200, 452, "ok")),
+        inked(image, line(280, 422, 380, 456, "20:15")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b["time"]) for b in step["bubbles"]] == [
+        ("Thanks!", "20:14"),
+        ("ok", "20:15"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "voice"),
+    [
+        ("···小··小···0:40", True),  # a waveform's tall bars read as strokes (seed 4)
+        ("川小小····小·0:57", True),
+        ('(Cc 31"', True),  # WeChat: its speaker icon's arcs, then the seconds
+        ('12"', True),
+        ("0:07", True),
+        ("See you at 5:30", False),
+        ("Meeting at 4:30....", False),
+        ('ok 5"', False),
+        ("...", False),
+    ],
+)
+def test_what_a_voice_note_reads_as(text: str, voice: bool) -> None:
+    from daemon.ocr_text import is_voice
+
+    assert is_voice(text) is voice
+
+
+def test_an_emoji_only_bubble_is_a_sticker_with_its_time_and_side() -> None:
+    """PP-OCR has no emoji: the bubble stays (side, time), its text is not
+    invented; kind ``text`` would need a text, so it is a ``sticker``."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (500, 400, 700, 520), GREEN)
+    yy, xx = np.mgrid[0:H, 0:W]
+    image[(xx - 570) ** 2 + (yy - 455) ** 2 < 30**2] = (255, 204, 77)  # the emoji
+    lines = [
+        inked(image, line(40, 318, 200, 352, "hi")),
+        inked(image, line(280, 322, 380, 356, "10:20")),
+        inked(image, line(610, 482, 690, 510, "10:21")),
+    ]
+    step, _ = read(image, lines)
+    got = [(b["side"], b.get("kind", "text"), b["text"], b["time"]) for b in step["bubbles"]]
+    assert got == [("left", "text", "hi", "10:20"), ("right", "sticker", "", "10:21")]
+
+
+def thread_lines(image: np.ndarray, title: str, subtitle: str) -> list[Line]:
+    """A Slack-like screen on a flat background: name + time rows at one
+    column right of the avatars, text rows under them, a follow-up, a reply count."""
+    flat = (255, 255, 255)
+    image[:] = flat
+    lines = [
+        line(68, 100, 300, 136, title),
+        line(68, 142, 260, 166, subtitle),
+    ]
+    for top in (260, 520):
+        rect(image, (24, top, 96, top + 72), (229, 57, 53))  # the avatar
+    lines += [
+        line(112, 258, 260, 290, "Alex Kim"),
+        line(276, 262, 380, 286, "1:30 PM"),
+        line(112, 302, 600, 336, "Did you see the game"),
+        line(112, 344, 400, 378, "last night?"),
+        line(112, 400, 420, 434, "Just got home"),  # a follow-up: a wider gap
+        line(112, 446, 250, 474, "3 replies"),
+        line(260, 448, 560, 474, "Last reply today at 10:12"),
+        line(112, 518, 280, 550, "Priya Shah"),
+        line(296, 522, 400, 546, "1:32 PM"),
+        line(112, 562, 560, 596, "Booked the table for 8"),
+        line(112, 640, 280, 672, "Priya Shah"),
+        line(296, 644, 400, 668, "1:40 PM"),  # and a big emoji under it, unread
+    ]
+    return [inked(image, ln) for ln in lines]
+
+
+def test_a_direct_message_thread_without_bubbles() -> None:
+    """The header's person is the talker; the other sender is the signed-in
+    user (right: a thread has no sides, the side follows the speaker)."""
+    image = paper()
+    step, _ = read(image, thread_lines(image, "Priya Shah", "Active"))
+    assert step["participants"] == {"user": "Alex Kim", "talker": "Priya Shah"}
+    got = [
+        (b["speaker"], b["side"], b["sender"], b.get("time"), b.get("kind", "text"), b["text"])
+        for b in step["bubbles"]
+    ]
+    assert got == [
+        ("user", "right", "Alex Kim", "1:30 PM", "text", "Did you see the game last night?"),
+        ("user", "right", "Alex Kim", None, "text", "Just got home"),
+        ("talker", "left", "Priya Shah", "1:32 PM", "text", "Booked the table for 8"),
+        ("talker", "left", "Priya Shah", "1:40 PM", "sticker", ""),
+    ]
+    assert step["bubbles"][0]["bbox"][:2] == [108, 254]  # from the name row
+
+
+def test_a_channel_thread_names_the_group_and_every_message_is_the_talkers() -> None:
+    image = paper()
+    step, _ = read(image, thread_lines(image, "# general", "12 members"))
+    assert step["participants"] == {"user": None, "talker": None, "group": "general"}
+    assert {(b["speaker"], b["side"]) for b in step["bubbles"]} == {("talker", "left")}
+    senders = [b["sender"] for b in step["bubbles"]]
+    assert senders == ["Alex Kim", "Alex Kim", "Priya Shah", "Priya Shah"]

@@ -1,0 +1,179 @@
+"""A thread without bubbles (Slack-like) from OCR text lines; no pixels, no I/O.
+
+Part of the local OCR's layout (``daemon/ocr_layout.py`` asks this module
+first). In such a screenshot every message starts at one column, right of
+a square avatar: a row with the sender's bold name and the time ("Alex Kim
+1:30 PM") heads a message, the rows under it at the same column are its
+text, and a follow-up by the same sender comes without name and time, a
+little further down than a text row's spacing. Under a message, its
+thread's "3 replies  Last reply …" and a reaction's count are not messages;
+a date divider is centred and not at the column.
+
+What the step says (see README, "Local OCR quality"): ``sender`` is the bold
+name, carried to the follow-ups; ``time`` is the time shown (a follow-up
+shows none). A thread has no sides, so ``side`` follows the speaker: in a
+direct message (a header that is one person's name) that person is the
+talker (left) and every other sender, the signed-in user, is the user
+(right, ``participants.user`` their name); in a channel (``# name``, "N
+members") or a thread view nobody's messages can be told to be the
+signed-in user's, so each one is the talker's, with its sender, and the
+channel is ``participants.group``. A name row with no text row under it is
+an emoji-only message (PP-OCR has no emoji): ``kind`` sticker, empty text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from daemon import ocr_text
+
+if TYPE_CHECKING:
+    from daemon.ocr_layout import Line
+
+MIN_COLUMN_DP: Final = 36  # the avatar is left of the messages' column
+COLUMN_DP: Final = 4  # rows of one column start within this of each other
+NAME_GAP_DP: Final = 16  # the time follows the name within this
+EMOJI_ROW_DP: Final = 38  # a jumbo emoji's row under its name
+# A thread's summary under a message, a reply count, a reaction's count.
+THREAD_CHROME: Final = re.compile(
+    r"^(\d+\s*(repl(y|ies)|条回复|回复)\b.*|last reply\b.*|view thread|\+?\d{1,3})$",
+    re.I,
+)
+MEMBERS: Final = re.compile(r"^\d+\s*(members|位成员|成员)$", re.I)
+
+
+@dataclass(slots=True)
+class Message:
+    rows: list[list[Line]] = field(default_factory=list)
+    sender: str | None = None
+    time: str | None = None
+    headed: bool = False  # starts with its name row
+
+
+def _rows(lines: list[Line]) -> list[list[Line]]:
+    rows: list[list[Line]] = []
+    for line in sorted(lines, key=lambda ln: ln.cy):
+        if rows and abs(line.cy - rows[-1][0].cy) < 0.5 * max(line.height, 1):
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [sorted(row, key=lambda ln: ln.box[0]) for row in rows]
+
+
+def _name_row(row: list[Line], dp: float) -> tuple[str, str] | None:
+    """(name, time) when the row is a message's head: a name, then a time."""
+    first = row[0]
+    if first.box[0] < MIN_COLUMN_DP * dp:
+        return None
+    if len(row) >= 2 and ocr_text.is_time(row[1].text):
+        if 0 <= row[1].box[0] - first.box[2] <= NAME_GAP_DP * dp and not ocr_text.HAS_TIME.search(
+            first.text
+        ):
+            return first.text.strip(), ocr_text.split_time(row[1].text)[1] or ""
+        return None
+    before, time = ocr_text.split_time(first.text)
+    if time is not None and before and len(row) == 1 and len(before) <= 32:
+        return before, time
+    return None
+
+
+def column(lines: list[Line], dp: float) -> float | None:
+    """The messages' column, when at least two rows are name + time rows
+    that start there and are not in bubbles: a thread layout."""
+    starts = sorted(row[0].box[0] for row in _rows(lines) if _name_row(row, dp))
+    for x in starts:
+        if sum(1 for s in starts if abs(s - x) <= COLUMN_DP * dp) >= 2:
+            return x
+    return None
+
+
+def read(
+    lines: list[Line], header: list[Line], x0: float, dp: float, bottom: float
+) -> tuple[list[dict[str, Any]], dict[str, str | None], bool, int]:
+    """The messages (``bbox``, ``text``, ``kind``, ``sender``, ``time``, and
+    ``speaker``/``side``), the participants, whether it is a group, and the
+    lines dropped (a message whose name row a bar hides)."""
+    messages: list[Message] = []
+    dropped = 0
+    for row in _rows(lines):
+        if abs(row[0].box[0] - x0) > COLUMN_DP * dp:
+            continue  # a date divider, a reply count at the edge, a reaction
+        head = _name_row(row, dp)
+        text = ocr_text.join([ln.text for ln in row]).strip()
+        if head is not None:
+            messages.append(Message(rows=[row], sender=head[0], time=head[1], headed=True))
+            continue
+        if THREAD_CHROME.match(text) or THREAD_CHROME.match(row[0].text.strip()):
+            if messages:
+                messages[-1].rows.append([])  # a summary ends the message's text
+            continue
+        if not messages:
+            dropped += len(row)  # the name row is under the header: whose, not sure
+            continue
+        last = messages[-1]
+        texts = [r for r in last.rows if r]
+        previous = texts[-1]
+        gap = row[0].box[1] - max(ln.box[3] for ln in previous)
+        if (last.rows[-1] and gap <= 0.4 * row[0].height) or (last.headed and len(texts) == 1):
+            last.rows.append(row)
+        else:
+            messages.append(Message(rows=[row], sender=last.sender))
+    out = []
+    for i, message in enumerate(messages):
+        rows = [r for r in message.rows if r]
+        boxes = [ln.box for r in rows for ln in r]
+        box = [min(b[0] for b in boxes), min(b[1] for b in boxes)]
+        box += [max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        if box[3] >= bottom:
+            dropped += sum(len(r) for r in rows)
+            continue
+        body = rows[1:] if message.headed else rows
+        text = ocr_text.join([ocr_text.join([ln.text for ln in r]) for r in body]).strip()
+        item: dict[str, Any] = {"text": text, "sender": message.sender}
+        if message.time is not None:
+            item["time"] = message.time
+        if not body:  # a name and an emoji we cannot read under it
+            item["kind"] = "sticker"
+            below = messages[i + 1].rows[0][0].box[1] if i + 1 < len(messages) else bottom
+            box[3] = round(min(box[3] + EMOJI_ROW_DP * dp, below - 2 * dp))
+        pad = round(2 * dp)
+        item["bbox"] = [box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad]
+        out.append(item)
+    title, group = _title(header)
+    senders = {m["sender"] for m in out}
+    direct = not group and title is not None and title in senders
+    user = None
+    for item in out:
+        mine = direct and item["sender"] != title
+        item["speaker"], item["side"] = ("user", "right") if mine else ("talker", "left")
+        user = item["sender"] if mine else user
+    if direct or not group:
+        participants: dict[str, str | None] = {"user": user, "talker": title}
+    else:
+        participants = {"user": None, "talker": None, "group": title}
+    return out, participants, bool(group), dropped
+
+
+def _title(header: list[Line]) -> tuple[str | None, bool]:
+    """The header's name and whether it is a channel: "# general", a thread
+    view's channel under "Thread", or a title over "N members"."""
+    texts = [ln.text.strip() for ln in sorted(header, key=lambda ln: ln.cy)]
+    channel = [t for t in texts if t.startswith("#")]
+    if channel:
+        return channel[0].lstrip("#").strip(), True
+    members = any(MEMBERS.match(t) for t in texts)
+    names = [
+        ln
+        for ln in header
+        if any(ch.isalnum() for ch in ln.text)
+        and not ocr_text.is_subtitle(ln.text)
+        and not ocr_text.HAS_TIME.search(ln.text)
+        and not MEMBERS.match(ln.text.strip())
+        and not ocr_text.is_badge(ln.text)
+    ]
+    if not names:
+        return None, members
+    best = max(names, key=lambda ln: (ln.height, -ln.cy))
+    return ocr_text.header_text(best.text), members
