@@ -54,7 +54,7 @@ def register_spec_methods(service: Service) -> None:
     async def sum_(params: NumbersParams) -> int:
         return params.a + params.b + params.c + params.d + params.e
 
-    async def get_data(params: NoParams) -> list[object]:
+    async def get_data(params: NoParams) -> list[str | int]:
         return ["hello", 5]
 
     async def ignore(params: NumbersParams) -> None:
@@ -63,7 +63,7 @@ def register_spec_methods(service: Service) -> None:
     methods: list[tuple[str, type[Params], Any, Handler]] = [
         ("subtract", SubtractParams, int, subtract),
         ("sum", NumbersParams, int, sum_),
-        ("get_data", NoParams, list[object], get_data),
+        ("get_data", NoParams, list[str | int], get_data),
         ("update", NumbersParams, None, ignore),
         ("notify_hello", NumbersParams, None, ignore),
         ("notify_sum", NumbersParams, None, ignore),

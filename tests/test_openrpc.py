@@ -22,8 +22,14 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 from daemon import __version__
+from daemon.analysis import RaceManager
 from daemon.openrpc import ERRORS, openrpc_document, pascal
+from daemon.service import Service
+from daemon.stats import Stats
+from daemon.store import Store
+from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory
+from tests.helpers import register_spec_methods, register_test_methods
 from tests.live import (
     BROKEN,
     RawPeer,
@@ -386,6 +392,27 @@ def test_typescript_generated_from_the_document_compiles_strict(
         env=env,
     )
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+
+
+def test_the_test_daemons_methods_are_described_too(make_config: ConfigFactory) -> None:
+    """``rpc.discover`` on the tests' daemons (tests/testd.py adds the JSON-RPC
+    spec's example methods and the test methods) gives a document, not -32603:
+    a method whose result msgspec can not describe broke it."""
+    config = make_config()
+    store = Store.open(config.store, config.rank_of())
+    try:
+        supervisor = Supervisor(8)
+        races = RaceManager(config, store, supervisor, {}, Stats(config.strategies))
+        service = Service(config, supervisor, store, races)
+        register_spec_methods(service)
+        register_test_methods(service)
+        methods = list(service.methods.values())
+    finally:
+        store.close()
+    names = {m.name for m in methods}
+    assert {"get_data", "subtract", "sleep"} <= names
+    described = {m["name"] for m in openrpc_document(methods, __version__)["methods"]}
+    assert described == names
 
 
 async def test_the_live_document_is_the_generated_one(short_tmp: Path) -> None:
