@@ -105,7 +105,15 @@ out the status bar, the header, date pills, timestamps, system notices, the
 keyboard and the input field (its placeholder or an unsent draft). A bubble's
 text is what its sender typed, exactly as written: not its time or read ticks,
 not the sender's name, not a quoted message. A photo, voice note, sticker or
-file has its kind and empty text; a message of emoji only is its emoji."""
+file has its kind and empty text; a message of emoji only is its emoji.
+In a thread without bubbles (Slack-like: avatar, bold name, time, text rows)
+each message is a bubble: its bbox covers its name row and text rows, sender is
+the bold name (also on a follow-up drawn without it), time as shown; reply
+counts ("3 replies"), reactions and dividers are not messages. There the side
+follows the speaker: in a direct message the person the header names is the
+talker (left) and the other sender the user (right); in a channel or a thread
+view every message is the talker's unless it is plainly the app user's own,
+and group is the channel's name."""
 
 USER_TEXT: Final = "Extract the conversation from this chat screenshot."
 
