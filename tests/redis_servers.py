@@ -6,8 +6,8 @@ fleet tests are never skipped.
 ``Shared`` is what a fleet test is given: a ``RedisServer`` or a
 ``RedisCluster``, with the same few operations (the fleet config that points
 at it, a key command, a scan, a flush, stop and start), so that one test body
-runs on both (issue 14, point 6). A module starts one of each and flushes it
-between tests (``shared_backend``): a cluster costs about a second to form."""
+runs on both (issue 14, point 6). The session starts one of each, when a
+module first asks, and flushes it between tests (``fleet_fixtures``)."""
 
 from __future__ import annotations
 
@@ -324,18 +324,35 @@ def shared_backend(kind: str) -> Iterator[Shared]:
 
 
 BACKENDS: Final = ["server", "cluster"]
+_RUNNING: dict[str, Shared] = {}  # one of each for the whole test session
+
+
+def running_backend(config: pytest.Config, kind: str) -> Shared:
+    """The session's server or cluster (``kind``), started by the first
+    module that asks and stopped when the session ends: a cluster costs ~2 s
+    to form (a master turns writable 2 s after its start)."""
+    found = _RUNNING.get(kind)
+    if found is None:
+        stack = contextlib.ExitStack()
+        found = _RUNNING[kind] = stack.enter_context(shared_backend(kind))
+
+        def stop() -> None:
+            _RUNNING.pop(kind, None)
+            stack.close()
+
+        config.add_cleanup(stop)
+    return found
 
 
 def fleet_fixtures() -> tuple[Any, Any]:
-    """A test module's ``backend`` (module scope: one server, then one
-    cluster; every test that takes ``server`` runs on both) and ``server``
-    (that backend, running and flushed for each test). In the module:
+    """A test module's ``backend`` (the session's server, then its cluster:
+    every test that takes ``server`` runs on both) and ``server`` (that
+    backend, running and flushed for each test). In the module:
     ``backend, server = fleet_fixtures()``."""
 
     @pytest.fixture(scope="module", params=BACKENDS)
-    def backend(request: pytest.FixtureRequest) -> Iterator[Shared]:
-        with shared_backend(request.param) as shared:
-            yield shared
+    def backend(request: pytest.FixtureRequest) -> Shared:
+        return running_backend(request.config, request.param)
 
     @pytest.fixture
     def server(backend: Shared) -> Shared:
