@@ -26,7 +26,9 @@ lines come through.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -37,7 +39,17 @@ import time
 from pathlib import Path
 
 import trio
-from common import PIDS, READERS, ROOT, LineClient, Load, c_drive, daemon, echo_server
+from common import (
+    READERS,
+    ROOT,
+    LineClient,
+    Load,
+    c_drive,
+    daemon,
+    echo_server,
+    fifo_server,
+    place,
+)
 
 FAST_S = 0.01
 
@@ -54,40 +66,92 @@ async def round_trip(path: str, request: bytes) -> bytes:
 
 
 def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})"
+    """The median of ``values``, a 95% confidence interval for it (order
+    statistics: no assumption about the spread's shape), and the quartiles."""
+    ordered, n = sorted(values), len(values)
+    low = ordered[max(0, math.floor(n / 2 - 0.98 * math.sqrt(n)))]
+    high = ordered[min(n - 1, math.ceil(n / 2 + 0.98 * math.sqrt(n)) - 1)]
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return f"{median:5.2f}  95% CI {low:.2f} to {high:.2f}  quartiles {q1:.2f} to {q3:.2f}"
 
 
-def show(name: str, conns: int, load: Load, user_us: float) -> None:
+def show(name: str, conns: int, load: Load) -> None:
     print(
         f"   {conns} conns  {name:<8} {load.rate:9,.0f} req/s  p50 {load.p50_ms:.3f} ms"
         f"  p99 {load.p99_ms:.3f} ms  server {load.server_us:5.1f} us/req"
-        f" (user {user_us:4.1f})  client CPU {load.client_cpu:.2f}"
+        f" (loop {load.loop_us:4.1f})  client CPU {load.client_cpu:.2f}"
     )
 
 
-def cpu_split(path: str) -> tuple[float, float]:
-    """(user, system) CPU seconds the server at ``path`` has used so far:
-    its own Python and C code; the kernel's work for it (sockets, wake-ups)."""
-    fields = Path(f"/proc/{PIDS[path]}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+# Round after round, the servers run in each of the six orders in turn: a
+# server's place in a round (first after another's run, or between two)
+# favours none of them.
+ORDERS = tuple(itertools.permutations(("echo", "info", "warning")))
 
 
-def drive(path: str, conns: int, seconds: float, hit: bytes) -> tuple[Load, float]:
-    """``c_drive``, and the user-space part of the server's CPU µs per request."""
-    user, system = cpu_split(path)
-    load = c_drive(path, conns, seconds, hit)
-    more_user, more_system = cpu_split(path)
-    user, system = more_user - user, more_system - system
-    return load, load.server_us * user / (user + system) if user + system else 0.0
+def rounds(
+    servers: dict[str, str], hit: bytes, count: int, seconds: float, fifo: bool, verbose: bool
+) -> None:
+    """``count`` rounds: in each, for 1 then 8 connections, the three
+    servers back to back, each alone for ``seconds`` (at SCHED_FIFO with
+    ``fifo``), in the next of ``ORDERS``, so that a change of the machine's
+    load falls on both sides of a ratio alike; the ratios are taken within
+    each round, and their medians printed."""
+    for path in servers.values():
+        if fifo:
+            fifo_server(path, True)
+    ratios: dict[str, list[float]] = {}
+    loads: dict[tuple[int, str], list[Load]] = {}
+    for r in range(count):
+        for conns in (1, 8):
+            got = {}
+            for name in ORDERS[r % len(ORDERS)]:
+                got[name] = c_drive(servers[name], conns, seconds, hit)
+                loads.setdefault((conns, name), []).append(got[name])
+                if verbose:
+                    show(f"{name} {r + 1}", conns, got[name])
+            info, warning, echo = got["info"], got["warning"], got["echo"]
+            for key, value in (
+                ("info/warning req/s", info.rate / warning.rate),
+                ("info/warning CPU/req", info.server_us / warning.server_us),
+                ("info/echo req/s", info.rate / echo.rate),
+                ("warning/echo req/s", warning.rate / echo.rate),
+                ("info/echo p50", info.p50_ms / echo.p50_ms),
+                ("warning/echo p50", warning.p50_ms / echo.p50_ms),
+            ):
+                ratios.setdefault(f"{conns} {key}", []).append(value)
+    for path in servers.values():
+        if fifo:
+            fifo_server(path, False)
+    print("medians over the rounds, per server:")
+    for (conns, name), runs in sorted(loads.items()):
+        show(name, conns, median_load(runs))
+    print(f"per-round ratios, median over {count} rounds:")
+    for key, values in ratios.items():
+        print(f"   {key:<24} {spread(values)}")
+
+
+def median_load(runs: list[Load]) -> Load:
+    return Load(*(statistics.median(field) for field in zip(*runs, strict=True)))
+
+
+# One at a time, a round runs the servers in this order or the reverse.
+ORDER = ("echo", "info", "warning")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=0.2, help="of each run")
+    parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--stall", type=float, default=0.0, help="seconds the log reader stops")
+    parser.add_argument("--no-pin", action="store_true", help="let the scheduler place everyone")
+    parser.add_argument("--no-fifo", action="store_true", help="the fair scheduler's priorities")
+    parser.add_argument("--verbose", action="store_true", help="print every run")
     args = parser.parse_args()
+    if args.rounds < 4:
+        parser.error("--rounds must be at least 4")
+    where = place(pin=not args.no_pin, fifo=not args.no_fifo)
+    fifo = "SCHED_FIFO" in where
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-bench-", dir="/tmp"))
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_provider", f"fast-model={FAST_S}"],
@@ -116,36 +180,13 @@ def main() -> None:
             with echo_server(tmp, reply) as echo:
                 servers = {"echo": echo, "info": info, "warning": warn}
                 print(
-                    f"cache hits: {len(reply)}-byte reply, {args.seconds:g}s per run,"
-                    f" {args.rounds} rounds, load average before {os.getloadavg()[0]:.2f}"
+                    f"cache hits: {len(reply)}-byte reply, {args.rounds} rounds of"
+                    f" {args.seconds:g}s; {where};"
+                    f" load average before {os.getloadavg()[0]:.2f}"
                 )
-                ratios: dict[str, list[float]] = {}
-                for r in range(args.rounds):
-                    print(f"round {r + 1}")
-                    for conns in (1, 8):
-                        got, user = {}, {}
-                        for name, path in servers.items():
-                            got[name], user[name] = drive(path, conns, args.seconds, hit)
-                            show(name, conns, got[name], user[name])
-                        for key, value in (
-                            (f"{conns} info/echo req/s", got["info"].rate / got["echo"].rate),
-                            (f"{conns} warning/echo req/s", got["warning"].rate / got["echo"].rate),
-                            (f"{conns} info/warning req/s", got["info"].rate / got["warning"].rate),
-                            (f"{conns} info/echo p50", got["info"].p50_ms / got["echo"].p50_ms),
-                            (
-                                f"{conns} warning/echo p50",
-                                got["warning"].p50_ms / got["echo"].p50_ms,
-                            ),
-                            (
-                                f"{conns} info/warning CPU/req",
-                                got["info"].server_us / got["warning"].server_us,
-                            ),
-                            (f"{conns} info/warning user/req", user["info"] / user["warning"]),
-                        ):
-                            ratios.setdefault(key, []).append(value)
-                print(f"median (spread) over {args.rounds} rounds:")
-                for key, values in ratios.items():
-                    print(f"   {key:<24} {spread(values)}")
+                for path in servers.values():  # warm up: connections, caches
+                    c_drive(path, 8, 0.2, hit)
+                rounds(servers, hit, args.rounds, args.seconds, fifo, args.verbose)
                 print(f"load average after {os.getloadavg()[0]:.2f}")
                 if args.stall:
                     stall(info, hit, args.stall)

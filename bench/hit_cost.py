@@ -6,12 +6,13 @@ Builds the service on a real store (in a temp dir) holding one event, then
 times, in CPU time of the whole process (so the log writer thread counts),
 the steps the connection's reader does for a hit (``rpc._fast_answer``):
 parse the line and decode the params, ``analyze_cached`` (store read, the
-memoised MergeStep, the answer), encode the reply; with the log at WARNING
-and at INFO (the daemon's writer, onto a pipe that a thread drains); and,
-at INFO, the hit's log line alone, as ``analyze_cached`` writes it
-(``logs.fast_info``) and through ``logger.info``. Prints the median and the
-minimum over the runs. Compare with the server CPU per
-hit that bench/hit_bench.py prints: the rest is sockets and trio.
+memoised MergeStep, the answer; the store read also alone), encode the
+reply; with the log at WARNING and at INFO (the daemon's writer, onto a
+pipe that a thread drains); and, at INFO, the hit's log line alone, as
+``analyze_cached`` writes it (``logs.fast_info``) and through
+``logger.info``. Prints the median and the minimum over the runs. Compare
+with the server CPU per hit that bench/hit_bench.py prints: the rest is
+sockets, trio and the RPC layer around these steps.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ def main() -> None:
             result = method.fast(params) if method.fast is not None else None
             assert result is not None, "not a cache hit"
 
+            def store_read() -> object:
+                return store.best("hit", "context_analysis", "https://img.example/hit.png")
+
             def parse() -> object:
                 return decode_params(parse_message(LINE)[1][0].params, method.params)  # type: ignore[union-attr]
 
@@ -126,6 +130,7 @@ def main() -> None:
 
             steps = (
                 ("parse the line, decode params", parse),
+                ("store read (Store.best)", store_read),
                 ("analyze_cached (store read, answer)", answer),
                 ("encode the reply", encode),
                 ("all three", whole),

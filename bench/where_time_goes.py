@@ -1,6 +1,7 @@
-"""Where a miss's and an append's time goes, timed inside a real daemon.
+"""Where a miss's, an append's and a cache hit's time goes, inside a real daemon.
 
     .venv/bin/python bench/where_time_goes.py [--misses 40] [--seconds 4]
+    .venv/bin/python bench/where_time_goes.py --hits [--seconds 4]
 
 Runs the daemon with timing wrappers around a few functions (the daemon's
 code is not changed: this script patches them in the daemon's process, then
@@ -14,6 +15,16 @@ wrappers saw:
 2. ``events.append`` of 1 KiB from 64 closed-loop connections: commits,
    events per commit, the writer thread's busy share, wall and CPU time of a
    commit, appends/s.
+
+``--hits`` instead: cache hits from the C client (bench/loadgen.c, 8
+connections), each server alone on its own CPU at SCHED_FIFO
+(``common.place``), against a daemon whose hit path's synchronous steps are
+timed (``perf_counter_ns`` around each call: the socket read and write, the
+framing, the parse, the params' decoding, ``analyze_cached`` with the store
+read and the log line inside it, the encoding) at WARNING and at INFO; and,
+run by run beside them, the same daemon untimed and the same-bytes echo
+server. Prints each step's µs per hit and what is left of the server's CPU
+per hit (trio's loop and scheduler, the RPC layer's own code, the kernel).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import atexit
 import collections
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -36,7 +48,20 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from common import ROOT, drive, wait_for_socket
+from common import (
+    PIDS,
+    ROOT,
+    SERVER_PREFIX,
+    Load,
+    LogReader,
+    c_drive,
+    daemon,
+    drive,
+    echo_server,
+    fifo_server,
+    place,
+    wait_for_socket,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -81,8 +106,51 @@ def _instrument(report: Path) -> None:
     atexit.register(lambda: report.write_text(json.dumps(timings)))
 
 
-def run_daemon(config: str, report: str) -> None:
-    _instrument(Path(report))
+def _instrument_hits(report: Path) -> None:
+    """In the daemon's process: time the hit path's synchronous steps."""
+    import daemon.analysis as analysis
+    import daemon.framing as framing
+    import daemon.rpc as rpc
+    import daemon.service as service
+    import daemon.store.lmdb as store
+    from daemon.protocol import ENCODER
+
+    spent: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+    clock = time.perf_counter_ns
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] += clock() - started
+                calls[label] += 1
+
+        setattr(owner, name, timed)
+
+    class Encoder:  # msgspec's Encoder cannot be patched: stand in for it
+        def __init__(self, encoder: Any) -> None:
+            self.encode = encoder.encode
+
+    vars(rpc)["ENCODER"] = encoder = Encoder(ENCODER)
+    wrap(os, "read", "read the socket (os.read)")
+    wrap(framing.LineReader, "pop_line", "frame the line (pop_line)")
+    wrap(rpc, "_parse", "parse the line")
+    wrap(rpc, "decode_params", "decode the params")
+    wrap(service.Service, "analyze_cached", "analyze_cached")
+    wrap(store.Store, "best", "  of which the store read (Store.best)")
+    wrap(analysis, "fast_info", "  of which the log line (fast_info)")
+    wrap(encoder, "encode", "encode the reply")
+    wrap(os, "write", "write the socket (os.write)")
+    atexit.register(lambda: report.write_text(json.dumps({k: (spent[k], calls[k]) for k in spent})))
+
+
+def run_daemon(config: str, report: str, hits: bool = False) -> None:
+    (_instrument_hits if hits else _instrument)(Path(report))
     from daemon.__main__ import main
 
     sys.exit(main(["--config", config]))
@@ -164,17 +232,111 @@ def appends(tmp: Path, seconds: float, max_batch: int) -> None:
     )
 
 
+STEPS = (  # in the order a hit takes them
+    "read the socket (os.read)",
+    "frame the line (pop_line)",
+    "parse the line",
+    "decode the params",
+    "analyze_cached",
+    "  of which the store read (Store.best)",
+    "  of which the log line (fast_info)",
+    "encode the reply",
+    "write the socket (os.write)",
+)
+
+
+def hits(tmp: Path, seconds: float) -> None:
+    import hit_bench
+
+    print(place(pin=True, fifo=True))
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_provider", "fast-model=0.01"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = "https://img.example/hit.png"
+    miss = hit_bench.line("analyze", {"conversation_id": "hit", "image": {"url": url}})
+    hit = hit_bench.line("analyze", {"conversation_id": "hit", "resource": url})
+    try:
+        assert fake.stdout is not None
+        sections = (
+            f"providers: {{fake: {{base_url: '{fake.stdout.readline().strip()}'}}}}\n"
+            "strategies: [{name: multimodal, provider: fake, model: fast-model, rank: 1}]\n"
+        )
+        print(f"3. cache hits, 8 connections, {seconds:g}s per server, steps timed inside:")
+        for level in ("WARNING", "INFO"):
+            name = level.lower()
+            sock, report, config = str(tmp / f"{name}.sock"), tmp / f"{name}.json", tmp / "c"
+            config.write_text(
+                f"socket: {{path: {sock}, max_in_flight: 4096}}\n"
+                f"store: {{path: {tmp / name}-store}}\nlogging: {{level: {level}}}\n" + sections
+            )
+            cmd = [*SERVER_PREFIX, sys.executable, __file__, "--daemon-hits", str(config)]
+            proc = subprocess.Popen(
+                [*cmd, str(report)], cwd=ROOT, stderr=subprocess.PIPE, env=os.environ
+            )
+            assert proc.stderr is not None
+            log = LogReader(proc.stderr)
+            log.start()
+            wait_for_socket(sock, proc)
+            PIDS[sock] = proc.pid
+            with daemon(
+                tmp, f"{name}-untimed", sections=sections, level=level, stderr_pipe=True
+            ) as plain:
+                for path in (sock, plain):
+                    trio.run(hit_bench.round_trip, path, miss)
+                    c_drive(path, 8, 0.5, hit)  # warm up
+                reply = trio.run(hit_bench.round_trip, plain, hit)
+                with echo_server(tmp, reply) as echo:
+                    runs = {"timed": sock, "untimed": plain, "echo": echo}
+                    got: dict[str, list[Load]] = {k: [] for k in runs}
+                    for _ in range(math.ceil(seconds / 0.5)):
+                        for key, path in runs.items():
+                            fifo_server(path, True)
+                            got[key].append(c_drive(path, 8, 0.5, hit))
+                            fifo_server(path, False)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            log.join(5)
+            proc.stderr.close()
+            steps = json.loads(report.read_text())
+            served = steps["encode the reply"][1]
+            cpu = {k: statistics.median(x.server_us for x in v) for k, v in got.items()}
+            print(
+                f"   {level}: CPU per hit: timed {cpu['timed']:.1f} us, untimed"
+                f" {cpu['untimed']:.1f} us, echo {cpu['echo']:.1f} us (medians of"
+                f" {len(got['echo'])} runs of 0.5s, each server alone in turn)"
+            )
+            top = 0.0
+            for label in STEPS:
+                us = steps.get(label, (0, 0))[0] / 1000 / served
+                top += 0 if label.startswith(" ") else us
+                print(f"      {label:<44} {us:5.2f} us")
+            rest = "the rest (trio, the RPC layer, the kernel)"
+            print(f"      {rest:<44} {cpu['timed'] - top:5.2f} us")
+    finally:
+        fake.kill()
+        fake.wait()
+        if fake.stdout is not None:
+            fake.stdout.close()
+
+
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--daemon":
-        run_daemon(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 4 and sys.argv[1] in ("--daemon", "--daemon-hits"):
+        run_daemon(sys.argv[2], sys.argv[3], hits=sys.argv[1] == "--daemon-hits")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--misses", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--max-batch", type=int, default=1000, help="store.max_batch_events")
+    parser.add_argument("--hits", action="store_true", help="time cache hits instead")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-where-", dir="/tmp"))
     try:
+        if args.hits:
+            hits(tmp, args.seconds)
+            return
         misses(tmp, args.misses)
         appends(tmp, args.seconds, args.max_batch)
     finally:

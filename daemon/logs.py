@@ -126,8 +126,9 @@ class _Redacting(logging.Formatter):
 
     def line(self, created: float, levelname: str, name: str, cid: str, message: str) -> str:
         """The line ``format`` makes of a record with these fields (logged at
-        ``created`` by logger ``name`` in conversation ``cid``, ``message``
-        with its arguments in) and no traceback; ``fast_info`` uses it."""
+        ``created`` by logger ``name`` in conversation ``cid``; ``message``
+        with its arguments in, already ``escape``d) and no traceback;
+        ``fast_info`` uses it."""
         raise NotImplementedError
 
 
@@ -143,7 +144,7 @@ class TextFormatter(_Redacting):
     each indented, so that no text inside a traceback starts a line)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        cid, message = _conversation_of(record), record.getMessage()
+        cid, message = _conversation_of(record), escape(record.getMessage())
         line = self.line(record.created, record.levelname, record.name, cid, message)
         if record.exc_info:
             # Redacted apart from the line before it: the same text, as no
@@ -153,9 +154,8 @@ class TextFormatter(_Redacting):
         return line
 
     def line(self, created: float, levelname: str, name: str, cid: str, message: str) -> str:
-        return self.redact(
-            f"{self.stamp(created)} {levelname} [{escape_cid(cid)}] {escape(message)}"
-        )
+        line = f"{self.stamp(created)} {levelname} [{escape_cid(cid)}] {message}"
+        return self.redact(line) if self._secrets else line
 
 
 class JsonFormatter(_Redacting):
@@ -164,7 +164,7 @@ class JsonFormatter(_Redacting):
     _encoder = msgspec.json.Encoder()
 
     def format(self, record: logging.LogRecord) -> str:
-        cid, message = _conversation_of(record), record.getMessage()
+        cid, message = _conversation_of(record), escape(record.getMessage())
         entry = self._entry(record.created, record.levelname, record.name, cid, message)
         if record.exc_info:
             entry["traceback"] = self.redact(self.formatException(record.exc_info))
@@ -181,8 +181,12 @@ class JsonFormatter(_Redacting):
             "level": levelname,
             "conversation_id": escape_cid(cid),
             "logger": name,
-            "message": self.redact(escape(message)),
+            "message": self.redact(message),
         }
+
+
+_WARNING: Final = logging.WARNING
+_BATCH_BYTES: Final = 64 * 1024  # waiting this much ends the linger
 
 
 class LineWriter(logging.Handler):
@@ -207,7 +211,7 @@ class LineWriter(logging.Handler):
     """
 
     LINGER: Final = 0.02  # seconds between writes while lines keep coming
-    BATCH_BYTES: Final = 64 * 1024  # waiting this much ends the linger
+    BATCH_BYTES: Final = _BATCH_BYTES
     MAX_BYTES: Final = 8 * 1024 * 1024  # kept while the reader is not reading
 
     def __init__(
@@ -264,7 +268,7 @@ class LineWriter(logging.Handler):
             self._size = size
         finally:
             self._guard.release()
-        if levelno >= logging.WARNING or size >= self.BATCH_BYTES:
+        if levelno >= _WARNING or size >= _BATCH_BYTES:
             if not self._hurry.is_set():
                 self._hurry.set()
                 self._wake.set()
@@ -342,33 +346,44 @@ def _text(lines: list[str]) -> str:
 
 def fast_info(log: logging.Logger, msg: str, *args: object) -> None:
     """``log.info(msg, *args)``, for the line logged on every cache hit, at
-    half its cost when the daemon's set-up holds (``log`` is a ``daemon.x``
-    logger whose records go to a ``LineWriter`` and nowhere else): that
-    writer's formatter makes the very line ``emit`` would make of the record
-    and the writer queues it after the lines logged before it, but no
-    ``LogRecord`` is made and no handler called. Else (pytest's ``caplog``,
-    another handler, a filter) it is ``log.info``. The level is checked at
-    each call, so a level set at run time holds."""
+    40% of its cost when the daemon's set-up holds (``log`` is a
+    ``daemon.x`` logger whose records go to a ``LineWriter`` and nowhere
+    else): that writer's formatter makes the very line ``emit`` would make
+    of the record and the writer queues it after the lines logged before
+    it, but no ``LogRecord`` is made and no handler called. Else
+    (pytest's ``caplog``, another handler, a filter) it is ``log.info``.
+    The level is checked at each call, so a level set at run time holds."""
     if not log.isEnabledFor(logging.INFO):
         return
-    writer = _only_writer(log)
-    formatter = writer.formatter if writer is not None else None
-    if writer is None or not isinstance(formatter, _Redacting):
+    route = _fast_route(log)
+    if route is None:
         log.info(msg, *args)
         return
+    writer, formatter = route
     try:
-        line = formatter.line(time.time(), "INFO", log.name, conversation_id.get(), msg % args)
+        text = msg % args
     except Exception:  # arguments that do not fit: reported the way logging reports them
         log.info(msg, *args)
         return
+    message = _ESCAPED.get(text)  # the hit line repeats: a strategy, a model, a count
+    if message is None:
+        if len(_ESCAPED) >= _ESCAPED_KEPT:
+            _ESCAPED.clear()
+        message = _ESCAPED[text] = escape(text)
+    line = formatter.line(time.time(), "INFO", log.name, conversation_id.get(), message)
     writer.put(line, logging.INFO)
 
 
-def _only_writer(log: logging.Logger) -> LineWriter | None:
+_ESCAPED: dict[str, str] = {}  # fast_info's messages, escaped
+_ESCAPED_KEPT: Final = 1024  # at most; then forgotten all at once
+
+
+def _fast_route(log: logging.Logger) -> tuple[LineWriter, _Redacting] | None:
     """The ``LineWriter`` that is the only handler ``log``'s records reach
-    (its parent's only handler, not passed further up), if ``log`` has no
-    handlers or filters of its own; else None. What ``Logger.callHandlers``
-    would walk, for the one shape the daemon has."""
+    (its parent's only handler, not passed further up), and its formatter
+    (one of ours), if ``log`` has no handlers or filters of its own; else
+    None. What ``Logger.callHandlers`` would walk, for the one shape the
+    daemon has."""
     parent = log.parent
     if parent is None or log.handlers or log.filters or not log.propagate or parent.propagate:
         return None
@@ -378,7 +393,8 @@ def _only_writer(log: logging.Logger) -> LineWriter | None:
     writer = handlers[0]
     if not isinstance(writer, LineWriter) or writer.filters or writer.level > logging.INFO:
         return None
-    return writer
+    formatter = writer.formatter
+    return (writer, formatter) if isinstance(formatter, _Redacting) else None
 
 
 def setup_logging(

@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.lowlevel
 
+from daemon import logs
 from daemon.logs import LineWriter, TextFormatter, conversation, fast_info, setup_logging
 
 LINE = re.compile(
@@ -390,6 +391,34 @@ def test_fast_info_lines_keep_their_place_among_the_others(pipe: Pipe) -> None:
             assert match["msg"] == f"merge_step [CACHED|premium|m] Conversation: {i} messages"
         else:
             assert match["msg"].endswith(f" {i}" if i % 3 == 2 else f": {i} messages")
+
+
+def test_fast_info_keeps_the_messages_it_escaped_but_never_too_many(pipe: Pipe) -> None:
+    """The hit line's message repeats, so ``fast_info`` keeps it escaped for
+    the next call: a kept message gives the same bytes as a new one (control
+    characters escaped both times), and no more than ``_ESCAPED_KEPT``
+    messages are kept, however many different ones come."""
+    log = logging.getLogger("daemon.analysis")
+    kept = logs._ESCAPED_KEPT
+    logs._ESCAPED.clear()
+    with writing(pipe.stream, linger=3600):
+        for _ in range(2):  # the second from what the first kept
+            fast_info(log, HIT, "premium\x1b[2J", "m\n", 6)
+        for i in range(3 * kept):
+            fast_info(log, HIT, "premium", "m", i)
+            assert len(logs._ESCAPED) <= kept
+    got = pipe.read_until(2 + 3 * kept)
+    first, second = (LINE.match(text) for text in got[:2])
+    assert first
+    assert second
+    assert (
+        first["msg"]
+        == second["msg"]
+        == ("merge_step [CACHED|premium\\x1b[2J|m\\n] Conversation: 6 messages")
+    )
+    assert [text.split("Conversation: ")[1] for text in got[2:]] == [
+        f"{i} messages" for i in range(3 * kept)
+    ]
 
 
 def test_fast_info_respects_the_level_set_at_run_time(pipe: Pipe) -> None:
