@@ -179,7 +179,7 @@ class JsonFormatter(_Redacting):
         return {
             "time": self.stamp(created),
             "level": levelname,
-            "conversation_id": escape_cid(cid),
+            "conversation_id": self.redact(escape_cid(cid)),  # a peer's text, like the message
             "logger": name,
             "message": self.redact(message),
         }

@@ -73,6 +73,23 @@ def test_secrets_never_appear(stream: io.StringIO) -> None:
     assert "key *** rejected" in text
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_secret_in_the_conversation_id_is_redacted_too(fmt: str) -> None:
+    """The conversation id is a peer's text like the message: a key in it
+    never reaches the log, in either format (the JSON one redacted only
+    the message and the traceback)."""
+    out = io.StringIO()
+    handler = setup_logging("INFO", fmt, ["topsecret"], out)
+    try:
+        with conversation("c-topsecret"):
+            logging.getLogger("daemon.x").info("hello")
+    finally:
+        logging.getLogger("daemon").removeHandler(handler)
+        logging.getLogger("daemon").propagate = True
+    assert "topsecret" not in out.getvalue()
+    assert "c-***" in out.getvalue()
+
+
 def test_json_format() -> None:
     out = io.StringIO()
     handler = setup_logging("INFO", "json", ["topsecret"], out)
