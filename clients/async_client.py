@@ -715,6 +715,7 @@ class FleetStatus(TypedDict):
     leases_waited: NotRequired[int]
     leases_taken_over: NotRequired[int]
     leases_lost: NotRequired[int]
+    leases_retaken: NotRequired[int]
 
 
 class ForbiddenData(TypedDict):

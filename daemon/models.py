@@ -216,7 +216,11 @@ class FleetStatus(_Result, frozen=True):
         int, msgspec.Meta(description="leases taken after waiting (the holder ended or died)")
     ] = 0
     leases_lost: typing.Annotated[
-        int, msgspec.Meta(description="leases found expired by their holder's renewal")
+        int, msgspec.Meta(description="leases another host took while this host's race ran")
+    ] = 0
+    leases_retaken: typing.Annotated[
+        int,
+        msgspec.Meta(description="leases found expired under a running race and taken back"),
     ] = 0
 
 

@@ -203,6 +203,69 @@ async def test_a_holder_whose_lease_expired_is_told(
     assert len(lost) == 1
 
 
+async def test_a_lease_that_expired_under_a_running_race_is_taken_back(
+    server: Shared, host: HostFactory
+) -> None:
+    """A's race runs; its lease expires (A paused past lease_ttl) and nobody
+    took it meanwhile: A's next renewal takes it back, so B, arriving after,
+    waits for A's race instead of starting a second one (before: the
+    renewal only said the lease was lost, and B won it and raced)."""
+    a = host("host-a", {**server.fleet, "lease_ttl": 1.0})
+    b = host("host-b", {**server.fleet, "lease_ttl": 1.0})
+    rank = lambda: -math.inf  # noqa: E731
+    async with a.client, b.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b)
+        for f in (a, b):  # as Fleet.run does, without its pub/sub
+            f.nursery, f.leases.listening = nursery, True
+        assert (await a.leases.take(KEY, trio.current_time() + 5, rank, -math.inf, 2))[0] == "won"
+        server.cli("pexpire", LEASE, "1")  # what a pause longer than lease_ttl does
+        await trio.sleep(0.45)  # A's renewal (every ttl/3) finds it gone
+        holder = server.cli("get", LEASE).strip()
+        taken, _ = await b.leases.take(KEY, trio.current_time() + 0.3, rank, -math.inf, 2)
+        status = a.status()
+        a.leases.finished(KEY, None)
+        nursery.cancel_scope.cancel()
+    assert holder.startswith("host-a:"), holder
+    assert taken == "deadline"  # B waited for A's race
+    assert (status.leases_retaken, status.leases_lost) == (1, 0)
+
+
+async def test_a_holder_whose_lease_another_host_took_takes_it_back_once_free(
+    server: Shared, host: HostFactory
+) -> None:
+    """A's lease expired and B took it (both race the key, each paid for):
+    A's race goes on and its renewal keeps trying; once B's race ends and
+    B gives the lease up, A takes it back, so the next host waits for A's
+    race, the one still running (before: A stopped renewing for good and a
+    third host could start a third race)."""
+    a = host("host-a", {**server.fleet, "lease_ttl": 1.0})
+    b = host("host-b", {**server.fleet, "lease_ttl": 1.0})
+    c = host("host-c", {**server.fleet, "lease_ttl": 1.0})
+    rank = lambda: -math.inf  # noqa: E731
+    async with a.client, b.client, c.client, trio.open_nursery() as nursery:
+        await run_writer(nursery, a, b, c)
+        for f in (a, b, c):
+            f.nursery, f.leases.listening = nursery, True
+        deadline = trio.current_time() + 5
+        assert (await a.leases.take(KEY, deadline, rank, -math.inf, 2))[0] == "won"
+        server.cli("pexpire", LEASE, "1")
+        await trio.sleep(0.05)
+        assert (await b.leases.take(KEY, deadline, rank, -math.inf, 2))[0] == "won"
+        await trio.sleep(0.4)  # A's renewal finds B's lease: lost
+        lost = a.status().leases_lost
+        b.leases.finished(KEY, None)  # B's race is over
+        await trio.sleep(0.45)  # A's next renewal finds the lease free
+        holder = server.cli("get", LEASE).strip()
+        taken, _ = await c.leases.take(KEY, trio.current_time() + 0.3, rank, -math.inf, 2)
+        status = a.status()
+        a.leases.finished(KEY, None)
+        nursery.cancel_scope.cancel()
+    assert lost == 1
+    assert holder.startswith("host-a:"), holder
+    assert taken == "deadline"  # C waited for A's race
+    assert (status.leases_lost, status.leases_retaken) == (1, 1)
+
+
 async def test_one_slow_reply_does_not_make_the_host_race_alone_for_seconds(
     server: Shared, host: HostFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

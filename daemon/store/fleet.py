@@ -591,4 +591,5 @@ class Fleet:
             leases_waited=self.leases.waited,
             leases_taken_over=self.leases.taken_over,
             leases_lost=self.leases.lost,
+            leases_retaken=self.leases.retaken,
         )

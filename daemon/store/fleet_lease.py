@@ -37,10 +37,17 @@ logger = logging.getLogger(__name__)
 LISTEN_RETRY: Final = 1.0  # seconds between two attempts to subscribe
 EXPIRY_SLACK: Final = 0.05  # seconds past the lease's expiry before trying it again
 
-# KEYS: lease. ARGV: token, ttl ms.
+# KEYS: lease. ARGV: token, ttl ms. Returns 1: renewed, 2: it had expired and
+# nobody held it: taken back (the holder's race still runs), 0: another
+# host's lease.
 RENEW_LUA: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0
 """
@@ -79,7 +86,8 @@ class Leases:
         self.won = 0
         self.waited = 0
         self.taken_over = 0
-        self.lost = 0  # renewals that found the lease gone or another host's
+        self.lost = 0  # holdings whose lease another host took while this race ran
+        self.retaken = 0  # leases found expired (nobody else's) and taken back
 
     # ------------------------------------------------------------ listening --
 
@@ -232,10 +240,18 @@ class Leases:
 
     async def _keep(self, lease: str, token: str, scope: trio.CancelScope) -> None:
         """Renew the lease every third of its time until ``finished`` cancels
-        this; a failed renewal is retried at the next third. A renewal that
-        finds the lease expired (this host paused past ``lease_ttl``, or cut
-        off from the server that long) says so once and stops: another host
-        may race the key too, and ``leases_lost`` counts it."""
+        this; a failed renewal is retried at the next third. The race itself
+        is never stopped for its lease: its calls are paid for, and what it
+        stores is published like any result (the best record is only
+        raised). A lease that expired under a race still running (this host
+        paused past ``lease_ttl``, or cut off from the server that long) is
+        taken back at the next renewal when nobody took it meanwhile, so the
+        hosts waiting on the key go on waiting for this one race
+        (``leases_retaken``). When another host took it, that host races the
+        key too: one WARNING, ``leases_lost``, and the renewal keeps trying
+        to take it back (the other may finish first; then new requests wait
+        for this race instead of starting a third)."""
+        lost = False
         with scope:
             while True:
                 await trio.sleep(self.ttl / 3)
@@ -247,15 +263,24 @@ class Leases:
                 except Exception as exc:
                     self.fleet._down(exc)
                     continue
-                if not kept:
-                    self.lost += 1
-                    logger.warning(
-                        "Fleet lease %s expired before its race ended (this host held it "
-                        "past lease_ttl %ss): another host may race the same key",
+                if kept == 2:
+                    self.retaken += 1
+                    logger.info(
+                        "Fleet lease %s had expired before its race ended (this host held it "
+                        "past lease_ttl %ss); taken back, the race goes on here",
                         lease,
                         self.ttl,
                     )
-                    return
+                elif kept == 0 and not lost:
+                    lost = True
+                    self.lost += 1
+                    logger.warning(
+                        "Fleet lease %s expired before its race ended (this host held it "
+                        "past lease_ttl %ss): another host races the same key; this race "
+                        "goes on, and takes the lease back if it is free again",
+                        lease,
+                        self.ttl,
+                    )
 
     def finished(self, key: CacheKey, last_event_id: int | None) -> None:
         """The race for ``key`` ended here: give the lease up once every event
