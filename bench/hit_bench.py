@@ -1,21 +1,26 @@
 """Cache hits against a same-bytes echo server, with the log on and off.
 
-    .venv/bin/python bench/hit_bench.py [--seconds 3] [--rounds 3] [--stall 10]
+    .venv/bin/python bench/hit_bench.py [--seconds 0.2] [--rounds 40] [--stall 10]
+                                        [--no-pin] [--no-fifo] [--verbose]
 
-One run, side by side, driven by the C client (bench/loadgen.c: one
-process, epoll, one request in flight per connection, its own CPU share
-printed so one can see it was not the bottleneck):
+Driven by the C client (bench/loadgen.c: one process, epoll, one request in
+flight per connection, its own CPU share printed so one can see it was not
+the bottleneck), each server alone in turn:
 
 * ``echo``: bench/echo_server.py answering every line with ctxd's own
   cache-hit reply (the bytes the INFO daemon sent for the same request);
 * ``info``: ctxd with the shipped ``logging.level: INFO``, stderr a pipe
-  that a reader drains line by line (as journald does): one SPEC §6 line per
-  hit;
+  that a reader drains (as journald does): one SPEC §6 line per hit;
 * ``warning``: the same daemon with ``logging.level: WARNING`` (no line per hit).
 
-Servers take turns, round after round, so that the load the other users
-of the machine put on it falls on all three alike; each figure is printed,
-then the median and spread of the ratios over the rounds.
+Many short rounds, the servers in each of the six orders in turn; the
+ratios (INFO against WARNING, each against echo) are taken within each
+round, and their median printed with a 95% confidence interval and the
+quartiles. The servers run on a CPU of their own, the client and the log
+readers on the other (``--no-pin``: wherever the scheduler puts them), and
+the client, the log readers and the server being measured at SCHED_FIFO
+(``--no-fifo``: the fair scheduler; see ``common.place`` for why). Server
+CPU per request is every thread's (the event loop's apart, "loop").
 
 ``--stall S``: then the INFO daemon's log reader stops reading for S
 seconds while the client drives it: requests must still be served (the log
