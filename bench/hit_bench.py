@@ -1,7 +1,7 @@
 """Cache hits against a same-bytes echo server, with the log on and off.
 
     .venv/bin/python bench/hit_bench.py [--seconds 0.2] [--rounds 40] [--stall 10]
-                                        [--no-pin] [--no-fifo] [--verbose]
+                                        [--no-pin] [--no-fifo] [--verbose] [--a-a]
 
 Driven by the C client (bench/loadgen.c: one process, epoll, one request in
 flight per connection, its own CPU share printed so one can see it was not
@@ -21,6 +21,9 @@ readers on the other (``--no-pin``: wherever the scheduler puts them), and
 the client, the log readers and the server being measured at SCHED_FIFO
 (``--no-fifo``: the fair scheduler; see ``common.place`` for why). Server
 CPU per request is every thread's (the event loop's apart, "loop").
+
+``--a-a``: the "info" daemon at WARNING too, to check the bench itself:
+its ratios against "warning" should come out at 1.
 
 ``--stall S``: then the INFO daemon's log reader stops reading for S
 seconds while the client drives it: requests must still be served (the log
@@ -152,10 +155,14 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true", help="let the scheduler place everyone")
     parser.add_argument("--no-fifo", action="store_true", help="the fair scheduler's priorities")
     parser.add_argument("--verbose", action="store_true", help="print every run")
+    parser.add_argument(
+        "--a-a", action="store_true", help="check the bench: 'info' at WARNING too (ratios ~1)"
+    )
     args = parser.parse_args()
     if args.rounds < 4:
         parser.error("--rounds must be at least 4")
     where = place(pin=not args.no_pin, fifo=not args.no_fifo)
+    info_level = "WARNING" if args.a_a else "INFO"
     fifo = "SCHED_FIFO" in where
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-bench-", dir="/tmp"))
     fake = subprocess.Popen(
@@ -175,7 +182,7 @@ def main() -> None:
         miss = line("analyze", {"conversation_id": "hit", "image": {"url": url}})
         hit = line("analyze", {"conversation_id": "hit", "resource": url})
         with (
-            daemon(tmp, "info", sections=sections, level="INFO", stderr_pipe=True) as info,
+            daemon(tmp, "info", sections=sections, level=info_level, stderr_pipe=True) as info,
             daemon(tmp, "warning", sections=sections, level="WARNING", stderr_pipe=True) as warn,
         ):
             for path in (info, warn):
@@ -186,7 +193,7 @@ def main() -> None:
                 servers = {"echo": echo, "info": info, "warning": warn}
                 print(
                     f"cache hits: {len(reply)}-byte reply, {args.rounds} rounds of"
-                    f" {args.seconds:g}s; {where};"
+                    f" {args.seconds:g}s; {where};{' A/A: info at WARNING;' if args.a_a else ''}"
                     f" load average before {os.getloadavg()[0]:.2f}"
                 )
                 for path in servers.values():  # warm up: connections, caches
