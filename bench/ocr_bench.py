@@ -19,8 +19,9 @@ One run, one machine, side by side:
 5. ``--apps``: tests/data/apps read once by PP-OCR (in this process, one
    worker's threads), then the layout of commit ``--before`` (loaded from
    git) and today's, side by side on the same lines: the quality table of
-   each (tests/ocr_eval.py) and the time of OCR and of each layout per
-   screenshot (p50, p95; 720x1280 shots apart). Only this section runs.
+   each (tests/ocr_eval.py), the OCR's seconds by screenshot width, and the
+   time of OCR, of each layout and of a worker's whole read (OCR + layout)
+   per screenshot (p50, p95; 720x1280 shots apart). Only this section runs.
 """
 
 from __future__ import annotations
@@ -312,6 +313,7 @@ def apps(before: str, folder: Path | None) -> None:
     reader = Reader(len(os.sched_getaffinity(0)))  # one worker: all the cores
     layouts = {f"{before} (before)": old, "now": ocr_layout}
     scores: dict[str, dict[str, Score]] = {name: {} for name in layouts}
+    by_width: dict[int, list[float]] = {}  # shots, OCR seconds
     ms: dict[str, list[tuple[bool, float]]] = {"ocr": [], **{name: [] for name in layouts}}
     for png, truth in cases(folder or APPS):
         rgb = np.asarray(Image.open(png).convert("RGB"))
@@ -320,6 +322,9 @@ def apps(before: str, folder: Path | None) -> None:
         started = time.perf_counter()
         raw, _ = reader.engine(bgr, use_cls=False)
         ms["ocr"].append((small, (time.perf_counter() - started) * 1000))
+        sums = by_width.setdefault(rgb.shape[1], [0.0, 0.0])
+        sums[0] += 1
+        sums[1] += ms["ocr"][-1][1] / 1000
         for name, layout in layouts.items():
             started = time.perf_counter()
             lines = layout.lines_from_ocr(raw)
@@ -336,12 +341,20 @@ def apps(before: str, folder: Path | None) -> None:
         print(HEADER)
         for key in sorted(scores[name], key=lambda k: (k == "total", k)):
             print(scores[name][key].row(key))
-    print("\nms per screenshot          p50 all   p95 all   p50 720x1280")
+    print("\nOCR by width    shots   seconds   per shot")
+    for w, (count, seconds) in sorted(by_width.items()):
+        print(f"  {w:>5} px     {count:5.0f}   {seconds:7.1f}   {seconds / count:8.2f}")
+    # A worker's read of a shot (OCR, then the layout; decoding aside), before and now.
+    for name in layouts:
+        ms[f"read: ocr + {name}"] = [
+            (small, a + b) for (small, a), (_, b) in zip(ms["ocr"], ms[name], strict=True)
+        ]
+    print("\nms per screenshot                 p50 all   p95 all   p50 720x1280")
     for name, values in ms.items():
         every = [v for _, v in values]
         small = [v for s, v in values if s] or [0.0]
         print(
-            f"  {name:<24} {pct(every, 0.5):8.1f}  {pct(every, 0.95):8.1f}  {pct(small, 0.5):8.1f}"
+            f"  {name:<32} {pct(every, 0.5):8.1f}  {pct(every, 0.95):8.1f}  {pct(small, 0.5):8.1f}"
         )
 
 

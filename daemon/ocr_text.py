@@ -49,8 +49,10 @@ def split_time(text: str) -> tuple[str, str | None]:
 
 
 def clean_time(text: str) -> str:
-    """As the app shows it: a colon read as a dot is a colon again."""
-    return re.sub(r"(\d)\.(\d)", r"\1:\2", text.strip())
+    """As the app shows it: a colon read as a dot is a colon again, and
+    "9:31AM" (PP-OCR drops the narrow space) "9:31 AM"."""
+    text = re.sub(r"(\d)\.(\d)", r"\1:\2", text.strip())
+    return re.sub(r"(\d)\s*([AaPp]\.?[Mm]\.?)$", r"\1 \2", text)
 
 
 def is_time(text: str) -> bool:

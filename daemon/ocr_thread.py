@@ -5,7 +5,8 @@ first). In such a screenshot every message starts at one column, right of
 a square avatar: a row with the sender's bold name and the time ("Alex Kim
 1:30 PM") heads a message, the rows under it at the same column are its
 text, and a follow-up by the same sender comes without name and time, a
-little further down than a text row's spacing. Under a message, its
+little further down than a text row's spacing (the smallest step between
+two rows of the column, learnt from the screenshot). Under a message, its
 thread's "3 replies  Last reply …" and a reaction's count are not messages;
 a date divider is centred and not at the column.
 
@@ -23,6 +24,7 @@ an emoji-only message (PP-OCR has no emoji): ``kind`` sticker, empty text.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -68,9 +70,9 @@ def _name_row(row: list[Line], dp: float) -> tuple[str, str] | None:
     if first.box[0] < MIN_COLUMN_DP * dp:
         return None
     if len(row) >= 2 and ocr_text.is_time(row[1].text):
-        if 0 <= row[1].box[0] - first.box[2] <= NAME_GAP_DP * dp and not ocr_text.HAS_TIME.search(
-            first.text
-        ):
+        if -4 * dp <= row[1].box[0] - first.box[
+            2
+        ] <= NAME_GAP_DP * dp and not ocr_text.HAS_TIME.search(first.text):
             return first.text.strip(), ocr_text.split_time(row[1].text)[1] or ""
         return None
     before, time = ocr_text.split_time(first.text)
@@ -80,11 +82,16 @@ def _name_row(row: list[Line], dp: float) -> tuple[str, str] | None:
 
 
 def column(lines: list[Line], dp: float) -> float | None:
-    """The messages' column, when at least two rows are name + time rows
-    that start there and are not in bubbles: a thread layout."""
-    starts = sorted(row[0].box[0] for row in _rows(lines) if _name_row(row, dp))
-    for x in starts:
-        if sum(1 for s in starts if abs(s - x) <= COLUMN_DP * dp) >= 2:
+    """The messages' column, when at least two rows that are not in bubbles
+    are name + time rows that start there (or one is, with two rows under
+    it at its column): a thread layout."""
+    rows = _rows(lines)
+    heads = [(i, row[0].box[0]) for i, row in enumerate(rows) if _name_row(row, dp)]
+    for i, x in heads:
+        at = [j for j, row in enumerate(rows) if abs(row[0].box[0] - x) <= COLUMN_DP * dp]
+        if sum(1 for _, s in heads if abs(s - x) <= COLUMN_DP * dp) >= 2:
+            return x
+        if len([j for j in at if j > i]) >= 2:  # one sender's name, two rows under it
             return x
     return None
 
@@ -97,9 +104,15 @@ def read(
     lines dropped (a message whose name row a bar hides)."""
     messages: list[Message] = []
     dropped = 0
-    for row in _rows(lines):
+    rows = _rows(lines)
+    tops = [r[0].box[1] for r in rows if abs(r[0].box[0] - x0) <= COLUMN_DP * dp]
+    pitches = [b - a for a, b in itertools.pairwise(tops) if b - a > 0]
+    pitch = min(pitches, default=0)  # a text row's: a follow-up starts further down
+    for row in rows:
         if abs(row[0].box[0] - x0) > COLUMN_DP * dp:
-            continue  # a date divider, a reply count at the edge, a reaction
+            if messages and row[0].box[0] > x0:  # a thread's summary, a reaction, a divider
+                messages[-1].rows.append([])  # end the message's text
+            continue  # (or a reply count at the edge)
         head = _name_row(row, dp)
         text = ocr_text.join([ln.text for ln in row]).strip()
         if head is not None:
@@ -115,8 +128,8 @@ def read(
         last = messages[-1]
         texts = [r for r in last.rows if r]
         previous = texts[-1]
-        gap = row[0].box[1] - max(ln.box[3] for ln in previous)
-        if (last.rows[-1] and gap <= 0.4 * row[0].height) or (last.headed and len(texts) == 1):
+        step = row[0].box[1] - previous[0].box[1]
+        if last.rows[-1] and (step <= 1.2 * pitch or (last.headed and len(texts) == 1)):
             last.rows.append(row)
         else:
             messages.append(Message(rows=[row], sender=last.sender))
@@ -135,6 +148,9 @@ def read(
         if message.time is not None:
             item["time"] = message.time
         if not body:  # a name and an emoji we cannot read under it
+            if box[3] + EMOJI_ROW_DP * dp > bottom:  # or its text under the input bar
+                dropped += sum(len(r) for r in rows)
+                continue
             item["kind"] = "sticker"
             below = messages[i + 1].rows[0][0].box[1] if i + 1 < len(messages) else bottom
             box[3] = round(min(box[3] + EMOJI_ROW_DP * dp, below - 2 * dp))
@@ -142,8 +158,7 @@ def read(
         item["bbox"] = [box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad]
         out.append(item)
     title, group = _title(header)
-    senders = {m["sender"] for m in out}
-    direct = not group and title is not None and title in senders
+    direct = not group and title is not None  # no "#", no member count: one person
     user = None
     for item in out:
         mine = direct and item["sender"] != title

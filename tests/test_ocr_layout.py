@@ -619,6 +619,9 @@ def test_a_direct_message_thread_without_bubbles() -> None:
         ("talker", "left", "Priya Shah", "1:40 PM", "sticker", ""),
     ]
     assert step["bubbles"][0]["bbox"][:2] == [108, 254]  # from the name row
+    image = paper()  # a DM where only others than the header's person write: the user's
+    step, _ = read(image, thread_lines(image, "Sophie", "Active"))
+    assert {(b["speaker"], b["side"]) for b in step["bubbles"]} == {("user", "right")}
 
 
 def test_a_channel_thread_names_the_group_and_every_message_is_the_talkers() -> None:
@@ -628,3 +631,18 @@ def test_a_channel_thread_names_the_group_and_every_message_is_the_talkers() -> 
     assert {(b["speaker"], b["side"]) for b in step["bubbles"]} == {("talker", "left")}
     senders = [b["sender"] for b in step["bubbles"]]
     assert senders == ["Alex Kim", "Alex Kim", "Priya Shah", "Priya Shah"]
+
+
+def test_the_prompt_asks_the_models_for_threads_as_the_local_layout_reads_them() -> None:
+    """Slack-like threads: the same convention for models and the local OCR."""
+    from daemon.providers import DEFAULT_PROMPT
+
+    prompt = " ".join(DEFAULT_PROMPT.split())
+    for said in (
+        "thread without bubbles",
+        "sender is the bold name",
+        "reply counts",
+        "in a direct message the person the header names is the talker (left)",
+        "group is the channel's name",
+    ):
+        assert said in prompt, said

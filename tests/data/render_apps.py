@@ -1259,6 +1259,199 @@ def render(
     return image, info
 
 
+# --- Slack-like threads: no bubbles --------------------------------------------------------
+
+SLACK = {
+    "slack-light": App(**{**APPS["whatsapp-light"].__dict__, "name": "slack", "bg": (255, 255, 255),
+        "wallpaper": "flat", "header_bg": (255, 255, 255), "header_fg": (29, 28, 29),
+        "sub_fg": (97, 96, 97), "talker_fg": (29, 28, 29), "time_fg": (97, 96, 97),
+        "input_bg": (255, 255, 255), "field_bg": (248, 248, 248), "accent": (18, 100, 163),
+        "placeholder": "Message #general"}),
+    "slack-dark": App(**{**APPS["whatsapp-dark"].__dict__, "name": "slack", "bg": (26, 29, 33),
+        "wallpaper": "flat", "header_bg": (26, 29, 33), "header_fg": (209, 210, 211),
+        "sub_fg": (171, 171, 173), "talker_fg": (209, 210, 211), "time_fg": (171, 171, 173),
+        "input_bg": (26, 29, 33), "field_bg": (34, 37, 41), "accent": (29, 155, 209),
+        "placeholder": "Message #general"}),
+}  # fmt: skip
+SLACK_USER = "Alex Kim"  # the signed-in user
+
+
+def render_slack(
+    index: int, key: str, width: int, height: int, opts: dict[str, Any], seed: int = 0
+) -> tuple[Image.Image, dict[str, Any]]:
+    """A Slack-like channel, DM or thread: avatar, bold name, time, text rows;
+    no bubbles. Truth: one ``bubble`` per message (its name row and text rows),
+    ``sender`` the bold name (carried to a follow-up message drawn without it),
+    ``time`` as shown. In a DM the other person is the talker and the
+    signed-in user's messages are the user's (``right``: a thread has no
+    sides, the side follows the speaker); in a channel or a thread nobody's
+    messages can be told to be the signed-in user's: every one is the talker's."""
+    app = SLACK[key]
+    rng = random.Random(index * 7919 + width + seed * 1_000_003)
+    c = Canvas(width, height, app.bg)
+    zh = bool(opts.get("zh"))
+    dm = bool(opts.get("dm"))
+    thread = bool(opts.get("thread"))
+    channel = rng.choice(["general", "design", "random", "项目组" if zh else "launch"])
+    other = rng.choice(NAMES_ZH if zh else NAMES_EN)
+    people = [other, SLACK_USER] if dm else [*rng.sample(MEMBERS_ZH if zh else MEMBERS_EN, 3)]
+    pool = ZH if zh else EN
+    chrome: list[str] = []
+    bottom = c.h_dp - (24.0 if app.os == "ios" else 40.0)
+    kb_top = bottom - 260.0 if opts.get("keyboard") else bottom
+    status_h = 44.0 if app.os == "ios" else 24.0
+    chat_top = status_h + 56
+    input_top = kb_top - 52
+    title = other if dm else ("Thread" if thread else f"# {channel}")
+    bubbles: list[dict[str, Any]] = []
+    partial: list[list[int]] = []
+    y = chat_top + 10 - float(opts.get("scroll", 0))
+    hour, minute = rng.randrange(8, 20), rng.randrange(0, 40)
+    last = ""
+    n = 0
+    replies_drawn = False
+    while y < input_top + 40:
+        n += 1
+        if n == 1 or (n == 4 and rng.random() < 0.5):
+            if thread and n == 4 and not replies_drawn:
+                text = f"{rng.randrange(2, 9)} replies"
+                c.text(16, y + 4, text, 12.5, app.time_fg)
+                c.rect((16 + c.length(text, 12.5) + 8, y + 12, 344, y + 12.6), (221, 221, 221))
+                chrome.append(text)
+                replies_drawn = True
+                y += 28
+                continue
+            if not thread and n == 1:
+                day = rng.choice(["Today", "Yesterday", "Monday, November 30th"])
+                w = c.length(day, 12) + 20
+                c.rect((12, y + 12, 348, y + 12.6), mix(app.bg, (128, 128, 128), 0.4))
+                c.rect((180 - w / 2, y + 2, 180 + w / 2, y + 22), app.bg, 10)
+                c.draw.rounded_rectangle(
+                    [c.px(180 - w / 2), c.px(y + 2), c.px(180 + w / 2), c.px(y + 22)],
+                    radius=c.px(10), outline=mix(app.bg, (128, 128, 128), 0.4), width=c.px(1),
+                )  # fmt: skip
+                c.text(180 - c.length(day, 12) / 2, y + 4.5, day, 12, app.talker_fg, bold=True)
+                chrome.append(day)
+                y += 32
+                continue
+        sender = rng.choice(people)
+        follow = sender == last and rng.random() < 0.6
+        last = sender
+        r = rng.random()
+        emoji_only = r < 0.1
+        text = (
+            rng.choice(EMOJI_ONLY)
+            if emoji_only
+            else rng.choice(pool if r > 0.3 else EMOJI_TEXT + pool)
+        )
+        minute += rng.randrange(0, 5)
+        hour += minute // 60
+        minute %= 60
+        time = (
+            f"{hour}:{minute:02d}"
+            if app.os == "android"
+            else f"{(hour - 1) % 12 + 1}:{minute:02d} {'AM' if hour < 12 else 'PM'}"
+        )
+        top = y
+        x0 = 56.0
+        rows_w: list[float] = []
+        if not follow:
+            y += 8
+            top = y
+            avatar(
+                c, 30, y + 18, 18, sender, Chat(c, app, rng, True).colour_of(sender), square=True
+            )
+            c.text(x0, y, sender, 15, app.talker_fg, bold=True)
+            nw = c.length(sender, 15, bold=True)
+            c.text(x0 + nw + 8, y + 3, time, 12, app.time_fg)
+            rows_w.append(nw + 8 + c.length(time, 12))
+            y += 22
+        else:
+            y += 8
+            top = y
+        size, lh = (30, 36) if emoji_only else (15, 21)
+        for row in wrap(c, text, size, 360 - x0 - 16):
+            c.text(x0, y, row, size, app.talker_fg)
+            rows_w.append(c.length(row, size))
+            y += lh
+        box = (x0 - 2, top - 2, x0 + max(rows_w) + 2, y + 1)
+        if rng.random() < 0.15 and not thread:  # a reaction under it
+            emoji = rng.choice(["👍", "🎉", "❤️"])
+            count = str(rng.randrange(1, 6))
+            c.rect((x0, y + 4, x0 + 44, y + 26), mix(app.bg, app.accent, 0.12), 11)
+            c.emoji(x0 + 6, y + 8, emoji.replace("\ufe0f", ""), 14)
+            c.text(x0 + 26, y + 7, count, 12, app.accent, bold=True)
+            chrome.append(count)
+            y += 30
+        elif rng.random() < 0.2 and not thread:  # its thread: replies, a last reply
+            for i in range(3):
+                c.rect(
+                    (x0 + 22 * i, y + 5, x0 + 20 + 22 * i, y + 25),
+                    Chat(c, app, rng, True).colours[i],
+                    4,
+                )
+            replies = f"{rng.randrange(2, 12)} replies"
+            c.text(x0 + 70, y + 6, replies, 13, app.accent, bold=True)
+            when = rng.choice(["Last reply today at 10:12", "Last reply 5 min ago", "View thread"])
+            c.text(x0 + 76 + c.length(replies, 13, bold=True), y + 7.5, when, 12, app.time_fg)
+            chrome += [replies, when]
+            y += 30
+        truth: dict[str, Any] = {
+            "speaker": "user" if dm and sender == SLACK_USER else "talker",
+            "side": "right" if dm and sender == SLACK_USER else "left",
+            "bbox": c.box(box),
+            "text": text,
+            "sender": sender,
+        }
+        if not follow:
+            truth["time"] = time
+        if emoji_only:
+            truth["kind"] = "text"
+        if top < chat_top or box[3] > input_top:
+            if box[3] > chat_top and top < input_top:
+                partial.append(c.box(box))
+            continue
+        bubbles.append(truth)
+    nav_bar(c, app, app.input_bg)
+    if opts.get("keyboard"):
+        kb_top, more = keyboard(c, app, bottom, rng)
+        chrome += more
+    placeholder = f"Message {other}" if dm else ("Reply…" if thread else f"Message # {channel}")
+    app_in = App(**{**app.__dict__, "placeholder": placeholder})
+    itop, more = input_bar(c, app_in, kb_top, opts.get("draft"))
+    chrome += more
+    _, more = status_bar(c, app, app.header_fg, app.header_bg, rng)
+    chrome += more
+    hb = status_h
+    c.rect((0, hb, 360, hb + 56), app.header_bg)
+    c.line([(20, hb + 20), (12, hb + 28), (20, hb + 36)], app.header_fg, 2.2)
+    c.text(34, hb + 9, title, 16, app.header_fg, bold=True)
+    sub = "Active" if dm else (f"# {channel}" if thread else f"{rng.randrange(3, 80)} members")
+    c.text(34, hb + 31, sub, 12, app.sub_fg)
+    if not thread:
+        chrome.append(sub)
+    c.rect((0, hb + 55.5, 360, hb + 56), mix(app.bg, (128, 128, 128), 0.3))
+    bubbles = [
+        b
+        for b in bubbles
+        if b["bbox"][1] >= c.box((0, hb + 56, 0, 0))[1]
+        and b["bbox"][3] <= c.box((0, itop, 0, 0))[1]
+    ]
+    info = {
+        "app": app.name,
+        "theme": app.theme,
+        "width": width,
+        "height": height,
+        "user_side": "right",
+        "talker": other if dm else None,
+        "group": None if dm else channel,  # a thread's channel is under "Thread"
+        "bubbles": bubbles,
+        "partial": partial,
+        "chrome": chrome,
+    }
+    return c.final(), info
+
+
 # (app key, width, height, options) for each shot; about a third with a keyboard.
 PLAN: list[tuple[str, int, int, dict[str, Any]]] = []
 
@@ -1324,6 +1517,12 @@ def plan(seed: int = 0) -> list[tuple[str, int, int, dict[str, Any]]]:
             {"zh": True},
         ],
     }
+    per_app["slack-light"] = [{}, {"dm": True}, {"thread": True}, {"zh": True, "keyboard": True}]
+    per_app["slack-dark"] = [
+        {},
+        {"dm": True, "keyboard": True, "draft": "ok see y"},
+        {"thread": True},
+    ]
     for key, variants in per_app.items():
         for opts in variants:
             w, h = sizes[rng.randrange(len(sizes))]
@@ -1343,7 +1542,8 @@ def main() -> None:
     for i, (key, w, h, opts) in enumerate(plan(args.seed)):
         if args.only >= 0 and i != args.only:
             continue
-        image, info = render(i, key, w, h, opts, args.seed)
+        draw = render_slack if key in SLACK else render
+        image, info = draw(i, key, w, h, opts, args.seed)
         stem = f"{i:02d}-{key}-{w}"
         image.save(args.out / f"{stem}.png", optimize=True)
         (args.out / f"{stem}.json").write_text(
