@@ -216,6 +216,8 @@ class FleetConfig(_Section, frozen=True):
 
     url: str | None = None  # redis://host:port/db, rediss://..., unix:///path
     cluster_nodes: list[str] | None = None  # host:port seeds of a Redis Cluster
+    sentinel_nodes: list[str] | None = None  # host:port of Sentinels watching the primary
+    sentinel_service: str | None = None  # the name they monitor it under
     host_id: str = ""  # "": the host name
     password_env: str | None = None
     ca_file: str | None = None  # rediss:// only
@@ -436,8 +438,9 @@ def _check_spend(strategy: StrategyConfig, key: str, fail: Callable[[str, str], 
 def _check_fleet(fleet: FleetConfig, fail: Callable[[str, str], None]) -> None:
     """SPEC §7 ``fleet``: one server (``url``) or cluster seeds, never both;
     no password in the URL (it would be logged): ``password_env`` names it."""
-    if (fleet.url is None) == (fleet.cluster_nodes is None):
-        fail("fleet", "give either url or cluster_nodes")
+    given = (fleet.url, fleet.cluster_nodes, fleet.sentinel_nodes)
+    if sum(v is not None for v in given) != 1:
+        fail("fleet", "give either url or cluster_nodes (or sentinel_nodes)")
     if fleet.url is not None:
         url = urlsplit(fleet.url)
         if url.scheme not in ("redis", "rediss", "unix"):
@@ -455,14 +458,24 @@ def _check_fleet(fleet: FleetConfig, fail: Callable[[str, str], None]) -> None:
                 fail("fleet.url", f"{fleet.url!r} is not redis://host[:port][/db]")
         if fleet.ca_file is not None and url.scheme != "rediss":
             fail("fleet.ca_file", "only a rediss:// url takes a CA file")
-    for i, node in enumerate(fleet.cluster_nodes or ()):
-        host, _, port_text = node.rpartition(":")
-        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            fail(f"fleet.cluster_nodes[{i}]", f"{node!r} is not host:port")
-    if fleet.cluster_nodes == []:
-        fail("fleet.cluster_nodes", "must name at least one node")
+    seeds = (("cluster_nodes", fleet.cluster_nodes), ("sentinel_nodes", fleet.sentinel_nodes))
+    for name, nodes in seeds:
+        for i, node in enumerate(nodes or ()):
+            host, _, port_text = node.rpartition(":")
+            if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                fail(f"fleet.{name}[{i}]", f"{node!r} is not host:port")
+        if nodes == []:
+            fail(f"fleet.{name}", "must name at least one node")
     if fleet.ca_file is not None and fleet.cluster_nodes is not None:
         fail("fleet.ca_file", "TLS to a cluster is not supported; use url: rediss://")
+    if fleet.ca_file is not None and fleet.sentinel_nodes is not None:
+        fail("fleet.ca_file", "TLS through Sentinel is not supported; use url: rediss://")
+    if (fleet.sentinel_nodes is None) != (fleet.sentinel_service is None):
+        fail("fleet.sentinel_service", "the primary's name; given with sentinel_nodes only")
+    if fleet.sentinel_service is not None and not re.match(
+        r"^[A-Za-z0-9._-]{1,128}$", fleet.sentinel_service
+    ):
+        fail("fleet.sentinel_service", "1-128 characters of letters, digits and . _ -")
     if fleet.host_id and not re.match(r"^[A-Za-z0-9._:-]{1,128}$", fleet.host_id):
         fail("fleet.host_id", "1-128 characters of letters, digits and . _ : -")
     if fleet.password_env is not None:

@@ -323,6 +323,138 @@ def shared_backend(kind: str) -> Iterator[Shared]:
             yield cluster
 
 
+class RedisSentinel:
+    """A primary, its replica and one Sentinel watching them under
+    ``service`` (quorum 1), on free ports: ``failover`` asks the Sentinel to
+    promote the replica now, as it does when the primary is down for
+    ``down-after-milliseconds``."""
+
+    service: Final = "ctxd"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "primary").mkdir()
+        (root / "replica").mkdir()
+        # No 5 s wait before a sync, no wait for replicas at a shutdown.
+        quick = ("--repl-diskless-sync-delay", "0", "--shutdown-timeout", "0")
+        self.primary = RedisServer(root / "primary", free_port(), *quick)
+        self.replica = RedisServer(
+            root / "replica",
+            free_port(),
+            *quick,
+            "--replicaof",
+            "127.0.0.1",
+            str(self.primary.port),
+        )
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def fleet(self) -> dict[str, Any]:
+        return {"sentinel_nodes": [f"127.0.0.1:{self.port}"], "sentinel_service": self.service}
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        # The Sentinel learns the replica from the primary's INFO (at its
+        # start, then every 10 s): the replica is linked first.
+        deadline = time.monotonic() + START_WAIT
+        while "master_link_status:up" not in self.replica.cli("info", "replication"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica did not sync")
+            time.sleep(0.02)
+        conf = self.root / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.root}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+            f"sentinel failover-timeout {self.service} 5000\n"
+        )
+        self.proc = subprocess.Popen(
+            [redis_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.wait_primary(self.primary.port)
+        deadline = time.monotonic() + START_WAIT * 2
+        while str(self.replica.port) not in self.sentinel_cli("replicas", self.service):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Sentinel does not know the replica")
+            time.sleep(0.02)
+
+    def sentinel_cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [redis_binary("redis-cli"), "-p", str(self.port), "sentinel", *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout
+
+    def primary_port(self) -> int | None:
+        try:
+            out = subprocess.run(
+                [redis_binary("redis-cli"), "-p", str(self.port), "sentinel",
+                 "get-master-addr-by-name", self.service],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.split()  # fmt: skip
+        except (subprocess.SubprocessError, OSError):
+            return None
+        return int(out[1]) if len(out) == 2 else None
+
+    def wait_primary(self, port: int) -> None:
+        deadline = time.monotonic() + START_WAIT * 2
+        while self.primary_port() != port:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Sentinel does not name 127.0.0.1:{port} the primary")
+            time.sleep(0.02)
+
+    def failover(self, kill_clients: bool = True) -> None:
+        """Promote the replica; return once the Sentinel names it and the
+        old primary has become its replica (it drops its clients and refuses
+        writes from then on; a write in between would be lost when it
+        resyncs). The Sentinel turns the old primary into a replica at its
+        next look at it (up to 10 s) and drops its clients; the test does
+        it at once, dropping them too unless ``kill_clients`` is False (a
+        primary demoted by other means: its clients stay connected)."""
+        deadline = time.monotonic() + START_WAIT * 2
+        # NOGOODSLAVE until the Sentinel has connected to the replica itself
+        while not self.sentinel_cli("failover", self.service).startswith("OK"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Sentinel would not fail over")
+            time.sleep(0.05)
+        self.wait_primary(self.replica.port)
+        self.primary.cli("replicaof", "127.0.0.1", str(self.replica.port))
+        if kill_clients:
+            self.primary.cli("client", "kill", "type", "normal")
+            self.primary.cli("client", "kill", "type", "pubsub")
+        deadline = time.monotonic() + START_WAIT * 2
+        while "role:slave" not in self.primary.cli("info", "replication"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the old primary did not become a replica")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+        self.replica.stop()
+        self.primary.stop()
+
+
+@contextlib.contextmanager
+def redis_sentinel() -> Iterator[RedisSentinel]:
+    root = Path(tempfile.mkdtemp(prefix="ctxd-sentinel-", dir="/tmp"))
+    sentinel = RedisSentinel(root)
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 BACKENDS: Final = ["server", "cluster"]
 _RUNNING: dict[str, Shared] = {}  # one of each for the whole test session
 

@@ -35,6 +35,8 @@ def test_defaults_and_resolved_values(tmp_path: Path) -> None:
     assert load(tmp_path, {"url": "unix:///run/redis.sock"}).url == "unix:///run/redis.sock"
     nodes = ["10.0.0.1:7000", "cache-2:7001"]
     assert load(tmp_path, {"cluster_nodes": nodes}).cluster_nodes == nodes
+    fleet = load(tmp_path, {"sentinel_nodes": ["s1:26379"], "sentinel_service": "ctxd"})
+    assert (fleet.sentinel_nodes, fleet.sentinel_service) == (["s1:26379"], "ctxd")
 
 
 def test_password_comes_from_the_environment_and_is_redacted(
@@ -64,6 +66,19 @@ def test_password_comes_from_the_environment_and_is_redacted(
         ({"cluster_nodes": []}, "fleet.cluster_nodes: must name at least one node"),
         ({"cluster_nodes": ["h:0"]}, "fleet.cluster_nodes[0]: 'h:0' is not host:port"),
         ({"cluster_nodes": ["a:1", "b"]}, "fleet.cluster_nodes[1]: 'b' is not host:port"),
+        ({"sentinel_nodes": ["s:26379"]}, "fleet.sentinel_service: the primary's name"),
+        ({"url": "redis://h", "sentinel_service": "m"}, "fleet.sentinel_service: the primary"),
+        ({"sentinel_nodes": [], "sentinel_service": "m"}, "fleet.sentinel_nodes: must name at"),
+        ({"sentinel_nodes": ["s"], "sentinel_service": "m"}, "fleet.sentinel_nodes[0]: 's' is"),
+        ({"sentinel_nodes": ["s:1"], "sentinel_service": "a b"}, "fleet.sentinel_service: 1-128"),
+        (
+            {"url": "redis://h", "sentinel_nodes": ["s:1"], "sentinel_service": "m"},
+            "fleet: give either url or cluster_nodes (or sentinel_nodes)",
+        ),
+        (
+            {"sentinel_nodes": ["s:1"], "sentinel_service": "m", "ca_file": "ca.pem"},
+            "fleet.ca_file: TLS through Sentinel is not supported",
+        ),
         ({"url": "redis://h", "host_id": "a b"}, "fleet.host_id: 1-128 characters"),
         ({"url": "redis://h", "password_env": "NOT-A-NAME"}, "fleet.password_env: must be an"),
         ({"url": "redis://h", "password_env": "CTXD_UNSET_PW"}, "$CTXD_UNSET_PW is not set"),

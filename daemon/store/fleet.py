@@ -33,6 +33,7 @@ costs ~18 µs a command. So the outbox goes out in pipelines, and the hot path
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import time
@@ -43,6 +44,7 @@ from urllib.parse import unquote, urlsplit
 import coredis
 import msgspec
 import trio
+from coredis.connection import TCPLocation
 from coredis.retry import NoRetryPolicy
 
 from daemon.models import CacheKey, Event, FleetStatus, JsonObject, Origin, Provenance
@@ -59,6 +61,7 @@ PING_EVERY: Final = 5.0  # seconds between two round-trip probes
 BACKOFF_FIRST: Final = 0.05  # seconds before the first retry of a failed publish
 BACKOFF_MAX: Final = 2.0
 PUBLISH_WAIT_MIN: Final = 1.0  # seconds a publish round may take, at least
+PROBE_KEY: Final = "ctxd:probe"  # read (never written) by a cluster's probe
 STALE_MAX: Final = 100_000  # tags remembered as raised elsewhere (a top-rank hit re-asks)
 
 # KEYS: best, hist, origins. ARGV: host, event id, rank, ts, event, max events,
@@ -110,6 +113,15 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _read_only(exc: BaseException) -> bool:
+    """Whether ``exc`` (or a leaf of it) is a write refused by a replica."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_read_only(inner) for inner in exc.exceptions)
+    return isinstance(exc, coredis.exceptions.ReadOnlyError) or (
+        exc.__cause__ is not None and _read_only(exc.__cause__)
+    )
+
+
 class FleetEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event as the server holds it: the local schema plus its origin."""
 
@@ -129,7 +141,26 @@ _ENCODE: Final = msgspec.json.Encoder()
 _DECODE: Final = msgspec.json.Decoder(FleetEvent)
 
 
-def make_client(config: FleetConfig) -> coredis.Redis[bytes] | coredis.RedisCluster[bytes]:
+def make_sentinel(config: FleetConfig) -> coredis.Sentinel[bytes] | None:
+    """The Sentinels ``config`` names (None: no ``sentinel_nodes``). They
+    are asked where the primary is; the client is ``primary_for`` it."""
+    if config.sentinel_nodes is None:
+        return None
+    nodes = []
+    for node in config.sentinel_nodes:
+        host, _, port = node.rpartition(":")
+        nodes.append(TCPLocation(host, int(port)))
+    wait = max(config.timeout * 4, PUBLISH_WAIT_MIN)
+    return coredis.Sentinel(
+        nodes,
+        sentinel_kwargs={"stream_timeout": wait, "connect_timeout": wait},
+        retry_policy=NoRetryPolicy(),
+    )
+
+
+def make_client(
+    config: FleetConfig, sentinel: coredis.Sentinel[bytes] | None = None
+) -> coredis.Redis[bytes] | coredis.RedisCluster[bytes]:
     """The coredis client ``config`` names. No retries of its own: the
     outbox retries publishing, and a read-through is asked once."""
     common: dict[str, Any] = {
@@ -144,6 +175,12 @@ def make_client(config: FleetConfig) -> coredis.Redis[bytes] | coredis.RedisClus
             host, _, port = node.rpartition(":")
             nodes.append(coredis.typing.Node(host=host, port=int(port)))
         return coredis.RedisCluster(startup_nodes=nodes, **common)
+    if sentinel is not None:
+        assert config.sentinel_service is not None
+        common.pop("retry_policy")  # the Sentinel's own (none) is the primary's
+        return sentinel.primary_for(
+            config.sentinel_service, client_name=f"ctxd:{config.host_id}", **common
+        )
     assert config.url is not None
     url = urlsplit(config.url)
     if url.scheme == "unix":
@@ -173,7 +210,8 @@ class Fleet:
         self.store = store
         self._rank_of = rank_of
         self.rank_of = rank_of
-        self.client = make_client(config)
+        self.sentinel = make_sentinel(config)  # entered before the client (_connected)
+        self.client = make_client(config, self.sentinel)
         self._publish = self.client.register_script(PUBLISH_LUA)
         store.outbox_on = True  # from the first commit on, before anything is served
         self.state: State = "connecting"
@@ -201,6 +239,9 @@ class Fleet:
         """Where the server is, without credentials (the config refuses them)."""
         if self.config.cluster_nodes is not None:
             return "cluster " + ",".join(self.config.cluster_nodes)
+        if self.config.sentinel_nodes is not None:
+            nodes = ",".join(self.config.sentinel_nodes)
+            return f"sentinel {self.config.sentinel_service} via {nodes}"
         assert self.config.url is not None
         return self.config.url
 
@@ -228,7 +269,10 @@ class Fleet:
         while True:
             entered = False
             try:
-                async with self.client:
+                async with contextlib.AsyncExitStack() as stack:
+                    if self.sentinel is not None:  # asked for the primary's address
+                        await stack.enter_async_context(self.sentinel)
+                    await stack.enter_async_context(self.client)
                     entered = True
                     self.running = True
                     try:
@@ -267,6 +311,12 @@ class Fleet:
             self._down(exc)
 
     def _down(self, exc: BaseException) -> None:
+        if self.sentinel is not None and _read_only(exc):
+            # A primary demoted to a replica without dropping its clients
+            # (a Sentinel kills them; a partition healing, an operator's
+            # REPLICAOF may not): the pool's connections point at a replica
+            # for good. Drop them: new ones ask the Sentinels again.
+            self.client.connection_pool.disconnect()
         if self.state != "disconnected":
             logger.warning(
                 "Fleet server %s unreachable (%s); serving from this host alone, "
@@ -287,11 +337,17 @@ class Fleet:
 
     async def probe(self) -> bool:
         """One PING: the round trip and the connection's state; never raises
-        but Cancelled. A server back wakes the publisher."""
+        but Cancelled. A server back wakes the publisher. On a Cluster a node
+        answers PING while the cluster refuses every key (CLUSTERDOWN, the
+        first 2 s after its masters start again), so there the probe reads a
+        key: "reachable again" is said once the cluster serves, not twice."""
         started = time.perf_counter()
         try:
             with trio.fail_after(max(self.config.timeout * 4, PUBLISH_WAIT_MIN)):
-                await self.client.ping()
+                if isinstance(self.client, coredis.RedisCluster):
+                    await self.client.exists([PROBE_KEY])
+                else:
+                    await self.client.ping()
         except Exception as exc:
             self._down(exc)
             return False
