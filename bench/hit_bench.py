@@ -97,26 +97,35 @@ def show(name: str, conns: int, load: Load) -> None:
 ORDERS = tuple(itertools.permutations(("echo", "info", "warning")))
 
 
+Ratios = dict[str, list[float]]  # "8 info/warning req/s" -> one per round
+Loads = dict[tuple[int, str], list[Load]]  # (connections, server) -> one per round
+
+
 def rounds(
-    servers: dict[str, str], hit: bytes, count: int, seconds: float, fifo: bool, verbose: bool
+    servers: dict[str, str],
+    hit: bytes,
+    numbers: range,
+    seconds: float,
+    options: argparse.Namespace,
+    ratios: Ratios,
+    loads: Loads,
 ) -> None:
-    """``count`` rounds: in each, for 1 then 8 connections, the three
-    servers back to back, each alone for ``seconds`` (at SCHED_FIFO with
-    ``fifo``), in the next of ``ORDERS``, so that a change of the machine's
-    load falls on both sides of a ratio alike; the ratios are taken within
-    each round, and their medians printed."""
+    """Rounds ``numbers``: in each, for 1 then 8 connections, the three
+    servers back to back, each alone for ``seconds`` (at SCHED_FIFO unless
+    ``--no-fifo``), in the next of ``ORDERS``, so that a change of the
+    machine's load falls on both sides of a ratio alike; the ratios, taken
+    within each round, are added to ``ratios``."""
+    fifo = not options.no_fifo
     for path in servers.values():
         if fifo:
             fifo_server(path, True)
-    ratios: dict[str, list[float]] = {}
-    loads: dict[tuple[int, str], list[Load]] = {}
-    for r in range(count):
+    for r in numbers:
         for conns in (1, 8):
             got = {}
             for name in ORDERS[r % len(ORDERS)]:
                 got[name] = c_drive(servers[name], conns, seconds, hit)
                 loads.setdefault((conns, name), []).append(got[name])
-                if verbose:
+                if options.verbose:
                     show(f"{name} {r + 1}", conns, got[name])
             info, warning, echo = got["info"], got["warning"], got["echo"]
             for key, value in (
@@ -131,20 +140,19 @@ def rounds(
     for path in servers.values():
         if fifo:
             fifo_server(path, False)
+
+
+def report(ratios: Ratios, loads: Loads) -> None:
     print("medians over the rounds, per server:")
     for (conns, name), runs in sorted(loads.items()):
         show(name, conns, median_load(runs))
-    print(f"per-round ratios, median over {count} rounds:")
+    print(f"per-round ratios, median over {len(next(iter(ratios.values())))} rounds:")
     for key, values in ratios.items():
         print(f"   {key:<24} {spread(values)}")
 
 
 def median_load(runs: list[Load]) -> Load:
     return Load(*(statistics.median(field) for field in zip(*runs, strict=True)))
-
-
-# One at a time, a round runs the servers in this order or the reverse.
-ORDER = ("echo", "info", "warning")
 
 
 def main() -> None:
@@ -158,12 +166,15 @@ def main() -> None:
     parser.add_argument(
         "--a-a", action="store_true", help="check the bench: 'info' at WARNING too (ratios ~1)"
     )
+    parser.add_argument(
+        "--restarts", type=int, default=1, help="fresh daemons this many times, rounds shared"
+    )
     args = parser.parse_args()
-    if args.rounds < 4:
-        parser.error("--rounds must be at least 4")
+    if args.rounds < 4 or not 1 <= args.restarts <= args.rounds:
+        parser.error("--rounds must be at least 4, --restarts between 1 and --rounds")
     where = place(pin=not args.no_pin, fifo=not args.no_fifo)
-    info_level = "WARNING" if args.a_a else "INFO"
-    fifo = "SCHED_FIFO" in where
+    if "not SCHED_FIFO" in where:
+        args.no_fifo = True
     tmp = Path(tempfile.mkdtemp(prefix="ctxd-bench-", dir="/tmp"))
     fake = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_provider", f"fast-model={FAST_S}"],
@@ -178,36 +189,62 @@ def main() -> None:
             f"providers: {{fake: {{base_url: '{base_url}'}}}}\n"
             "strategies: [{name: multimodal, provider: fake, model: fast-model, rank: 1}]\n"
         )
-        url = "https://img.example/hit.png"
-        miss = line("analyze", {"conversation_id": "hit", "image": {"url": url}})
-        hit = line("analyze", {"conversation_id": "hit", "resource": url})
-        with (
-            daemon(tmp, "info", sections=sections, level=info_level, stderr_pipe=True) as info,
-            daemon(tmp, "warning", sections=sections, level="WARNING", stderr_pipe=True) as warn,
-        ):
-            for path in (info, warn):
-                trio.run(round_trip, path, miss)
-            reply = trio.run(round_trip, info, hit)
-            assert b'"cached":true' in reply, reply
-            with echo_server(tmp, reply) as echo:
-                servers = {"echo": echo, "info": info, "warning": warn}
-                print(
-                    f"cache hits: {len(reply)}-byte reply, {args.rounds} rounds of"
-                    f" {args.seconds:g}s; {where};{' A/A: info at WARNING;' if args.a_a else ''}"
-                    f" load average before {os.getloadavg()[0]:.2f}"
-                )
-                for path in servers.values():  # warm up: connections, caches
-                    c_drive(path, 8, 0.2, hit)
-                rounds(servers, hit, args.rounds, args.seconds, fifo, args.verbose)
-                print(f"load average after {os.getloadavg()[0]:.2f}")
-                if args.stall:
-                    stall(info, hit, args.stall)
+        print(
+            f"cache hits, {args.rounds} rounds of {args.seconds:g}s over {args.restarts} set(s)"
+            f" of servers; {where};{' A/A: info at WARNING;' if args.a_a else ''}"
+            f" load average before {os.getloadavg()[0]:.2f}"
+        )
+        ratios: Ratios = {}
+        loads: Loads = {}
+        for restart in range(args.restarts):
+            numbers = range(args.rounds)[restart :: args.restarts]
+            last = restart == args.restarts - 1
+            session(tmp, f"{restart}", sections, numbers, args, ratios, loads, last)
+        report(ratios, loads)
+        print(f"load average after {os.getloadavg()[0]:.2f}")
     finally:
         fake.kill()
         fake.wait()
         if fake.stdout is not None:
             fake.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def session(
+    tmp: Path,
+    tag: str,
+    sections: str,
+    numbers: range,
+    args: argparse.Namespace,
+    ratios: Ratios,
+    loads: Loads,
+    last: bool,
+) -> None:
+    """Fresh daemons (INFO, WARNING) and echo server, rounds ``numbers``
+    against them (a daemon's own layout, its hash seed among others, can
+    favour it by a few percent: ``--restarts`` averages that out); the
+    stall test (``--stall``) after the ``last`` set's rounds."""
+    url = "https://img.example/hit.png"
+    miss = line("analyze", {"conversation_id": "hit", "image": {"url": url}})
+    hit = line("analyze", {"conversation_id": "hit", "resource": url})
+    info_level = "WARNING" if args.a_a else "INFO"
+    with (
+        daemon(tmp, f"info{tag}", sections=sections, level=info_level, stderr_pipe=True) as info,
+        daemon(tmp, f"warning{tag}", sections=sections, level="WARNING", stderr_pipe=True) as warn,
+    ):
+        for path in (info, warn):
+            trio.run(round_trip, path, miss)
+        reply = trio.run(round_trip, info, hit)
+        assert b'"cached":true' in reply, reply
+        with echo_server(tmp, reply) as echo:
+            servers = {"echo": echo, "info": info, "warning": warn}
+            for path in servers.values():  # warm up: connections, caches
+                c_drive(path, 8, 0.2, hit)
+            if tag == "0":
+                print(f"the reply: {len(reply)} bytes")
+            rounds(servers, hit, numbers, args.seconds, args, ratios, loads)
+            if last and args.stall:
+                stall(info, hit, args.stall)
 
 
 def stall(path: str, hit: bytes, seconds: float) -> None:
