@@ -1,7 +1,7 @@
 """Cache hits against a same-bytes echo server, with the log on and off.
 
     .venv/bin/python bench/hit_bench.py [--seconds 0.2] [--rounds 40] [--stall 10]
-                                        [--no-pin] [--no-fifo] [--verbose] [--a-a]
+                                        [--restarts 1] [--no-pin] [--no-fifo] [--verbose] [--a-a]
 
 Driven by the C client (bench/loadgen.c: one process, epoll, one request in
 flight per connection, its own CPU share printed so one can see it was not
@@ -16,7 +16,9 @@ the bottleneck), each server alone in turn:
 Many short rounds, the servers in each of the six orders in turn; the
 ratios (INFO against WARNING, each against echo) are taken within each
 round, and their median printed with a 95% confidence interval and the
-quartiles. The servers run on a CPU of their own, the client and the log
+quartiles; ``--restarts N`` spreads the rounds over N fresh sets of
+servers (a daemon's own layout can favour it by a few percent). The
+servers run on a CPU of their own, the client and the log
 readers on the other (``--no-pin``: wherever the scheduler puts them), and
 the client, the log readers and the server being measured at SCHED_FIFO
 (``--no-fifo``: the fair scheduler; see ``common.place`` for why). Server
