@@ -487,7 +487,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dropped = sum(1 for ln in frame.inputs if len(ln.text.strip()) > 1)
     body = [ln for ln in lines if id(ln) not in framed]
     found, loose = _find_bubbles(image, body, dp)
-    x0 = ocr_thread.column(loose, dp)
+    x0 = ocr_thread.column(loose, dp, width)
     if x0 is not None:  # a thread without bubbles (Slack-like)
         return _thread_step(loose, x0, frame, width, height, user_side, dropped)
     heights = sorted(ln.height for b in found for ln in b.lines)

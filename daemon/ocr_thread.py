@@ -81,19 +81,25 @@ def _name_row(row: list[Line], dp: float) -> tuple[str, str] | None:
     return None
 
 
-def column(lines: list[Line], dp: float) -> float | None:
+def column(lines: list[Line], dp: float, width: int) -> float | None:
     """The messages' column, when at least two rows that are not in bubbles
-    are name + time rows that start there (or one is, with two rows under
-    it at its column): a thread layout."""
-    rows = _rows(lines)
+    are name + time rows that start there (or one is), with a text row at
+    that column too: a thread layout. A centred "Yesterday 9:02 PM" over
+    bubbles is a timestamp, not a name row."""
+    rows = [r for r in _rows(lines) if not _centred(r, width)]
     heads = [(i, row[0].box[0]) for i, row in enumerate(rows) if _name_row(row, dp)]
     for i, x in heads:
         at = [j for j, row in enumerate(rows) if abs(row[0].box[0] - x) <= COLUMN_DP * dp]
-        if sum(1 for _, s in heads if abs(s - x) <= COLUMN_DP * dp) >= 2:
-            return x
-        if len([j for j in at if j > i]) >= 2:  # one sender's name, two rows under it
+        names = sum(1 for _, s in heads if abs(s - x) <= COLUMN_DP * dp)
+        texts = len(at) - names
+        if (names >= 2 and texts >= 1) or (texts >= 2 and len([j for j in at if j > i]) >= 2):
             return x
     return None
+
+
+def _centred(row: list[Line], width: int) -> bool:
+    left, right = row[0].box[0], width - row[-1].box[2]
+    return abs(left - right) < 0.08 * width
 
 
 def read(

@@ -646,3 +646,23 @@ def test_the_prompt_asks_the_models_for_threads_as_the_local_layout_reads_them()
         "group is the channel's name",
     ):
         assert said in prompt, said
+
+
+def test_centred_timestamps_over_bubbles_are_not_a_thread() -> None:
+    """ "Yesterday 9:02 PM" reads as a name and a time; centred over the
+    bubbles, twice at one column, it is a timestamp (tests/data/chats lost
+    its WeChat and iMessage bubbles to a thread reading before this)."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (300, 600, 700, 670), GREEN)
+    lines = [
+        inked(image, line(250, 250, 470, 280, "Yesterday 9:02 PM")),
+        inked(image, line(40, 318, 380, 352, "hi")),
+        inked(image, line(250, 550, 470, 580, "Yesterday 9:02 PM")),
+        inked(image, line(320, 618, 680, 652, "see you")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["side"], b["text"]) for b in step["bubbles"]] == [
+        ("left", "hi"),
+        ("right", "see you"),
+    ]
