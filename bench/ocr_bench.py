@@ -16,12 +16,14 @@ One run, one machine, side by side:
    worker process, and how long a cancelled inference keeps the CPU busy.
 4. ``--memory N``: RSS of the daemon and of its worker before and after N
    analyses.
-5. ``--apps``: tests/data/apps read once by PP-OCR (in this process, one
-   worker's threads), then the layout of commit ``--before`` (loaded from
-   git) and today's, side by side on the same lines: the quality table of
-   each (tests/ocr_eval.py), the OCR's seconds by screenshot width, and the
-   time of OCR, of each layout and of a worker's whole read (OCR + layout)
-   per screenshot (p50, p95; 720x1280 shots apart). Only this section runs.
+5. ``--apps``: tests/data/apps read by PP-OCR (in this process, one
+   worker's threads) as the worker read it before issue 15 (full size) and
+   as it reads it now (shorter side at most 736 px, ``ocr_worker.ocr_scale``),
+   the layout of commit ``--before`` (loaded from git) on the first lines
+   and today's on the second, side by side: the quality table of each
+   (tests/ocr_eval.py), the OCR's seconds by screenshot width, and the time
+   of OCR, of each layout and of a worker's whole read (OCR + layout) per
+   screenshot (p50, p95; 720x1280 shots apart). Only this section runs.
 """
 
 from __future__ import annotations
@@ -306,28 +308,39 @@ def apps(before: str, folder: Path | None) -> None:
 
     from daemon import ocr_layout
     from daemon.extract import parse_merge_step
-    from daemon.ocr_worker import Reader
+    from daemon.ocr_worker import Reader, ocr_input, ocr_scale
     from tests.ocr_eval import APPS, HEADER, Score, app_key, cases
 
     old = _layout_at(before)
     reader = Reader(len(os.sched_getaffinity(0)))  # one worker: all the cores
     layouts = {f"{before} (before)": old, "now": ocr_layout}
     scores: dict[str, dict[str, Score]] = {name: {} for name in layouts}
-    by_width: dict[int, list[float]] = {}  # shots, OCR seconds
-    ms: dict[str, list[tuple[bool, float]]] = {"ocr": [], **{name: [] for name in layouts}}
+    by_width: dict[int, list[float]] = {}  # shots, OCR seconds at full size, at 736
+    ocr_before, ocr_now = "ocr at full size (before)", "ocr at 736 px (now)"
+    ms: dict[str, list[tuple[bool, float]]] = {ocr_before: [], ocr_now: []}
+    ms.update({name: [] for name in layouts})
     for png, truth in cases(folder or APPS):
         rgb = np.asarray(Image.open(png).convert("RGB"))
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         small = rgb.shape[1] == 720 and rgb.shape[0] == 1280
         started = time.perf_counter()
-        raw, _ = reader.engine(bgr, use_cls=False)
-        ms["ocr"].append((small, (time.perf_counter() - started) * 1000))
-        sums = by_width.setdefault(rgb.shape[1], [0.0, 0.0])
+        full, _ = reader.engine(bgr, use_cls=False)  # what the worker read before
+        ms[ocr_before].append((small, (time.perf_counter() - started) * 1000))
+        started = time.perf_counter()
+        scaled, _ = reader.engine(ocr_input(rgb), use_cls=False)  # what it reads now
+        ms[ocr_now].append((small, (time.perf_counter() - started) * 1000))
+        sums = by_width.setdefault(rgb.shape[1], [0.0, 0.0, 0.0])
         sums[0] += 1
-        sums[1] += ms["ocr"][-1][1] / 1000
+        sums[1] += ms[ocr_before][-1][1] / 1000
+        sums[2] += ms[ocr_now][-1][1] / 1000
+        scale = ocr_scale(rgb.shape[1], rgb.shape[0])
         for name, layout in layouts.items():
             started = time.perf_counter()
-            lines = layout.lines_from_ocr(raw)
+            lines = (
+                layout.lines_from_ocr(full)
+                if layout is old
+                else layout.lines_from_ocr(scaled, scale)
+            )
             if hasattr(layout, "read"):  # since issue 15: the step and its dropped lines
                 step, dropped = layout.read(rgb, lines, "right")
             else:
@@ -337,17 +350,21 @@ def apps(before: str, folder: Path | None) -> None:
             for key in (app_key(truth), "total"):
                 scores[name].setdefault(key, Score()).add(png.name, truth, parsed, dropped)
     for name in layouts:
-        print(f"\nlayout {name} on {folder or 'tests/data/apps'}, the same PP-OCR lines")
+        lines = "full-size lines" if name.endswith("(before)") else "lines read at 736 px"
+        print(f"\nlayout {name} on {folder or 'tests/data/apps'}, {lines}")
         print(HEADER)
         for key in sorted(scores[name], key=lambda k: (k == "total", k)):
             print(scores[name][key].row(key))
-    print("\nOCR by width    shots   seconds   per shot")
-    for w, (count, seconds) in sorted(by_width.items()):
-        print(f"  {w:>5} px     {count:5.0f}   {seconds:7.1f}   {seconds / count:8.2f}")
+    print("\nOCR by width    shots   s full size   per shot   s at 736 px   per shot")
+    for w, (count, full_s, now_s) in sorted(by_width.items()):
+        print(
+            f"  {w:>5} px     {count:5.0f}   {full_s:11.1f}   {full_s / count:8.2f}"
+            f"   {now_s:11.1f}   {now_s / count:8.2f}"
+        )
     # A worker's read of a shot (OCR, then the layout; decoding aside), before and now.
-    for name in layouts:
-        ms[f"read: ocr + {name}"] = [
-            (small, a + b) for (small, a), (_, b) in zip(ms["ocr"], ms[name], strict=True)
+    for name, ocr in ((f"{before} (before)", ocr_before), ("now", ocr_now)):
+        ms[f"read: {name}"] = [
+            (small, a + b) for (small, a), (_, b) in zip(ms[ocr], ms[name], strict=True)
         ]
     print("\nms per screenshot                 p50 all   p95 all   p50 720x1280")
     for name, values in ms.items():

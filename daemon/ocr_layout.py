@@ -111,15 +111,16 @@ class Bubble:
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
 
 
-def lines_from_ocr(result: list[Any] | None) -> list[Line]:
-    """RapidOCR's ``[[quad, text, score], ...]`` → axis-aligned lines."""
+def lines_from_ocr(result: list[Any] | None, scale: float = 1.0) -> list[Line]:
+    """RapidOCR's ``[[quad, text, score], ...]`` → axis-aligned lines; the
+    engine read the image at ``scale``: the boxes are given at full size."""
     lines = []
     for quad, text, score in result or ():
         text = str(text).strip()
         if not text:
             continue
-        xs = [float(p[0]) for p in quad]
-        ys = [float(p[1]) for p in quad]
+        xs = [float(p[0]) / scale for p in quad]
+        ys = [float(p[1]) / scale for p in quad]
         box = (round(min(xs)), round(min(ys)), round(max(xs)), round(max(ys)))
         lines.append(Line(box=box, text=text, score=float(score)))
     return lines
@@ -460,6 +461,7 @@ def _name(header: list[Line]) -> tuple[str | None, bool]:
             and not ocr_text.is_initials(text)
             and not ocr_text.HAS_TIME.search(text)
             and not ocr_text.is_subtitle(text)
+            and not ocr_text.is_date(text)
             and not ocr_text.lists_members(text)
             and any(ch.isalnum() for ch in text)
         ):

@@ -36,6 +36,14 @@ SUBTITLE: Final = re.compile(
     r"在线|正在输入.*|对方正在输入.*|最后上线.*|\d+\s*(位)?成员.*|tap here.*|click here.*)$",
     re.I,
 )
+# A date pill or divider above the messages ("Yesterday", "Monday, November
+# 30th", "昨天"): it may be taller than the header's name, but is no name.
+DATE: Final = re.compile(
+    r"^(today|yesterday|(mon|tues|wednes|thurs|fri|satur|sun)day(,?\s+\w+\s+\d{1,2}(st|nd|rd|th)?)?"
+    r"|(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\.?\s+\d{1,2}(st|nd|rd|th)?(,?\s*\d{4})?"
+    r"|今天|昨天|前天|星期[一二三四五六日天]|周[一二三四五六日]|\d{1,2}月\d{1,2}日)$",
+    re.I,
+)
 _CJK: Final = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 
@@ -177,3 +185,7 @@ def join(parts: list[str]) -> str:
 
 def _latin(char: str) -> bool:
     return char.isascii() and not char.isspace()
+
+
+def is_date(text: str) -> bool:
+    return DATE.match(text.strip()) is not None

@@ -190,6 +190,7 @@ def _title(header: list[Line]) -> tuple[str | None, bool]:
         for ln in header
         if any(ch.isalnum() for ch in ln.text)
         and not ocr_text.is_subtitle(ln.text)
+        and not ocr_text.is_date(ln.text)
         and not ocr_text.HAS_TIME.search(ln.text)
         and not MEMBERS.match(ln.text.strip())
         and not ocr_text.is_badge(ln.text)

@@ -12,7 +12,10 @@ big-endian length, then a msgpack map. The worker
    in the middle of an inference;
 3. loads the PP-OCR models of ``rapidocr-onnxruntime`` once, then writes
    ``{"ready": true, "engine": "<name version>", "niced": bool}``;
-4. answers each ``{"image_url": "data:<mime>;base64,...", "user_side":
+4. reads each screenshot with its shorter side at most 736 px (``ocr_scale``:
+   the detector's work falls with the pixels; the layout reads the full
+   pixels with the boxes scaled back), and
+   answers each ``{"image_url": "data:<mime>;base64,...", "user_side":
    "left" | "right"}`` (the data URL the daemon holds anyway) with
    ``{"step": <MergeStep JSON text>, "lines": n, "dropped_lines": n, "ms": float}``
    (``dropped_lines``: lines the layout left out because it could not tell
@@ -85,6 +88,29 @@ def detector_pixels(width: int, height: int) -> float:
     return width * height * scale * scale
 
 
+def ocr_scale(width: int, height: int) -> float:
+    """The factor the engine reads a screenshot at: its shorter side down to
+    ``DETECTOR_MIN_SIDE`` (a 1440x2560 shot at 736x1308: a quarter of the
+    detector's pixels, its text as large as on a 720 px phone, which PP-OCR
+    reads as well), never up (the detector scales a smaller one up itself).
+    The layout reads the full pixels; the boxes are scaled back."""
+    return min(1.0, DETECTOR_MIN_SIDE / max(1, min(width, height)))
+
+
+def ocr_input(rgb: Any) -> Any:
+    """The BGR array the engine reads (``ocr_scale``; INTER_AREA: no aliasing)."""
+    import cv2
+    import numpy as np
+
+    height, width = rgb.shape[:2]
+    scale = ocr_scale(width, height)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    if scale >= 1.0:
+        return bgr
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+
+
 def engine_name() -> str:
     return f"{ENGINE_PACKAGE} {metadata.version(ENGINE_PACKAGE)}"
 
@@ -115,13 +141,12 @@ class Reader:
                 rgb = np.asarray(image.convert("RGB"))
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             return {"error": f"image could not be decoded: {exc}"}
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         try:
-            result, _ = self.engine(bgr, use_cls=False)
+            result, _ = self.engine(ocr_input(rgb), use_cls=False)
         except Exception as exc:  # e.g. ResizeImgError on a 5000x5 strip
             detail = str(exc) or type(exc).__name__
             return {"error": f"the OCR engine cannot read this {width}x{height} image: {detail}"}
-        lines = lines_from_ocr(result)
+        lines = lines_from_ocr(result, ocr_scale(width, height))
         step, dropped = read(rgb, lines, "left" if user_side == "left" else "right")
         if not step["bubbles"]:  # not a chat screenshot, or an empty one: let others answer
             return {"error": f"no chat bubble found ({len(lines)} text lines)"}

@@ -666,3 +666,34 @@ def test_centred_timestamps_over_bubbles_are_not_a_thread() -> None:
         ("left", "hi"),
         ("right", "see you"),
     ]
+
+
+@pytest.mark.parametrize("pill", ["Yesterday", "Monday, November 30th", "昨天", "Nov 30"])
+def test_a_date_pill_under_the_header_is_not_the_talkers_name(pill: str) -> None:
+    """Seed 7: "Yesterday", a pill taller than the name beside the avatar, was the name."""
+    image = paper()
+    rect(image, (0, 0, W, 150), BAR)
+    rect(image, (20, 300, 400, 370), WHITE)
+    lines = [
+        inked(image, line(190, 74, 270, 110, "Dan")),
+        inked(image, line(196, 114, 460, 140, "last seen today at 09:12")),
+        inked(image, line(300, 196, 420, 236, pill)),  # taller than the name
+        inked(image, line(40, 318, 380, 352, "hi")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == "Dan"
+
+
+def test_the_engine_reads_a_large_screenshot_at_736_px_and_the_boxes_come_back_full_size() -> None:
+    """A 1440 px phone's shot is read at its shorter side 736 (a quarter of
+    the detector's pixels); a 720 px one as it is (the detector scales it up)."""
+    from daemon.ocr_worker import DETECTOR_MIN_SIDE, ocr_input, ocr_scale
+
+    assert ocr_scale(720, 1280) == 1.0
+    assert ocr_scale(1440, 2560) == DETECTOR_MIN_SIDE / 1440
+    rgb = np.zeros((2560, 1440, 3), np.uint8)
+    assert ocr_input(rgb).shape == (1308, 736, 3)
+    assert ocr_input(np.zeros((1280, 720, 3), np.uint8)).shape == (1280, 720, 3)
+    quad = [[10, 20], [110, 20], [110, 40], [10, 40]]
+    (got,) = lines_from_ocr([[quad, "hi", 0.9]], 0.5)
+    assert got.box == (20, 40, 220, 80)

@@ -3,7 +3,9 @@
 Every screenshot goes through the strategy as the daemon runs it (worker
 processes, then the same validation as a model's answer) and is scored with
 tests/ocr_eval.py. Both sets are read once, by one pool of two workers (a
-module fixture), so the whole file costs one pass of OCR over 94 shots.
+module fixture), so the whole file costs one pass of OCR over 94 shots, each
+read as the daemon reads it (a 1080 or 1440 px shot at 736 px, its shorter
+side: ``ocr_worker.ocr_scale``), the engine end to end on every shot.
 
 * tests/data/chats (make_chats.py): flat boxes on flat backgrounds, kept as
   a regression set at the levels it has had since the strategy was built.
