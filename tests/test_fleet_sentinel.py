@@ -63,7 +63,8 @@ async def test_hosts_share_results_through_sentinel_and_across_a_failover(
         assert msgspec.json.decode(first.payload)["text"] == "before"
         # The Sentinel promotes the replica (what it does when the primary
         # is down); the old primary becomes a replica and refuses writes.
-        sentinel.failover(kill_clients)  # returns once the old primary is a replica
+        # (in a thread: the hosts' tasks run on meanwhile, as they would)
+        await trio.to_thread.run_sync(sentinel.failover, kill_clients)
         await store_result(a, "premium", text="after")
         await published(a, 2)
         with trio.fail_after(20):
