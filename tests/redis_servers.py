@@ -276,7 +276,12 @@ class RedisCluster:
         self.flush()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Every node: the whole server is down (each keeps its nodes.conf)."""
+        """Every node: the whole server is down (each keeps its nodes.conf).
+        All are signalled first, then awaited: the server goes at once, not
+        one shard after another."""
+        for node in self.nodes:
+            if node.proc is not None:
+                node.proc.send_signal(sig)
         for node in self.nodes:
             node.stop(sig)
 

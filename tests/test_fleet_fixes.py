@@ -17,7 +17,7 @@ import trio
 
 from daemon.config import Config
 from daemon.models import CacheKey
-from daemon.store.fleet import Fleet, describe
+from daemon.store.fleet import PING_EVERY, Fleet, describe
 from daemon.store.fleet_keys import key_tag, lease_key
 from tests.fake_provider import ANSWER
 from tests.race_fakes import IMAGE, Behaviour, harness
@@ -264,6 +264,42 @@ async def test_a_holder_whose_lease_another_host_took_takes_it_back_once_free(
     assert holder.startswith("host-a:"), holder
     assert taken == "deadline"  # C waited for A's race
     assert (status.leases_lost, status.leases_retaken) == (1, 1)
+
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)
+async def test_a_host_is_connected_again_soon_after_a_blip_not_at_its_next_ping(
+    server: Shared, host: HostFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server drops the host's connections (a failover, a proxy restart)
+    and is fine at once: the subscription's loss marked the host
+    disconnected, and a host with nothing to publish came back only at its
+    next PING, up to 5 s later, racing every key alone meanwhile (found by
+    the Sentinel failover test). Now the pinger probes at once, then with a
+    backoff. One server only: on a Cluster the host does not probe at once
+    (with one node gone the others answer, and it would log lost / back /
+    lost for a partial outage), so there it is still its next PING."""
+    a = host("host-a", server.fleet)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.store.run_writer)
+        await nursery.start(a.run)
+        assert a.state == "connected"
+        with caplog.at_level(logging.INFO):
+            server.each("client", "kill", "type", "pubsub")
+
+            def said(text: str) -> list[logging.LogRecord]:
+                return [
+                    r
+                    for r in caplog.records
+                    if r.name == "daemon.store.fleet" and text in r.getMessage()
+                ]
+
+            with trio.fail_after(10):  # a safety bound
+                while not said("reachable again"):  # noqa: ASYNC110 (log records)
+                    await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    (lost,), (back,) = said("unreachable"), said("reachable again")
+    # ~10 ms here; the next PING was ~5 s away
+    assert back.created - lost.created < PING_EVERY / 2, back.created - lost.created
 
 
 async def test_one_slow_reply_does_not_make_the_host_race_alone_for_seconds(

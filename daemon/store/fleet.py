@@ -325,14 +325,27 @@ class Fleet:
                 describe(exc),
             )
             self.state = "disconnected"
+            if not isinstance(self.client, coredis.RedisCluster):
+                # A blip: probe now, not at the next PING_EVERY. (Not on a
+                # Cluster: with one node gone the others answer, and the
+                # host would log lost/back/lost for a partial outage.)
+                self._probe_now.set()
 
     async def _pinger(self) -> None:
         """A PING every ``PING_EVERY`` s: the round trip in ``status``, and the
-        connection's state (one WARNING when lost, one INFO when back)."""
+        connection's state (one WARNING when lost, one INFO when back). Once
+        lost, probed at once (one server or Sentinel) and then with a backoff
+        (from ``BACKOFF_FIRST`` to ``PING_EVERY``): a host that had nothing
+        to publish came back only at its next PING, racing alone up to 5 s
+        after a blip of the server (a dropped connection, a failover)."""
+        backoff = BACKOFF_FIRST
         while True:
             self._probe_now = trio.Event()
-            await self.probe()
-            with trio.move_on_after(PING_EVERY):
+            if await self.probe():
+                wait, backoff = PING_EVERY, BACKOFF_FIRST
+            else:
+                wait, backoff = backoff, min(backoff * 2, PING_EVERY)
+            with trio.move_on_after(wait):
                 await self._probe_now.wait()  # or a slow reply asks for one now
 
     async def probe(self) -> bool:
