@@ -158,7 +158,8 @@ def format_status(s: dict[str, Any]) -> str:
             f"publish errors {f['publish_errors']}  fleet hits {f['hits']} of "
             f"{f['lookups']} lookups ({f['lookup_errors']} failed)  leases won "
             f"{f.get('leases_won', 0)} waited {f.get('leases_waited', 0)} taken over "
-            f"{f.get('leases_taken_over', 0)}"
+            f"{f.get('leases_taken_over', 0)} lost {f.get('leases_lost', 0)} "
+            f"retaken {f.get('leases_retaken', 0)}"
         )
     header = ["strategy", "model", "rank", "calls", "wins", "invalid", "errors", "timeouts"]
     header += ["cancelled", "p50 ms", "p95 ms", "p99 ms"]

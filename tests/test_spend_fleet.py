@@ -28,7 +28,7 @@ from daemon.store.fleet_spend import FleetBudget, spend_keys
 from daemon.supervisor import Supervisor
 from tests.conftest import ConfigFactory
 from tests.race_fakes import IMAGE, Behaviour, MemoryStore, harness
-from tests.redis_servers import RedisServer, redis_server
+from tests.redis_servers import Shared, fleet_fixtures
 
 # coredis 6.9 leaves a dead connection's anyio memory streams to the garbage
 # collector, which warns (as in tests/test_fleet.py).
@@ -41,18 +41,22 @@ NOON = 1_796_558_400.0  # 2026-12-06 12:00:00 UTC
 MINUTE = int(NOON // 60)
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    with redis_server() as s:
-        yield s
+# One server and a 3-master Cluster (issue 14, point 6): the budgets' keys
+# have a hash tag per strategy, and a flush is a pipeline across slots.
+backend, server = fleet_fixtures()
+
+
+@pytest.fixture(autouse=True)
+def _collect() -> Iterator[None]:
+    """Dead connections' streams are collected here, under this module's
+    filter, not in another test's teardown."""
+    yield
     gc.collect()
 
 
-def fleet_config(
-    make_config: ConfigFactory, server: RedisServer, premium: dict[str, Any]
-) -> Config:
+def fleet_config(make_config: ConfigFactory, server: Shared, premium: dict[str, Any]) -> Config:
     return make_config(
-        fleet={"url": server.url, "timeout": 0.5},
+        fleet={**server.fleet, "timeout": 0.5},
         strategies=[
             {"name": "multimodal", "provider": "fake", "model": FAST, "rank": 1, "timeout": 60},
             {"name": "premium", "provider": "fake", "model": SLOW, "rank": 2, "timeout": 120,
@@ -95,7 +99,7 @@ async def hosts(config: Config, *names: str) -> AsyncIterator[list[Spend]]:
             store.close()
 
 
-def cli(server: RedisServer, *args: str) -> str:
+def cli(server: Shared, *args: str) -> str:
     return server.cli(*args).strip()
 
 
@@ -109,7 +113,7 @@ async def admit(spend: Spend, strategy: Any) -> Ticket | StrategyError:
 
 
 async def test_calls_per_minute_is_the_fleets_and_never_overshoots(
-    make_config: ConfigFactory, server: RedisServer
+    make_config: ConfigFactory, server: Shared
 ) -> None:
     config = fleet_config(make_config, server, {"budget": {"calls_per_minute": 3}})
     premium = config.strategies[1]
@@ -146,7 +150,7 @@ async def test_calls_per_minute_is_the_fleets_and_never_overshoots(
 
 
 async def test_usd_per_day_is_the_sum_of_the_fleets_known_costs(
-    make_config: ConfigFactory, server: RedisServer
+    make_config: ConfigFactory, server: Shared
 ) -> None:
     config = fleet_config(make_config, server, {"budget": {"usd_per_day": 1.0}})
     premium = config.strategies[1]
@@ -170,9 +174,27 @@ async def test_usd_per_day_is_the_sum_of_the_fleets_known_costs(
         assert isinstance(b.admit(premium), StrategyError)
 
 
+async def test_a_flush_while_another_is_in_flight_returns_once_both_are_sent(
+    make_config: ConfigFactory, server: Shared
+) -> None:
+    """``run``'s flush had taken the queue and was mid-pipeline when a second
+    flush (a drain's, a test's) found nothing queued and returned at once:
+    the caller read the server before the cost had landed (second cold
+    review, 7: test_usd_per_day_is_the_sum... failed 1 run in 6)."""
+    config = fleet_config(make_config, server, {"budget": {"usd_per_day": 1.0}})
+    async with hosts(config, "host-a") as (a,):
+        assert a.fleet is not None
+        server.each("client", "pause", "300", "write")  # run's batch waits on the server
+        a.record("premium", Usage(cost=0.5))
+        await trio.sleep(0.05)  # run has taken the batch: it is in flight
+        assert await a.fleet.flush()
+        usd_key, _ = spend_keys("premium", "2026-12-06", MINUTE)
+        assert cli(server, "get", usd_key) == "0.5"
+
+
 async def test_the_server_lost_each_host_counts_alone_and_says_so_once(
     make_config: ConfigFactory,
-    server: RedisServer,
+    server: Shared,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -193,7 +215,7 @@ async def test_the_server_lost_each_host_counts_alone_and_says_so_once(
         assert "reached: 2 calls" in third.detail
         lost = [r for r in caplog.records if "unreachable" in r.getMessage()]
         assert [r.levelno for r in lost] == [logging.WARNING]
-        server.start()
+        await trio.to_thread.run_sync(server.start)  # (a cluster: ~2 s; the loop goes on)
         await trio.sleep(0.3)
         for _ in range(100):  # the fleet's probe finds it back
             if await a.fleet.fleet.probe():
@@ -208,7 +230,7 @@ async def test_the_server_lost_each_host_counts_alone_and_says_so_once(
 
 
 async def test_legs_of_two_hosts_at_once_buy_the_premium_once_for_a_budget_of_one(
-    make_config: ConfigFactory, server: RedisServer
+    make_config: ConfigFactory, server: Shared
 ) -> None:
     # The race as in the daemon: each host's leg asks the fleet in its task.
     config = fleet_config(make_config, server, {"budget": {"calls_per_minute": 1}})
@@ -241,7 +263,7 @@ async def _analyze(h: Any, key: CacheKey) -> None:
 
 
 async def test_the_fleet_of_the_race_manager_is_the_budgets_server(
-    make_config: ConfigFactory, server: RedisServer, open_store: Any
+    make_config: ConfigFactory, server: Shared, open_store: Any
 ) -> None:
     config = fleet_config(make_config, server, {})
     assert config.fleet is not None

@@ -26,6 +26,19 @@ def lease_key(tag: str) -> str:
     return f"ctxd:{{{tag}}}:lease"
 
 
+def lease_next_key(tag: str) -> str:
+    """The token of a holder whose lease another host took while its race
+    ran: the release hands the lease to it (docs/fleet.md)."""
+    return f"ctxd:{{{tag}}}:lease:next"
+
+
+def ended_key(tag: str, token: str) -> str:
+    """Set when the holding ``token`` ended (released, or its SET NX
+    abandoned): a renewal or a SET NX of that token reaching the server
+    later does nothing."""
+    return f"ctxd:{{{tag}}}:ended:{token}"
+
+
 def failed_key(tag: str) -> str:
     """Hash: strategy -> Unix time of its last failure on the key (any host)."""
     return f"ctxd:{{{tag}}}:failed"

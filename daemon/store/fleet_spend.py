@@ -115,6 +115,7 @@ class FleetBudget:
         # (strategy, day, minute) -> [usd, calls] not yet on the server
         self._queued: dict[tuple[str, str, int], list[float]] = {}
         self._wake = trio.Event()
+        self._flushing = trio.Lock()  # one batch in flight: a second flush waits for it
         self.errors = 0
 
     # --------------------------------------------------------------- admit --
@@ -180,7 +181,16 @@ class FleetBudget:
             await self.flush()
 
     async def flush(self) -> bool:
-        """Send what is queued now; False (and kept) when the server is lost."""
+        """Send what is queued now; False (and kept) when the server is lost.
+        A flush while another is in flight (``run``'s, and a drain's or a
+        test's) waits for it, then sends what is left: once it returns True,
+        everything queued before the call is on the server (it returned at
+        once with the other batch still in flight: second cold review, 7).
+        A flush cancelled mid-pipeline keeps its batch queued (it was lost)."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         batch, self._queued = self._queued, {}
         if not batch:
             return True
@@ -204,13 +214,16 @@ class FleetBudget:
                         )  # fmt: skip
                 for reply in replies:
                     await reply
-        except Exception as exc:
-            self._lost(exc)
-            for key, (usd, calls) in batch.items():
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._lost(exc)
+            for key, (usd, calls) in batch.items():  # kept for the next try
                 entry = self._queued.setdefault(key, [0.0, 0.0])
                 entry[0] += usd
                 entry[1] += calls
-            return False
+            if isinstance(exc, Exception):
+                return False
+            raise
         self._back()
         return True
 
