@@ -382,6 +382,9 @@ async def test_a_take_that_times_out_leaves_no_watcher_and_no_lease(
             if len(ended) == len(keys):
                 all_ended.set()
 
+        warm = key_tag("conv-warm", "", "", "")  # the scripts loaded, as on a host
+        assert await a.leases._set_nx(warm, "warm-up")  # that has taken leases
+        await original(warm, "warm-up")  # before (else the stall holds SCRIPT LOAD)
         a.leases._end = end  # type: ignore[method-assign]
         server.each("client", "pause", "600", "write")
         taken = [
