@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import math
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import coredis
 import msgspec
 import pytest
 import trio
@@ -169,15 +171,49 @@ async def test_a_resend_is_applied_once(server: Shared, host: HostFactory) -> No
     assert (a.published, a.duplicates) == (2, 2)
 
 
+async def test_a_host_started_while_the_server_is_down_serves_alone_then_joins(
+    server: Shared, host: HostFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server (on a cluster: every seed) refuses connections when the
+    host starts: it serves alone (disconnected, one WARNING), enters the
+    client again with a backoff, and once the server is back it is
+    connected (one INFO) and publishes what waited. On a cluster this is
+    the case that made the daemon exit 1 (its client learns the slots as
+    it is entered); the fake-seed test above has a seed that answers
+    badly, not one that is down, and does not see it come back (second
+    cold review, 8). A single server connects lazily: its PING fails."""
+    await trio.to_thread.run_sync(server.stop)
+    b = host("host-b", {**server.fleet, "timeout": 0.2})
+    async with trio.open_nursery() as nursery:
+        await run_writer(nursery, b)
+        with caplog.at_level(logging.INFO, logger="daemon.store.fleet"):
+            with trio.fail_after(5):
+                await nursery.start(b.run)
+            event_id = await store_result(b, "local")
+            await trio.sleep(0.3)  # a few of its backoffs
+            down = b.state
+            await trio.to_thread.run_sync(server.start)
+            with trio.fail_after(15):  # a safety bound
+                await b.published_through(event_id)
+        state = b.state
+        nursery.cancel_scope.cancel()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "daemon.store.fleet"]
+    assert down == "disconnected"
+    assert state == "connected"
+    assert [level for level, m in said if "unreachable" in m] == [logging.WARNING], said
+    assert [level for level, m in said if "reachable again" in m] == [logging.INFO], said
+    assert [e.origin.event_id for e in decoded_history(server)] == [event_id]
+
+
 async def test_server_down_the_outbox_keeps_the_events_in_order_until_it_is_back(
     server: Shared, host: HostFactory
 ) -> None:
     a = host("host-a", server.fleet)
     async with a.client, trio.open_nursery() as nursery:
         await run_writer(nursery, a)
-        server.stop()
+        await trio.to_thread.run_sync(server.stop)
         ids = [await store_result(a, s) for s in ("local", "multimodal", "premium")]
-        with pytest.raises(Exception) as failed:  # noqa: PT011
+        with pytest.raises((coredis.exceptions.ConnectionError, TypeError)) as failed:
             await a.publish_round()
         # One server: coredis's ConnectionError. A cluster: coredis 6.9's
         # pipeline checks its scripts on every node and trips over the
@@ -185,7 +221,7 @@ async def test_server_down_the_outbox_keeps_the_events_in_order_until_it_is_back
         # not iterable"); either way nothing leaves the outbox.
         assert "ConnectionError" in describe(failed.value)
         assert [i for i, _ in a.store.outbox_peek(10)[0]] == ids
-        server.start()
+        await trio.to_thread.run_sync(server.start)  # (a cluster: ~2 s; the loop goes on)
         assert await a.publish_round() == 3
         assert a.store.outbox_peek(10)[1] == 0
         nursery.cancel_scope.cancel()
@@ -326,7 +362,10 @@ async def test_a_silent_or_garbage_server_costs_a_bounded_wait(
             )
             assert b.lookups == lookups
             await store_result(b, "local")  # the host serves from its own store
-            with trio.fail_after(10), pytest.raises(Exception):  # noqa: B017, PT011
+            # the silence: a timeout; garbage: coredis's error for it; a cluster
+            # never entered: its error (coredis 6.9 may trip into a TypeError)
+            failures = (trio.TooSlowError, coredis.exceptions.RedisError, TypeError)
+            with trio.fail_after(10), pytest.raises(failures):
                 await b.publish_round()
             assert b.store.outbox_peek(10)[1] == 1
             nursery.cancel_scope.cancel()

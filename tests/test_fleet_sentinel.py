@@ -5,6 +5,7 @@ keep working when the Sentinel promotes the replica."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -35,20 +36,26 @@ def host(make_config: Any, short_tmp: Any) -> Iterator[HostFactory]:
 
 
 async def published(fleet: Fleet, count: int) -> None:
+    """Until ``count`` events are published: woken by each publish round."""
     with trio.fail_after(20):  # a safety bound; the publisher retries with a backoff
-        while fleet.published < count:  # noqa: ASYNC110 (a plain counter)
-            await trio.sleep(0.01)
+        while fleet.published < count:
+            await fleet._published.wait()
 
 
 @pytest.mark.parametrize("kill_clients", [True, False], ids=["clients-dropped", "clients-kept"])
 async def test_hosts_share_results_through_sentinel_and_across_a_failover(
-    sentinel: RedisSentinel, host: HostFactory, kill_clients: bool
+    sentinel: RedisSentinel,
+    host: HostFactory,
+    kill_clients: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """``clients-dropped``: what a Sentinel does to the old primary (REPLICAOF,
     CLIENT KILL): the hosts reconnect through the Sentinel. ``clients-kept``:
     a primary demoted with its clients still connected: their writes are
     refused (READONLY), and the host drops its connections so that new ones
-    ask the Sentinel (before: it wrote to the replica for ever)."""
+    ask the Sentinel (before: it wrote to the replica for ever). Either way
+    each host that lost its server says so once (WARNING) and once that it
+    is back (INFO), as docs/fleet.md says."""
     a = host("host-a", sentinel.fleet)
     b = host("host-b", sentinel.fleet)
     assert a.server == f"sentinel ctxd via 127.0.0.1:{sentinel.port}"
@@ -64,6 +71,7 @@ async def test_hosts_share_results_through_sentinel_and_across_a_failover(
         # The Sentinel promotes the replica (what it does when the primary
         # is down); the old primary becomes a replica and refuses writes.
         # (in a thread: the hosts' tasks run on meanwhile, as they would)
+        caplog.set_level(logging.INFO, logger="daemon.store.fleet")
         await trio.to_thread.run_sync(sentinel.failover, kill_clients)
         await store_result(a, "premium", text="after")
         await published(a, 2)
@@ -78,3 +86,8 @@ async def test_hosts_share_results_through_sentinel_and_across_a_failover(
     best, _, _ = record_keys(key_tag(KEY.session_id, KEY.category, KEY.resource, KEY.scene))
     assert sentinel.replica.cli("hget", best, "rank").strip() == "2"  # on the new primary
     assert a.status().state == "connected"
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "daemon.store.fleet"]
+    lost = [m for level, m in said if level == logging.WARNING and "unreachable" in m]
+    back = [m for level, m in said if level == logging.INFO and "reachable again" in m]
+    assert len(lost) == len(back), said  # each host lost it once and is back once
+    assert 1 <= len(lost) <= 2, said  # (a host that sent nothing meanwhile may not notice)
