@@ -22,8 +22,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Both cores; a test file runs whole on one worker (its module fixtures, such as
+# the OCR worker pool, are set up once; session ones, such as the fleet's redis
+# servers, once per worker).
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py tests/test_ocr_layout.py \
