@@ -53,6 +53,7 @@ same code as a model's answer (``daemon.extract``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -489,15 +490,39 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dropped = sum(1 for ln in frame.inputs if len(ln.text.strip()) > 1)
     body = [ln for ln in lines if id(ln) not in framed]
     found, loose = _find_bubbles(image, body, dp)
-    x0 = ocr_thread.column(loose, dp, width)
+    paper = px.paper(image, round(TOP_BAND_DP * dp), round(frame.bottom))
+
+    def avatar_at(ln: Line) -> bool:  # left of a thread's name row, at its column
+        return px.avatar_left(image, ln.box, ln.box[0], paper)
+
+    x0 = ocr_thread.column(loose, dp, width, avatar_at)
     if x0 is not None:  # a thread without bubbles (Slack-like)
-        return _thread_step(loose, x0, frame, width, height, user_side, dropped)
+        # Text in a filled box at the column (a code block, a link card): not
+        # read as a message, counted (a date divider's, a reaction's are chrome).
+        boxed = [
+            ln
+            for b in found
+            for ln in b.lines
+            if ln.box[0] >= x0 - ocr_thread.COLUMN_DP * dp
+            and not ocr_text.is_date(ln.text)
+            and not ocr_thread.THREAD_CHROME.match(ln.text.strip())
+            and not ln.text.strip().lstrip("+").isdigit()
+        ]
+        return _thread_step(
+            loose,
+            x0,
+            frame,
+            width,
+            height,
+            user_side,
+            dropped + len(boxed),
+            avatar_at,
+        )
     heights = sorted(ln.height for b in found for ln in b.lines)
     typical = heights[len(heights) // 2] if heights else 0
     messages = [
         b for b in found if b.parent is None and not _pill(b, width, typical) and not _avatar(b, dp)
     ]
-    paper = px.paper(image, round(TOP_BAND_DP * dp), round(frame.bottom))
     pictured = {id(b) for b in messages if all(ocr_text.is_time(ln.text) for ln in b.lines)}
     inside = [  # a cut bubble's quote (a picture's time overlay is read below)
         b for b in messages if id(b) not in pictured and px.inside(image, b.box, paper)
@@ -668,6 +693,7 @@ def _thread_step(
     height: int,
     user_side: Side,
     dropped: int,
+    avatar: Callable[[Line], bool] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """``read`` for a thread without bubbles (``daemon/ocr_thread.py``)."""
     dp = width / 360
@@ -675,7 +701,7 @@ def _thread_step(
     first = min((ln.box[1] for ln in rows), default=height)
     header = [ln for ln in loose if ln.cy < min(first, HEADER_MAX_DP * dp)]
     body = [ln for ln in loose if ln.cy >= min(first, HEADER_MAX_DP * dp)]
-    items, participants, _, more = ocr_thread.read(body, header, x0, dp, frame.bottom)
+    items, participants, _, more = ocr_thread.read(body, header, x0, dp, frame.bottom, avatar)
     talker_side: Side = "left" if user_side == "right" else "right"
     for item in items:
         item["side"] = user_side if item["speaker"] == "user" else talker_side

@@ -140,8 +140,9 @@ def on_bar(image: Image, box: Box, paper: RGB) -> bool:
 def round_end(image: Image, box: Box, y: int) -> bool:
     """The bubble in ``box`` narrows at row ``y`` (just inside its top or
     bottom edge) against the row 6 dp further in: a round end. A bar's cut
-    leaves it as wide as its middle; a tail elsewhere does not matter (the
-    extent of the bubble's colour in each row is compared, not the box)."""
+    leaves it as wide as its middle at both corners; a tail at one corner
+    does not matter (each corner of the bubble's colour in the row is
+    compared, not the box)."""
     x1, x2 = box[0], box[2]
     dp = image.shape[1] / 360
     if not 0 <= y < image.shape[0] or x2 - x1 < 8 * dp:
@@ -151,11 +152,34 @@ def round_end(image: Image, box: Box, y: int) -> bool:
         return False
     colour = np.array(pixel(image, (x1 + x2) // 2, y), np.int32)
 
-    def extent(row: int) -> int:
+    def extent(row: int) -> tuple[int, int]:
         same = np.flatnonzero(np.abs(image[row, x1:x2].astype(np.int32) - colour).max(axis=1) <= 12)
-        return int(same[-1] - same[0]) if len(same) else 0
+        return (int(same[0]), int(same[-1])) if len(same) else (0, -1)
 
-    return bool(extent(y) < extent(y_in) - 2 * dp)
+    (left, right), (left_in, right_in) = extent(y), extent(y_in)
+    # Either corner: a tail at one bottom corner (Telegram, iMessage) squares
+    # that one, the other is still round.
+    return bool(left > left_in + 2 * dp or right < right_in - 2 * dp)
+
+
+def avatar_left(image: Image, box: Box, column: float, paper: RGB) -> bool:
+    """A square avatar starts left of a thread's name row (Slack-like): in
+    the strip between the screen's edge and the messages' column, the paper
+    just above the row's top and mostly not the paper from its top down (the
+    text row under a name is still beside the avatar, but not at its top; a
+    follow-up's row has nothing there)."""
+    dp = image.shape[1] / 360
+    x1, x2 = max(0, round(column - 40 * dp)), max(0, round(column - 10 * dp))
+
+    def off(top: float, bottom: float) -> float:
+        y1, y2 = max(0, round(top)), min(image.shape[0], round(bottom))
+        if x2 - x1 < 4 or y2 - y1 < 2:
+            return 0.0
+        region = image[y1:y2, x1:x2].astype(np.int16)
+        return float((np.abs(region - np.array(paper, np.int16)).max(axis=2) > 24).mean())
+
+    above = off(box[1] - 10 * dp, box[1] - 5 * dp)
+    return above < 0.25 and off(box[1] + 2 * dp, box[1] + 14 * dp) >= 0.5
 
 
 def inside(image: Image, box: Box, paper: RGB) -> bool:

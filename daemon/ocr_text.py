@@ -38,9 +38,11 @@ SUBTITLE: Final = re.compile(
 )
 # A date pill or divider above the messages ("Yesterday", "Monday, November
 # 30th", "昨天"): it may be taller than the header's name, but is no name.
+# Month names written out: "Maybe 10" or "Mark 12" is a name, not a date.
 DATE: Final = re.compile(
     r"^(today|yesterday|(mon|tues|wednes|thurs|fri|satur|sun)day(,?\s+\w+\s+\d{1,2}(st|nd|rd|th)?)?"
-    r"|(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\w*\.?\s+\d{1,2}(st|nd|rd|th)?(,?\s*\d{4})?"
+    r"|(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sept?(ember)?"
+    r"|oct(ober)?|nov(ember)?|dec(ember)?)\.?\s+\d{1,2}(st|nd|rd|th)?(,?\s*\d{4})?"
     r"|今天|昨天|前天|星期[一二三四五六日天]|周[一二三四五六日]|\d{1,2}月\d{1,2}日)$",
     re.I,
 )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,10 +40,13 @@ COLUMN_DP: Final = 4  # rows of one column start within this of each other
 NAME_GAP_DP: Final = 16  # the time follows the name within this
 EMOJI_ROW_DP: Final = 38  # a jumbo emoji's row under its name
 # A thread's summary under a message, a reply count, a reaction's count.
+# (A reaction's count sits right of the column, after its emoji: a bare
+# number at the column is a message, "2" or "100".)
 THREAD_CHROME: Final = re.compile(
-    r"^(\d+\s*(repl(y|ies)|条回复|回复)\b.*|last reply\b.*|view thread|\+?\d{1,3})$",
+    r"^(\d+\s*(repl(y|ies)|条回复|回复)\b.*|last reply\b.*|view thread)$",
     re.I,
 )
+CUT_ROW: Final = 0.6  # a row this much of the column's text height: the bar hides the rest
 MEMBERS: Final = re.compile(r"^\d+\s*(members|位成员|成员)$", re.I)
 
 
@@ -64,8 +68,13 @@ def _rows(lines: list[Line]) -> list[list[Line]]:
     return [sorted(row, key=lambda ln: ln.box[0]) for row in rows]
 
 
-def _name_row(row: list[Line], dp: float) -> tuple[str, str] | None:
-    """(name, time) when the row is a message's head: a name, then a time."""
+def _name_row(
+    row: list[Line], dp: float, avatar: Callable[[Line], bool] | None = None
+) -> tuple[str, str] | None:
+    """(name, time) when the row is a message's head: a name, then a time.
+    A name and a time read as one piece ("Alex Kim 1:30 PM") heads a message
+    only with an avatar left of it (when ``avatar`` can tell): a text that
+    ends in a time ("See you at 10:30") is no name row."""
     first = row[0]
     if first.box[0] < MIN_COLUMN_DP * dp:
         return None
@@ -77,17 +86,21 @@ def _name_row(row: list[Line], dp: float) -> tuple[str, str] | None:
         return None
     before, time = ocr_text.split_time(first.text)
     if time is not None and before and len(row) == 1 and len(before) <= 32:
+        if avatar is not None and not avatar(first):
+            return None
         return before, time
     return None
 
 
-def column(lines: list[Line], dp: float, width: int) -> float | None:
+def column(
+    lines: list[Line], dp: float, width: int, avatar: Callable[[Line], bool] | None = None
+) -> float | None:
     """The messages' column, when at least two rows that are not in bubbles
     are name + time rows that start there (or one is), with a text row at
     that column too: a thread layout. A centred "Yesterday 9:02 PM" over
     bubbles is a timestamp, not a name row."""
     rows = [r for r in _rows(lines) if not _centred(r, width)]
-    heads = [(i, row[0].box[0]) for i, row in enumerate(rows) if _name_row(row, dp)]
+    heads = [(i, row[0].box[0]) for i, row in enumerate(rows) if _name_row(row, dp, avatar)]
     for i, x in heads:
         at = [j for j, row in enumerate(rows) if abs(row[0].box[0] - x) <= COLUMN_DP * dp]
         names = sum(1 for _, s in heads if abs(s - x) <= COLUMN_DP * dp)
@@ -103,11 +116,17 @@ def _centred(row: list[Line], width: int) -> bool:
 
 
 def read(
-    lines: list[Line], header: list[Line], x0: float, dp: float, bottom: float
+    lines: list[Line],
+    header: list[Line],
+    x0: float,
+    dp: float,
+    bottom: float,
+    avatar: Callable[[Line], bool] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str | None], bool, int]:
     """The messages (``bbox``, ``text``, ``kind``, ``sender``, ``time``, and
     ``speaker``/``side``), the participants, whether it is a group, and the
-    lines dropped (a message whose name row a bar hides)."""
+    lines dropped (a message whose name row a bar hides, a last row the bar
+    cuts). ``avatar`` tells whether a square avatar is left of a line."""
     messages: list[Message] = []
     dropped = 0
     rows = _rows(lines)
@@ -119,7 +138,7 @@ def read(
             if messages and row[0].box[0] > x0:  # a thread's summary, a reaction, a divider
                 messages[-1].rows.append([])  # end the message's text
             continue  # (or a reply count at the edge)
-        head = _name_row(row, dp)
+        head = _name_row(row, dp, avatar)
         text = ocr_text.join([ln.text for ln in row]).strip()
         if head is not None:
             messages.append(Message(rows=[row], sender=head[0], time=head[1], headed=True))
@@ -139,13 +158,20 @@ def read(
             last.rows.append(row)
         else:
             messages.append(Message(rows=[row], sender=last.sender))
+    heights = sorted(r[0].height for m in messages for r in m.rows[1 if m.headed else 0 :] if r)
+    typical = heights[len(heights) // 2] if heights else 0
     out = []
     for i, message in enumerate(messages):
         rows = [r for r in message.rows if r]
         boxes = [ln.box for r in rows for ln in r]
         box = [min(b[0] for b in boxes), min(b[1] for b in boxes)]
         box += [max(b[2] for b in boxes), max(b[3] for b in boxes)]
-        if box[3] >= bottom:
+        last_row = rows[-1][0]
+        if box[3] >= bottom or (  # half hidden by the input bar: its last row is short
+            i == len(messages) - 1
+            and box[3] > bottom - 48 * dp
+            and last_row.height < CUT_ROW * typical
+        ):
             dropped += sum(len(r) for r in rows)
             continue
         body = rows[1:] if message.headed else rows
@@ -167,7 +193,7 @@ def read(
     direct = not group and title is not None  # no "#", no member count: one person
     user = None
     for item in out:
-        mine = direct and item["sender"] != title
+        mine = direct and not same_person(item["sender"], title)
         item["speaker"], item["side"] = ("user", "right") if mine else ("talker", "left")
         user = item["sender"] if mine else user
     if direct or not group:
@@ -175,6 +201,18 @@ def read(
     else:
         participants = {"user": None, "talker": None, "group": title}
     return out, participants, bool(group), dropped
+
+
+def same_person(sender: str | None, title: str | None) -> bool:
+    """The name on a message is the header's person: PP-OCR drops spaces
+    ("TomBaker") and case, a header may add to the name ("Priya Shah
+    (she/her)"), so compared without spaces, punctuation and case, one a
+    prefix of the other."""
+    a, b = (re.sub(r"[\W_]", "", t or "").casefold() for t in (sender, title))
+    if not a or not b:
+        return False
+    short, long = sorted((a, b), key=len)
+    return long.startswith(short) and len(short) >= min(3, len(long))
 
 
 def _title(header: list[Line]) -> tuple[str | None, bool]:

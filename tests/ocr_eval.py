@@ -80,12 +80,17 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def _is_chrome(text: str, chrome: list[str]) -> bool:
+    """An unmatched line is chrome when it reads as one of the shot's chrome
+    items: the same text, or one inside the other when the shorter has at
+    least 3 characters (a one-letter key, "q" or "t", is in almost any text)."""
     got = normalise(text).lower()
     if not got:
         return False
     for item in chrome:
         want = normalise(item).lower()
-        if want and (got in want or want in got):
+        if not want:
+            continue
+        if want == got or (min(len(want), len(got)) >= 3 and (got in want or want in got)):
             return True
     return False
 
@@ -166,6 +171,8 @@ class Score:
         for ti, pi in pairs:
             t, p = true[ti], pred[pi]
             self.side_ok += t["side"] == p["side"]
+            if t["side"] != p["side"]:
+                self.misses.append(f"{name}: side {p['side']} for {t['side']} {t['text']!r}")
             want_kind, got_kind = t.get("kind", "text"), p.get("kind") or "text"
             emoji_only = want_kind == "text" and not normalise(t["text"])
             kind_ok = got_kind == want_kind or (emoji_only and got_kind == "sticker")

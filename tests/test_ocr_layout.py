@@ -697,3 +697,176 @@ def test_the_engine_reads_a_large_screenshot_at_736_px_and_the_boxes_come_back_f
     quad = [[10, 20], [110, 20], [110, 40], [10, 40]]
     (got,) = lines_from_ocr([[quad, "hi", 0.9]], 0.5)
     assert got.box == (20, 40, 220, 80)
+
+
+# --- fixes after the cold review of issue 15 ---------------------------------------------
+
+
+def swap(image: np.ndarray, lines: list[Line], old: str, new: Line) -> list[Line]:
+    """``lines`` with the line reading ``old`` replaced by ``new`` (inked)."""
+    return [inked(image, new) if ln.text == old else ln for ln in lines]
+
+
+@pytest.mark.parametrize("text", ["See you at 10:30", "Standup moved to 9:30"])
+def test_a_thread_message_ending_in_a_time_is_its_text_not_a_name_row(text: str) -> None:
+    """T1: "See you at 10:30" (one OCR piece, no avatar left of it) was a
+    name row: sender "See you at", time "10:30", an empty sticker."""
+    image = paper()
+    lines = swap(image, thread_lines(image, "Priya Shah", "Active"), "Just got home",
+                 line(112, 400, 420, 434, text))  # fmt: skip
+    lines = swap(image, lines, "last night?", line(112, 344, 400, 378, "at 10:30"))
+    step, _ = read(image, lines)
+    assert step["participants"] == {"user": "Alex Kim", "talker": "Priya Shah"}
+    got = [(b["sender"], b.get("time"), b.get("kind", "text"), b["text"]) for b in step["bubbles"]]
+    assert got[:2] == [
+        ("Alex Kim", "1:30 PM", "text", "Did you see the game at 10:30"),
+        ("Alex Kim", None, "text", text),
+    ]
+    # A name and a time read as one piece still head a message: its avatar shows it.
+    image = paper()
+    lines = [
+        inked(image, line(112, 518, 400, 550, "Priya Shah 1:32 PM")) if ln.box[1] == 518 else ln
+        for ln in thread_lines(image, "Priya Shah", "Active")
+        if ln.text != "1:32 PM"
+    ]
+    step, _ = read(image, lines)
+    assert [(b["sender"], b.get("time"), b["text"]) for b in step["bubbles"]][2] == (
+        "Priya Shah",
+        "1:32 PM",
+        "Booked the table for 8",
+    )
+
+
+@pytest.mark.parametrize("text", ["2", "100", "+1"])
+def test_a_thread_message_that_is_a_number_is_a_message(text: str) -> None:
+    """T2: a row at the column that is only a number was thrown away as a
+    reaction's count (a reaction's count sits right of the column, after its
+    emoji), and not counted."""
+    image = paper()
+    lines = swap(image, thread_lines(image, "# general", "12 members"), "Just got home",
+                 line(112, 400, 170, 434, text))  # fmt: skip
+    step, dropped = read(image, lines)
+    assert [(b["sender"], b["text"]) for b in step["bubbles"]][:2] == [
+        ("Alex Kim", "Did you see the game last night?"),
+        ("Alex Kim", text),
+    ]
+    assert dropped == 0
+
+
+def test_text_in_a_filled_box_in_a_thread_is_counted() -> None:
+    """T3: a code block or a link card (a filled box) under a message is no
+    message of its own here; its text was dropped without being counted."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (112, 600, 640, 690), (250, 250, 250))
+    lines.append(inked(image, line(130, 626, 560, 660, "npm run build --prod")))
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == [
+        "Did you see the game last night?",
+        "Just got home",
+        "Booked the table for 8",
+    ]
+    assert dropped == 1
+
+
+@pytest.mark.parametrize("sender", ["PriyaShah", "priya shah", "Priya"])
+def test_a_direct_message_tells_the_talker_despite_ocr_spaces_and_case(sender: str) -> None:
+    """T4: 'TomBaker' under the header 'Tom Baker' (seed 23) put the talker's
+    message on the user's side and made the talker the user."""
+    image = paper()
+    lines = thread_lines(image, "Priya Shah", "Active")
+    lines = [inked(image, line(112, ln.box[1], 280, ln.box[3], sender)) if ln.text == "Priya Shah"
+             and ln.box[1] > 200 else ln for ln in lines]  # fmt: skip
+    step, _ = read(image, lines)
+    assert step["participants"] == {"user": "Alex Kim", "talker": "Priya Shah"}
+    assert [(b["sender"], b["speaker"], b["side"]) for b in step["bubbles"]][2:] == [
+        (sender, "talker", "left"),
+        (sender, "talker", "left"),
+    ]
+    image = paper()  # a header that adds to the name
+    step, _ = read(image, thread_lines(image, "Priya Shah (she/her)", "Active"))
+    assert step["participants"]["user"] == "Alex Kim"
+    assert [b["side"] for b in step["bubbles"]] == ["right", "right", "left", "left"]
+
+
+def test_a_thread_row_the_input_bar_half_hides_is_left_out_and_counted() -> None:
+    """T7: the last row cut by the bar ends above the chat's end (the input
+    field's text) and came back as a message ('HannvhirthdavlHnnevnihavea')."""
+    image = paper()
+    lines = thread_lines(image, "# general", "12 members")
+    rect(image, (0, 1100, W, H), BAR)
+    rect(image, (24, 1000, 96, 1072), (229, 57, 53))
+    lines += [
+        inked(image, line(112, 998, 260, 1030, "Mia Chen")),
+        inked(image, line(276, 1002, 380, 1026, "1:52 PM")),
+        inked(image, line(112, 1042, 560, 1076, "Happy birthday!")),
+        inked(image, line(112, 1084, 560, 1100, "Hannvhirthdav")),  # its top half
+    ]
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == [
+        "Did you see the game last night?",
+        "Just got home",
+        "Booked the table for 8",
+        "",
+    ]
+    assert dropped == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "date"),
+    [("Maybe 10", False), ("Mark 12", False), ("Decker 3", False), ("Marcus 2", False),
+     ("June 2", True), ("Nov 30", True), ("December 24th, 2025", True), ("Sept. 3", True)],
+)  # fmt: skip
+def test_a_name_and_a_number_is_no_date(text: str, date: bool) -> None:
+    """C2: any word starting with a month's first letters, then a number, was a date."""
+    from daemon.ocr_text import is_date
+
+    assert is_date(text) is date
+
+
+def test_a_whole_bubble_with_a_tail_at_its_bottom_corner_on_the_input_bar_is_kept() -> None:
+    """C3: a tail (Telegram, iMessage) squares one bottom corner; the other
+    is still round, so the bubble is whole, not cut by the bar."""
+    image = paper()
+    rect(image, (0, 1128, W, H), BAR)
+    rounded(image, (20, 300, 400, 370), WHITE, 16)
+    rounded(image, (20, 1040, 400, 1127), WHITE, 16)
+    rect(image, (20, 1100, 60, 1127), WHITE)  # the bottom-left corner square
+    for i, y in enumerate(range(1110, 1127)):
+        rect(image, (20 - i, y, 20, y + 1), WHITE)  # and a tail going out left
+    lines = [line(40, 318, 380, 352, "first"), line(40, 1066, 380, 1100, "on the bar")]
+    step, dropped = read(image, [inked(image, ln) for ln in lines])
+    assert [b["text"] for b in step["bubbles"]] == ["first", "on the bar"]
+    assert dropped == 0
+
+
+def test_the_scorer_counts_chrome_by_whole_items_and_lists_side_misses() -> None:
+    """E3: with one-letter keys in the chrome list, any unmatched text with
+    a "t" in it was CHROME (seed 23: "terrihle todav", a cut bubble's row).
+    E5: a bubble on the wrong side was counted but never listed."""
+    from tests.ocr_eval import Score
+
+    truth = {
+        "bubbles": [{"speaker": "talker", "side": "left", "bbox": [0, 0, 100, 40], "text": "hi"}],
+        "chrome": ["q", "w", "t", "OK", "Type a message"],
+        "talker": None,
+    }
+
+    def bubble(box: list[int], text: str, side: str = "left") -> dict[str, Any]:
+        speaker = "talker" if side == "left" else "user"
+        return {"speaker": speaker, "side": side, "bbox": box, "text": text}
+
+    score = Score()
+    step = {
+        "participants": {"user": None, "talker": None},
+        "bubbles": [
+            bubble([0, 0, 100, 40], "hi", "right"),
+            bubble([0, 100, 200, 140], "terrihle todav"),
+            bubble([0, 200, 60, 240], "OK"),
+            bubble([0, 300, 260, 340], "Type a messag"),
+        ],
+    }
+    score.add("shot", truth, step)
+    assert score.chrome == 2
+    assert "shot: extra 'terrihle todav' [0, 100, 200, 140]" in score.misses
+    assert "shot: side right for left 'hi'" in score.misses

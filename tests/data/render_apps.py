@@ -375,6 +375,20 @@ ZH = [
     "哈哈哈哈",
     "路上有点堵，晚十分钟",
 ]
+# Slack-like threads also draw texts that end in a time and bare numbers (a
+# name row's "name 10:30" shape, a reaction count's): the thread reader must
+# keep them as messages. Not in the seeds of the committed set (0 and 4), whose
+# shots stay as they were drawn; any other seed draws them.
+SLACK_EN = [
+    "See you at 10:30",
+    "Standup moved to 9:30",
+    "Deploy starts at 4:15",
+    "2",
+    "100",
+    "42",
+]
+SLACK_ZH = ["明天 9:30 开会", "改到 14:00", "3", "20"]
+COMMITTED_SEEDS = (0, 4)
 EMOJI_TEXT = ["Sounds good 👍", "Haha 😂", "See you soon 🙂", "好的👌", "Love it ❤️"]
 EMOJI_ONLY = ["😂😂", "👍", "🎉🎉🎉", "❤️"]
 NAMES_EN = ["Emma Wilson", "Tom Baker", "Sophie", "Lucas Martin", "Priya Shah", "Dan"]
@@ -1296,6 +1310,8 @@ def render_slack(
     other = rng.choice(NAMES_ZH if zh else NAMES_EN)
     people = [other, SLACK_USER] if dm else [*rng.sample(MEMBERS_ZH if zh else MEMBERS_EN, 3)]
     pool = ZH if zh else EN
+    if seed not in COMMITTED_SEEDS:
+        pool = pool + (SLACK_ZH if zh else SLACK_EN)
     chrome: list[str] = []
     bottom = c.h_dp - (24.0 if app.os == "ios" else 40.0)
     kb_top = bottom - 260.0 if opts.get("keyboard") else bottom
