@@ -985,7 +985,7 @@ class Chat:
                 tw = max(tw, c.length(m.sender or "", 13.5, True))
                 head += 20
             if m.quote:
-                qt = m.quote[1] if len(m.quote[1]) < 30 else m.quote[1][:28] + "…"
+                qt = quote_text(c, m.quote[1], maxw - 2 * pad_x - 16)
                 tw = max(tw, c.length(qt, 13) + 16, c.length(m.quote[0], 13, True) + 16)
                 head += 52
             w = tw + 2 * pad_x
@@ -1109,7 +1109,7 @@ class Chat:
                 c.rect((x1 + 4, ty - 2, x2 - 4, ty + 46), qbg, 6)
                 c.rect((x1 + 4, ty - 2, x1 + 8, ty + 46), qc)
                 c.text(text_x + 4, ty + 3, m.quote[0], 13, qc, True)
-                qt = m.quote[1] if len(m.quote[1]) < 30 else m.quote[1][:28] + "…"
+                qt = quote_text(c, m.quote[1], maxw - 2 * pad_x - 16)
                 c.text(text_x + 4, ty + 23, qt, 13, mix(fg, bubble, 0.35))
                 quote = {"sender": m.quote[0], "text": qt}
                 ty += 52
@@ -1288,6 +1288,16 @@ SLACK = {
         "placeholder": "Message #general"}),
 }  # fmt: skip
 SLACK_USER = "Alex Kim"  # the signed-in user
+
+
+def quote_text(c: Canvas, text: str, width: float) -> str:
+    """A quoted message as its bubble shows it: cut at 28 characters, then
+    shortened until it fits ``width`` dp (28 CJK characters are ~400 dp, wider
+    than the screen: seed 23 drew a bubble from x = -144 px)."""
+    out = text if len(text) < 30 else text[:28] + "…"
+    while c.length(out, 13) > width and len(out) > 2:
+        out = out.rstrip("…")[:-1].rstrip() + "…"
+    return out
 
 
 def render_slack(
