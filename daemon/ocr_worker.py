@@ -20,7 +20,9 @@ big-endian length, then a msgpack map. The worker
    ``{"step": <MergeStep JSON text>, "lines": n, "dropped_lines": n, "ms": float}``
    (``dropped_lines``: lines the layout left out because it could not tell
    chrome from a message, ``daemon/ocr_layout.py``) or
-   ``{"error": "<what is wrong>"}`` for an image it cannot decode.
+   ``{"error": "<what is wrong>"}`` for an image it cannot decode; a request
+   with ``"engine_lines": true`` (tests/ocr_lines.py, never the daemon) gets
+   the engine's own output too, under that key.
 
 It is killed, not asked, when the daemon no longer wants an answer (a lost
 race, the drain deadline): nothing it holds needs to be saved.
@@ -97,8 +99,42 @@ def ocr_scale(width: int, height: int) -> float:
     return min(1.0, DETECTOR_MIN_SIDE / max(1, min(width, height)))
 
 
+class ImageError(ValueError):
+    """An image the worker does not read; the message says why (the reply's ``error``)."""
+
+
+# From the screenshot's bytes to the engine's lines: ``decode_image``,
+# ``ocr_scale``, ``ocr_input``, ``run_engine`` and ``Reader.__init__``.
+# tests/ocr_lines.py fingerprints their code (and the engine's versions):
+# the engine lines it caches for the quality test are used only while these
+# are unchanged. What comes after the engine is ``answer``.
+
+
+def decode_image(data: bytes) -> Any:
+    """The screenshot as an RGB array (height x width x 3).
+
+    Raises ImageError for bytes that are no image, an image too large to
+    decode, or one so narrow that the detector would blow it up (``detector_pixels``)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(f"image of {width}x{height} pixels is too large to read")
+            if detector_pixels(width, height) > MAX_PIXELS:
+                raise ImageError(f"image of {width}x{height} pixels is too narrow to read")
+            return np.asarray(image.convert("RGB"))
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image could not be decoded: {exc}") from None
+
+
 def ocr_input(rgb: Any) -> Any:
-    """The BGR array the engine reads (``ocr_scale``; INTER_AREA: no aliasing)."""
+    """The BGR array the engine reads (``ocr_scale``; INTER_AREA: no aliasing):
+    the whole preprocessing between the decoded screenshot and the engine."""
     import cv2
     import numpy as np
 
@@ -115,6 +151,33 @@ def engine_name() -> str:
     return f"{ENGINE_PACKAGE} {metadata.version(ENGINE_PACKAGE)}"
 
 
+def run_engine(engine: Any, rgb: Any) -> list[Any] | None:
+    """The engine's lines of the screenshot, ``[[quad, text, score], ...]``
+    with the quads at ``ocr_scale`` (None: no text found). Raises whatever the
+    engine raises."""
+    result, _ = engine(ocr_input(rgb), use_cls=False)
+    return result  # type: ignore[no-any-return]
+
+
+def answer(rgb: Any, result: list[Any] | None, user_side: str) -> dict[str, Any]:
+    """Everything after the engine: the layout reads its lines (``run_engine``)
+    and the pixels into the worker's reply, without ``ms``: ``{"step",
+    "lines", "dropped_lines"}``, or ``{"error"}`` when no chat bubble is found.
+    tests/test_ocr_quality.py calls it with cached engine lines."""
+    from daemon.ocr_layout import lines_from_ocr, read
+
+    height, width = rgb.shape[:2]
+    lines = lines_from_ocr(result, ocr_scale(width, height))
+    step, dropped = read(rgb, lines, "left" if user_side == "left" else "right")
+    if not step["bubbles"]:  # not a chat screenshot, or an empty one: let others answer
+        return {"error": f"no chat bubble found ({len(lines)} text lines)"}
+    return {
+        "step": json.dumps(step, ensure_ascii=False),
+        "lines": len(lines),
+        "dropped_lines": dropped,
+    }
+
+
 class Reader:
     """The OCR engine and the layout, in-process (the worker's whole job)."""
 
@@ -124,38 +187,27 @@ class Reader:
         # 0: ONNX Runtime's default, one thread per core
         self.engine = RapidOCR(intra_op_num_threads=threads or -1, inter_op_num_threads=1)
 
-    def read(self, data: bytes, user_side: str) -> dict[str, Any]:
-        import numpy as np
-        from PIL import Image, UnidentifiedImageError
-
-        from daemon.ocr_layout import lines_from_ocr, read
-
+    def read(self, data: bytes, user_side: str, *, engine_lines: bool = False) -> dict[str, Any]:
+        """The reply to one screenshot (see the module's docstring); with
+        ``engine_lines``, also the engine's own output (``run_engine``, ``[]``
+        for none) under that key, whatever the layout made of it."""
         started = time.perf_counter()
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    return {"error": f"image of {width}x{height} pixels is too large to read"}
-                if detector_pixels(width, height) > MAX_PIXELS:
-                    return {"error": f"image of {width}x{height} pixels is too narrow to read"}
-                rgb = np.asarray(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            return {"error": f"image could not be decoded: {exc}"}
+            rgb = decode_image(data)
+        except ImageError as exc:
+            return {"error": str(exc)}
         try:
-            result, _ = self.engine(ocr_input(rgb), use_cls=False)
+            result = run_engine(self.engine, rgb)
         except Exception as exc:  # e.g. ResizeImgError on a 5000x5 strip
             detail = str(exc) or type(exc).__name__
+            height, width = rgb.shape[:2]
             return {"error": f"the OCR engine cannot read this {width}x{height} image: {detail}"}
-        lines = lines_from_ocr(result, ocr_scale(width, height))
-        step, dropped = read(rgb, lines, "left" if user_side == "left" else "right")
-        if not step["bubbles"]:  # not a chat screenshot, or an empty one: let others answer
-            return {"error": f"no chat bubble found ({len(lines)} text lines)"}
-        return {
-            "step": json.dumps(step, ensure_ascii=False),
-            "lines": len(lines),
-            "dropped_lines": dropped,
-            "ms": round((time.perf_counter() - started) * 1000, 1),
-        }
+        reply = answer(rgb, result, user_side)
+        if "error" not in reply:
+            reply["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        if engine_lines:
+            reply["engine_lines"] = result or []
+        return reply
 
 
 def _watch_parent(parent: int, interval: float = 1.0) -> None:
@@ -208,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             write_frame(stdout, {"error": str(exc)})
             continue
-        write_frame(stdout, reader.read(data, str(request.get("user_side", "right"))))
+        side = str(request.get("user_side", "right"))
+        if request.get("engine_lines"):  # tests/ocr_lines.py: the engine's output too
+            write_frame(stdout, reader.read(data, side, engine_lines=True))
+        else:
+            write_frame(stdout, reader.read(data, side))
     return 0
 
 

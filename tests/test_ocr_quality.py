@@ -1,11 +1,22 @@
 """Extraction quality of the local_ocr strategy on both screenshot sets.
 
-Every screenshot goes through the strategy as the daemon runs it (worker
-processes, then the same validation as a model's answer) and is scored with
-tests/ocr_eval.py. Both sets are read once, by one pool of two workers (a
-module fixture), so the whole file costs one pass of OCR over 94 shots, each
-read as the daemon reads it (a 1080 or 1440 px shot at 736 px, its shorter
-side: ``ocr_worker.ocr_scale``), the engine end to end on every shot.
+Every screenshot goes through the strategy's own path and is scored with
+tests/ocr_eval.py: the engine's lines (PP-OCR, as the worker runs it: a
+1080 or 1440 px shot read at 736 px, its shorter side,
+``ocr_worker.ocr_scale``), then what the worker does after the engine
+(``ocr_worker.answer``: the layout, ``dropped_lines``), then the same
+validation as a model's answer (``parse_merge_step``). The engine's lines
+come from tests/data/ocr_lines.json (tests/ocr_lines.py) for each shot whose
+key matches (its PNG's bytes, the engine's and its libraries' versions, the
+preprocessing's code); any other shot is read by the real engine, in the
+daemon's worker processes, and the command that refreshes the cache is
+printed (``.venv/bin/python -m tests.ocr_lines --write``).
+tests/test_ocr_lines.py proves the cache equal to the engine's reading on
+one shot per app, every run. The whole file took 104.9 s when the engine
+read every shot (setup 104.6 s), 7.7 s with the cache (setup 7.5 s; the
+check in tests/test_ocr_lines.py 25.2 s): one run after the other at commit
+283da90 on the loaded 2-core machine (load average ~6), ``pytest -s
+--durations=10``, the two printing the same tables and misses.
 
 * tests/data/chats (make_chats.py): flat boxes on flat backgrounds, kept as
   a regression set at the levels it has had since the strategy was built.
@@ -23,20 +34,17 @@ side: ``ocr_worker.ocr_scale``), the engine end to end on every shot.
 
 from __future__ import annotations
 
-import base64
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-import trio
 
-from daemon.config import StrategyConfig
 from daemon.extract import parse_merge_step
-from daemon.local_ocr import LocalOcr
-from daemon.providers import ImageInput
+from daemon.ocr_worker import answer, decode_image
+from tests import ocr_lines
 from tests.ocr_eval import APPS, DATA, HEADER, Score, app_key, cases
+from tests.ocr_lines import engine_result
 
 Reading = tuple[str, dict[str, Any], dict[str, Any], int | None]
 
@@ -73,31 +81,19 @@ PER_APP_MAX_CER = 0.005
 @pytest.fixture(scope="module")
 def readings() -> dict[str, list[Reading]]:
     """Both sets read by the strategy: (name, truth, step, dropped_lines)."""
-    return trio.run(_read_all)
-
-
-async def _read_all() -> dict[str, list[Reading]]:
-    strategy = StrategyConfig(name="local", kind="local_ocr", rank=0, timeout=120, workers=2)
-    engine = LocalOcr(strategy)
+    shots = [
+        (group, png, truth)
+        for group, data in (("chats", DATA), ("apps", APPS))
+        for png, truth in cases(data)
+    ]
+    lines = ocr_lines.engine_lines([png for _, png, _ in shots])
     out: dict[str, list[Reading]] = defaultdict(list)
-    limiter = trio.CapacityLimiter(4)  # within the strategy's queue
-
-    async def one(group: str, png: Path, truth: dict[str, Any]) -> None:
-        encoded = base64.b64encode(png.read_bytes()).decode()
-        async with limiter:
-            completion = await engine.complete(
-                strategy, ImageInput(f"data:image/png;base64,{encoded}")
-            )
-        step = msgspec.to_builtins(parse_merge_step(completion.text))
-        out[group].append((png.name, truth, step, completion.dropped_lines))
-
-    try:
-        async with trio.open_nursery() as nursery:
-            for group, data in (("chats", DATA), ("apps", APPS)):
-                for png, truth in cases(data):
-                    nursery.start_soon(one, group, png, truth)
-    finally:
-        await engine.aclose()
+    for group, png, truth in shots:
+        # The worker's path after the engine, and the validation of the race.
+        reply = answer(decode_image(png.read_bytes()), engine_result(lines[png]), "right")
+        assert "error" not in reply, (png.name, reply)
+        step = msgspec.to_builtins(parse_merge_step(str(reply["step"])))
+        out[group].append((png.name, truth, step, reply["dropped_lines"]))
     return {group: sorted(items, key=lambda r: r[0]) for group, items in out.items()}
 
 
