@@ -154,7 +154,9 @@ def read(
         texts = [r for r in last.rows if r]
         previous = texts[-1]
         step = row[0].box[1] - previous[0].box[1]
-        if last.rows[-1] and (step <= 1.2 * pitch or (last.headed and len(texts) == 1)):
+        if last.rows[-1] and (
+            step <= 1.2 * pitch or (last.headed and len(texts) == 1 and step <= 2 * pitch)
+        ):
             last.rows.append(row)
         else:
             messages.append(Message(rows=[row], sender=last.sender))
