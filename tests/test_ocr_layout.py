@@ -892,3 +892,26 @@ def test_a_text_far_under_a_name_row_with_an_unread_emoji_is_a_follow_up() -> No
         ("Mia Chen", "1:44 PM", "sticker", ""),
         ("Mia Chen", None, "text", "Can we do it tomorrow"),
     ]
+
+
+def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
+    """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
+    (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
+    that no layout can match. (A canvas that only measures: no fonts needed.)"""
+    from typing import cast
+
+    from tests.data.render_apps import Canvas, quote_text
+
+    class Measure:
+        def length(self, text: str, size: float, bold: bool = False) -> float:
+            return sum(size if ord(ch) > 0x2E80 else size / 2 for ch in text)
+
+    c = cast(Canvas, Measure())
+    cjk = "周末天气不错，要不要去爬山？我查了一下，周六上午没有雨。"
+    got = quote_text(c, cjk, 200)
+    assert c.length(got, 13) <= 200
+    assert got.endswith("…")
+    assert cjk.startswith(got[:-1])
+    assert quote_text(c, "Sounds good to me", 200) == "Sounds good to me"  # as before
+    latin = "Can you send me the slides from this morning?"
+    assert quote_text(c, latin, 400) == latin[:28] + "…"  # as before: 28 characters
