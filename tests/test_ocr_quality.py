@@ -13,10 +13,11 @@ daemon's worker processes, and the command that refreshes the cache is
 printed (``.venv/bin/python -m tests.ocr_lines --write``).
 tests/test_ocr_lines.py proves the cache equal to the engine's reading on
 one shot per app, every run. The whole file took 104.9 s when the engine
-read every shot (setup 104.6 s), 7.7 s with the cache (setup 7.5 s; the
-check in tests/test_ocr_lines.py 25.2 s): one run after the other at commit
-283da90 on the loaded 2-core machine (load average ~6), ``pytest -s
---durations=10``, the two printing the same tables and misses.
+read every shot (setup 104.6 s), 7.7 s with the cache (setup 7.5 s): one
+run after the other at commit 283da90 on the loaded 2-core machine (load
+average ~6), ``pytest -s --durations=10``, the two printing the same tables
+and misses (again at cb629e4). The check in tests/test_ocr_lines.py (8
+shots) takes 9 to 26 s by the load.
 
 * tests/data/chats (make_chats.py): flat boxes on flat backgrounds, kept as
   a regression set at the levels it has had since the strategy was built.
