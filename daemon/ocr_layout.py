@@ -136,15 +136,7 @@ def find_bubble(image: Image, line: Line) -> Box | None:
 _join = ocr_text.join
 
 
-def _rows(lines: list[Line]) -> list[list[Line]]:
-    """Rows top to bottom, pieces of a row left to right."""
-    rows: list[list[Line]] = []
-    for line in sorted(lines, key=lambda ln: ln.cy):
-        if rows and abs(line.cy - rows[-1][0].cy) < 0.5 * max(line.height, 1):
-            rows[-1].append(line)
-        else:
-            rows.append([line])
-    return [sorted(row, key=lambda ln: ln.box[0]) for row in rows]
+_rows = ocr_thread.rows_of  # rows top to bottom, pieces of a row left to right
 
 
 def bubble_text(lines: list[Line]) -> str:

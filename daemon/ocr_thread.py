@@ -58,7 +58,10 @@ class Message:
     headed: bool = False  # starts with its name row
 
 
-def _rows(lines: list[Line]) -> list[list[Line]]:
+def rows_of(lines: list[Line]) -> list[list[Line]]:
+    """Rows top to bottom (a piece joins a row whose first piece's centre is
+    within half its height), pieces of a row left to right; the bubble
+    layout's rows too."""
     rows: list[list[Line]] = []
     for line in sorted(lines, key=lambda ln: ln.cy):
         if rows and abs(line.cy - rows[-1][0].cy) < 0.5 * max(line.height, 1):
@@ -99,7 +102,7 @@ def column(
     are name + time rows that start there (or one is), with a text row at
     that column too: a thread layout. A centred "Yesterday 9:02 PM" over
     bubbles is a timestamp, not a name row."""
-    rows = [r for r in _rows(lines) if not _centred(r, width)]
+    rows = [r for r in rows_of(lines) if not _centred(r, width)]
     heads = [(i, row[0].box[0]) for i, row in enumerate(rows) if _name_row(row, dp, avatar)]
     for i, x in heads:
         at = [j for j, row in enumerate(rows) if abs(row[0].box[0] - x) <= COLUMN_DP * dp]
@@ -129,7 +132,7 @@ def read(
     cuts). ``avatar`` tells whether a square avatar is left of a line."""
     messages: list[Message] = []
     dropped = 0
-    rows = _rows(lines)
+    rows = rows_of(lines)
     tops = [r[0].box[1] for r in rows if abs(r[0].box[0] - x0) <= COLUMN_DP * dp]
     pitches = [b - a for a, b in itertools.pairwise(tops) if b - a > 0]
     pitch = min(pitches, default=0)  # a text row's: a follow-up starts further down
