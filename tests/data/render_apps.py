@@ -54,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "apps"
 CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-{}.ttc"
 EMOJI = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
+MONO = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"  # code blocks (variety only)
 SC = 2  # Noto Sans CJK SC in the collection
 RGB = tuple[int, int, int]
 Box = tuple[int, int, int, int]
@@ -389,6 +390,33 @@ SLACK_EN = [
 ]
 SLACK_ZH = ["明天 9:30 开会", "改到 14:00", "3", "20"]
 COMMITTED_SEEDS = (0, 4)
+# What real apps vary and the seeds of the committed set (0, 4) never draw:
+# every other seed draws it (``variety``), with truth for each field. In
+# bubbles: texts ending in a time or a bare number ("+1"), 12-hour times on
+# iOS ("10:22 AM"), an "edited" label before the time (Telegram, WhatsApp),
+# "Forwarded" over a WhatsApp bubble. In threads: the signed-in user writing
+# in channels, private channels (a lock, a topic under the name), code
+# blocks, file cards, "(edited)", status emoji after names, an app's "APP"
+# badge.
+VARIETY_EN = ["See you at 10:30", "Standup moved to 9:30", "42", "+1"]
+VARIETY_ZH = ["明天 9:30 开会", "3", "+1"]
+CODE = [
+    "make test",
+    "git push origin main",
+    "SELECT count(*) FROM users;",
+    "npm run build",
+    "curl -s localhost:8080/health",
+]
+FILES = [
+    ("PDF", "Q3-report.pdf", "PDF · 2 MB"),
+    ("XLS", "budget_2027.xlsx", "Excel · 48 KB"),
+    ("ZIP", "logs-1204.zip", "Zip · 11 MB"),
+    ("DOC", "会议纪要.docx", "Word · 96 KB"),
+]
+STATUS_EMOJI = ["🌴", "🤒", "🏠", "📅", "🎧"]
+BOTS = ["GitHub", "Jira"]
+TOPICS_EN = ["Launch plan for Q4", "Design reviews on Thursdays", "Ship it"]
+TOPICS_ZH = ["设计评审 每周四", "发布计划"]
 EMOJI_TEXT = ["Sounds good 👍", "Haha 😂", "See you soon 🙂", "好的👌", "Love it ❤️"]
 EMOJI_ONLY = ["😂😂", "👍", "🎉🎉🎉", "❤️"]
 NAMES_EN = ["Emma Wilson", "Tom Baker", "Sophie", "Lucas Martin", "Priya Shah", "Dan"]
@@ -808,6 +836,8 @@ class Msg:
     quote: tuple[str, str] | None = None
     time: str | None = None
     emoji_only: bool = False
+    edited: bool = False  # "edited" / "Edited" before the time
+    forwarded: bool = False  # WhatsApp's "Forwarded" over the text
 
 
 @dataclass
@@ -816,8 +846,13 @@ class Note:
     text: str
 
 
-def script(app: App, rng: random.Random, group: bool, zh: bool, n: int) -> list[Msg | Note]:
+def script(
+    app: App, rng: random.Random, group: bool, zh: bool, n: int, variety: bool = False
+) -> list[Msg | Note]:
     pool = ZH if zh else EN
+    if variety:
+        pool = pool + (VARIETY_ZH if zh else VARIETY_EN)
+    twelve = variety and app.os == "ios" and rng.random() < 0.5  # "10:22 AM"
     members = MEMBERS_ZH if zh else MEMBERS_EN
     items: list[Msg | Note] = []
     hour, minute = rng.randrange(8, 22), rng.randrange(0, 50)
@@ -871,6 +906,11 @@ def script(app: App, rng: random.Random, group: bool, zh: bool, n: int) -> list[
             m.sender = rng.choice(members)
         minute += rng.randrange(0, 4)
         m.time = f"{hour}:{minute % 60:02d}"
+        if twelve:
+            m.time = f"{(hour - 1) % 12 + 1}:{minute % 60:02d} {'AM' if hour < 12 else 'PM'}"
+        if variety and m.kind == "text" and app.name in ("whatsapp", "telegram"):
+            m.edited = rng.random() < 0.12
+            m.forwarded = app.name == "whatsapp" and not m.quote and rng.random() < 0.1
         if m.kind == "text":
             previous = m.text
         items.append(m)
@@ -951,6 +991,7 @@ class Chat:
         time_text = m.time if (app.time_in or app.time_beside) else None
         if app.time_in:
             time_w = c.length(m.time or "", 11) + (18 if (user and app.ticks) else 0) + 8
+            time_w += c.length(self.edited_label + " ", 11) if m.edited else 0
         w: float
         h: float
         if m.kind == "photo":
@@ -984,6 +1025,9 @@ class Chat:
             if sender_in:
                 tw = max(tw, c.length(m.sender or "", 13.5, True))
                 head += 20
+            if m.forwarded:
+                tw = max(tw, c.length("Forwarded", 12.5) + 18)
+                head += 19
             if m.quote:
                 qt = quote_text(c, m.quote[1], maxw - 2 * pad_x - 16)
                 tw = max(tw, c.length(qt, 13) + 16, c.length(m.quote[0], 13, True) + 16)
@@ -1103,6 +1147,11 @@ class Chat:
             if sender_in:
                 c.text(text_x, ty, m.sender or "", 13.5, self.colour_of(m.sender or ""), True)
                 ty += 20
+            if m.forwarded:  # an arrow, then the label in the time's colour
+                c.line([(text_x, ty + 12), (text_x + 6, ty + 6), (text_x + 12, ty + 12)], tfg, 1.2)
+                c.text(text_x + 16, ty + 1, "Forwarded", 12.5, tfg)
+                self.chrome.append("Forwarded")
+                ty += 19
             if m.quote:
                 qc = self.colour_of(m.quote[0]) if m.quote[0] != "You" else app.accent
                 qbg = mix(bubble, (0, 0, 0) if app.theme == "light" else (255, 255, 255), 0.07)
@@ -1150,11 +1199,19 @@ class Chat:
             c = self.c
             c.line([(x + dx, y), (x + 3 + dx, y + 3), (x + 10 + dx, y - 5)], colour, 1.3)
 
+    @property
+    def edited_label(self) -> str:
+        return "Edited" if self.app.name == "whatsapp" else "edited"
+
     def time(self, m: Msg, right: float, bottom: float, fg: RGB, user: bool) -> None:
         c = self.c
         tick = user and self.app.ticks
         tw = c.length(m.time or "", 11) + (18 if tick else 0)
         c.text(right - tw, bottom - 15, m.time or "", 11, fg)
+        if m.edited:
+            label = self.edited_label
+            c.text(right - tw - c.length(label + " ", 11), bottom - 15, label, 11, fg)
+            self.chrome.append(label)
         if tick:
             blue = (83, 189, 235)
             self.ticks(right - 14, bottom - 8, blue if self.rng.random() < 0.7 else fg)
@@ -1208,7 +1265,7 @@ def render(
     chat_top = status_h + head_h
     input_top = kb_top - 52
     chat = Chat(c, app, rng, group)
-    items = script(app, rng, group, zh, 24)
+    items = script(app, rng, group, zh, 24, seed not in COMMITTED_SEEDS)
     y = chat_top + 6 - float(opts.get("scroll", 0))
     layer_items: list[tuple[int, float, float]] = []
     for item in items:
@@ -1266,9 +1323,11 @@ def render(
         "user_side": "right",
         "talker": None if group else title,
         "group": title if group else None,
+        "user": None,  # the signed-in user's name: no bubble app shows it
         "bubbles": bubbles,
         "partial": partial,
         "chrome": chrome,
+        "draft": draft or None,  # the input bar's unsent text (also in chrome)
     }
     return image, info
 
@@ -1306,29 +1365,46 @@ def render_slack(
     """A Slack-like channel, DM or thread: avatar, bold name, time, text rows;
     no bubbles. Truth: one ``bubble`` per message (its name row and text rows),
     ``sender`` the bold name (carried to a follow-up message drawn without it),
-    ``time`` as shown. In a DM the other person is the talker and the
-    signed-in user's messages are the user's (``right``: a thread has no
-    sides, the side follows the speaker); in a channel or a thread nobody's
-    messages can be told to be the signed-in user's: every one is the talker's."""
+    ``time`` as shown. The signed-in user's (``SLACK_USER``) messages are
+    the user's (``right``: a thread has no sides, the side follows the
+    speaker), the others' the talker's; ``user`` is the signed-in user's
+    name when a message of theirs is in view. In a DM the other person is the
+    talker. In the committed seeds the signed-in user never writes in a
+    channel; in every other seed (``variety``) they do: the truth is what is
+    true, also where the pixels cannot tell (Slack draws one's own messages
+    like anyone's). With ``variety`` a message may also carry a code block
+    (its code is typed text: part of ``text``), a file card (``kind:
+    "file"``, ``text`` the typed text or empty, the card's name in
+    ``file``), "(edited)" (chrome, not text), a status emoji after the name,
+    or come from an app with an "APP" badge (chrome); a channel may be
+    private: a lock instead of "#", a topic instead of "N members"."""
     app = SLACK[key]
     rng = random.Random(index * 7919 + width + seed * 1_000_003)
     c = Canvas(width, height, app.bg)
     zh = bool(opts.get("zh"))
     dm = bool(opts.get("dm"))
     thread = bool(opts.get("thread"))
+    variety = seed not in COMMITTED_SEEDS
     channel = rng.choice(["general", "design", "random", "项目组" if zh else "launch"])
     other = rng.choice(NAMES_ZH if zh else NAMES_EN)
     people = [other, SLACK_USER] if dm else [*rng.sample(MEMBERS_ZH if zh else MEMBERS_EN, 3)]
     pool = ZH if zh else EN
-    if seed not in COMMITTED_SEEDS:
-        pool = pool + (SLACK_ZH if zh else SLACK_EN)
+    private = bool(opts.get("private")) and not dm
+    status: dict[str, str] = {}
+    if variety:
+        pool = pool + (SLACK_ZH if zh else SLACK_EN) + ["+1"]
+        if not dm:
+            people.append(SLACK_USER)
+        for person in people:
+            if rng.random() < 0.35:
+                status[person] = rng.choice(STATUS_EMOJI)
     chrome: list[str] = []
     bottom = c.h_dp - (24.0 if app.os == "ios" else 40.0)
     kb_top = bottom - 260.0 if opts.get("keyboard") else bottom
     status_h = 44.0 if app.os == "ios" else 24.0
     chat_top = status_h + 56
     input_top = kb_top - 52
-    title = other if dm else ("Thread" if thread else f"# {channel}")
+    title = other if dm else ("Thread" if thread else (channel if private else f"# {channel}"))
     bubbles: list[dict[str, Any]] = []
     partial: list[list[int]] = []
     y = chat_top + 10 - float(opts.get("scroll", 0))
@@ -1361,6 +1437,9 @@ def render_slack(
                 y += 32
                 continue
         sender = rng.choice(people)
+        bot = variety and not dm and rng.random() < 0.06
+        if bot:
+            sender = rng.choice(BOTS)
         follow = sender == last and rng.random() < 0.6
         last = sender
         r = rng.random()
@@ -1370,6 +1449,20 @@ def render_slack(
             if emoji_only
             else rng.choice(pool if r > 0.3 else EMOJI_TEXT + pool)
         )
+        code = file = None
+        edited = False
+        if variety and not emoji_only:
+            extra = rng.random()
+            if extra < 0.1:
+                code = rng.choice(CODE)
+                if rng.random() < 0.4:
+                    text = ""  # the code block alone
+            elif extra < 0.2:
+                file = rng.choice(FILES)
+                if rng.random() < 0.5:
+                    text = ""  # the file alone
+            elif extra < 0.3:
+                edited = True
         minute += rng.randrange(0, 5)
         hour += minute // 60
         minute %= 60
@@ -1389,6 +1482,16 @@ def render_slack(
             )
             c.text(x0, y, sender, 15, app.talker_fg, bold=True)
             nw = c.length(sender, 15, bold=True)
+            if sender in status:  # a status emoji after the name
+                c.emoji(x0 + nw + 4, y + 2, status[sender], 15)
+                nw += 22
+            if bot:  # an app: a grey "APP" badge after the name
+                c.rect(
+                    (x0 + nw + 5, y + 3, x0 + nw + 33, y + 18), mix(app.bg, (128, 128, 128), 0.3), 3
+                )
+                c.text(x0 + nw + 8, y + 3.5, "APP", 10, app.time_fg, bold=True)
+                chrome.append("APP")
+                nw += 32
             c.text(x0 + nw + 8, y + 3, time, 12, app.time_fg)
             rows_w.append(nw + 8 + c.length(time, 12))
             y += 22
@@ -1396,10 +1499,56 @@ def render_slack(
             y += 8
             top = y
         size, lh = (30, 36) if emoji_only else (15, 21)
-        for row in wrap(c, text, size, 360 - x0 - 16):
+        rows = wrap(c, text, size, 360 - x0 - 16)
+        for i, row in enumerate(rows):
             c.text(x0, y, row, size, app.talker_fg)
             rows_w.append(c.length(row, size))
+            if edited and i == len(rows) - 1:  # "(edited)" after the last row, or under it
+                ew = c.length(" (edited)", 12)
+                if rows_w[-1] + ew > 360 - x0 - 16:
+                    y += lh
+                    c.text(x0, y + 3, "(edited)", 12, app.time_fg)
+                    rows_w.append(ew)
+                else:
+                    c.text(x0 + rows_w[-1] + 4, y + 3, "(edited)", 12, app.time_fg)
+                    rows_w[-1] += ew
+                chrome.append("(edited)")
             y += lh
+        if code:  # a code block: a filled box, monospaced text
+            y += 4
+            cw = 360 - x0 - 16
+            c.rect((x0, y, x0 + cw, y + 30), mix(app.bg, (128, 128, 128), 0.12), 4)
+            c.draw.rounded_rectangle(
+                [c.px(x0), c.px(y), c.px(x0 + cw), c.px(y + 30)], radius=c.px(4),
+                outline=mix(app.bg, (128, 128, 128), 0.35), width=max(1, c.px(0.6)),
+            )  # fmt: skip
+            c.draw.text(
+                (c.px(x0 + 8), c.px(y + 7)), code, font=ImageFont.truetype(MONO, c.px(12.5)),
+                fill=(224, 30, 90) if app.theme == "light" else (232, 145, 45),
+            )  # fmt: skip
+            rows_w.append(cw)
+            y += 34
+        if file:  # a file card: icon, name, type and size, in a bordered box
+            y += 4
+            fw = 250.0
+            c.rect((x0, y, x0 + fw, y + 54), mix(app.bg, (128, 128, 128), 0.05), 8)
+            c.draw.rounded_rectangle(
+                [c.px(x0), c.px(y), c.px(x0 + fw), c.px(y + 54)], radius=c.px(8),
+                outline=mix(app.bg, (128, 128, 128), 0.35), width=max(1, c.px(0.6)),
+            )  # fmt: skip
+            c.rect((x0 + 9, y + 9, x0 + 45, y + 45), rng.choice(Chat(c, app, rng, True).colours), 6)
+            c.text(
+                x0 + 27 - c.length(file[0], 10, True) / 2,
+                y + 20,
+                file[0],
+                10,
+                (255, 255, 255),
+                True,
+            )
+            c.text(x0 + 54, y + 9, file[1], 14, app.talker_fg, bold=True)
+            c.text(x0 + 54, y + 30, file[2], 12, app.time_fg)
+            rows_w.append(fw)
+            y += 58
         box = (x0 - 2, top - 2, x0 + max(rows_w) + 2, y + 1)
         if rng.random() < 0.15 and not thread:  # a reaction under it
             emoji = rng.choice(["👍", "🎉", "❤️"])
@@ -1422,17 +1571,21 @@ def render_slack(
             c.text(x0 + 76 + c.length(replies, 13, bold=True), y + 7.5, when, 12, app.time_fg)
             chrome += [replies, when]
             y += 30
+        mine = sender == SLACK_USER and (dm or variety)
         truth: dict[str, Any] = {
-            "speaker": "user" if dm and sender == SLACK_USER else "talker",
-            "side": "right" if dm and sender == SLACK_USER else "left",
+            "speaker": "user" if mine else "talker",
+            "side": "right" if mine else "left",
             "bbox": c.box(box),
-            "text": text,
+            "text": "\n".join(part for part in (text, code) if part),
             "sender": sender,
         }
         if not follow:
             truth["time"] = time
         if emoji_only:
             truth["kind"] = "text"
+        if file:
+            truth["kind"] = "file"
+            truth["file"] = file[1]
         if top < chat_top or box[3] > input_top:
             if box[3] > chat_top and top < input_top:
                 partial.append(c.box(box))
@@ -1442,7 +1595,11 @@ def render_slack(
     if opts.get("keyboard"):
         kb_top, more = keyboard(c, app, bottom, rng)
         chrome += more
-    placeholder = f"Message {other}" if dm else ("Reply…" if thread else f"Message # {channel}")
+    placeholder = (
+        f"Message {other}"
+        if dm
+        else ("Reply…" if thread else (f"Message {channel}" if private else f"Message # {channel}"))
+    )
     app_in = App(**{**app.__dict__, "placeholder": placeholder})
     itop, more = input_bar(c, app_in, kb_top, opts.get("draft"))
     chrome += more
@@ -1451,8 +1608,18 @@ def render_slack(
     hb = status_h
     c.rect((0, hb, 360, hb + 56), app.header_bg)
     c.line([(20, hb + 20), (12, hb + 28), (20, hb + 36)], app.header_fg, 2.2)
-    c.text(34, hb + 9, title, 16, app.header_fg, bold=True)
+    tx = 34.0
+    if private:  # a lock: its shackle and body
+        c.draw.arc(
+            [c.px(37), c.px(hb + 10), c.px(45), c.px(hb + 20)], 180, 360,
+            fill=app.header_fg, width=c.px(1.6),
+        )  # fmt: skip
+        c.rect((35, hb + 15, 47, hb + 25), app.header_fg, 2)
+        tx = 52.0
+    c.text(tx, hb + 9, title, 16, app.header_fg, bold=True)
     sub = "Active" if dm else (f"# {channel}" if thread else f"{rng.randrange(3, 80)} members")
+    if private and not thread:
+        sub = rng.choice(TOPICS_ZH if zh else TOPICS_EN)
     c.text(34, hb + 31, sub, 12, app.sub_fg)
     if not thread:
         chrome.append(sub)
@@ -1471,9 +1638,12 @@ def render_slack(
         "user_side": "right",
         "talker": other if dm else None,
         "group": None if dm else channel,  # a thread's channel is under "Thread"
+        # the signed-in user's name, when a message of theirs is in view
+        "user": SLACK_USER if any(b["speaker"] == "user" for b in bubbles) else None,
         "bubbles": bubbles,
         "partial": partial,
         "chrome": chrome,
+        "draft": opts.get("draft") or None,  # the input bar's unsent text (also in chrome)
     }
     return c.final(), info
 
@@ -1549,10 +1719,18 @@ def plan(seed: int = 0) -> list[tuple[str, int, int, dict[str, Any]]]:
         {"dm": True, "keyboard": True, "draft": "ok see y"},
         {"thread": True},
     ]
+    if seed not in COMMITTED_SEEDS:  # drawn last: shots 0-47 keep their numbers
+        per_app["slack-private"] = [
+            {"private": True},
+            {"private": True, "keyboard": True, "draft": "lgtm, mer"},
+        ]
     for key, variants in per_app.items():
-        for opts in variants:
+        for i, opts in enumerate(variants):
             w, h = sizes[rng.randrange(len(sizes))]
-            shots.append((key, w, h, opts))
+            drawn = key
+            if key == "slack-private":
+                drawn = "slack-dark" if i % 2 else "slack-light"
+            shots.append((drawn, w, h, opts))
     return shots
 
 
