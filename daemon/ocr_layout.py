@@ -589,8 +589,16 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             texts[-1][-1] = end[0]
             bubble.time = end[1]
         bubble.text = _join([_join(row) for row in texts])
-        if ocr_text.is_voice(bubble.text):
-            bubble.kind, bubble.text = "voice", ""
+        if (
+            bubble.colour is not None
+            and ocr_text.has_duration(bubble.text)
+            and px.voice_icon(image, bubble.box, bubble.colour)
+        ):
+            bubble.kind, bubble.text = "voice", ""  # whatever PP-OCR made of the icon
+    voices = [
+        b for b in messages if b.kind == "voice"
+    ]  # an icon read apart, its box past the bubble
+    loose = [ln for ln in loose if not any(px.overlap(ln.box, b.box) > 0.5 for b in voices)]
     # Pictures: a bubble with no text takes its picture's box; pictures
     # with no text at all are bubbles of their own.
     chat_top = max([ln.box[3] for ln in header + frame.status] + [0]) + 2 * dp

@@ -9,6 +9,7 @@ Runs in the OCR worker (NumPy and OpenCV, the ``ocr`` extra).
 
 from __future__ import annotations
 
+import itertools
 from typing import Final
 
 import cv2
@@ -289,3 +290,58 @@ def overlap(a: Box, b: Box) -> float:
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     area = (a[2] - a[0]) * (a[3] - a[1])
     return ix * iy / area if area else 0.0
+
+
+def voice_icon(image: Image, box: Box, colour: RGB) -> bool:
+    """A voice note's icon in the bubble ``box`` of ``colour``: a waveform
+    (at least 10 thin bars side by side on one middle line, at a steady
+    pitch, of differing heights: text has letters of a few heights, wider
+    ones and gaps between words) or a speaker's arcs (2 or more curves on
+    one middle line, each taller than the one before it, close together:
+    digits and brackets in a text are as tall as each other), at one end
+    of the bubble."""
+    x1, y1, x2, y2 = box
+    dp = image.shape[1] / 360
+    crop = image[max(0, y1) : y2, max(0, x1) : x2].astype(np.int16)
+    if crop.size == 0:
+        return False
+    mask = (np.abs(crop - np.array(colour, np.int16)).max(axis=2) > 40).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    parts = [tuple(int(v) for v in stats[i][:5]) for i in range(1, n) if stats[i][4] >= 2]
+    return _waveform(parts, dp) or _arcs(parts, dp, crop.shape[1])
+
+
+def _waveform(parts: list[tuple[int, ...]], dp: float) -> bool:
+    bars = sorted((p for p in parts if p[2] <= 4 * dp and p[3] >= p[2]), key=lambda p: p[0])
+    for anchor in bars:
+        middle = anchor[1] + anchor[3] / 2
+        line = [b for b in bars if abs(b[1] + b[3] / 2 - middle) <= 2 * dp]  # one middle line
+        if len(line) < 10:
+            continue
+        steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(line))
+        typical = steps[len(steps) // 2]
+        steady = sum(1 for s in steps if abs(s - typical) <= max(1.0, 0.25 * typical))
+        heights = [b[3] for b in line]
+        if typical <= 8 * dp and steady >= 0.8 * len(steps) and max(heights) >= 2 * min(heights):
+            return True
+    return False
+
+
+def _arcs(parts: list[tuple[int, ...]], dp: float, width: int) -> bool:
+    curves = sorted(
+        (p for p in parts if p[3] >= 5 * dp and p[2] <= 0.6 * p[3] and p[4] <= 0.6 * p[2] * p[3]),
+        key=lambda p: p[0],
+    )  # thin and curved: a stroke fills a small share of its box (a letter's stem fills it)
+    for i, first in enumerate(curves):
+        for grows in (True, False):
+            chain = [first]
+            for part in curves[i + 1 :]:
+                last = chain[-1]
+                centred = abs((part[1] + part[3] / 2) - (last[1] + last[3] / 2)) <= 2 * dp
+                taller = part[3] >= 1.25 * last[3] if grows else last[3] >= 1.25 * part[3]
+                if centred and taller and part[0] - (last[0] + last[2]) <= 6 * dp:
+                    chain.append(part)
+            end = min(chain[0][0], width - chain[-1][0] - chain[-1][2])
+            if len(chain) >= 2 and end <= 40 * dp:  # the icon is at the bubble's end
+                return True
+    return False

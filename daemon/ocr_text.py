@@ -21,10 +21,6 @@ TRAILING_TIME: Final = re.compile(rf"^(?P<text>.*?)\s*{_TIME}{_TICKS}$", re.S)
 ONLY_TIME: Final = re.compile(rf"^\s*{_TIME}{_TICKS}$")
 # A time anywhere: a timestamp line or a date pill with a time is not a name.
 HAS_TIME: Final = re.compile(r"\d{1,2}[:.]\d{2}")
-# A voice note: WeChat's seconds (12").
-SECONDS: Final = re.compile(r"^\s*\d{1,2}\s*(?:[\"”″']{1,2}|'')\s*$")
-# A waveform read as text: dots, bars and the strokes PP-OCR makes of them.
-WAVEFORM: Final = re.compile(r"^[\s·•.。,:;|!lI1川‖⋯…一\-_~=()\[\]]*$")
 # An unread badge: "12", "(3)", "99+".
 BADGE: Final = re.compile(r"^[(（]?\d{1,4}\+?[)）]?$")
 # A title's member count or unread count: "周末爬山群(8)", "Alice (3)".
@@ -90,36 +86,15 @@ def lists_members(text: str) -> bool:
     return text.count(",") + text.count("，") + text.count("、") >= 2
 
 
-def is_voice(text: str) -> bool:
-    """A voice bubble's text once its time is gone: a waveform and a
-    duration ("川···川·0:51", "0:07"), or WeChat's seconds (12") beside its
-    speaker icon, whose arcs PP-OCR reads as brackets or Cs ("(Cc 31\"")."""
-    text = text.strip()
-    if SECONDS.match(text):
-        return True
-    seconds = _SECONDS_ANYWHERE.findall(text)
-    if len(seconds) == 1 and ARCS.match(_SECONDS_ANYWHERE.sub("", text)):
-        return True
-    durations = _DURATION_ANYWHERE.findall(text)
-    return len(durations) == 1 and is_waveform(_DURATION_ANYWHERE.sub("", text))
+def has_duration(text: str) -> bool:
+    """A voice note's duration somewhere in what PP-OCR read of its bubble
+    ("0:40", WeChat's 12"), whatever it made of the icon around it; the
+    icon itself is told by its pixels (``ocr_pixels.voice_icon``)."""
+    return DURATION.search(text) is not None
 
 
-def is_waveform(text: str) -> bool:
-    """Dots and bars, or mostly so: PP-OCR reads a waveform's taller bars as
-    strokes of its alphabet ("···小··小···", "川小小····小·"), a typed text is
-    never three quarters dots."""
-    text = "".join(text.split())
-    if WAVEFORM.match(text):
-        return True
-    dots = sum(1 for ch in text if ch in _DOTS)
-    return len(text) >= 6 and dots >= 0.5 * len(text) and not any(ch.isdigit() for ch in text)
-
-
-_DURATION_ANYWHERE: Final = re.compile(r"(?<!\d)\d{1,2}[:.]\d{2}(?!\d)")
-_SECONDS_ANYWHERE: Final = re.compile(r"(?<![\d:.])\d{1,2}\s*[\"”″]")
-# A speaker icon's arcs beside WeChat's seconds: "(", "((", "C", "Cc", "》".
-ARCS: Final = re.compile(r"^[\s()（）\[\]{}<>《》〈〉Cc|)]{0,4}$")
-_DOTS: Final = frozenset("·•.。,:;…⋯'`")
+# "0:40", "1:05" (a colon read as a dot too), WeChat's 19" (quotes as PP-OCR reads them).
+DURATION: Final = re.compile(r"(?<![\d:.])(?:\d{1,2}[:.]\d{2}(?!\d)|\d{1,2}\s*[\"”″']{1,2})")
 
 
 def is_key(text: str) -> bool:

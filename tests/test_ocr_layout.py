@@ -420,8 +420,9 @@ def test_a_voice_note_and_a_photo_are_bubbles_with_their_kind_and_no_text() -> N
     for x, y in ((300, 460), (699, 460), (300, 759), (699, 759)):  # round corners
         image[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = PAPER
     rect(image, (20, 820, 400, 890), WHITE)
+    waveform(image, 80, 335)
     lines = [
-        inked(image, line(80, 320, 360, 350, "····川····")),
+        line(80, 320, 360, 350, "····川····"),
         inked(image, line(80, 360, 130, 390, "0:12")),
         inked(image, line(400, 364, 480, 392, "10:20")),
         inked(image, line(600, 714, 684, 744, "10:21"), (255, 255, 255)),
@@ -536,24 +537,105 @@ def test_two_pieces_that_overlap_keep_what_both_read_once() -> None:
     ]
 
 
+def waveform(image: np.ndarray, x: int, y: int, bars: int = 28) -> None:
+    """A voice note's waveform: thin bars of varying height on one middle line."""
+    heights = [6, 18, 30, 12, 24, 36, 10, 20, 32, 8, 16, 28, 14, 34][:bars] * 2
+    for i, h in enumerate(heights[:bars]):
+        rect(image, (x + 10 * i, y - h // 2, x + 10 * i + 5, y + h // 2), (60, 90, 60))
+
+
+def arcs(image: np.ndarray, x: int, y: int, facing: str) -> None:
+    """WeChat's speaker icon: three arcs on one middle line, each larger."""
+    import cv2
+
+    start = -45 if facing == "right" else 135
+    for r in (10, 18, 26):
+        cv2.ellipse(image, (x, y), (r, r), 0, start, start + 90, (20, 20, 20), 3)
+
+
+def glyphs(image: np.ndarray, text: str, x: int, y: int) -> None:
+    """Real letters (OpenCV's font) where a text line is."""
+    import cv2
+
+    cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (20, 20, 20), 2)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize(
-    ("text", "voice"),
+    "reads",
     [
-        ("···小··小···0:40", True),  # a waveform's tall bars read as strokes (seed 4)
-        ("川小小····小·0:57", True),
-        ('(Cc 31"', True),  # WeChat: its speaker icon's arcs, then the seconds
-        ('12"', True),
-        ("0:07", True),
-        ("See you at 5:30", False),
-        ("Meeting at 4:30....", False),
-        ('ok 5"', False),
-        ("...", False),
+        ['(LC 20"'],  # seed 23: the arcs as letters before the seconds
+        ['19"の'],  # the arcs as a kana after them
+        ["(C", '9"'],  # the arcs a line of their own, its box past the bubble's
+        ['(Cc 31"'],
+        ['12"'],
     ],
 )
-def test_what_a_voice_note_reads_as(text: str, voice: bool) -> None:
-    from daemon.ocr_text import is_voice
+def test_a_wechat_voice_note_is_told_by_its_speaker_arcs_whatever_ocr_reads(
+    side: str, reads: list[str]
+) -> None:
+    """The icon's pixels and a duration make a voice note, not the strings
+    PP-OCR happens to make of the arcs (review C1)."""
+    image = canvas()
+    x1, x2 = (120, 360) if side == "left" else (360, 600)
+    rect(image, (x1, 400, x2, 480), WHITE if side == "left" else GREEN)
+    rect(image, (40, 600, 520, 680), WHITE)  # a text bubble with a time-like number in it
+    icon = x2 - 40 if side == "left" else x1 + 40  # the arcs face away from the seconds
+    arcs(image, icon, 440, "right" if side == "left" else "left")
+    digits = x1 + 20 if side == "left" else x2 - 80
+    glyphs(image, reads[-1][:3], digits, 452)
+    if len(reads) == 1:  # one line over the icon and the seconds
+        box = (min(icon - 30, digits), 420, max(icon + 30, digits + 60), 462)
+        lines = [line(*box, reads[0])]
+    else:  # the icon's line sticks out of the bubble
+        lines = [
+            line(icon - 34, 396, icon + 20, 484, reads[0]),
+            line(digits, 420, digits + 60, 462, reads[1]),
+        ]
+    glyphs(image, "Room 4:30, ok (B2)", 140, 652)
+    lines.append(line(140, 620, 500, 662, "Room 4:30, ok (B2)"))
+    step, dropped = read(image, lines)
+    got = [(b["side"], b.get("kind", "text"), b["text"]) for b in step["bubbles"]]
+    assert got == [(side, "voice", ""), ("left", "text", "Room 4:30, ok (B2)")]
+    assert dropped == 0  # the icon is the voice note's, not a line left out
 
-    assert is_voice(text) is voice
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        ["·川川小小川·小0:40"],
+        ["···小··小···0:40"],
+        ["川小小····小·0:57"],
+        ["0:07"],
+        ["Ill1ll 0:12"],
+    ],
+)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_voice_note_is_told_by_its_waveform_whatever_ocr_reads(
+    side: str, reads: list[str]
+) -> None:
+    image = paper()
+    x1, x2 = (20, 500) if side == "left" else (220, 700)
+    rect(image, (x1, 300, x2, 408), WHITE if side == "left" else GREEN)
+    waveform(image, x1 + 80, 340)
+    glyphs(image, "0:40", x1 + 80, 396)
+    lines = [line(x1 + 70, 316, x1 + 380, 364, reads[0]), line(x1 + 80, 372, x1 + 150, 400, "0:40")]
+    if len(reads[0]) > 4:  # the duration read at the waveform's end, as one line
+        lines = lines[:1]
+    step, _ = read(image, lines)
+    assert [(b["side"], b.get("kind", "text"), b["text"]) for b in step["bubbles"]] == [
+        (side, "voice", "")
+    ]
+
+
+@pytest.mark.parametrize("text", ['19"の', "川小小····小·0:57", "Meet at 4:30 (B2)"])
+def test_a_text_bubble_is_no_voice_note_whatever_it_reads(text: str) -> None:
+    """Without the icon's pixels a duration-like text is what it says."""
+    image = paper()
+    rect(image, (20, 300, 500, 380), WHITE)
+    glyphs(image, "Meet at 4:30 (B2) ill(", 40, 352)
+    step, _ = read(image, [line(40, 318, 480, 362, text)])
+    assert [(b.get("kind", "text"), b["text"]) for b in step["bubbles"]] == [("text", text)]
 
 
 def test_an_emoji_only_bubble_is_a_sticker_with_its_time_and_side() -> None:
