@@ -411,6 +411,18 @@ def _names(line: Line, bubble: Bubble, dp: float) -> bool:
     )
 
 
+def _runs_off(line: Line, bubble: Bubble, bottom: float, dp: float) -> bool:
+    """A row the input bar half hides: it starts in ``bubble`` (or a quote's
+    box) and its box runs past the bottom the fill found, where the chat
+    ends (a whole bubble's padding holds its rows; the bar cut this one)."""
+    return (
+        bubble.box[3] > bottom - 48 * dp
+        and line.box[1] >= bubble.box[1]
+        and line.box[3] > bubble.box[3] + 2
+        and px.overlap(line.box, bubble.box) > 0.5
+    )
+
+
 def _in_name_column(line: Line, names: list[Line], dp: float) -> bool:
     """A line where the group's senders' names are, in their print, with no
     bubble below it: the name of a bubble a bar hides (or one no fill
@@ -534,13 +546,17 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             or any(
                 q.parent is b and q.box[3] >= b.box[3] - dp for q in found
             )  # a quote to the edge
+            or any(_runs_off(ln, b, frame.bottom, dp) for ln in loose)
         )
     ]
     dropped += sum(len(b.lines) for b in cut)
     dropped += sum(len(q.lines) for b in cut for q in found if q.parent is b)
     messages = [b for b in messages if b not in cut]
-    near_cut = [  # in a cut bubble, or its sender's name above it
-        ln for ln in loose if any(px.overlap(ln.box, b.box) > 0.5 or _names(ln, b, dp) for b in cut)
+    near_cut = [  # in a cut bubble, or its sender's name above it, or a cut quote's row
+        ln
+        for ln in loose
+        if any(px.overlap(ln.box, b.box) > 0.5 or _names(ln, b, dp) for b in cut)
+        or any(_runs_off(ln, b, frame.bottom, dp) for b in found)
     ]
     dropped += len(near_cut)
     loose = [ln for ln in loose if ln not in near_cut]

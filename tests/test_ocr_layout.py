@@ -411,6 +411,47 @@ def test_a_bubble_the_input_bar_cuts_is_left_out_and_counted() -> None:
     assert dropped == 1
 
 
+def test_a_row_the_input_bar_half_hides_is_left_out_with_its_bubble_and_counted() -> None:
+    """WhatsApp's input field floats on the wallpaper: the fill of a bubble it
+    cuts stops at the bar's edge, the OCR box of its half-hidden last row
+    runs past it (review C4, seed 23 'terrihle todav')."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rounded(image, (300, 1000, 700, 1160), GREEN, 16)
+    for y in range(1000, 1016):  # its tail at the top right corner
+        rect(image, (690, y, 716 - (y - 1000), y + 1), GREEN)
+    rect(image, (300, 1112, 716, 1160), PAPER)  # cut at 1112: under it the wallpaper
+    rounded(image, (80, 1140, 640, 1220), WHITE, 40)  # the input field
+    lines = [
+        inked(image, line(40, 318, 380, 352, "whole")),
+        inked(image, line(320, 1020, 680, 1056, "Running a bit late, sorry! Traffic is")),
+        line(320, 1070, 520, 1124, "terrihle todav"),  # its glyphs' tops only are drawn
+    ]
+    inked(image, line(320, 1070, 520, 1112, ""))
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["whole"]
+    assert dropped == 2
+
+
+def test_the_quote_of_a_quoted_reply_the_input_bar_cuts_is_left_out_and_counted() -> None:
+    """Seed 23: 'You / OK' in the tinted box of a reply the bar hides came back as 'OK'."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (20, 980, 340, 1112), WHITE)  # the reply, cut by the bar at 1112
+    rect(image, (32, 992, 324, 1112), (236, 236, 236))  # its quote's box, cut too
+    rect(image, (32, 992, 40, 1112), (0, 128, 105))  # the quote's stripe
+    rounded(image, (80, 1140, 640, 1220), WHITE, 40)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "whole")),
+        inked(image, line(56, 1010, 120, 1046, "You"), (0, 128, 105)),
+        line(56, 1066, 104, 1124, "OK"),
+    ]
+    inked(image, line(56, 1066, 104, 1112, ""))
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["whole"]
+    assert dropped == 2
+
+
 def test_a_voice_note_and_a_photo_are_bubbles_with_their_kind_and_no_text() -> None:
     image = paper()
     rect(image, (20, 300, 500, 400), WHITE)  # a voice note
