@@ -24,6 +24,12 @@ One run, one machine, side by side:
    (tests/ocr_eval.py), the OCR's seconds by screenshot width, and the time
    of OCR, of each layout and of a worker's whole read (OCR + layout) per
    screenshot (p50, p95; 720x1280 shots apart). Only this section runs.
+   What the rows mix (printed with them): "before" is two changes behind
+   "now" (the old layout and the full-size read), so their difference is
+   not the layout's alone; the times are both reads of each shot back to
+   back in this one process under whatever else runs on the machine (the
+   load average is printed before and after), so they compare before with
+   now, and are not the daemon's latency on a quiet machine.
 """
 
 from __future__ import annotations
@@ -313,6 +319,12 @@ def apps(before: str, folder: Path | None) -> None:
 
     old = _layout_at(before)
     reader = Reader(len(os.sched_getaffinity(0)))  # one worker: all the cores
+    print(
+        f"before = the layout of {before} on lines read at full size (the worker before"
+        " issue 15); now = today's layout on lines read at 736 px: the rows differ by both"
+        " changes. Times: both reads of each shot back to back in this process, load"
+        " average {:.1f} {:.1f} {:.1f} at the start".format(*os.getloadavg())
+    )
     layouts = {f"{before} (before)": old, "now": ocr_layout}
     scores: dict[str, dict[str, Score]] = {name: {} for name in layouts}
     by_width: dict[int, list[float]] = {}  # shots, OCR seconds at full size, at 736
@@ -366,6 +378,12 @@ def apps(before: str, folder: Path | None) -> None:
         ms[f"read: {name}"] = [
             (small, a + b) for (small, a), (_, b) in zip(ms[ocr], ms[name], strict=True)
         ]
+    print(
+        "\nload average {:.1f} {:.1f} {:.1f} at the end: the times compare before with now"
+        " in this run; they are not the daemon's latency on a quiet machine".format(
+            *os.getloadavg()
+        )
+    )
     print("\nms per screenshot                 p50 all   p95 all   p50 720x1280")
     for name, values in ms.items():
         every = [v for _, v in values]

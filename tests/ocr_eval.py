@@ -11,18 +11,33 @@ Used by tests/test_ocr_quality.py and bench/ocr_bench.py. Definitions:
 * side accuracy = matched bubbles with the right side / matched;
 * order = pairs of matched bubbles in the same relative order as in the
   truth / all such pairs (pairs within one screenshot);
-* CER = character edit distance / true characters, over matched bubbles of
-  ``kind`` text, after NFKC (so a full-width comma equals a half-width one),
-  emoji removed (PP-OCR's alphabet has none: an emoji is neither wanted nor
-  counted), whitespace runs collapsed to one space and spaces next to CJK
-  text removed;
-* name = screenshots whose name is right / screenshots: ``participants.group``
-  equals the group's title for a group, else ``participants.talker`` equals
-  the talker (null when the screenshot shows no name);
+* excused = predicted bubbles left out of the figures by that rule (its
+  text is not looked at: a cut row's garbage is excused too);
+* CER = character edit distance / true characters, over every matched
+  bubble: the truth's text (empty for a photo, a voice note, a file sent
+  without a word) against the predicted one, after NFKC (so a full-width
+  comma equals a half-width one), emoji removed (PP-OCR's alphabet has
+  none), whitespace runs collapsed to one space and spaces next to CJK text
+  removed. Text read on a bubble whose truth has none (a voice note's
+  waveform read as "(LC 20"") costs its characters (``junk``);
+* CER+emoji = the same with emoji kept: what a reader that must give the
+  emoji loses (an emoji-only message returned empty costs every emoji);
+* name = screenshots whose ``participants.talker`` and
+  ``participants.group`` both equal the truth's (the group's title for a
+  group, the talker for a 1:1 or a DM; null when not shown) / screenshots;
+* user = screenshots whose ``participants.user`` equals the truth's
+  ``user`` (the signed-in user's name where a message of theirs is in view,
+  also where the pixels cannot tell it is theirs) / screenshots where
+  either names one;
 * time, sender = matched bubbles whose ``time`` (``sender``) equals the
-  truth's / matched bubbles whose truth shows one;
+  truth's / (matched bubbles whose truth shows one + those where the
+  prediction invents one the truth does not show);
+* quote = matched bubbles whose ``quote`` sender and text equal the
+  truth's (normalised as for the CER, spaces and case aside) / (matched
+  bubbles whose truth quotes + those with an invented quote);
 * kind = matched bubbles whose ``kind`` (absent: text) equals the truth's /
-  matched (an emoji-only text bubble may also come back as a sticker);
+  matched; kind* the same where an emoji-only text bubble returned as a
+  sticker counts as right, and ``stickers`` how many did;
 * chrome = predicted bubbles that match no bubble and whose text is (part
   of) a text the truth lists as ``chrome``: keys, suggestions, the input's
   placeholder or draft, date pills, system lines, badges, bars. Target 0.
@@ -60,10 +75,20 @@ def iou(a: list[int], b: list[int]) -> float:
 
 _CJK_SPACE = re.compile(r"(?<=[^\x00-\x7f])\s+|\s+(?=[^\x00-\x7f])")
 _EMOJI = re.compile("[\U0001f000-\U0001ffff\u2600-\u27bf\ufe0f\u200d]")
+_JOINERS = re.compile("[\ufe0f\u200d]")
 
 
-def normalise(text: str) -> str:
-    text = _EMOJI.sub("", text)
+def same_name(a: str | None, b: str | None) -> bool:
+    """Two names or quoted texts read alike: normalised, spaces and case aside."""
+    if a is None or b is None:
+        return a is b
+    return normalise(a).replace(" ", "").lower() == normalise(b).replace(" ", "").lower()
+
+
+def normalise(text: str, emoji: bool = False) -> str:
+    """The text as the CER compares it (``emoji``: keep the emoji, drop
+    only their joiners and variation selectors)."""
+    text = _EMOJI.sub("", text) if not emoji else _JOINERS.sub("", text)
     text = unicodedata.normalize("NFKC", text)
     text = " ".join(text.split())
     return _CJK_SPACE.sub("", text)
@@ -82,7 +107,10 @@ def edit_distance(a: str, b: str) -> int:
 def _is_chrome(text: str, chrome: list[str]) -> bool:
     """An unmatched line is chrome when it reads as one of the shot's chrome
     items: the same text, or one inside the other when the shorter has at
-    least 3 characters (a one-letter key, "q" or "t", is in almost any text)."""
+    least 3 characters (a one-letter key, "q" or "t", is in almost any text);
+    a Latin item inside a longer text only as whole words (Slack's "APP"
+    badge is not in "Happy birthday"; a draft read in part, "I'll be t", is
+    still the draft)."""
     got = normalise(text).lower()
     if not got:
         return False
@@ -90,9 +118,17 @@ def _is_chrome(text: str, chrome: list[str]) -> bool:
         want = normalise(item).lower()
         if not want:
             continue
-        if want == got or (min(len(want), len(got)) >= 3 and (got in want or want in got)):
+        if want == got or (min(len(want), len(got)) >= 3 and (got in want or _words(want, got))):
             return True
     return False
+
+
+def _words(item: str, text: str) -> bool:
+    """``item`` is in ``text`` (as whole words when it is Latin)."""
+    if not item.isascii():
+        return item in text
+    edge = "(?<![a-z0-9]){}(?![a-z0-9])"
+    return re.search(edge.format(re.escape(item)), text) is not None
 
 
 @dataclass
@@ -112,6 +148,19 @@ class Score:
     sent: int = 0
     sender_ok: int = 0
     kind_ok: int = 0
+    kind_sticker_ok: int = 0  # kind_ok, with an emoji-only text as a sticker counted right
+    stickers: int = 0  # emoji-only texts returned as stickers
+    chars_emoji: int = 0
+    edits_emoji: int = 0
+    junk: int = 0  # characters read on matched bubbles whose truth has no text
+    users: int = 0
+    user_ok: int = 0
+    time_invented: int = 0
+    sender_invented: int = 0
+    quoted: int = 0
+    quote_ok: int = 0
+    quote_invented: int = 0
+    excused: int = 0  # predictions left out by the partial rule
     chrome: int = 0
     dropped: int = 0
     misses: list[str] = field(default_factory=list)
@@ -128,17 +177,22 @@ class Score:
             if not any(iou(p["bbox"], box) >= IOU_MIN for box in partial)
             or any(iou(p["bbox"], t["bbox"]) >= IOU_MIN for t in true)
         ]
+        self.excused += len(step["bubbles"]) - len(pred)
         self.true_bubbles += len(true)
         self.predicted += len(pred)
-        participants = step["participants"]
-        if truth.get("group") is not None:
-            got_name, want_name = participants.get("group"), truth["group"]
-        else:
-            got_name, want_name = participants.get("talker"), truth["talker"]
-        if got_name == want_name:
+        participants = step.get("participants") or {}
+        got_names = (participants.get("talker"), participants.get("group"))
+        want_names = (truth.get("talker"), truth.get("group"))
+        if got_names == want_names:
             self.talker_ok += 1
         else:
-            self.misses.append(f"{name}: name {got_name!r} for {want_name!r}")
+            self.misses.append(f"{name}: name {got_names!r} for {want_names!r} (talker, group)")
+        got_user, want_user = participants.get("user"), truth.get("user")
+        if got_user is not None or want_user is not None:
+            self.users += 1
+            self.user_ok += got_user == want_user
+            if got_user != want_user:
+                self.misses.append(f"{name}: user {got_user!r} for {want_user!r}")
         candidates = sorted(
             (
                 (iou(t["bbox"], p["bbox"]), ti, pi)
@@ -173,30 +227,57 @@ class Score:
             self.side_ok += t["side"] == p["side"]
             if t["side"] != p["side"]:
                 self.misses.append(f"{name}: side {p['side']} for {t['side']} {t['text']!r}")
-            want_kind, got_kind = t.get("kind", "text"), p.get("kind") or "text"
+            want_kind, got_kind = t.get("kind") or "text", p.get("kind") or "text"
             emoji_only = want_kind == "text" and not normalise(t["text"])
-            kind_ok = got_kind == want_kind or (emoji_only and got_kind == "sticker")
-            self.kind_ok += kind_ok
-            if not kind_ok:
-                self.misses.append(f"{name}: kind {got_kind} for {want_kind} {t['text']!r}")
-            if t.get("time") is not None:
-                self.timed += 1
-                self.time_ok += p.get("time") == t["time"]
-                if p.get("time") != t["time"]:
-                    self.misses.append(f"{name}: time {p.get('time')!r} for {t['time']!r}")
-            if t.get("sender") is not None:
-                self.sent += 1
-                self.sender_ok += p.get("sender") == t["sender"]
-                if p.get("sender") != t["sender"]:
-                    self.misses.append(f"{name}: sender {p.get('sender')!r} for {t['sender']!r}")
-            if want_kind != "text":
-                continue
+            sticker = emoji_only and got_kind == "sticker"
+            self.kind_ok += got_kind == want_kind
+            self.kind_sticker_ok += got_kind == want_kind or sticker
+            self.stickers += sticker
+            if got_kind != want_kind:
+                what = (
+                    "sticker for an emoji-only text" if sticker else f"{got_kind} for {want_kind}"
+                )
+                self.misses.append(f"{name}: kind {what} {t['text']!r}")
+            for key in ("time", "sender"):
+                want, got = t.get(key), p.get(key)
+                if want is None and got is None:
+                    continue
+                if want is None:
+                    setattr(self, f"{key}_invented", getattr(self, f"{key}_invented") + 1)
+                    self.misses.append(f"{name}: invented {key} {got!r} on {t['text']!r}")
+                    continue
+                if key == "time":
+                    self.timed += 1
+                    self.time_ok += got == want
+                else:
+                    self.sent += 1
+                    self.sender_ok += got == want
+                if got != want:
+                    self.misses.append(f"{name}: {key} {got!r} for {want!r}")
+            want_q, got_q = t.get("quote"), p.get("quote")
+            if want_q is not None:
+                self.quoted += 1
+                ok = got_q is not None and all(
+                    same_name(got_q.get(k), want_q.get(k)) for k in ("sender", "text")
+                )
+                self.quote_ok += ok
+                if not ok:
+                    self.misses.append(f"{name}: quote {got_q!r} for {want_q!r}")
+            elif got_q is not None:
+                self.quote_invented += 1
+                self.misses.append(f"{name}: invented quote {got_q!r} on {t['text']!r}")
             expected, got = normalise(t["text"]), normalise(p["text"])
             self.chars += len(expected)
             distance = edit_distance(expected, got)
             self.edits += distance
+            if not expected and got:
+                self.junk += len(got)
             if distance:
-                self.misses.append(f"{name}: text {got!r} for {expected!r}")
+                what = "junk" if not expected else "text"
+                self.misses.append(f"{name}: {what} {got!r} for {want_kind} {expected!r}")
+            expected, got = normalise(t["text"], emoji=True), normalise(p["text"], emoji=True)
+            self.chars_emoji += len(expected)
+            self.edits_emoji += edit_distance(expected, got)
         for i, (ta, pa) in enumerate(pairs):
             for tb, pb in pairs[i + 1 :]:
                 self.pairs += 1
@@ -209,10 +290,14 @@ class Score:
             "side": self.side_ok / max(self.matched, 1),
             "order": self.pairs_ok / max(self.pairs, 1),
             "cer": self.edits / max(self.chars, 1),
+            "cer_emoji": self.edits_emoji / max(self.chars_emoji, 1),
             "talker": self.talker_ok / max(self.screenshots, 1),
-            "time": self.time_ok / self.timed if self.timed else 1.0,
-            "sender": self.sender_ok / self.sent if self.sent else 1.0,
+            "user": _share(self.user_ok, self.users),
+            "time": _share(self.time_ok, self.timed + self.time_invented),
+            "sender": _share(self.sender_ok, self.sent + self.sender_invented),
+            "quote": _share(self.quote_ok, self.quoted + self.quote_invented),
             "kind": self.kind_ok / max(self.matched, 1),
+            "kind_sticker": self.kind_sticker_ok / max(self.matched, 1),
             "chrome": float(self.chrome),
         }
 
@@ -232,21 +317,38 @@ class Score:
         )
 
     def row(self, label: str) -> str:
-        """One line of the per-app table (``ocr_bench.py --apps``, the quality test)."""
+        """One line of the per-app table (``ocr_bench.py --apps``, the quality test):
+        HEADER says what each column is; (n) how many bubbles or shots a
+        figure is over, +n how many of them the prediction invented."""
         f = self.figures()
+
+        def of(figure: str, count: int, invented: int | None = None) -> str:
+            more = f"+{invented}" if invented else ""
+            return f"{f[figure]:.3f} ({count}{more})"
+
         return (
             f"| {label:<15} | {self.screenshots:>5} | {self.true_bubbles:>7} | {f['recall']:.3f} "
-            f"| {f['precision']:.3f} | {f['side']:.3f} | {f['cer']:.4f} | {f['talker']:.3f} "
-            f"| {f['time']:.3f} ({self.timed}) | {f['sender']:.3f} ({self.sent}) "
-            f"| {f['kind']:.3f} | {self.chrome} | {self.dropped} |"
+            f"| {f['precision']:.3f} | {f['side']:.3f} | {f['cer']:.4f} ({self.junk}) "
+            f"| {f['cer_emoji']:.4f} | {f['talker']:.3f} | {of('user', self.users)} "
+            f"| {of('time', self.timed, self.time_invented)} "
+            f"| {of('sender', self.sent, self.sender_invented)} "
+            f"| {of('quote', self.quoted, self.quote_invented)} "
+            f"| {f['kind']:.3f} | {f['kind_sticker']:.3f} ({self.stickers}) | {self.chrome} "
+            f"| {self.dropped} | {self.excused} |"
         )
 
 
+def _share(ok: int, out_of: int) -> float:
+    return ok / out_of if out_of else 1.0
+
+
 HEADER = (
-    "| app             | shots | bubbles | recall | prec. | side  | CER    | name  "
-    "| time        | sender      | kind  | chrome | dropped |\n"
-    "| --------------- | ----- | ------- | ------ | ----- | ----- | ------ | ----- "
-    "| ----------- | ----------- | ----- | ------ | ------- |"
+    "| app             | shots | bubbles | recall | prec. | side  | CER (junk) | CER+emoji "
+    "| name  | user      | time      | sender    | quote     | kind  | kind* (stickers) "
+    "| chrome | dropped | excused |\n"
+    "| --------------- | ----- | ------- | ------ | ----- | ----- | ---------- | --------- "
+    "| ----- | --------- | --------- | --------- | --------- | ----- | ---------------- "
+    "| ------ | ------- | ------- |"
 )
 
 

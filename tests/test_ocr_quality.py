@@ -26,9 +26,13 @@ shots) takes 9 to 26 s by the load.
   (no bubbles), with bars, headers, keyboards, drafts, date pills, system
   lines, quotes, photos, voice notes, group senders, reply counts and
   reactions; ``s4-*`` are shots of an unseen render (``--seed 4``) that
-  showed failures, kept so the floors guard them. The floors are the levels
-  reached (README, "Local OCR quality"); a change that lowers any figure, in
-  total or for one app, fails.
+  showed failures, kept so the floors guard them; ``s11-*`` (``--seed 11``)
+  draw what real apps vary and the reader did not expect (the signed-in
+  user in a Slack channel, private channels, code blocks, file cards,
+  "(edited)", status emoji, APP badges, texts ending in a time, bare
+  numbers, 12-hour times, "Edited" / "Forwarded" labels). The floors are the
+  levels reached (README, "Local OCR quality"); a change that lowers any
+  figure, in total or for one app, fails.
 
 ``pytest -s`` prints the tables and every miss.
 """
@@ -54,20 +58,33 @@ Reading = tuple[str, dict[str, Any], dict[str, Any], int | None]
 # 0.0011 before the worker read wide shots at 736 px).
 FLOORS = {"recall": 1.0, "precision": 1.0, "side": 1.0, "order": 1.0, "talker": 1.0}
 MAX_CER = 0.002
+# One invented field: 26-dark-720's date stamp "Mon 14:05" given as a sender.
+MAX_INVENTED = 1
 
-# tests/data/apps: 54 screenshots (README has the table).
+# tests/data/apps: 67 screenshots, 471 bubbles (README has the table): the
+# levels reached at 835c5bc's reader with the 13 s11-* shots that draw what
+# real apps vary (render_apps.py, seed 11). kind is without the sticker
+# allowance (33 emoji-only texts came back as empty stickers: kind* 1.000);
+# CER counts the text read on bubbles that have none (junk: 6 characters,
+# "Edited" read as an emoji-only bubble's text); user is participants.user
+# (the signed-in user is in view on 7 Slack shots, named on 3).
 APP_FLOORS = {
-    "recall": 0.996,
-    "precision": 0.996,
-    "side": 1.0,
+    "recall": 0.978,
+    "precision": 0.978,
+    "side": 0.98,
     "order": 1.0,
-    "talker": 1.0,
-    "time": 1.0,
-    "sender": 1.0,
-    "kind": 0.99,
+    "talker": 0.97,
+    "user": 0.428,
+    "time": 0.989,
+    "sender": 0.896,
+    "quote": 0.714,
+    "kind": 0.928,
+    "kind_sticker": 1.0,
 }
-APP_MAX_CER = 0.001
-# Each app on its own: the issue's targets.
+APP_MAX = {"cer": 0.0178, "cer_emoji": 0.0296}
+APP_MAX_COUNTS = {"chrome": 0, "junk": 6, "excused": 4, "invented": 0}
+# Each app on its own: the issue's targets, except where the level reached
+# is below them (floors at that level; README says why).
 PER_APP_FLOORS = {
     "recall": 0.97,
     "precision": 0.97,
@@ -77,6 +94,24 @@ PER_APP_FLOORS = {
     "sender": 0.9,
 }
 PER_APP_MAX_CER = 0.005
+BELOW_TARGET: dict[str, dict[str, float]] = {
+    # the s11 threads: code blocks and file cards out of the message's box,
+    # the signed-in user's messages in channels on the talker's side, a
+    # private channel read as a DM, "(edited)" in the text, "Jira APP" and
+    # "AlexKim" as senders, an emoji-only follow-up missed
+    "slack": {
+        "recall": 0.9,
+        "precision": 0.9,
+        "side": 0.9,
+        "talker": 0.857,
+        "sender": 0.855,
+        "cer": 0.0488,
+    },
+    # "Edited" and "Forwarded" read as part of the text
+    "whatsapp-dark": {"cer": 0.0255},
+    "whatsapp-light": {"cer": 0.0228},
+    "telegram": {"cer": 0.0057},  # "edited" read as part of the text
+}
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +144,14 @@ def test_quality_on_the_synthetic_screenshots(readings: dict[str, list[Reading]]
     for name, floor in FLOORS.items():
         assert figures[name] >= floor, (name, figures[name], score.misses)
     assert figures["cer"] <= MAX_CER, (figures["cer"], score.misses)
+    assert score.junk == 0, score.misses
+    invented = score.time_invented + score.sender_invented + score.quote_invented
+    assert invented <= MAX_INVENTED, score.misses
+    assert figures["user"] == 1.0, score.misses  # nobody named as the user
 
 
 def test_quality_on_screenshots_drawn_like_the_apps(readings: dict[str, list[Reading]]) -> None:
-    assert len(readings["apps"]) >= 54
+    assert len(readings["apps"]) >= 67
     total = Score()
     per_app: dict[str, Score] = defaultdict(Score)
     for name, truth, step, dropped in readings["apps"]:
@@ -127,13 +166,22 @@ def test_quality_on_screenshots_drawn_like_the_apps(readings: dict[str, list[Rea
     figures = total.figures()
     for name, floor in APP_FLOORS.items():
         assert figures[name] >= floor, (name, figures[name], total.misses)
-    assert figures["cer"] <= APP_MAX_CER, (figures["cer"], total.misses)
-    assert total.chrome == 0, total.misses  # no key, draft, pill or badge as a message
+    for name, ceiling in APP_MAX.items():
+        assert figures[name] <= ceiling, (name, figures[name], total.misses)
+    counts = {
+        "chrome": total.chrome,  # no key, draft, pill or badge as a message
+        "junk": total.junk,
+        "excused": total.excused,
+        "invented": total.time_invented + total.sender_invented + total.quote_invented,
+    }
+    for name, ceiling in APP_MAX_COUNTS.items():
+        assert counts[name] <= ceiling, (name, counts[name], total.misses)
     for key, score in per_app.items():
         app = score.figures()
+        below = BELOW_TARGET.get(key, {})
         for name, floor in PER_APP_FLOORS.items():
-            assert app[name] >= floor, (key, name, app[name], score.misses)
-        assert app["cer"] <= PER_APP_MAX_CER, (key, app["cer"], score.misses)
+            assert app[name] >= below.get(name, floor), (key, name, app[name], score.misses)
+        assert app["cer"] <= below.get("cer", PER_APP_MAX_CER), (key, app["cer"], score.misses)
 
 
 def test_dropped_lines_reach_the_completion(readings: dict[str, list[Reading]]) -> None:
@@ -150,3 +198,144 @@ def test_dropped_lines_reach_the_completion(readings: dict[str, list[Reading]]) 
         if truth["draft"]:
             assert truth["draft"] in truth["chrome"], name
             assert (dropped[name] or 0) >= 1, name
+
+
+# --- the scorer (tests/ocr_eval.py) and the renderer's truth ---------------------------------
+
+
+def _bubble(box: list[int], text: str, side: str = "left", **fields: Any) -> dict[str, Any]:
+    return {
+        "speaker": "talker" if side == "left" else "user",
+        "side": side,
+        "bbox": box,
+        "text": text,
+        **fields,
+    }
+
+
+def _scored(
+    true: list[dict[str, Any]], pred: list[dict[str, Any]], **truth: Any
+) -> tuple[Score, dict[str, float]]:
+    score = Score()
+    want = {"talker": None, "group": None, "user": None, "chrome": [], **truth, "bubbles": true}
+    participants = {"user": None, "talker": None, "group": None}
+    participants.update(want.pop("got", {}))
+    score.add("shot", want, {"participants": participants, "bubbles": pred})
+    return score, score.figures()
+
+
+def test_the_scorer_reports_kind_without_the_sticker_allowance() -> None:
+    """E1: an emoji-only text returned as an empty sticker counted as the
+    right kind, and nothing said how many did."""
+    score, f = _scored(
+        [_bubble([0, 0, 100, 40], "👍👍"), _bubble([0, 50, 100, 90], "hi")],
+        [_bubble([0, 0, 100, 40], "", kind="sticker"), _bubble([0, 50, 100, 90], "hi")],
+    )
+    assert (f["kind"], f["kind_sticker"], score.stickers) == (0.5, 1.0, 1)
+    assert "| 0.500 | 1.000 (1) |" in score.row("x")
+
+
+def test_the_scorer_counts_emoji_and_the_junk_read_on_a_bubble_without_text() -> None:
+    """E2: emoji were left out of the only CER, and text read on a voice
+    note ("(LC 20"", a waveform) cost nothing."""
+    score, f = _scored(
+        [_bubble([0, 0, 100, 40], "Haha 😂"), _bubble([0, 50, 100, 90], "", kind="voice")],
+        [_bubble([0, 0, 100, 40], "Haha"), _bubble([0, 50, 100, 90], '(LC 20"')],
+    )
+    assert (score.junk, score.edits, score.chars) == (7, 7, 4)
+    assert f["cer"] == 7 / 4
+    assert (score.edits_emoji, score.chars_emoji) == (8, 5)  # "Haha😂": one more edit
+    assert "shot: junk '(LC 20\"' for voice ''" in score.misses
+
+
+def test_the_scorer_scores_quotes_the_user_and_invented_fields() -> None:
+    """E4: quote and participants.user were never scored, and a time or a
+    sender given where the truth shows none cost nothing."""
+    quote = {"sender": "Tom Baker", "text": "See you at 10:30"}
+    score, f = _scored(
+        [
+            _bubble([0, 0, 100, 40], "yes", quote=quote),
+            _bubble([0, 50, 100, 90], "ok", quote=quote),
+            _bubble([0, 100, 100, 140], "fine", time="9:30"),
+            _bubble([0, 150, 100, 190], "later"),
+        ],
+        [
+            _bubble(
+                [0, 0, 100, 40], "yes", quote={"sender": "TomBaker", "text": "see you at 10:30"}
+            ),
+            _bubble([0, 50, 100, 90], "ok", quote={"sender": None, "text": "Tom Baker"}),
+            _bubble([0, 100, 100, 140], "fine", time="9:30", quote={"sender": None, "text": "x"}),
+            _bubble([0, 150, 100, 190], "later", time="Mon14:05", sender="Mon14:05"),
+        ],
+        user="Alex Kim",
+    )
+    assert (score.quoted, score.quote_ok, score.quote_invented) == (2, 1, 1)
+    assert f["quote"] == 1 / 3
+    assert (score.timed, score.time_ok, score.time_invented) == (1, 1, 1)
+    assert f["time"] == 0.5
+    assert (score.sent, score.sender_invented, f["sender"]) == (0, 1, 0.0)
+    assert (score.users, score.user_ok, f["user"]) == (1, 0, 0.0)
+    assert "shot: user None for 'Alex Kim'" in score.misses
+
+
+def test_the_name_is_the_talker_and_the_group_together() -> None:
+    """A group title given on a 1:1 chat (or a private channel read as a DM:
+    talker 'random' for group 'random') is a wrong name."""
+    _, f = _scored([], [], talker="Emma", got={"talker": "Emma", "group": "Family"})
+    assert f["talker"] == 0.0
+    _, f = _scored([], [], group="random", got={"talker": "random"})
+    assert f["talker"] == 0.0
+    _, f = _scored([], [], group="random", got={"group": "random"})
+    assert f["talker"] == 1.0
+
+
+def test_the_scorer_counts_what_the_partial_rule_excuses() -> None:
+    """E6: a prediction on a cut bubble was left out of every figure, its
+    text unseen, and nobody knew how many."""
+    score, f = _scored(
+        [_bubble([0, 0, 100, 40], "hi")],
+        [_bubble([0, 0, 100, 40], "hi"), _bubble([0, 500, 100, 540], "HannvhirthdavlHnn")],
+        partial=[[0, 498, 100, 560]],
+    )
+    assert (score.excused, score.predicted, f["precision"]) == (1, 1, 1.0)
+    assert score.row("x").endswith("| 1 |")
+
+
+def test_a_latin_chrome_item_is_chrome_only_as_whole_words() -> None:
+    """Slack's "APP" badge made "Happy birthday! ..." chrome (a message the
+    input bar's edge cut, unmatched)."""
+    score, _ = _scored(
+        [],
+        [
+            _bubble([0, 0, 100, 40], "Happy birthday! Hope you have a wonderful day."),
+            _bubble([0, 50, 100, 90], "Jira APP"),
+            _bubble([0, 100, 100, 140], "I'll be t"),
+        ],
+        chrome=["APP", "I'll be th"],
+    )
+    assert score.chrome == 2
+    assert any("extra 'Happy birthday!" in miss for miss in score.misses)
+
+
+def test_the_committed_shots_draw_what_real_apps_vary() -> None:
+    """Review R2: the renderer drew only what the reader assumes. The
+    committed set (truth of tests/data/apps) holds each variation at least
+    once, so the floors guard the reader on it."""
+    truths = [truth for _, truth in cases(APPS)]
+    slack = [t for t in truths if t["app"] == "slack"]
+    bubbles = [b for t in truths for b in t["bubbles"]]
+    chrome = {item for t in truths for item in t["chrome"]}
+    texts = {b["text"] for b in bubbles}
+    # the signed-in user writing in a channel: theirs, though no pixel says so
+    assert any(
+        t["group"] and t["user"] == "Alex Kim" and b["speaker"] == "user" and b["side"] == "right"
+        for t in slack
+        for b in t["bubbles"]
+    )
+    assert any(t["group"] and "members" not in " ".join(t["chrome"]) for t in slack)  # private
+    assert any("\n" in b["text"] for t in slack for b in t["bubbles"])  # a code block
+    assert any(b.get("kind") == "file" for t in slack for b in t["bubbles"])
+    assert {"(edited)", "APP", "Edited", "edited", "Forwarded"} <= chrome
+    assert any(b.get("time", "") and b["time"].endswith("M") for b in bubbles)  # 12-hour
+    assert texts & {"See you at 10:30", "Standup moved to 9:30", "明天 9:30 开会"}
+    assert texts & {"42", "+1", "3", "2", "100", "20"}
