@@ -521,6 +521,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             user_side,
             dropped + len(boxed),
             avatar_at,
+            lambda top, bottom: px.ink_blobs(
+                image, (round(x0 - 8 * dp), round(top), width - round(4 * dp), round(bottom)), paper
+            ),
         )
     heights = sorted(ln.height for b in found for ln in b.lines)
     typical = heights[len(heights) // 2] if heights else 0
@@ -710,6 +713,7 @@ def _thread_step(
     user_side: Side,
     dropped: int,
     avatar: Callable[[Line], bool] | None = None,
+    ink: Callable[[float, float], list[Box]] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """``read`` for a thread without bubbles (``daemon/ocr_thread.py``)."""
     dp = width / 360
@@ -717,7 +721,7 @@ def _thread_step(
     first = min((ln.box[1] for ln in rows), default=height)
     header = [ln for ln in loose if ln.cy < min(first, HEADER_MAX_DP * dp)]
     body = [ln for ln in loose if ln.cy >= min(first, HEADER_MAX_DP * dp)]
-    items, participants, _, more = ocr_thread.read(body, header, x0, dp, frame.bottom, avatar)
+    items, participants, _, more = ocr_thread.read(body, header, x0, dp, frame.bottom, avatar, ink)
     talker_side: Side = "left" if user_side == "right" else "right"
     for item in items:
         item["side"] = user_side if item["speaker"] == "user" else talker_side

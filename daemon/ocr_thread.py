@@ -1,12 +1,15 @@
-"""A thread without bubbles (Slack-like) from OCR text lines; no pixels, no I/O.
+"""A thread without bubbles (Slack-like) from OCR text lines; no I/O.
+
+The pixels it needs come through callables from ``daemon/ocr_layout.py``
+(an avatar left of a row, what is drawn at the column).
 
 Part of the local OCR's layout (``daemon/ocr_layout.py`` asks this module
 first). In such a screenshot every message starts at one column, right of
 a square avatar: a row with the sender's bold name and the time ("Alex Kim
 1:30 PM") heads a message, the rows under it at the same column are its
 text, and a follow-up by the same sender comes without name and time, a
-little further down than a text row's spacing (the smallest step between
-two rows of the column, learnt from the screenshot). Under a message, its
+little further down than a text row's spacing (learnt from the screenshot:
+the median of the shortest steps between rows of the column, ``_pitch``). Under a message, its
 thread's "3 replies  Last reply …" and a reaction's count are not messages;
 a date divider is centred and not at the column.
 
@@ -18,8 +21,11 @@ talker (left) and every other sender, the signed-in user, is the user
 (right, ``participants.user`` their name); in a channel (``# name``, "N
 members") or a thread view nobody's messages can be told to be the
 signed-in user's, so each one is the talker's, with its sender, and the
-channel is ``participants.group``. A name row with no text row under it is
-an emoji-only message (PP-OCR has no emoji): ``kind`` sticker, empty text.
+channel is ``participants.group``. PP-OCR has no emoji: what is drawn at
+the column and no line reads, as tall as a jumbo emoji, is an emoji-only
+message (``kind`` sticker, empty text, the drawing's box), under its name
+row or alone (a follow-up); a name row with nothing drawn under it is left
+out and counted (its body is something the reader cannot tell).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ if TYPE_CHECKING:
 MIN_COLUMN_DP: Final = 36  # the avatar is left of the messages' column
 COLUMN_DP: Final = 4  # rows of one column start within this of each other
 NAME_GAP_DP: Final = 16  # the time follows the name within this
-EMOJI_ROW_DP: Final = 38  # a jumbo emoji's row under its name
+EMOJI_DP: Final = 24  # a jumbo emoji alone at the column is this tall at least
 # A thread's summary under a message, a reply count, a reaction's count.
 # (A reaction's count sits right of the column, after its emoji: a bare
 # number at the column is a message, "2" or "100".)
@@ -46,8 +52,11 @@ THREAD_CHROME: Final = re.compile(
     r"^(\d+\s*(repl(y|ies)|条回复|回复)\b.*|last reply\b.*|view thread)$",
     re.I,
 )
-CUT_ROW: Final = 0.6  # a row this much of the column's text height: the bar hides the rest
+CUT_ROW: Final = 0.75  # a row under this share of the column's text height: the bar hides the rest
 MEMBERS: Final = re.compile(r"^\d+\s*(members|位成员|成员)$", re.I)
+
+
+Box = tuple[int, int, int, int]
 
 
 @dataclass(slots=True)
@@ -56,6 +65,7 @@ class Message:
     sender: str | None = None
     time: str | None = None
     headed: bool = False  # starts with its name row
+    drawn: Box | None = None  # what is drawn under its name and no OCR line reads (an emoji)
 
 
 def rows_of(lines: list[Line]) -> list[list[Line]]:
@@ -125,17 +135,18 @@ def read(
     dp: float,
     bottom: float,
     avatar: Callable[[Line], bool] | None = None,
+    ink: Callable[[float, float], list[Box]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str | None], bool, int]:
     """The messages (``bbox``, ``text``, ``kind``, ``sender``, ``time``, and
     ``speaker``/``side``), the participants, whether it is a group, and the
     lines dropped (a message whose name row a bar hides, a last row the bar
-    cuts). ``avatar`` tells whether a square avatar is left of a line."""
+    cuts, a name row with nothing under it). ``avatar`` tells whether a
+    square avatar is left of a line, ``ink`` gives the boxes of what is
+    drawn from the column rightwards between two heights."""
     messages: list[Message] = []
     dropped = 0
     rows = rows_of(lines)
-    tops = [r[0].box[1] for r in rows if abs(r[0].box[0] - x0) <= COLUMN_DP * dp]
-    pitches = [b - a for a, b in itertools.pairwise(tops) if b - a > 0]
-    pitch = min(pitches, default=0)  # a text row's: a follow-up starts further down
+    pitch = _pitch([r for r in rows if abs(r[0].box[0] - x0) <= COLUMN_DP * dp])
     for row in rows:
         if abs(row[0].box[0] - x0) > COLUMN_DP * dp:
             if messages and row[0].box[0] > x0:  # a thread's summary, a reaction, a divider
@@ -163,18 +174,22 @@ def read(
             last.rows.append(row)
         else:
             messages.append(Message(rows=[row], sender=last.sender))
+    if ink is not None and rows:
+        _place_drawn(messages, _drawn(lines, x0, dp, bottom, ink), pitch)
     heights = sorted(r[0].height for m in messages for r in m.rows[1 if m.headed else 0 :] if r)
     typical = heights[len(heights) // 2] if heights else 0
     out = []
     for i, message in enumerate(messages):
         rows = [r for r in message.rows if r]
-        boxes = [ln.box for r in rows for ln in r]
+        boxes = [ln.box for r in rows for ln in r] + ([message.drawn] if message.drawn else [])
         box = [min(b[0] for b in boxes), min(b[1] for b in boxes)]
         box += [max(b[2] for b in boxes), max(b[3] for b in boxes)]
-        last_row = rows[-1][0]
+        last_row = rows[-1][0] if rows else None
         if box[3] >= bottom or (  # half hidden by the input bar: its last row is short
             i == len(messages) - 1
             and box[3] > bottom - 48 * dp
+            and last_row is not None
+            and message.drawn is None
             and last_row.height < CUT_ROW * typical
         ):
             dropped += sum(len(r) for r in rows)
@@ -184,13 +199,11 @@ def read(
         item: dict[str, Any] = {"text": text, "sender": message.sender}
         if message.time is not None:
             item["time"] = message.time
-        if not body:  # a name and an emoji we cannot read under it
-            if box[3] + EMOJI_ROW_DP * dp > bottom:  # or its text under the input bar
+        if not body:  # an emoji PP-OCR cannot read, under its name or alone
+            if message.drawn is None:  # nothing drawn under the name: not sure what
                 dropped += sum(len(r) for r in rows)
                 continue
             item["kind"] = "sticker"
-            below = messages[i + 1].rows[0][0].box[1] if i + 1 < len(messages) else bottom
-            box[3] = round(min(box[3] + EMOJI_ROW_DP * dp, below - 2 * dp))
         pad = round(2 * dp)
         item["bbox"] = [box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad]
         out.append(item)
@@ -206,6 +219,66 @@ def read(
     else:
         participants = {"user": None, "talker": None, "group": title}
     return out, participants, bool(group), dropped
+
+
+def _pitch(rows: list[list[Line]]) -> float:
+    """A text row's step at the column (a follow-up starts further down):
+    the median of the steps between two rows that are rows apart (at
+    least 0.8 of a row's height: one row read as two boxes is not a step),
+    among the shortest ones (within 1.25 of the shortest: a follow-up's
+    wider steps do not count, however many there are)."""
+    heights = sorted(r[0].height for r in rows)
+    if not heights:
+        return 0.0
+    height = heights[len(heights) // 2]
+    steps = [b[0].box[1] - a[0].box[1] for a, b in itertools.pairwise(rows)]
+    steps = sorted(s for s in steps if s >= 0.8 * height)
+    if not steps:
+        return 0.0
+    near = [s for s in steps if s <= 1.25 * steps[0]]
+    return float(near[len(near) // 2])
+
+
+def _drawn(
+    lines: list[Line], x0: float, dp: float, bottom: float, ink: Callable[[float, float], list[Box]]
+) -> list[Box]:
+    """What is drawn at the column and no OCR line reads, as tall as a
+    jumbo emoji: nothing that shares a height with a line (a reaction's
+    pill beside its count, a thread's avatars beside "3 replies", a card
+    with its text, a status emoji after a name), nothing that starts right
+    of the column."""
+    top = min((ln.box[1] for ln in lines if abs(ln.box[0] - x0) <= COLUMN_DP * dp), default=bottom)
+    spans = [(ln.box[1], ln.box[3]) for ln in lines]
+    return sorted(
+        (
+            box
+            for box in ink(top, bottom)
+            if abs(box[0] - x0) <= 2 * COLUMN_DP * dp
+            and box[3] - box[1] >= EMOJI_DP * dp
+            and box[3] < bottom
+            and not any(a < box[3] and box[1] < b for a, b in spans)
+        ),
+        key=lambda b: b[1],
+    )
+
+
+def _place_drawn(messages: list[Message], drawn: list[Box], pitch: float) -> None:
+    """Each drawn box is the body of the name row right above it (an emoji
+    under its name), else a follow-up of its own (an emoji-only message
+    without a name row): the sender is the one above it."""
+    for box in drawn:
+        above = [i for i, m in enumerate(messages) if m.rows and m.rows[0][0].box[1] < box[1]]
+        if not above:
+            continue  # under the header: whose, not sure (counted by no line: nothing was read)
+        i = above[-1]
+        message = messages[i]
+        texts = [r for r in message.rows if r]
+        if message.headed and len(texts) == 1 and message.drawn is None:
+            gap = box[1] - texts[0][0].box[3]
+            if gap <= 2 * pitch:
+                message.drawn = box
+                continue
+        messages.insert(i + 1, Message(rows=[], sender=message.sender, drawn=box))
 
 
 def same_person(sender: str | None, title: str | None) -> bool:

@@ -722,7 +722,16 @@ def thread_lines(image: np.ndarray, title: str, subtitle: str) -> list[Line]:
         line(112, 640, 280, 672, "Priya Shah"),
         line(296, 644, 400, 668, "1:40 PM"),  # and a big emoji under it, unread
     ]
+    emoji(image, 112, 684)
     return [inked(image, ln) for ln in lines]
+
+
+def emoji(image: np.ndarray, x: int, y: int, size: int = 60) -> None:
+    """A jumbo emoji (a yellow face) with its top left corner at (x, y)."""
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    r = size // 2
+    image[(xx - x - r) ** 2 + (yy - y - r) ** 2 < r * r] = (255, 204, 77)
+    image[(xx - x - r // 2) ** 2 + (yy - y - r // 2) ** 2 < 16] = (60, 40, 20)
 
 
 def test_a_direct_message_thread_without_bubbles() -> None:
@@ -881,6 +890,7 @@ def test_text_in_a_filled_box_in_a_thread_is_counted() -> None:
     message of its own here; its text was dropped without being counted."""
     image = paper()
     lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, 800), (255, 255, 255))  # the rest of the thread gone
     rect(image, (112, 600, 640, 690), (250, 250, 250))
     lines.append(inked(image, line(130, 626, 560, 660, "npm run build --prod")))
     step, dropped = read(image, lines)
@@ -1015,6 +1025,70 @@ def test_a_text_far_under_a_name_row_with_an_unread_emoji_is_a_follow_up() -> No
         ("Mia Chen", "1:44 PM", "sticker", ""),
         ("Mia Chen", None, "text", "Can we do it tomorrow"),
     ]
+
+
+def test_a_name_row_is_a_sticker_only_with_something_drawn_under_it() -> None:
+    """T6: the sticker's box is the drawn emoji's, not a fixed 38 dp; with
+    nothing drawn under the name row (a body PP-OCR missed, an upload it
+    cannot read) the message is left out and counted, not invented."""
+    image = paper()
+    step, dropped = read(image, thread_lines(image, "# general", "12 members"))
+    last = step["bubbles"][-1]
+    assert (last["sender"], last.get("kind"), last["text"]) == ("Priya Shah", "sticker", "")
+    assert last["bbox"][:2] == [108, 636]  # from the name row
+    assert 742 <= last["bbox"][3] <= 752  # to the emoji's bottom (744) and 2 dp
+    image = paper()
+    lines = thread_lines(image, "# general", "12 members")
+    rect(image, (100, 680, 200, 760), (255, 255, 255))  # nothing under "Priya Shah 1:40 PM"
+    step, nothing = read(image, lines)
+    assert [b.get("kind", "text") for b in step["bubbles"]] == ["text", "text", "text"]
+    assert nothing == dropped + 2  # its name and its time
+
+
+def test_an_emoji_only_follow_up_is_found_by_its_ink_and_keeps_the_sender() -> None:
+    """No name row and no OCR text (seed 23, 41-slack '❤️'): it was lost
+    silently; a reaction's pill beside its count is not a message."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, 800), (255, 255, 255))
+    emoji(image, 112, 612)  # Priya's next message: a jumbo emoji alone
+    rect(image, (112, 700, 200, 744), (232, 240, 250))  # a reaction's pill under it
+    emoji(image, 118, 706, 32)
+    lines.append(inked(image, line(160, 708, 190, 736, "2")))  # the reaction's count
+    step, _ = read(image, lines)
+    got = [(b["sender"], b.get("time"), b.get("kind", "text"), b["text"]) for b in step["bubbles"]]
+    assert got[2:] == [
+        ("Priya Shah", "1:32 PM", "text", "Booked the table for 8"),
+        ("Priya Shah", None, "sticker", ""),
+    ]
+    assert 606 <= step["bubbles"][-1]["bbox"][1] <= 612 <= 672 <= step["bubbles"][-1]["bbox"][3]
+
+
+def test_a_row_read_twice_does_not_split_a_thread_message() -> None:
+    """T8: the follow-up pitch was the smallest step between rows: one row
+    read as two boxes 20 px apart made every later row a message of its own."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 400]
+    rect(image, (0, 400, W, 800), (255, 255, 255))
+    lines += [
+        inked(image, line(112, 322, 300, 356, "the game")),  # a piece of row one, read again lower
+        inked(image, line(112, 386, 500, 420, "I think they")),
+        inked(image, line(112, 428, 500, 462, "lost again")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["sender"], b.get("time")) for b in step["bubbles"]] == [("Alex Kim", "1:30 PM")]
+
+
+def test_a_thread_row_cut_to_two_thirds_of_its_height_is_left_out() -> None:
+    """Seed 23 (47-slack): the bar left 24 of the row's 34 px, and
+    'HannvhirthdavlHnnevnihavea' came back as a follow-up (the cut-off
+    share was 0.6)."""
+    image = paper()
+    lines = thread_lines(image, "# general", "12 members")
+    rect(image, (0, 1100, W, H), BAR)
+    lines.append(inked(image, line(112, 1076, 560, 1100, "HannvhirthdavlHnnevnihavea")))
+    step, _ = read(image, lines)
+    assert "HannvhirthdavlHnnevnihavea" not in [b["text"] for b in step["bubbles"]]
 
 
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
