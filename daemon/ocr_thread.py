@@ -16,7 +16,8 @@ a date divider is centred and not at the column.
 What the step says (see README, "Local OCR quality"): ``sender`` is the bold
 name, carried to the follow-ups; ``time`` is the time shown (a follow-up
 shows none). A thread has no sides, so ``side`` follows the speaker: in a
-direct message (a header that is one person's name) that person is the
+direct message (a header that is one person's name, who writes in it or
+whose presence, "Active", is under it) that person is the
 talker (left) and every other sender, the signed-in user, is the user
 (right, ``participants.user`` their name); in a channel (``# name``, "N
 members") or a thread view nobody's messages can be told to be the
@@ -53,6 +54,12 @@ THREAD_CHROME: Final = re.compile(
     re.I,
 )
 CUT_ROW: Final = 0.75  # a row under this share of the column's text height: the bar hides the rest
+# A person's presence under their name in a direct message's header.
+PRESENCE: Final = re.compile(
+    r"^(active|away|online|offline|idle|busy|do not disturb|in a (meeting|call)"
+    r"|active \d.*|last seen\b.*|在线|离开|忙碌|离线|活跃)$",
+    re.I,
+)
 MEMBERS: Final = re.compile(r"^\d+\s*(members|位成员|成员)$", re.I)
 
 
@@ -208,13 +215,24 @@ def read(
         item["bbox"] = [box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad]
         out.append(item)
     title, group = _title(header)
-    direct = not group and title is not None  # no "#", no member count: one person
+    # A direct message shows it: the header's person writes in it, or their
+    # presence is under the name. A private channel has neither (a lock
+    # PP-OCR drops instead of "#", a topic instead of "N members").
+    direct = (
+        not group
+        and title is not None
+        and (
+            any(PRESENCE.match(ln.text.strip()) for ln in header)
+            or any(same_person(item["sender"], title) for item in out)
+        )
+    )
+    group = group or (title is not None and not direct)
     user = None
     for item in out:
         mine = direct and not same_person(item["sender"], title)
         item["speaker"], item["side"] = ("user", "right") if mine else ("talker", "left")
         user = item["sender"] if mine else user
-    if direct or not group:
+    if not group:
         participants: dict[str, str | None] = {"user": user, "talker": title}
     else:
         participants = {"user": None, "talker": None, "group": title}

@@ -1091,6 +1091,34 @@ def test_a_thread_row_cut_to_two_thirds_of_its_height_is_left_out() -> None:
     assert "HannvhirthdavlHnnevnihavea" not in [b["text"] for b in step["bubbles"]]
 
 
+@pytest.mark.parametrize("subtitle", ["Topic: launch plan", "Q3 roadmap and release notes"])
+def test_a_private_channel_is_no_direct_message(subtitle: str) -> None:
+    """T5: a lock PP-OCR drops instead of "#", a topic instead of "N members":
+    the header names nobody who writes and shows no presence, so it is a
+    channel (every message the talker's with its sender), not a DM whose
+    'talker' is the channel and whose user everyone else."""
+    image = paper()
+    step, _ = read(image, thread_lines(image, "design", subtitle))
+    assert step["participants"] == {"user": None, "talker": None, "group": "design"}
+    assert {(b["speaker"], b["side"]) for b in step["bubbles"]} == {("talker", "left")}
+
+
+@pytest.mark.parametrize(
+    ("title", "subtitle", "talker"),
+    [("Sophie", "Away", None), ("Priya Shah", "Q3 roadmap", "Priya Shah")],
+)
+def test_a_direct_message_is_told_by_presence_or_by_the_header_person_writing(
+    title: str, subtitle: str, talker: str | None
+) -> None:
+    """A presence under the name, or the header's person among the senders."""
+    image = paper()
+    step, _ = read(image, thread_lines(image, title, subtitle))
+    assert step["participants"]["talker"] == title
+    assert "group" not in step["participants"]
+    talkers = {b["sender"] for b in step["bubbles"] if b["speaker"] == "talker"}
+    assert talkers == ({talker} if talker else set())
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
