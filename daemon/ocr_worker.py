@@ -12,9 +12,10 @@ big-endian length, then a msgpack map. The worker
    in the middle of an inference;
 3. loads the PP-OCR models of ``rapidocr-onnxruntime`` once, then writes
    ``{"ready": true, "engine": "<name version>", "niced": bool}``;
-4. reads each screenshot with its shorter side at most 736 px (``ocr_scale``:
-   the detector's work falls with the pixels; the layout reads the full
-   pixels with the boxes scaled back), and
+4. reads a portrait phone's screenshot at most 736 px wide, any other
+   shape at its full size up to 4.2 megapixels (``ocr_scale``: the
+   detector's work falls with the pixels, the text must keep a readable
+   size; the layout reads the full pixels with the boxes scaled back), and
    answers each ``{"image_url": "data:<mime>;base64,...", "user_side":
    "left" | "right"}`` (the data URL the daemon holds anyway) with
    ``{"step": <MergeStep JSON text>, "lines": n, "dropped_lines": n, "ms": float}``
@@ -35,6 +36,7 @@ import base64
 import binascii
 import io
 import json
+import math
 import os
 import struct
 import sys
@@ -47,6 +49,8 @@ import msgspec
 
 MAX_PIXELS: Final = 40_000_000  # a decompression bomb is refused, not decoded
 DETECTOR_MIN_SIDE: Final = 736  # rapidocr's Det.limit_side_len with limit_type "min"
+PHONE_ASPECT: Final = 1.5  # a portrait phone is this much taller than wide, at least (16:9 is 1.78)
+MAX_READ_PIXELS: Final = 4_200_000  # a shot that is no portrait phone is read at most this large
 HEADER: Final = struct.Struct(">I")
 MAX_FRAME: Final = 64 * 1024 * 1024
 ENGINE_PACKAGE: Final = "rapidocr-onnxruntime"
@@ -91,12 +95,21 @@ def detector_pixels(width: int, height: int) -> float:
 
 
 def ocr_scale(width: int, height: int) -> float:
-    """The factor the engine reads a screenshot at: its shorter side down to
-    ``DETECTOR_MIN_SIDE`` (a 1440x2560 shot at 736x1308: a quarter of the
-    detector's pixels, its text as large as on a 720 px phone, which PP-OCR
-    reads as well), never up (the detector scales a smaller one up itself).
-    The layout reads the full pixels; the boxes are scaled back."""
-    return min(1.0, DETECTOR_MIN_SIDE / max(1, min(width, height)))
+    """The factor the engine reads a screenshot at, never up (the detector
+    scales a small one up itself). A portrait phone's shot (height at least
+    ``PHONE_ASPECT`` times the width) has its width down to
+    ``DETECTOR_MIN_SIDE``: a phone's text is a fixed share of its width, so
+    a 1440x2560 shot read at 736x1308 (a quarter of the detector's pixels)
+    has its text as large as a 720 px phone's, which PP-OCR reads as well.
+    Any other shape (landscape, a tablet, a desktop) says nothing of its
+    text's size by its sides: a 2560x1440 desktop at 1x has 13 px text,
+    which the phone's factor (0.51) would make unreadable. It is read at
+    full size, or down to ``MAX_READ_PIXELS`` when larger (a 5K desktop's
+    text is drawn at 2x). The layout reads the full pixels; the boxes are
+    scaled back."""
+    if height >= PHONE_ASPECT * width:
+        return min(1.0, DETECTOR_MIN_SIDE / max(1, width))
+    return min(1.0, math.sqrt(MAX_READ_PIXELS / max(1, width * height)))
 
 
 class ImageError(ValueError):

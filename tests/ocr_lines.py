@@ -107,6 +107,8 @@ def fingerprint() -> dict[str, str]:
     code = "\n".join(_code(function) for function in PREPROCESSING)
     code += f"\nDETECTOR_MIN_SIDE = {ocr_worker.DETECTOR_MIN_SIDE}"
     code += f"\nMAX_PIXELS = {ocr_worker.MAX_PIXELS}"
+    code += f"\nPHONE_ASPECT = {ocr_worker.PHONE_ASPECT}"
+    code += f"\nMAX_READ_PIXELS = {ocr_worker.MAX_READ_PIXELS}"
     found["preprocessing"] = hashlib.sha256(code.encode()).hexdigest()[:16]
     return found
 

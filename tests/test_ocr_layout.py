@@ -831,6 +831,49 @@ def test_the_engine_reads_a_large_screenshot_at_736_px_and_the_boxes_come_back_f
     assert got.box == (20, 40, 220, 80)
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "scale"),
+    [
+        (2560, 1440, 1.0),  # a desktop at 1x: 13 px text, was read at 0.51
+        (1920, 1080, 1.0),  # a landscape phone or a laptop, was 0.68
+        (1280, 720, 1.0),
+        (2048, 2732, (4_200_000 / (2048 * 2732)) ** 0.5),  # a tablet at 2x: down to 4.2 MP, 0.88
+        (5120, 2880, (4_200_000 / (5120 * 2880)) ** 0.5),  # a 5K desktop at 2x: 0.53
+        (1080, 2400, 736 / 1080),  # a portrait phone: by its width, as before
+    ],
+)
+def test_a_shot_that_is_no_portrait_phone_keeps_its_text_size(
+    width: int, height: int, scale: float
+) -> None:
+    """Review C5: the scale was the shorter side's, as if every shot were a
+    portrait phone; a landscape or desktop shot's text became unreadable."""
+    from daemon.ocr_worker import ocr_input, ocr_scale
+
+    assert ocr_scale(width, height) == pytest.approx(scale)
+    if width * height <= 4_200_000:
+        assert ocr_input(np.zeros((height, width, 3), np.uint8)).shape[:2] == (
+            round(height * min(1.0, scale)),
+            round(width * min(1.0, scale)),
+        )
+
+
+def test_the_engine_reads_a_landscape_shot_at_its_text_size() -> None:
+    """A 1920x1080 shot with 12 px text: read at the phone's factor (0.68)
+    PP-OCR lost a line; at full size it reads both."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from daemon.ocr_worker import Reader, run_engine
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 12)
+    image = Image.new("RGB", (1920, 1080), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.text((100, 540), "See you at the station tomorrow", font=font, fill=(20, 20, 20))
+    draw.text((1420, 880), "Booked the table for eight", font=font, fill=(20, 20, 20))
+    result = run_engine(Reader(1).engine, np.asarray(image))
+    texts = [text for _, text, _ in result or ()]
+    assert texts == ["See you at the station tomorrow", "Booked the table for eight"]
+
+
 # --- fixes after the cold review of issue 15 ---------------------------------------------
 
 
