@@ -115,6 +115,10 @@ def test_the_key_follows_the_versions_and_the_preprocessing(
     monkeypatch.setattr(ocr_worker, "DETECTOR_MIN_SIDE", 960)  # a new scale for the engine
     assert ocr_lines.fingerprint()["preprocessing"] != before["preprocessing"]
     monkeypatch.undo()
+    for name, value in (("PHONE_ASPECT", 1.3), ("MAX_READ_PIXELS", 8_000_000)):
+        monkeypatch.setattr(ocr_worker, name, value)  # which shots are phones, how large the rest
+        assert ocr_lines.fingerprint()["preprocessing"] != before["preprocessing"]
+        monkeypatch.undo()
     assert ocr_lines.fingerprint() == before
 
     def scale(width: int, height: int) -> float:
