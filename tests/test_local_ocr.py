@@ -133,11 +133,20 @@ async def test_warm_starts_the_workers_before_the_first_call(pid_dir: Path) -> N
 
 
 async def test_cancelling_an_inference_kills_its_worker_at_once(pid_dir: Path) -> None:
-    engine = LocalOcr(STRATEGY, fake("--delay", "60", "--pid-dir", str(pid_dir)))
+    jobs = pid_dir.parent / "jobs"
+    jobs.mkdir()
+    worker = fake("--delay", "60", "--pid-dir", str(pid_dir), "--job-dir", str(jobs))
+    engine = LocalOcr(STRATEGY, worker)
     try:
-        started = time.monotonic()
-        with trio.move_on_after(0.5):
-            await engine.complete(STRATEGY, IMAGE)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.complete, STRATEGY, IMAGE)
+            # Cancel once the worker has the job, not after a fixed wait: on a
+            # loaded machine the worker's start alone took longer (no pid yet).
+            with trio.fail_after(30):
+                while not any(jobs.iterdir()):  # noqa: ASYNC110 - another process writes it
+                    await trio.sleep(0.01)
+            started = time.monotonic()
+            nursery.cancel_scope.cancel()
         waited = time.monotonic() - started
         (pid,) = pids(pid_dir)
         assert not alive(pid)
