@@ -391,6 +391,8 @@ def _read_inside(
         if px.saturated(first) and (last is None or px.differs(first, last, 40)):
             sender = _join([ln.text for ln in rows[0]])
             rows = rows[1:]
+    if len(rows) > 1 and ocr_text.is_forwarded(_join([ln.text for ln in rows[0]])):
+        rows = rows[1:]  # the label over a forwarded message, not its text
     if quotes:
         q_rows = _rows([ln for q in quotes for ln in q.lines])
         texts = [_join([ln.text for ln in row]) for row in q_rows]
@@ -607,7 +609,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if in_bubble_times and end is not None:
             texts[-1][-1] = end[0]
             bubble.time = end[1]
-        bubble.text = _join([_join(row) for row in texts])
+        bubble.text = ocr_text.without_edited(
+            _join([_join(row) for row in texts]), bubble.time is not None
+        )
         if (
             bubble.colour is not None
             and ocr_text.has_duration(bubble.text)

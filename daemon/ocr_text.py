@@ -17,8 +17,15 @@ from typing import Final
 # "√" or dots.
 _TIME: Final = r"(?P<time>(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s?[AaPp]\.?[Mm]\.?)?)"
 _TICKS: Final = r"(?P<ticks>[\s/\\WwVvYy√✓✔<>.·•,'\"`~^-]{0,4})"
-TRAILING_TIME: Final = re.compile(rf"^(?P<text>.*?)\s*{_TIME}{_TICKS}$", re.S)
-ONLY_TIME: Final = re.compile(rf"^\s*{_TIME}{_TICKS}$")
+# An edit's label before the time ("Edited 20:21" on WhatsApp, "edited" on
+# Telegram): part of the time's print, not of the text.
+_EDITED: Final = r"(?:\(?(?:[Ee]dited|已编辑|已編輯|編集済み)\)?\s*)?"
+TRAILING_TIME: Final = re.compile(rf"^(?P<text>.*?)\s*{_EDITED}{_TIME}{_TICKS}$", re.S)
+ONLY_TIME: Final = re.compile(rf"^\s*{_EDITED}{_TIME}{_TICKS}$")
+# Slack's "(edited)" after a message's last row, in the time's print.
+EDITED_AFTER: Final = re.compile(r"\s*\((?:edited|已编辑|已編輯|編集済み)\)$", re.I)
+# WhatsApp's label over a forwarded message's text, its arrow read as "~" or "^".
+FORWARDED: Final = re.compile(r"^\W{0,3}\s*(forwarded|转发的消息|已转发)$", re.I)
 # A time anywhere: a timestamp line or a date pill with a time is not a name.
 HAS_TIME: Final = re.compile(r"\d{1,2}[:.]\d{2}")
 # An unread badge: "12", "(3)", "99+".
@@ -52,6 +59,21 @@ def split_time(text: str) -> tuple[str, str | None]:
     if match is None:
         return text, None
     return match.group("text").rstrip(), clean_time(match.group("time"))
+
+
+def without_edited(text: str, before_time: bool = False) -> str:
+    """``"Thanks! (edited)"`` → ``"Thanks!"``: the label, not the text; with
+    ``before_time`` (the time that followed it was split off, a piece of its
+    own) also a bare "Edited"."""
+    text = EDITED_AFTER.sub("", text)
+    return _EDITED_END.sub("", text) if before_time else text
+
+
+_EDITED_END: Final = re.compile(r"\s*\b(?:edited|已编辑|已編輯|編集済み)$", re.I)
+
+
+def is_forwarded(text: str) -> bool:
+    return FORWARDED.match(text.strip()) is not None
 
 
 def clean_time(text: str) -> str:

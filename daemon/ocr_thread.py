@@ -203,6 +203,7 @@ def read(
             continue
         body = rows[1:] if message.headed else rows
         text = ocr_text.join([ocr_text.join([ln.text for ln in r]) for r in body]).strip()
+        text = ocr_text.without_edited(text)
         item: dict[str, Any] = {"text": text, "sender": message.sender}
         if message.time is not None:
             item["time"] = message.time

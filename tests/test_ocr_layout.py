@@ -1162,6 +1162,50 @@ def test_a_direct_message_is_told_by_presence_or_by_the_header_person_writing(
     assert talkers == ({talker} if talker else set())
 
 
+@pytest.mark.parametrize(
+    ("pieces", "text"),
+    [
+        (["Where are we meeting? Edited 20:21 W"], "Where are we meeting?"),  # WhatsApp
+        (["Just got home edited 20:21"], "Just got home"),  # Telegram
+        (["Sounds good", "Edited", "20:21 W"], "Sounds good"),  # three pieces
+        (["~ Forwarded", "Sounds good 20:21"], "Sounds good"),  # WhatsApp's label over it
+        (["^Forwarded", "I edited the doc 20:21"], "I edited the doc"),
+    ],
+)
+def test_an_edited_or_forwarded_label_is_not_the_text(pieces: list[str], text: str) -> None:
+    """The renderer of issue 15b draws the apps' labels: 'Edited' before the
+    time, 'Forwarded' over the text (dev seeds 51-53: CER 0.063 -> 0.012)."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (200, 400, 700, 540), GREEN)
+    lines = [inked(image, line(40, 318, 380, 352, "hi 20:19"))]
+    if len(pieces) == 1:
+        lines.append(inked(image, line(220, 470, 690, 520, pieces[0])))
+    elif pieces[0].endswith("Forwarded"):
+        lines += [
+            inked(image, line(220, 416, 400, 450, pieces[0]), (120, 120, 120)),
+            inked(image, line(220, 470, 690, 520, pieces[1])),
+        ]
+    else:
+        lines += [
+            inked(image, line(220, 470, 480, 520, pieces[0])),
+            inked(image, line(490, 480, 580, 514, pieces[1])),
+            inked(image, line(590, 480, 690, 514, pieces[2])),
+        ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b["time"]) for b in step["bubbles"]] == [("hi", "20:19"), (text, "20:21")]
+
+
+def test_a_thread_message_s_edited_label_is_not_its_text() -> None:
+    image = paper()
+    lines = thread_lines(image, "# general", "12 members")
+    lines = swap(
+        image, lines, "Booked the table for 8", line(112, 562, 560, 596, "Booked it (edited)")
+    )
+    step, _ = read(image, lines)
+    assert "Booked it" in [b["text"] for b in step["bubbles"]]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
