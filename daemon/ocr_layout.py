@@ -278,8 +278,10 @@ def _pill(bubble: Bubble, width: int, typical: float) -> bool:
     )
     t_left, t_right = text[0], width - text[2]
     short = min(t_left, t_right) > 0.2 * width
-    if short and (boxed or abs(t_left - t_right) <= 1.5 * tolerance):
+    edge = min(left, right) < 0.04 * width and abs(left - right) > 0.2 * width
+    if short and (boxed or (abs(t_left - t_right) <= 1.5 * tolerance and not edge)):
         return True  # a pill whose fill leaked into the wallpaper is still centred text
+    # (a bubble at one edge whose short text happens to sit mid-screen is no pill)
     if not boxed:
         return False
     rows = _rows(bubble.lines)
@@ -666,6 +668,12 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if below:  # above a picture
             below[0].sender = ln.text
             continue
+        if ocr_text.is_receipt(ln.text) and any(
+            (0 <= b.box[0] - ln.box[2] <= 16 * dp or 0 <= ln.box[0] - b.box[2] <= 16 * dp)
+            and b.box[1] <= ln.cy <= b.box[3]
+            for b in messages
+        ):
+            continue  # LINE's "Read" beside the user's bubble, over its time: chrome
         if ocr_text.is_time(ln.text):
             beside = [
                 b

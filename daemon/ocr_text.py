@@ -72,6 +72,14 @@ def without_edited(text: str, before_time: bool = False) -> str:
 _EDITED_END: Final = re.compile(r"\s*\b(?:edited|已编辑|已編輯|編集済み)$", re.I)
 
 
+def is_receipt(text: str) -> bool:
+    """A read receipt beside a bubble: LINE's "Read" ("Read 3" in a group), 既読, 已读."""
+    return RECEIPT.match(text.strip()) is not None
+
+
+RECEIPT: Final = re.compile(r"^(read|seen|delivered|既読|已读|已讀)(\s*\d{1,3})?$", re.I)
+
+
 def is_forwarded(text: str) -> bool:
     return FORWARDED.match(text.strip()) is not None
 

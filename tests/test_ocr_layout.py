@@ -1206,6 +1206,41 @@ def test_a_thread_message_s_edited_label_is_not_its_text() -> None:
     assert "Booked it" in [b["text"] for b in step["bubbles"]]
 
 
+def test_a_short_bubble_at_one_edge_whose_text_sits_mid_screen_is_no_pill() -> None:
+    """Dev seed 53 (39-messenger): 'Saturday?' under a quote in a wide
+    bubble at the right edge happened to be centred on the screen and was
+    taken for a date pill; the bubble came back as a photo without text."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (264, 500, 704, 580), GREEN)  # at the right edge, its text mid-screen
+    lines = [
+        inked(image, line(40, 318, 380, 352, "hi")),
+        inked(image, line(300, 522, 420, 558, "Saturday?")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["side"], b["text"]) for b in step["bubbles"]] == [
+        ("left", "hi"),
+        ("right", "Saturday?"),
+    ]
+
+
+@pytest.mark.parametrize("receipt", ["Read", "Read 3", "既読", "已读"])
+def test_a_read_receipt_beside_a_bubble_is_not_a_message(receipt: str) -> None:
+    """LINE's "Read" over the time left of the user's bubble; its OCR box
+    may be as tall as a message's (dev seeds 51 and 52)."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (300, 400, 700, 470), GREEN)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "hi")),
+        inked(image, line(320, 418, 680, 452, "OK")),
+        inked(image, line(200, 404, 286, 460, receipt), (150, 150, 150)),
+        inked(image, line(220, 446, 290, 466, "12:30"), (150, 150, 150)),
+    ]
+    step, _ = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["hi", "OK"]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
