@@ -76,12 +76,17 @@ class Message:
 
 
 def rows_of(lines: list[Line]) -> list[list[Line]]:
-    """Rows top to bottom (a piece joins a row whose first piece's centre is
-    within half its height), pieces of a row left to right; the bubble
-    layout's rows too."""
+    """Rows top to bottom (a piece joins a row whose tallest piece's centre
+    is within half its height, or sits inside it when that piece is small: a
+    status emoji read as two stacked pieces beside a name), pieces of
+    a row left to right; the bubble layout's rows too."""
     rows: list[list[Line]] = []
     for line in sorted(lines, key=lambda ln: ln.cy):
-        if rows and abs(line.cy - rows[-1][0].cy) < 0.5 * max(line.height, 1):
+        anchor = max(rows[-1], key=lambda ln: ln.height) if rows else None
+        if anchor is not None and (
+            abs(line.cy - anchor.cy) < 0.5 * max(line.height, 1)
+            or (anchor.height < 0.7 * line.height and line.box[1] <= anchor.cy <= line.box[3])
+        ):
             rows[-1].append(line)
         else:
             rows.append([line])
@@ -91,25 +96,54 @@ def rows_of(lines: list[Line]) -> list[list[Line]]:
 def _name_row(
     row: list[Line], dp: float, avatar: Callable[[Line], bool] | None = None
 ) -> tuple[str, str] | None:
-    """(name, time) when the row is a message's head: a name, then a time.
-    A name and a time read as one piece ("Alex Kim 1:30 PM") heads a message
-    only with an avatar left of it (when ``avatar`` can tell): a text that
-    ends in a time ("See you at 10:30") is no name row."""
+    """(name, time) when the row is a message's head: a name, then a time;
+    between them a status emoji or an app's "APP" badge may be read as a
+    short piece ("*", "July*", "APP"), and after the name as junk in its
+    piece, which the name loses (``_clean_name``). A name and a time read as
+    one piece ("Alex Kim 1:30 PM") heads a message only with an avatar left
+    of it (when ``avatar`` can tell): a text that ends in a time ("See you
+    at 10:30") is no name row."""
     first = row[0]
     if first.box[0] < MIN_COLUMN_DP * dp:
         return None
-    if len(row) >= 2 and ocr_text.is_time(row[1].text):
-        if -4 * dp <= row[1].box[0] - first.box[
-            2
-        ] <= NAME_GAP_DP * dp and not ocr_text.HAS_TIME.search(first.text):
-            return first.text.strip(), ocr_text.split_time(row[1].text)[1] or ""
+    at = next((i for i, ln in enumerate(row) if i and ocr_text.is_time(ln.text)), None)
+    if at is not None:
+        between = row[1:at]
+        if (
+            all(len(ln.text.strip()) <= 8 for ln in between)
+            and -4 * dp <= row[at].box[0] - row[at - 1].box[2] <= NAME_GAP_DP * dp
+            and row[at].box[0] - first.box[2] <= (NAME_GAP_DP + 48) * dp
+            and not ocr_text.HAS_TIME.search(first.text)
+            and _clean_name(first.text)
+        ):
+            return _clean_name(first.text), ocr_text.split_time(row[at].text)[1] or ""
         return None
     before, time = ocr_text.split_time(first.text)
-    if time is not None and before and len(row) == 1 and len(before) <= 32:
+    if time is not None and before and len(row) == 1 and len(before) <= 40:
         if avatar is not None and not avatar(first):
             return None
-        return before, time
+        return (_clean_name(before) or None) and (_clean_name(before), time)
     return None
+
+
+# Where a status emoji or a badge read as text starts after a name: a
+# symbol, or a quote mark after a space ("Alex Kim 'July\"", "Mia $").
+_NAME_JUNK: Final = re.compile(r"\s*(?:[*$\u2018\u2019\"\u201c\u201d#@!?%&^~|<>()\[\]{}:;]|\s')")
+
+
+def _clean_name(text: str) -> str:
+    """A sender's name without what PP-OCR read of the status emoji or the
+    "APP" badge after it: "Alex Kim *s" → "Alex Kim", "Jira APP" → "Jira"."""
+    text = text.strip()
+    junk = _NAME_JUNK.search(text)
+    if junk is not None:
+        cut = junk.start()
+        after = text[junk.end() : junk.end() + 1]
+        attached = cut and not text[cut].isspace() and text[cut - 1].isalnum()
+        if attached and not after.isalpha():  # "July*": the word goes too
+            cut = text.rfind(" ", 0, cut) + 1 or cut
+        text = text[:cut]
+    return re.sub(r"\s+APP$", "", text).strip()
 
 
 def column(

@@ -1241,6 +1241,40 @@ def test_a_read_receipt_beside_a_bubble_is_not_a_message(receipt: str) -> None:
     assert [b["text"] for b in step["bubbles"]] == ["hi", "OK"]
 
 
+@pytest.mark.parametrize(
+    ("pieces", "sender"),
+    [
+        ([("Alex Kim *s", 112, 260)], "Alex Kim"),  # a status emoji read into the name's piece
+        ([("Alex Kim", 112, 230), ("July*", 234, 252)], "Alex Kim"),  # or as a piece of its own
+        ([("Jira", 112, 170), ("APP", 200, 266)], "Jira"),  # an app's badge
+        (  # a calendar emoji read as two small stacked pieces
+            [("Alex Kim", 112, 230), ("'July\"", 234, 258, 512, 530), ("17", 234, 258, 530, 548)],
+            "Alex Kim",
+        ),
+    ],
+)
+def test_a_name_row_with_a_status_emoji_or_a_badge_still_heads_its_message(
+    pieces: list[tuple[Any, ...]], sender: str
+) -> None:
+    """Dev seeds 51-53 (15b's renderer draws status emoji and APP badges):
+    the name row was not one, its message joined the one above."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 500]
+    rect(image, (0, 500, W, 800), (255, 255, 255))
+    rect(image, (24, 520, 96, 592), (30, 136, 229))
+    for piece in pieces:
+        text, x1, x2 = piece[:3]
+        y1, y2 = piece[3:] if len(piece) > 3 else (518, 550)
+        lines.append(inked(image, line(x1, y1, x2, y2, text)))
+    lines += [
+        inked(image, line(276, 522, 380, 546, "1:32 PM")),
+        inked(image, line(112, 562, 560, 596, "Booked the table for 8")),
+    ]
+    step, _ = read(image, lines)
+    got = [(b["sender"], b.get("time"), b["text"]) for b in step["bubbles"]]
+    assert got[-1] == (sender, "1:32 PM", "Booked the table for 8")
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
