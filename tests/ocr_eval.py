@@ -78,11 +78,20 @@ _EMOJI = re.compile("[\U0001f000-\U0001ffff\u2600-\u27bf\ufe0f\u200d]")
 _JOINERS = re.compile("[\ufe0f\u200d]")
 
 
+_ELLIPSIS = re.compile(r"(\.\.\.|…|[·・]{2,})$")
+
+
 def same_name(a: str | None, b: str | None) -> bool:
-    """Two names or quoted texts read alike: normalised, spaces and case aside."""
+    """Two names or quoted texts read alike: normalised, spaces and case
+    aside, a shortened quote's ending ellipsis whether read as "…", "..."
+    or "···"."""
     if a is None or b is None:
         return a is b
-    return normalise(a).replace(" ", "").lower() == normalise(b).replace(" ", "").lower()
+
+    def key(text: str) -> str:
+        return _ELLIPSIS.sub("…", normalise(text).replace(" ", "").lower())
+
+    return key(a) == key(b)
 
 
 def normalise(text: str, emoji: bool = False) -> str:

@@ -62,27 +62,27 @@ MAX_CER = 0.002
 MAX_INVENTED = 1
 
 # tests/data/apps: 67 screenshots, 471 bubbles (README has the table): the
-# levels reached at 835c5bc's reader with the 13 s11-* shots that draw what
+# levels reached at 4a56810's reader with the 13 s11-* shots that draw what
 # real apps vary (render_apps.py, seed 11). kind is without the sticker
-# allowance (33 emoji-only texts came back as empty stickers: kind* 1.000);
-# CER counts the text read on bubbles that have none (junk: 6 characters,
-# "Edited" read as an emoji-only bubble's text); user is participants.user
-# (the signed-in user is in view on 7 Slack shots, named on 3).
+# allowance (36 emoji-only texts came back as empty stickers: kind* 0.998);
+# CER counts the text read on bubbles that have none (junk, none here);
+# user is participants.user (the signed-in user is in view on 7 Slack
+# shots, 5 of them channels where no pixel says which sender is theirs).
 APP_FLOORS = {
-    "recall": 0.978,
-    "precision": 0.978,
-    "side": 0.98,
+    "recall": 0.98,
+    "precision": 0.974,
+    "side": 0.978,
     "order": 1.0,
-    "talker": 0.97,
-    "user": 0.428,
+    "talker": 0.985,
+    "user": 0.285,
     "time": 0.989,
-    "sender": 0.896,
+    "sender": 0.944,
     "quote": 0.714,
-    "kind": 0.928,
-    "kind_sticker": 1.0,
+    "kind": 0.919,
+    "kind_sticker": 0.997,
 }
-APP_MAX = {"cer": 0.0178, "cer_emoji": 0.0296}
-APP_MAX_COUNTS = {"chrome": 0, "junk": 6, "excused": 4, "invented": 0}
+APP_MAX = {"cer": 0.0073, "cer_emoji": 0.0199}
+APP_MAX_COUNTS = {"chrome": 0, "junk": 0, "excused": 4, "invented": 0}
 # Each app on its own: the issue's targets, except where the level reached
 # is below them (floors at that level; README says why).
 PER_APP_FLOORS = {
@@ -95,22 +95,10 @@ PER_APP_FLOORS = {
 }
 PER_APP_MAX_CER = 0.005
 BELOW_TARGET: dict[str, dict[str, float]] = {
-    # the s11 threads: code blocks and file cards out of the message's box,
-    # the signed-in user's messages in channels on the talker's side, a
-    # private channel read as a DM, "(edited)" in the text, "Jira APP" and
-    # "AlexKim" as senders, an emoji-only follow-up missed
-    "slack": {
-        "recall": 0.9,
-        "precision": 0.9,
-        "side": 0.9,
-        "talker": 0.857,
-        "sender": 0.855,
-        "cer": 0.0488,
-    },
-    # "Edited" and "Forwarded" read as part of the text
-    "whatsapp-dark": {"cer": 0.0255},
-    "whatsapp-light": {"cer": 0.0228},
-    "telegram": {"cer": 0.0057},  # "edited" read as part of the text
+    # the s11 threads: code blocks and file cards out of the message's box
+    # (a file card returned as an empty bubble of its own), the signed-in
+    # user's messages in channels on the talker's side, "(edited)" in the text
+    "slack": {"recall": 0.91, "precision": 0.883, "side": 0.89, "cer": 0.03},
 }
 
 
@@ -276,6 +264,16 @@ def test_the_scorer_scores_quotes_the_user_and_invented_fields() -> None:
     assert (score.sent, score.sender_invented, f["sender"]) == (0, 1, 0.0)
     assert (score.users, score.user_ok, f["user"]) == (1, 0, 0.0)
     assert "shot: user None for 'Alex Kim'" in score.misses
+
+
+def test_a_shortened_quote_matches_whatever_its_ellipsis_is_read_as() -> None:
+    """Seed 12: '…' at the end of a shortened quote read as '···'."""
+    from tests.ocr_eval import same_name
+
+    assert same_name("这个方案整体没问题，预算那部分还要···", "这个方案整体没问题，预算那部分还要…")
+    assert same_name("Can you send me the slides f...", "Can you send me the slides f…")
+    assert not same_name("这个方案整体没问题", "这个方案整体没问题，预算那部分还要…")
+    assert not same_name(None, "You")
 
 
 def test_the_name_is_the_talker_and_the_group_together() -> None:
