@@ -50,7 +50,8 @@ EMOJI_DP: Final = 24  # a jumbo emoji alone at the column is this tall at least
 # (A reaction's count sits right of the column, after its emoji: a bare
 # number at the column is a message, "2" or "100".)
 THREAD_CHROME: Final = re.compile(
-    r"^(\d+\s*(repl(y|ies)|条回复|回复)\b.*|last reply\b.*|view thread)$",
+    r"^(\d+\s*(repl(y|ies)|条回复|回复)\b.*|last reply\b.*|view thread"
+    r"|\S\s+\d{1,3})$",  # a reaction's pill at the column: its emoji read as a letter, its count
     re.I,
 )
 CUT_ROW: Final = 0.75  # a row under this share of the column's text height: the bar hides the rest
@@ -111,8 +112,8 @@ def _name_row(
         between = row[1:at]
         if (
             all(len(ln.text.strip()) <= 8 for ln in between)
-            and -4 * dp <= row[at].box[0] - row[at - 1].box[2] <= NAME_GAP_DP * dp
-            and row[at].box[0] - first.box[2] <= (NAME_GAP_DP + 48) * dp
+            and -4 * dp <= row[at].box[0] - row[at - 1].box[2]
+            and row[at].box[0] - first.box[2] <= (NAME_GAP_DP + 48) * dp  # an emoji unread
             and not ocr_text.HAS_TIME.search(first.text)
             and _clean_name(first.text)
         ):

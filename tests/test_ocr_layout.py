@@ -1275,6 +1275,25 @@ def test_a_name_row_with_a_status_emoji_or_a_badge_still_heads_its_message(
     assert got[-1] == (sender, "1:32 PM", "Booked the table for 8")
 
 
+def test_a_name_row_whose_status_emoji_is_not_read_and_a_reaction_at_the_column() -> None:
+    """Dev seed 51: the time 26 dp after the name (an emoji between, not read)
+    made no name row, and a reaction's pill at the column read as '滤 2'
+    became text."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 500]
+    rect(image, (0, 500, W, 800), (255, 255, 255))
+    rect(image, (24, 520, 96, 592), (30, 136, 229))
+    lines += [
+        inked(image, line(112, 518, 230, 550, "Alex Kim")),
+        inked(image, line(290, 522, 394, 546, "1:32 PM")),  # 30 dp after the name
+        inked(image, line(112, 562, 560, 596, "Booked the table for 8")),
+        inked(image, line(116, 610, 176, 640, "滤 2")),  # 👍 2 under it
+    ]
+    step, _ = read(image, lines)
+    got = [(b["sender"], b.get("time"), b["text"]) for b in step["bubbles"]]
+    assert got[-1] == ("Alex Kim", "1:32 PM", "Booked the table for 8")
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
