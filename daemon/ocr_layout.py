@@ -505,17 +505,28 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
 
     x0 = ocr_thread.column(loose, dp, width, avatar_at)
     if x0 is not None:  # a thread without bubbles (Slack-like)
-        # Text in a filled box at the column (a code block, a link card): not
-        # read as a message, counted (a date divider's, a reaction's are chrome).
-        boxed = [
-            ln
+        # A filled box at the column under a message: a code block (its text is
+        # the message's) or a file card (an icon's square at its left). Other
+        # text in filled boxes is counted (a date divider's, a reaction's are chrome).
+        def text_of(b: Bubble) -> list[Line]:
+            return [
+                ln
+                for ln in b.lines
+                if ln.box[0] >= x0 - ocr_thread.COLUMN_DP * dp
+                and not ocr_text.is_date(ln.text)
+                and not ocr_thread.THREAD_CHROME.match(ln.text.strip())
+                and not ln.text.strip().lstrip("+").isdigit()
+            ]
+
+        cards = [
+            ocr_thread.Card(b.box, text_of(b), px.icon_left(image, b.box))
             for b in found
-            for ln in b.lines
-            if ln.box[0] >= x0 - ocr_thread.COLUMN_DP * dp
-            and not ocr_text.is_date(ln.text)
-            and not ocr_thread.THREAD_CHROME.match(ln.text.strip())
-            and not ln.text.strip().lstrip("+").isdigit()
+            if text_of(b)
+            and abs(b.box[0] - x0) <= 2 * ocr_thread.COLUMN_DP * dp
+            and b.box[3] - b.box[1] >= 26 * dp
         ]
+        carded = {id(ln) for card in cards for ln in card.lines}
+        boxed = [ln for b in found for ln in text_of(b) if id(ln) not in carded]
         return _thread_step(
             loose,
             x0,
@@ -528,6 +539,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             lambda top, bottom: px.ink_blobs(
                 image, (round(x0 - 8 * dp), round(top), width - round(4 * dp), round(bottom)), paper
             ),
+            cards,
         )
     heights = sorted(ln.height for b in found for ln in b.lines)
     typical = heights[len(heights) // 2] if heights else 0
@@ -726,6 +738,7 @@ def _thread_step(
     dropped: int,
     avatar: Callable[[Line], bool] | None = None,
     ink: Callable[[float, float], list[Box]] | None = None,
+    cards: list[ocr_thread.Card] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """``read`` for a thread without bubbles (``daemon/ocr_thread.py``)."""
     dp = width / 360
@@ -733,7 +746,9 @@ def _thread_step(
     first = min((ln.box[1] for ln in rows), default=height)
     header = [ln for ln in loose if ln.cy < min(first, HEADER_MAX_DP * dp)]
     body = [ln for ln in loose if ln.cy >= min(first, HEADER_MAX_DP * dp)]
-    items, participants, _, more = ocr_thread.read(body, header, x0, dp, frame.bottom, avatar, ink)
+    items, participants, _, more = ocr_thread.read(
+        body, header, x0, dp, frame.bottom, avatar, ink, cards or []
+    )
     talker_side: Side = "left" if user_side == "right" else "right"
     for item in items:
         item["side"] = user_side if item["speaker"] == "user" else talker_side

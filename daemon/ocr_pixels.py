@@ -375,3 +375,18 @@ def ink_blobs(image: Image, region: Box, paper: RGB) -> list[Box]:
             )
         )
     return out
+
+
+def icon_left(image: Image, box: Box) -> bool:
+    """A file card: a square of saturated colour (the file type's icon)
+    14 to 40 dp inside its left edge; a code block has text there, whose
+    strokes fill no such square, however coloured."""
+    dp = image.shape[1] / 360
+    cy = (box[1] + box[3]) // 2
+    x1, x2 = round(box[0] + 14 * dp), round(box[0] + 40 * dp)
+    y1, y2 = round(cy - 12 * dp), round(cy + 12 * dp)
+    patch = image[max(0, y1) : y2, max(0, x1) : x2].astype(np.int16)
+    if patch.size == 0:
+        return False
+    saturated = (patch.max(axis=2) - patch.min(axis=2)) >= INK_SATURATION
+    return bool(saturated.mean() >= 0.6)  # (the type's label on the icon is white)

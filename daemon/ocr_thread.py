@@ -74,6 +74,17 @@ class Message:
     time: str | None = None
     headed: bool = False  # starts with its name row
     drawn: Box | None = None  # what is drawn under its name and no OCR line reads (an emoji)
+    cards: list[Card] = field(default_factory=list)  # its code blocks and file cards
+
+
+@dataclass(slots=True)
+class Card:
+    """A filled box under a message at the column: a code block (its text
+    is typed text, the message's) or a file card (``file``: an icon's square)."""
+
+    box: Box
+    lines: list[Line]
+    file: bool
 
 
 def rows_of(lines: list[Line]) -> list[list[Line]]:
@@ -178,6 +189,7 @@ def read(
     bottom: float,
     avatar: Callable[[Line], bool] | None = None,
     ink: Callable[[float, float], list[Box]] | None = None,
+    cards: list[Card] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str | None], bool, int]:
     """The messages (``bbox``, ``text``, ``kind``, ``sender``, ``time``, and
     ``speaker``/``side``), the participants, whether it is a group, and the
@@ -216,14 +228,22 @@ def read(
             last.rows.append(row)
         else:
             messages.append(Message(rows=[row], sender=last.sender))
+    for card in sorted(cards or [], key=lambda c: c.box[1]):
+        above = [m for m in messages if any(r and r[0].box[1] < card.box[1] for r in m.rows)]
+        if above:
+            above[-1].cards.append(card)
+        else:
+            dropped += len(card.lines)  # under the header: whose, not sure
     if ink is not None and rows:
-        _place_drawn(messages, _drawn(lines, x0, dp, bottom, ink), pitch)
+        spans = lines + [ln for card in cards or [] for ln in card.lines]
+        _place_drawn(messages, _drawn(spans, x0, dp, bottom, ink), pitch)
     heights = sorted(r[0].height for m in messages for r in m.rows[1 if m.headed else 0 :] if r)
     typical = heights[len(heights) // 2] if heights else 0
     out = []
     for i, message in enumerate(messages):
         rows = [r for r in message.rows if r]
         boxes = [ln.box for r in rows for ln in r] + ([message.drawn] if message.drawn else [])
+        boxes += [card.box for card in message.cards]
         box = [min(b[0] for b in boxes), min(b[1] for b in boxes)]
         box += [max(b[2] for b in boxes), max(b[3] for b in boxes)]
         last_row = rows[-1][0] if rows else None
@@ -232,6 +252,7 @@ def read(
             and box[3] > bottom - 48 * dp
             and last_row is not None
             and message.drawn is None
+            and not message.cards
             and last_row.height < CUT_ROW * typical
         ):
             dropped += sum(len(r) for r in rows)
@@ -239,10 +260,18 @@ def read(
         body = rows[1:] if message.headed else rows
         text = ocr_text.join([ocr_text.join([ln.text for ln in r]) for r in body]).strip()
         text = ocr_text.without_edited(text)
+        code = [
+            ocr_text.join([ocr_text.join([ln.text for ln in r]) for r in rows_of(card.lines)])
+            for card in message.cards
+            if not card.file
+        ]
+        text = "\n".join(part for part in (text, *code) if part)
         item: dict[str, Any] = {"text": text, "sender": message.sender}
         if message.time is not None:
             item["time"] = message.time
-        if not body:  # an emoji PP-OCR cannot read, under its name or alone
+        if any(card.file for card in message.cards):
+            item["kind"] = "file"  # its typed text, or none
+        elif not text:  # an emoji PP-OCR cannot read, under its name or alone
             if message.drawn is None:  # nothing drawn under the name: not sure what
                 dropped += sum(len(r) for r in rows)
                 continue

@@ -928,21 +928,49 @@ def test_a_thread_message_that_is_a_number_is_a_message(text: str) -> None:
     assert dropped == 0
 
 
-def test_text_in_a_filled_box_in_a_thread_is_counted() -> None:
-    """T3: a code block or a link card (a filled box) under a message is no
-    message of its own here; its text was dropped without being counted."""
+def test_a_code_block_under_a_thread_message_is_its_text_and_other_boxed_text_is_counted() -> None:
+    """T3: a code block (a filled box at the column) was dropped without
+    being counted; then counted; its code is what the sender typed (15b's
+    truth), so it is the message's text. Text in a filled box that does not
+    start at the column is still counted, not read."""
     image = paper()
     lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
     rect(image, (0, 600, W, 800), (255, 255, 255))  # the rest of the thread gone
     rect(image, (112, 600, 640, 690), (250, 250, 250))
     lines.append(inked(image, line(130, 626, 560, 660, "npm run build --prod")))
+    rect(image, (300, 700, 640, 780), (250, 250, 250))  # a box elsewhere
+    lines.append(inked(image, line(320, 722, 600, 756, "a preview")))
     step, dropped = read(image, lines)
     assert [b["text"] for b in step["bubbles"]] == [
         "Did you see the game last night?",
         "Just got home",
-        "Booked the table for 8",
+        "Booked the table for 8\nnpm run build --prod",
     ]
+    assert step["bubbles"][-1]["bbox"][3] >= 690  # the block is in the message's box
     assert dropped == 1
+
+
+def test_a_file_card_makes_a_thread_message_a_file() -> None:
+    """A bordered box at the column with the file type's coloured square
+    at its left: ``kind`` file, the typed text (or none), not the card's
+    name and size as text."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, 800), (255, 255, 255))
+    rect(image, (112, 604, 612, 712), (250, 250, 250))  # the card
+    rect(image, (130, 622, 202, 694), (229, 57, 53))  # its icon
+    lines += [
+        inked(image, line(140, 648, 190, 668, "PDF"), (255, 255, 255)),
+        inked(image, line(220, 620, 480, 652, "Q3-report.pdf")),
+        inked(image, line(220, 662, 400, 690, "PDF · 2 MB"), (120, 120, 120)),
+    ]
+    step, _ = read(image, lines)
+    last = step["bubbles"][-1]
+    assert (last["sender"], last.get("kind"), last["text"]) == (
+        "Priya Shah",
+        "file",
+        "Booked the table for 8",
+    )
 
 
 @pytest.mark.parametrize("sender", ["PriyaShah", "priya shah", "Priya"])
