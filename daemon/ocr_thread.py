@@ -306,10 +306,11 @@ def read(
 
 def _pitch(rows: list[list[Line]]) -> float:
     """A text row's step at the column (a follow-up starts further down):
-    the median of the steps between two rows that are rows apart (at
+    the lower median of the steps between two rows that are rows apart (at
     least 0.8 of a row's height: one row read as two boxes is not a step),
-    among the shortest ones (within 1.25 of the shortest: a follow-up's
-    wider steps do not count, however many there are)."""
+    among the shortest ones (within 1.15 of the shortest: a follow-up's
+    wider steps do not count, however many there are, nor a name row's to
+    its text where it is wider than a text row's)."""
     heights = sorted(r[0].height for r in rows)
     if not heights:
         return 0.0
@@ -318,8 +319,8 @@ def _pitch(rows: list[list[Line]]) -> float:
     steps = sorted(s for s in steps if s >= 0.8 * height)
     if not steps:
         return 0.0
-    near = [s for s in steps if s <= 1.25 * steps[0]]
-    return float(near[len(near) // 2])
+    near = [s for s in steps if s <= 1.15 * steps[0]]
+    return float(near[(len(near) - 1) // 2])  # the lower median
 
 
 def _drawn(

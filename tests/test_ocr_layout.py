@@ -1322,6 +1322,27 @@ def test_a_name_row_whose_status_emoji_is_not_read_and_a_reaction_at_the_column(
     assert got[-1] == ("Alex Kim", "1:32 PM", "Booked the table for 8")
 
 
+def test_a_name_rows_wider_step_to_its_text_is_not_the_text_pitch() -> None:
+    """Dev seed 53 (42-slack at 1080 px): text rows 60 px apart, a name row
+    75 px above its text, a follow-up 85 px below the row above: the
+    shortest steps within 1.25 took in the name's, and the follow-up joined."""
+    image = paper()
+    lines = thread_lines(image, "# general", "12 members")
+    lines = swap(image, lines, "Alex Kim", line(112, 250, 260, 282, "Alex Kim"))
+    lines = swap(image, lines, "1:30 PM", line(276, 254, 380, 278, "1:30 PM"))
+    lines = [ln for ln in lines if ln.box[1] not in (518, 522)]  # Priya's first name row
+    lines = swap(image, lines, "Just got home", line(112, 396, 420, 430, "Just got home"))
+    lines += [
+        inked(image, line(112, 509, 280, 541, "Priya Shah")),  # 53 px over its text
+        inked(image, line(296, 513, 400, 537, "1:32 PM")),
+    ]
+    step, _ = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]][:2] == [
+        "Did you see the game last night?",
+        "Just got home",
+    ]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
