@@ -456,7 +456,8 @@ def _avatar(bubble: Bubble, dp: float) -> bool:
     if square and edge and max(w, h) <= 50 * dp and not any(ch.isalnum() for ch in text):
         return True  # a picture avatar beside the bubbles, a shape in it read as "！"
     texts = [ocr_text.header_text(ln.text) for ln in bubble.lines]
-    return bubble.box[3] < HEADER_MAX_DP * dp and all(ocr_text.is_badge(t) for t in texts)
+    small = max(w, h) <= 30 * dp  # a badge; a bubble saying "3" is taller
+    return small and bubble.box[3] < HEADER_MAX_DP * dp and all(ocr_text.is_badge(t) for t in texts)
 
 
 def _name(header: list[Line]) -> tuple[str | None, bool]:

@@ -1343,6 +1343,20 @@ def test_a_name_rows_wider_step_to_its_text_is_not_the_text_pitch() -> None:
     ]
 
 
+def test_a_bubble_saying_a_number_under_the_header_is_no_unread_badge() -> None:
+    """Dev seed 52 (19-wechat): a bubble '3' 34 dp tall in the top 170 dp
+    was taken for the back button's unread badge and lost."""
+    image = canvas()
+    rect(image, (460, 260, 524, 328), GREEN)  # '3', right under the header
+    rect(image, (40, 360, 400, 430), WHITE)
+    lines = [
+        inked(image, line(480, 276, 504, 312, "3")),
+        inked(image, line(60, 378, 380, 412, "ok")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["side"], b["text"]) for b in step["bubbles"]] == [("right", "3"), ("left", "ok")]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
