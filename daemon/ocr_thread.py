@@ -280,6 +280,7 @@ def read(
         item["bbox"] = [box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad]
         out.append(item)
     title, group = _title(header)
+    _one_spelling(out, title)
     # A direct message shows it: the header's person writes in it, or their
     # presence is under the name. A private channel has neither (a lock
     # PP-OCR drops instead of "#", a topic instead of "N members").
@@ -363,6 +364,20 @@ def _place_drawn(messages: list[Message], drawn: list[Box], pitch: float) -> Non
                 message.drawn = box
                 continue
         messages.insert(i + 1, Message(rows=[], sender=message.sender, drawn=box))
+
+
+def _one_spelling(items: list[dict[str, Any]], title: str | None) -> None:
+    """A sender's name as the screenshot spells it best: PP-OCR drops the
+    space in one row ("AlexKim") and not in another, or in the header."""
+    names = [str(item["sender"]) for item in items if item["sender"]] + [title or ""]
+    best: dict[str, str] = {}
+    for name in names:
+        key = re.sub(r"[\W_]", "", name).casefold()
+        if key and (key not in best or name.count(" ") > best[key].count(" ")):
+            best[key] = name
+    for item in items:
+        if item["sender"]:
+            item["sender"] = best[re.sub(r"[\W_]", "", item["sender"]).casefold()]
 
 
 def same_person(sender: str | None, title: str | None) -> bool:
