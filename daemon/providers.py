@@ -104,14 +104,17 @@ the side the layout gives its speaker. Only message bubbles are bubbles: leave
 out the status bar, the header, date pills, timestamps, system notices, the
 keyboard and the input field (its placeholder or an unsent draft). A bubble's
 text is what its sender typed, exactly as written: not its time or read ticks,
-not the sender's name, not a quoted message. A photo, voice note, sticker or
-file has its kind and empty text; a message of emoji only is its emoji.
+not the sender's name, not a quoted message, not an "Edited" or "Forwarded"
+label. A photo, voice note or sticker has its kind and empty text, a file its
+kind and the text typed with it (or none); a message of emoji only is its
+emoji; a code block's code is part of its message's text.
 In a thread without bubbles (Slack-like: avatar, bold name, time, text rows)
 each message is a bubble: its bbox covers its name row and text rows, sender is
 the bold name (also on a follow-up drawn without it), time as shown; reply
 counts ("3 replies"), reactions and dividers are not messages. There the side
 follows the speaker: in a direct message the person the header names is the
-talker (left) and the other sender the user (right); in a channel or a thread
+talker (left) and the other sender the user (right) (a header with a lock and
+a topic is a private channel, not a direct message); in a channel or a thread
 view every message is the talker's unless it is plainly the app user's own,
 and group is the channel's name."""
 

@@ -776,6 +776,9 @@ def test_the_prompt_asks_the_models_for_threads_as_the_local_layout_reads_them()
         "reply counts",
         "in a direct message the person the header names is the talker (left)",
         "group is the channel's name",
+        "a code block's code is part of its message's text",  # as ocr_thread reads them
+        "a private channel, not a direct message",
+        'not an "Edited" or "Forwarded" label',
     ):
         assert said in prompt, said
 
