@@ -466,7 +466,7 @@ def _name(header: list[Line]) -> tuple[str | None, bool]:
     for ln in header:
         text = ocr_text.header_text(ln.text)
         if (
-            any(ch.isalnum() for ch in ocr_text.name_of(text)[0])
+            any(ch.isalpha() for ch in ocr_text.name_of(text)[0])  # ".23": a badge, no name
             and not ocr_text.is_badge(text)
             and not ocr_text.is_initials(text)
             and not ocr_text.HAS_TIME.search(text)

@@ -1371,6 +1371,21 @@ def test_a_sender_is_spelt_as_the_screenshot_spells_it_best() -> None:
     assert [b["sender"] for b in step["bubbles"]][2:] == ["Priya Shah", "Priya Shah"]
 
 
+def test_a_badge_read_with_a_dot_is_not_the_talkers_name() -> None:
+    """Dev seed 52: the back button's '23' read as '.23', a pixel taller than
+    the name, was the talker."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    lines = [
+        inked(image, line(195, 118, 408, 150, "Emma Wilson")),
+        inked(image, line(39, 132, 93, 165, ".23")),
+        inked(image, line(191, 152, 388, 184, "last seen recently")),
+        inked(image, line(40, 318, 380, 352, "hi")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == "Emma Wilson"
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
