@@ -39,6 +39,7 @@ shots) takes 9 to 26 s by the load.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -61,28 +62,33 @@ MAX_CER = 0.002
 # One invented field: 26-dark-720's date stamp "Mon 14:05" given as a sender.
 MAX_INVENTED = 1
 
-# tests/data/apps: 67 screenshots, 471 bubbles (README has the table): the
-# levels reached at 4a56810's reader with the 13 s11-* shots that draw what
-# real apps vary (render_apps.py, seed 11). kind is without the sticker
-# allowance (36 emoji-only texts came back as empty stickers: kind* 0.998);
-# CER counts the text read on bubbles that have none (junk, none here);
-# user is participants.user (the signed-in user is in view on 7 Slack
-# shots, 5 of them channels where no pixel says which sender is theirs).
+# tests/data/apps: 74 screenshots, 527 bubbles (README has the table): the
+# levels reached at 52b377d's reader with the shots that draw what real
+# apps vary (render_apps.py: s11-* seed 11; s13-*, s14-*, s20-* captions,
+# reactions, receipts, unread bands). kind is without the sticker allowance
+# (43 emoji-only texts came back as empty stickers: kind* 0.994); CER counts
+# the text read on bubbles that have none (junk, none here); user is
+# participants.user (the signed-in user is in view on 7 Slack shots, 5 of
+# them channels where no pixel says which sender is theirs).
 APP_FLOORS = {
-    "recall": 0.98,
-    "precision": 0.974,
-    "side": 0.978,
+    "recall": 0.996,
+    "precision": 0.994,
+    "side": 0.979,
     "order": 1.0,
-    "talker": 0.985,
+    "talker": 0.986,
     "user": 0.285,
-    "time": 0.989,
-    "sender": 0.944,
+    "time": 1.0,
+    "sender": 0.992,
     "quote": 0.714,
-    "kind": 0.919,
-    "kind_sticker": 0.997,
+    "kind": 0.912,
+    "kind_sticker": 0.994,
 }
-APP_MAX = {"cer": 0.0073, "cer_emoji": 0.0199}
-APP_MAX_COUNTS = {"chrome": 0, "junk": 0, "excused": 4, "invented": 0}
+APP_MAX = {"cer": 0.0008, "cer_emoji": 0.0136}
+APP_MAX_COUNTS = {"junk": 0, "excused": 7, "invented": 0}
+# Chrome returned as a message: none but this one (iMessage's receipt under
+# the last bubble read as the user's message); any other fails.
+KNOWN_CHROME = {"s13-30-imessage-dark-1080.png: CHROME 'Delivered'"}
+BOX = re.compile(r" [\[(][-\d, ]+[\])]$")  # a miss's box, after its text
 # Each app on its own: the issue's targets, except where the level reached
 # is below them (floors at that level; README says why).
 PER_APP_FLOORS = {
@@ -95,10 +101,12 @@ PER_APP_FLOORS = {
 }
 PER_APP_MAX_CER = 0.005
 BELOW_TARGET: dict[str, dict[str, float]] = {
-    # the s11 threads: code blocks and file cards out of the message's box
-    # (a file card returned as an empty bubble of its own), the signed-in
-    # user's messages in channels on the talker's side, "(edited)" in the text
-    "slack": {"recall": 0.91, "precision": 0.883, "side": 0.89, "cer": 0.03},
+    # the signed-in user's messages in Slack channels are on the talker's
+    # side: no pixel says which sender is the one signed in
+    "slack": {"side": 0.89},
+    # s13-06: two emoji-only bubbles with a reaction under each read as one
+    # empty bubble, twice; "+1" read empty; "Standupmoved to9:30"
+    "whatsapp-dark": {"recall": 0.962, "precision": 0.962, "cer": 0.0056},
 }
 
 
@@ -139,7 +147,7 @@ def test_quality_on_the_synthetic_screenshots(readings: dict[str, list[Reading]]
 
 
 def test_quality_on_screenshots_drawn_like_the_apps(readings: dict[str, list[Reading]]) -> None:
-    assert len(readings["apps"]) >= 67
+    assert len(readings["apps"]) >= 74
     total = Score()
     per_app: dict[str, Score] = defaultdict(Score)
     for name, truth, step, dropped in readings["apps"]:
@@ -156,8 +164,9 @@ def test_quality_on_screenshots_drawn_like_the_apps(readings: dict[str, list[Rea
         assert figures[name] >= floor, (name, figures[name], total.misses)
     for name, ceiling in APP_MAX.items():
         assert figures[name] <= ceiling, (name, figures[name], total.misses)
+    chrome = {BOX.sub("", miss) for miss in total.misses if ": CHROME " in miss}
+    assert chrome <= KNOWN_CHROME, chrome  # no key, draft, pill or badge as a message
     counts = {
-        "chrome": total.chrome,  # no key, draft, pill or badge as a message
         "junk": total.junk,
         "excused": total.excused,
         "invented": total.time_invented + total.sender_invented + total.quote_invented,
@@ -337,3 +346,6 @@ def test_the_committed_shots_draw_what_real_apps_vary() -> None:
     assert any(b.get("time", "") and b["time"].endswith("M") for b in bubbles)  # 12-hour
     assert texts & {"See you at 10:30", "Standup moved to 9:30", "明天 9:30 开会"}
     assert texts & {"42", "+1", "3", "2", "100", "20"}
+    assert any(b.get("kind") == "photo" and b["text"] for b in bubbles)  # a caption
+    assert any(item == "Delivered" or item.startswith("Read ") for item in chrome)
+    assert any(item.endswith("unread messages") for item in chrome)

@@ -29,12 +29,22 @@ Truth, ``NN-<app>-<width>.json``::
 
     {"app", "theme", "width", "height", "user_side": "right",
      "talker": str | null, "group": str | null,
+     "user": str | null,            # the signed-in user's name, when shown
      "bubbles": [{"speaker", "side", "bbox", "text", "kind",
                   "sender": str | null, "time": str | null,
-                  "quote": {"sender", "text"} | null}],
+                  "quote": {"sender", "text"} | null,
+                  "file"?: str}],   # a Slack file card's name (kind "file")
      "partial": [[x1, y1, x2, y2], ...],
      "chrome": [every other text drawn: bars, badge, subtitle, pills,
-                system lines, receipts, keys, suggestions, placeholder, draft]}
+                system lines, receipts, keys, suggestions, placeholder, draft,
+                labels ("Edited", "Forwarded", "(edited)", "APP")],
+     "draft": str | null}           # the input bar's unsent text
+
+A bubble's ``text`` is what its sender typed: a code block's code is part of
+it, a file card's name is not (``kind: "file"``), a photo's caption is its
+text (``kind: "photo"``); an app's labels and a reaction are not. The
+signed-in user's messages are the user's (``speaker: "user"``) also where
+no pixel tells them from anyone's (a Slack channel).
 """
 
 from __future__ import annotations
@@ -390,11 +400,16 @@ SLACK_EN = [
 ]
 SLACK_ZH = ["明天 9:30 开会", "改到 14:00", "3", "20"]
 COMMITTED_SEEDS = (0, 4)
+# Seed 11's committed shots (s11-*) were drawn before captions, reactions,
+# receipts and unread bands: it draws the first round of variety only.
+FIRST_VARIETY_SEEDS = (11,)
 # What real apps vary and the seeds of the committed set (0, 4) never draw:
 # every other seed draws it (``variety``), with truth for each field. In
 # bubbles: texts ending in a time or a bare number ("+1"), 12-hour times on
 # iOS ("10:22 AM"), an "edited" label before the time (Telegram, WhatsApp),
-# "Forwarded" over a WhatsApp bubble. In threads: the signed-in user writing
+# "Forwarded" over a WhatsApp bubble, photo captions (WhatsApp), reactions
+# on a bubble's edge (WhatsApp, Messenger), "Delivered" / "Read" under
+# iMessage bubbles, an "N unread messages" band. In threads: the signed-in user writing
 # in channels, private channels (a lock, a topic under the name), code
 # blocks, file cards, "(edited)", status emoji after names, an app's "APP"
 # badge.
@@ -838,6 +853,9 @@ class Msg:
     emoji_only: bool = False
     edited: bool = False  # "edited" / "Edited" before the time
     forwarded: bool = False  # WhatsApp's "Forwarded" over the text
+    caption: str = ""  # a WhatsApp photo's caption (the bubble's text)
+    reaction: str = ""  # an emoji on a pill over the bubble's bottom edge
+    receipt: str = ""  # iMessage's "Delivered" / "Read 9:41 AM" under the bubble
 
 
 @dataclass
@@ -847,8 +865,11 @@ class Note:
 
 
 def script(
-    app: App, rng: random.Random, group: bool, zh: bool, n: int, variety: bool = False
+    app: App, rng: random.Random, group: bool, zh: bool, n: int, variety: int = 0
 ) -> list[Msg | Note]:
+    """The items of a chat; ``variety`` 0 draws what the committed seeds 0
+    and 4 draw, 1 adds the first round of what real apps vary (seed 11), 2
+    all of it."""
     pool = ZH if zh else EN
     if variety:
         pool = pool + (VARIETY_ZH if zh else VARIETY_EN)
@@ -911,9 +932,20 @@ def script(
         if variety and m.kind == "text" and app.name in ("whatsapp", "telegram"):
             m.edited = rng.random() < 0.12
             m.forwarded = app.name == "whatsapp" and not m.quote and rng.random() < 0.1
+        more = variety >= 2
+        if more and m.kind == "photo" and app.name == "whatsapp" and rng.random() < 0.5:
+            m.caption = rng.choice(pool)
+        if more and app.name in ("whatsapp", "messenger") and rng.random() < 0.12:
+            m.reaction = rng.choice(["❤️", "👍", "😂", "🙏"])
+        if more and app.name == "imessage" and side == "right" and rng.random() < 0.2:
+            m.receipt = rng.choice(["Delivered", f"Read {m.time}"])
         if m.kind == "text":
             previous = m.text
         items.append(m)
+        if more and i == n // 3 and app.name in ("whatsapp", "telegram"):
+            k = rng.randrange(2, 9)
+            unread = f"{k} unread messages" if app.name == "whatsapp" else "Unread Messages"
+            items.append(Note("unread", unread))
         if i == n // 2 and rng.random() < 0.3 and app.name in ("wechat", "imessage"):
             items.append(Note("stamp", f"{hour + 1}:{rng.randrange(10, 59)}"))
     return items
@@ -946,6 +978,12 @@ class Chat:
             c.text(180 - w / 2, y + 8, note.text, size, app.time_fg)
             self.chrome.append(note.text)
             return y + 34
+        if note.kind == "unread":  # a band across the chat, its text centred
+            c.rect((0, y + 6, 360, y + 32), mix(app.bg, app.pill_bg, 0.7))
+            w = c.length(note.text, size)
+            c.text(180 - w / 2, y + 10, note.text, size, app.pill_fg)
+            self.chrome.append(note.text)
+            return y + 40
         maxw = 280
         lines = wrap(c, note.text, size, maxw)
         w = max(c.length(ln, size) for ln in lines) + 20
@@ -994,6 +1032,7 @@ class Chat:
             time_w += c.length(self.edited_label + " ", 11) if m.edited else 0
         w: float
         h: float
+        caption_h = 0.0
         if m.kind == "photo":
             pw, ph = rng.choice([(220, 170), (200, 250), (230, 150)])
             w, h = (
@@ -1001,6 +1040,11 @@ class Chat:
                 ph + (6 if app.name == "whatsapp" else 0),
             )
             lines: list[str] = []
+            if m.caption:  # under the photo, in the bubble, the time after it
+                lines = wrap(c, m.caption, size, w - 2 * pad_x)
+                fits = c.length(lines[-1], size) + time_w <= w - 2 * pad_x
+                caption_h = len(lines) * lh + pad_y + (4 if fits else 18)
+                h += caption_h
         elif m.kind == "voice":
             if app.name == "wechat":
                 dur = f'{rng.randrange(2, 40)}"'
@@ -1089,7 +1133,7 @@ class Chat:
         quote = None
         if m.kind == "photo":
             inset = 3.0 if app.name == "whatsapp" else 0.0
-            px1, py1, px2, py2 = x1 + inset, y1 + inset, x2 - inset, y2 - inset
+            px1, py1, px2, py2 = x1 + inset, y1 + inset, x2 - inset, y2 - inset - caption_h
             sky = (rng.randrange(60, 200), rng.randrange(90, 200), rng.randrange(120, 240))
             ground = (rng.randrange(40, 140), rng.randrange(80, 160), rng.randrange(30, 90))
             c.rect((px1, py1, px2, py2), sky, app.radius - 2 if inset else app.radius)
@@ -1108,7 +1152,11 @@ class Chat:
                 ],
                 mix(ground, (0, 0, 0), 0.3),
             )
-            if app.time_in:
+            for i, ln in enumerate(lines):  # the caption
+                c.text(text_x, py2 + pad_y - 2 + i * lh, ln, size, fg)
+            if app.time_in and m.caption:
+                self.time(m, x2 - pad_x, y2 - 5, tfg, user)
+            elif app.time_in:
                 tw2 = c.length(m.time or "", 11) + (18 if user and app.ticks else 0)
                 if app.name == "telegram":
                     c.rect((px2 - tw2 - 14, py2 - 24, px2 - 4, py2 - 6), (30, 30, 30), 9)
@@ -1178,10 +1226,22 @@ class Chat:
                     self.chrome.append("Read")
             else:
                 c.text(x2 + 5, ty2, m.time or "", 10, tfg)
+        after = y2
+        if m.reaction:  # a pill over the bottom edge: not part of the bubble's box
+            rx = x1 + 8 if left else x2 - 38
+            pill = (255, 255, 255) if app.theme == "light" else (32, 44, 51)
+            c.rect((rx, y2 - 4, rx + 30, y2 + 18), mix(app.bg, (128, 128, 128), 0.3), 11)
+            c.rect((rx + 1, y2 - 3, rx + 29, y2 + 17), pill, 10)
+            c.emoji(rx + 8, y2, m.reaction.replace("\ufe0f", ""), 13)
+            after = y2 + 16
+        if m.receipt:  # under the bubble, right-aligned
+            c.text(x2 - c.length(m.receipt, 11), y2 + 3, m.receipt, 11, app.time_fg)
+            self.chrome.append(m.receipt)
+            after = y2 + 17
         truth = {
             "speaker": "user" if user else "talker",
             "side": m.side,
-            "text": "" if m.kind != "text" else m.text,
+            "text": m.caption if m.kind == "photo" else ("" if m.kind != "text" else m.text),
             "kind": m.kind,
             # a name in the bubble is drawn on text bubbles only
             "sender": m.sender
@@ -1192,7 +1252,7 @@ class Chat:
         }
         self.bubbles.append(truth)
         self.boxes.append((x1, y1, x2, y2))
-        return y2
+        return after
 
     def ticks(self, x: float, y: float, colour: RGB) -> None:
         for dx in (0, 5):
@@ -1265,7 +1325,8 @@ def render(
     chat_top = status_h + head_h
     input_top = kb_top - 52
     chat = Chat(c, app, rng, group)
-    items = script(app, rng, group, zh, 24, seed not in COMMITTED_SEEDS)
+    variety = 0 if seed in COMMITTED_SEEDS else (1 if seed in FIRST_VARIETY_SEEDS else 2)
+    items = script(app, rng, group, zh, 24, variety)
     y = chat_top + 6 - float(opts.get("scroll", 0))
     layer_items: list[tuple[int, float, float]] = []
     for item in items:
