@@ -519,12 +519,15 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
                 and not ln.text.strip().lstrip("+").isdigit()
             ]
 
+        def cut_card(b: Bubble) -> bool:  # square at the chat's end: the bar hides the rest
+            return b.box[3] > frame.bottom - 48 * dp and px.cut(image, b.box)
+
         cards = [
-            ocr_thread.Card(b.box, text_of(b), px.icon_left(image, b.box))
+            ocr_thread.Card(b.box, text_of(b), px.icon_left(image, b.box), cut_card(b))
             for b in found
             if text_of(b)
             and abs(b.box[0] - x0) <= 2 * ocr_thread.COLUMN_DP * dp
-            and b.box[3] - b.box[1] >= 26 * dp
+            and (b.box[3] - b.box[1] >= 26 * dp or cut_card(b))
         ]
         carded = {id(ln) for card in cards for ln in card.lines}
         boxed = [ln for b in found for ln in text_of(b) if id(ln) not in carded]

@@ -85,6 +85,7 @@ class Card:
     box: Box
     lines: list[Line]
     file: bool
+    cut: bool = False  # the input bar hides its end: its message is not whole
 
 
 def rows_of(lines: list[Line]) -> list[list[Line]]:
@@ -247,6 +248,9 @@ def read(
         box = [min(b[0] for b in boxes), min(b[1] for b in boxes)]
         box += [max(b[2] for b in boxes), max(b[3] for b in boxes)]
         last_row = rows[-1][0] if rows else None
+        if any(card.cut for card in message.cards):
+            dropped += sum(len(r) for r in rows) + sum(len(c.lines) for c in message.cards)
+            continue
         if box[3] >= bottom or (  # half hidden by the input bar: its last row is short
             i == len(messages) - 1
             and box[3] > bottom - 48 * dp

@@ -1386,6 +1386,26 @@ def test_a_badge_read_with_a_dot_is_not_the_talkers_name() -> None:
     assert step["participants"]["talker"] == "Emma Wilson"
 
 
+def test_a_thread_message_whose_code_block_the_input_bar_cuts_is_left_out_and_counted() -> None:
+    """Dev seed 53 (47-slack): the message came back without its code
+    block, which runs under the bar: not whole, so not sure."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, H), (255, 255, 255))
+    rect(image, (24, 990, 96, 1062), (30, 136, 229))
+    rect(image, (112, 1076, 640, 1112), (250, 250, 250))  # the code block, cut square
+    rect(image, (0, 1112, W, H), BAR)
+    lines += [
+        inked(image, line(112, 988, 230, 1020, "Mia")),
+        inked(image, line(246, 992, 350, 1016, "1:50 PM")),
+        inked(image, line(112, 1030, 560, 1064, "Meeting moved to 4:30")),
+        inked(image, line(130, 1080, 520, 1108, "SELECT count(*) FROM users;")),
+    ]
+    step, dropped = read(image, lines)
+    assert [b["sender"] for b in step["bubbles"]][-1] == "Priya Shah"
+    assert dropped >= 4
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
