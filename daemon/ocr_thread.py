@@ -75,6 +75,8 @@ class Message:
     headed: bool = False  # starts with its name row
     drawn: Box | None = None  # what is drawn under its name and no OCR line reads (an emoji)
     cards: list[Card] = field(default_factory=list)  # its code blocks and file cards
+    tail: int = 0  # the bottom of text under it right of the column (a card no fill found)
+    closed: bool = False  # a thread's summary or a reaction came under it
 
 
 @dataclass(slots=True)
@@ -206,6 +208,11 @@ def read(
         if abs(row[0].box[0] - x0) > COLUMN_DP * dp:
             if messages and row[0].box[0] > x0:  # a thread's summary, a reaction, a divider
                 messages[-1].rows.append([])  # end the message's text
+                text = ocr_text.join([ln.text for ln in row]).strip()
+                if THREAD_CHROME.match(text) or text.lstrip("+").isdigit():
+                    messages[-1].closed = True  # what comes after is not its card
+                elif not messages[-1].closed:
+                    messages[-1].tail = max(messages[-1].tail, max(ln.box[3] for ln in row))
             continue  # (or a reply count at the edge)
         head = _name_row(row, dp, avatar)
         text = ocr_text.join([ln.text for ln in row]).strip()
@@ -215,6 +222,7 @@ def read(
         if THREAD_CHROME.match(text) or THREAD_CHROME.match(row[0].text.strip()):
             if messages:
                 messages[-1].rows.append([])  # a summary ends the message's text
+                messages[-1].closed = True
             continue
         if not messages:
             dropped += len(row)  # the name row is under the header: whose, not sure
@@ -248,7 +256,8 @@ def read(
         box = [min(b[0] for b in boxes), min(b[1] for b in boxes)]
         box += [max(b[2] for b in boxes), max(b[3] for b in boxes)]
         last_row = rows[-1][0] if rows else None
-        if any(card.cut for card in message.cards):
+        under_bar = i == len(messages) - 1 and message.tail > bottom - 24 * dp
+        if under_bar or any(card.cut for card in message.cards):  # not whole: not sure
             dropped += sum(len(r) for r in rows) + sum(len(c.lines) for c in message.cards)
             continue
         if box[3] >= bottom or (  # half hidden by the input bar: its last row is short

@@ -1406,6 +1406,32 @@ def test_a_thread_message_whose_code_block_the_input_bar_cuts_is_left_out_and_co
     assert dropped >= 4
 
 
+@pytest.mark.parametrize("summary", [False, True])
+def test_a_last_thread_message_whose_card_runs_under_the_bar_is_left_out(summary: bool) -> None:
+    """Dev seed 52 (46-slack dark): a file card in almost the paper's colour
+    (no fill finds it) runs under the input bar; its message came back as if
+    whole. After a thread's summary, what comes is not the message's."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, H), (255, 255, 255))
+    rect(image, (24, 940, 96, 1012), (30, 136, 229))
+    rect(image, (0, 1112, W, H), BAR)
+    lines += [
+        inked(image, line(112, 938, 230, 970, "Mia")),
+        inked(image, line(246, 942, 350, 966, "1:50 PM")),
+        inked(image, line(112, 980, 400, 1014, "OK")),
+    ]
+    if summary:
+        lines.append(inked(image, line(112, 1030, 250, 1058, "3 replies")))
+    lines += [
+        inked(image, line(220, 1040 + 20 * summary, 480, 1072 + 20 * summary, "logs-1204.zip")),
+        inked(image, line(220, 1076, 400, 1100, "Zip · 11 MB")),
+    ]
+    step, _ = read(image, lines)
+    senders = [b["sender"] for b in step["bubbles"]]
+    assert (senders[-1] == "Mia") is summary
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
