@@ -746,7 +746,11 @@ def _thread_step(
 ) -> tuple[dict[str, Any], int]:
     """``read`` for a thread without bubbles (``daemon/ocr_thread.py``)."""
     dp = width / 360
-    rows = [ln for ln in loose if abs(ln.box[0] - x0) <= ocr_thread.COLUMN_DP * dp]
+    rows = [  # (a private channel's title, pushed right by its lock, may start at the column)
+        ln
+        for ln in loose
+        if abs(ln.box[0] - x0) <= ocr_thread.COLUMN_DP * dp and ln.cy > TOP_BAND_DP * dp
+    ]
     first = min((ln.box[1] for ln in rows), default=height)
     header = [ln for ln in loose if ln.cy < min(first, HEADER_MAX_DP * dp)]
     body = [ln for ln in loose if ln.cy >= min(first, HEADER_MAX_DP * dp)]

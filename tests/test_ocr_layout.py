@@ -1432,6 +1432,16 @@ def test_a_last_thread_message_whose_card_runs_under_the_bar_is_left_out(summary
     assert (senders[-1] == "Mia") is summary
 
 
+def test_a_private_channel_title_that_starts_at_the_column_is_still_the_header() -> None:
+    """Dev seed 52 (49-slack): the lock pushed 'general' right to the
+    messages' column, the title was taken for a row and the name was lost."""
+    image = paper()
+    lines = thread_lines(image, "general", "Ship it")
+    lines = swap(image, lines, "general", line(110, 100, 260, 136, "general"))
+    step, _ = read(image, lines)
+    assert step["participants"] == {"user": None, "talker": None, "group": "general"}
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
