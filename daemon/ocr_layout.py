@@ -146,11 +146,12 @@ def bubble_text(lines: list[Line]) -> str:
 
 def _pieces(row: list[Line]) -> list[str]:
     """The texts of a row's pieces; where two boxes overlap, what both read
-    is kept once ("Thanks!" and "!20:14" over the same "!")."""
+    is kept once ("Thanks!" and "!20:14" over the same "!"), unless the
+    second is a whole time ("+1" and "16:42" share no "1")."""
     texts: list[str] = []
     for i, line in enumerate(row):
         text = line.text
-        if i and line.box[0] < row[i - 1].box[2]:
+        if i and line.box[0] < row[i - 1].box[2] and not ocr_text.is_time(text):
             before = texts[-1]
             for n in range(min(3, len(before), len(text) - 1), 0, -1):
                 if before.endswith(text[:n]):

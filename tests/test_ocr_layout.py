@@ -1442,6 +1442,21 @@ def test_a_private_channel_title_that_starts_at_the_column_is_still_the_header()
     assert step["participants"] == {"user": None, "talker": None, "group": "general"}
 
 
+def test_a_time_piece_that_overlaps_a_short_text_keeps_its_first_digit() -> None:
+    """Dev seed 51: '+1' and '16:42 V/' overlapped by a few pixels; the
+    shared-character rule took the '1' off the time ('6:42')."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (500, 400, 700, 470), GREEN)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "hi 16:40")),
+        inked(image, line(520, 418, 572, 452, "+1")),
+        inked(image, line(563, 422, 690, 462, "16:42 V/")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b["time"]) for b in step["bubbles"]] == [("hi", "16:40"), ("+1", "16:42")]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
