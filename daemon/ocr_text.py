@@ -20,8 +20,10 @@ _TICKS: Final = r"(?P<ticks>[\s/\\WwVvYy√✓✔<>.·•,'\"`~^-]{0,4})"
 # An edit's label before the time ("Edited 20:21" on WhatsApp, "edited" on
 # Telegram): part of the time's print, not of the text.
 _EDITED: Final = r"(?:\(?(?:[Ee]dited|已编辑|已編輯|編集済み)\)?\s*)?"
-TRAILING_TIME: Final = re.compile(rf"^(?P<text>.*?)\s*{_EDITED}{_TIME}{_TICKS}$", re.S)
-ONLY_TIME: Final = re.compile(rf"^\s*{_EDITED}{_TIME}{_TICKS}$")
+# A tick right after the time, no space between, may be read as "1" ("20:211").
+_GLUED: Final = r"(?:[1lI|](?!\d))?"
+TRAILING_TIME: Final = re.compile(rf"^(?P<text>.*?)\s*{_EDITED}{_TIME}{_GLUED}{_TICKS}$", re.S)
+ONLY_TIME: Final = re.compile(rf"^\s*{_EDITED}{_TIME}{_GLUED}{_TICKS}$")
 # Slack's "(edited)" after a message's last row, in the time's print.
 EDITED_AFTER: Final = re.compile(r"\s*\((?:edited|已编辑|已編輯|編集済み)\)$", re.I)
 # WhatsApp's label over a forwarded message's text, its arrow read as "~" or "^".

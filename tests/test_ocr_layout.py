@@ -1457,6 +1457,22 @@ def test_a_time_piece_that_overlaps_a_short_text_keeps_its_first_digit() -> None
     assert [(b["text"], b["time"]) for b in step["bubbles"]] == [("hi", "16:40"), ("+1", "16:42")]
 
 
+@pytest.mark.parametrize(
+    ("text", "split"),
+    [
+        ("Can we do it tomorrow instead 20:211", ("Can we do it tomorrow instead", "20:21")),
+        ("20:211", ("", "20:21")),  # dev seed 52: the tick right after the time read as "1"
+        ("Room 10:30 11", ("Room 10:30 11", None)),
+    ],
+)
+def test_a_tick_glued_to_the_time_is_no_digit_of_the_text(
+    text: str, split: tuple[str, str | None]
+) -> None:
+    from daemon.ocr_text import split_time
+
+    assert split_time(text) == split
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
