@@ -670,7 +670,8 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             px.overlap(box, b.box) > 0.2 or px.overlap(b.box, box) > 0.2 for b in messages + cut
         ):
             continue
-        if px.on_bar(image, box, paper):  # cut by a bar: not sure what it is
+        around = any(px.overlap(b.box, box) > 0.5 for b in inside)  # a cut reply's quote
+        if around or px.on_bar(image, box, paper):  # cut by a bar: not sure what it is
             held = [ln for ln in loose if px.overlap(ln.box, box) > 0.5]
             dropped += len(held)
             loose = [ln for ln in loose if ln not in held]

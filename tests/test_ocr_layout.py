@@ -1473,6 +1473,29 @@ def test_a_tick_glued_to_the_time_is_no_digit_of_the_text(
     assert split_time(text) == split
 
 
+def test_a_cut_reply_with_a_tail_is_no_picture_around_its_quote() -> None:
+    """Dev seed 52 (07-whatsapp dark): the bar cut a reply whose quote was
+    all its text; its bubble (a tail at its top corner, the wallpaper under
+    the cut) came back as an empty sticker."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rounded(image, (400, 1000, 700, 1160), GREEN, 16)
+    for y in range(1000, 1016):  # its tail at the top right corner
+        rect(image, (690, y, 716 - (y - 1000), y + 1), GREEN)
+    rect(image, (412, 1012, 688, 1160), (120, 200, 160))  # the quote's box
+    rect(image, (400, 1112, 716, 1160), PAPER)  # cut at 1112: under it the wallpaper
+    rounded(image, (80, 1140, 640, 1220), WHITE, 40)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "whole")),
+        inked(image, line(430, 1024, 500, 1056, "You"), (0, 128, 105)),
+        line(430, 1070, 560, 1124, "哈哈哈哈"),
+    ]
+    inked(image, line(430, 1070, 560, 1112, ""))
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["whole"]
+    assert dropped >= 2
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
