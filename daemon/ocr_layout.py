@@ -428,6 +428,18 @@ def _runs_off(line: Line, bubble: Bubble, bottom: float, dp: float) -> bool:
     )
 
 
+def _receipt_of(line: Line, bubble: Bubble, dp: float) -> bool:
+    """A read receipt's place: beside the bubble, within its height (LINE),
+    or just under it at one of its edges (iMessage's "Delivered")."""
+    beside = (
+        0 <= bubble.box[0] - line.box[2] <= 16 * dp or 0 <= line.box[0] - bubble.box[2] <= 16 * dp
+    )
+    under = 0 <= line.box[1] - bubble.box[3] <= 16 * dp and (
+        abs(line.box[2] - bubble.box[2]) <= 16 * dp or abs(line.box[0] - bubble.box[0]) <= 16 * dp
+    )
+    return (beside and bubble.box[1] <= line.cy <= bubble.box[3]) or under
+
+
 def _in_name_column(line: Line, names: list[Line], dp: float) -> bool:
     """A line where the group's senders' names are, in their print, with no
     bubble below it: the name of a bubble a bar hides (or one no fill
@@ -652,6 +664,11 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
                     bubble.time = ocr_text.split_time(bubble.text)[1]
                     bubble.text = ""
                     break
+        if bubble.text and bubble.kind == "text" and bubble.lines:
+            top = min(ln.box[1] for ln in rows_of[id(bubble)][0]) if rows_of[id(bubble)] else 0
+            above = (bubble.box[0], bubble.box[1], bubble.box[2], round(top - 4 * dp))
+            if top - bubble.box[1] >= 80 * dp and px.picture(image, above) == "photo":
+                bubble.kind = "photo"  # its caption is its text (WhatsApp)
         if bubble.text or bubble.kind != "text":
             continue
         bubble.kind = "sticker"
@@ -686,12 +703,8 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if below:  # above a picture
             below[0].sender = ln.text
             continue
-        if ocr_text.is_receipt(ln.text) and any(
-            (0 <= b.box[0] - ln.box[2] <= 16 * dp or 0 <= ln.box[0] - b.box[2] <= 16 * dp)
-            and b.box[1] <= ln.cy <= b.box[3]
-            for b in messages
-        ):
-            continue  # LINE's "Read" beside the user's bubble, over its time: chrome
+        if ocr_text.is_receipt(ln.text) and any(_receipt_of(ln, b, dp) for b in messages):
+            continue  # LINE's "Read" beside a bubble, iMessage's "Delivered" under it: chrome
         if ocr_text.is_time(ln.text):
             beside = [
                 b

@@ -1496,6 +1496,34 @@ def test_a_cut_reply_with_a_tail_is_no_picture_around_its_quote() -> None:
     assert dropped >= 2
 
 
+def test_a_photo_with_a_caption_is_a_photo_whose_text_is_the_caption() -> None:
+    """15b's renderer (s14, s20): WhatsApp draws a caption under a photo in
+    its bubble; the bubble was a text bubble."""
+    image = paper()
+    rect(image, (20, 300, 400, 700), WHITE)
+    rect(image, (26, 306, 394, 480), (120, 170, 230))  # sky
+    rect(image, (26, 480, 394, 620), (70, 120, 50))  # ground
+    lines = [inked(image, line(40, 640, 330, 680, "I'll bring the charger"))]
+    step, _ = read(image, lines)
+    assert [(b.get("kind", "text"), b["text"]) for b in step["bubbles"]] == [
+        ("photo", "I'll bring the charger")
+    ]
+
+
+def test_delivered_under_the_last_bubble_is_not_a_message() -> None:
+    """iMessage's receipt under a bubble, at its right edge (15b's s13-30)."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (440, 400, 700, 470), GREEN)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "hi")),
+        inked(image, line(460, 418, 680, 452, "See you")),
+        inked(image, line(590, 478, 700, 520, "Delivered"), (150, 150, 150)),
+    ]
+    step, _ = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["hi", "See you"]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
