@@ -62,29 +62,31 @@ MAX_CER = 0.002
 # One invented field: 26-dark-720's date stamp "Mon 14:05" given as a sender.
 MAX_INVENTED = 1
 
-# tests/data/apps: 74 screenshots, 527 bubbles (README has the table): the
-# levels reached at 52b377d's reader with the shots that draw what real
+# tests/data/apps: 81 screenshots, 583 bubbles (README has the table): the
+# levels reached at f780464's reader with the shots that draw what real
 # apps vary (render_apps.py: s11-* seed 11; s13-*, s14-*, s20-* captions,
-# reactions, receipts, unread bands). kind is without the sticker allowance
-# (43 emoji-only texts came back as empty stickers: kind* 0.994); CER counts
-# the text read on bubbles that have none (junk, none here); user is
-# participants.user (the signed-in user is in view on 7 Slack shots, 5 of
-# them channels where no pixel says which sender is theirs).
+# reactions, receipts, unread bands; s25-*, s27-* Telegram's pinned bar, a
+# typing indicator, WeChat's recalled-message line). kind is without the
+# sticker allowance (49 emoji-only texts came back as empty stickers: kind*
+# 0.993); CER counts the text read on bubbles that have none (junk, none
+# here); user is participants.user (the signed-in user is in view on 7
+# Slack shots, 5 of them channels where no pixel says which sender is
+# theirs); one invented field (s25-08: an emoji read as "福福福", a sender).
 APP_FLOORS = {
-    "recall": 0.996,
-    "precision": 0.994,
-    "side": 0.979,
+    "recall": 0.994,
+    "precision": 0.986,
+    "side": 0.981,
     "order": 1.0,
-    "talker": 0.986,
+    "talker": 0.987,
     "user": 0.285,
     "time": 1.0,
-    "sender": 0.992,
+    "sender": 0.986,
     "quote": 0.714,
-    "kind": 0.912,
-    "kind_sticker": 0.994,
+    "kind": 0.908,
+    "kind_sticker": 0.993,
 }
-APP_MAX = {"cer": 0.0008, "cer_emoji": 0.0136}
-APP_MAX_COUNTS = {"junk": 0, "excused": 7, "invented": 0}
+APP_MAX = {"cer": 0.00081, "cer_emoji": 0.0155}
+APP_MAX_COUNTS = {"junk": 0, "excused": 6, "invented": 1}
 # Chrome returned as a message: none but this one (iMessage's receipt under
 # the last bubble read as the user's message); any other fails.
 KNOWN_CHROME = {"s13-30-imessage-dark-1080.png: CHROME 'Delivered'"}
@@ -105,8 +107,14 @@ BELOW_TARGET: dict[str, dict[str, float]] = {
     # side: no pixel says which sender is the one signed in
     "slack": {"side": 0.89},
     # s13-06: two emoji-only bubbles with a reaction under each read as one
-    # empty bubble, twice; "+1" read empty; "Standupmoved to9:30"
-    "whatsapp-dark": {"recall": 0.962, "precision": 0.962, "cer": 0.0056},
+    # empty bubble, twice; "+1" read empty; s25-08: a typing indicator as an
+    # empty bubble, an emoji read as "福福福" and given as a sender
+    "whatsapp-dark": {"recall": 0.967, "precision": 0.951, "sender": 0.75, "cer": 0.0051},
+    # the typing indicator returned as an empty bubble (s27-28), the receipt
+    # "Delivered" as a message (s13-30)
+    "imessage-dark": {"precision": 0.956},
+    # s25-17: a voice note's bubble lost, its '22"' returned as a text
+    "wechat": {"recall": 0.964, "precision": 0.964},
 }
 
 
@@ -147,7 +155,7 @@ def test_quality_on_the_synthetic_screenshots(readings: dict[str, list[Reading]]
 
 
 def test_quality_on_screenshots_drawn_like_the_apps(readings: dict[str, list[Reading]]) -> None:
-    assert len(readings["apps"]) >= 74
+    assert len(readings["apps"]) >= 81
     total = Score()
     per_app: dict[str, Score] = defaultdict(Score)
     for name, truth, step, dropped in readings["apps"]:
@@ -349,3 +357,5 @@ def test_the_committed_shots_draw_what_real_apps_vary() -> None:
     assert any(b.get("kind") == "photo" and b["text"] for b in bubbles)  # a caption
     assert any(item == "Delivered" or item.startswith("Read ") for item in chrome)
     assert any(item.endswith("unread messages") for item in chrome)
+    assert "Pinned Message" in chrome  # Telegram's pinned bar under the header
+    assert any("撤回了一条消息" in item or "recalled a message" in item for item in chrome)

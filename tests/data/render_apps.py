@@ -400,9 +400,19 @@ SLACK_EN = [
 ]
 SLACK_ZH = ["明天 9:30 开会", "改到 14:00", "3", "20"]
 COMMITTED_SEEDS = (0, 4)
-# Seed 11's committed shots (s11-*) were drawn before captions, reactions,
-# receipts and unread bands: it draws the first round of variety only.
-FIRST_VARIETY_SEEDS = (11,)
+# Each seed with committed shots draws what it drew when they were committed
+# (its shots redraw byte for byte): 0 and 4 none of the variety below, 11
+# round 1, 13, 14 and 20 round 2 (captions, reactions, receipts, unread
+# bands); every other seed all of it (round 3: Telegram's pinned message
+# bar, a typing indicator, WeChat's recalled-message line).
+VARIETY_OF_SEED = {0: 0, 4: 0, 11: 1, 13: 2, 14: 2, 20: 2}
+LATEST_VARIETY = 3
+
+
+def variety_of(seed: int) -> int:
+    return VARIETY_OF_SEED.get(seed, LATEST_VARIETY)
+
+
 # What real apps vary and the seeds of the committed set (0, 4) never draw:
 # every other seed draws it (``variety``), with truth for each field. In
 # bubbles: texts ending in a time or a bare number ("+1"), 12-hour times on
@@ -948,6 +958,13 @@ def script(
             items.append(Note("unread", unread))
         if i == n // 2 and rng.random() < 0.3 and app.name in ("wechat", "imessage"):
             items.append(Note("stamp", f"{hour + 1}:{rng.randrange(10, 59)}"))
+        if variety >= 3 and i == n // 4 and app.name == "wechat" and rng.random() < 0.6:
+            who = rng.choice(members)
+            if zh:
+                recalled = f"{who} 撤回了一条消息" if group else "对方撤回了一条消息"
+            else:
+                recalled = f'"{who}" recalled a message' if group else "You recalled a message"
+            items.append(Note("system", recalled))
     return items
 
 
@@ -1259,6 +1276,14 @@ class Chat:
             c = self.c
             c.line([(x + dx, y), (x + 3 + dx, y + 3), (x + 10 + dx, y - 5)], colour, 1.3)
 
+    def typing(self, y: float) -> None:
+        """A typing indicator: a talker's bubble of three dots, no message."""
+        c, app = self.c, self.app
+        x1 = 8.0 + (34 if app.avatars else 0)
+        c.rect((x1, y + 8, x1 + 58, y + 42), app.talker_bubble, app.radius)
+        for i in range(3):
+            c.circle(x1 + 17 + 12 * i, y + 25, 3.6, mix(app.talker_fg, app.talker_bubble, 0.5))
+
     @property
     def edited_label(self) -> str:
         return "Edited" if self.app.name == "whatsapp" else "edited"
@@ -1325,8 +1350,16 @@ def render(
     chat_top = status_h + head_h
     input_top = kb_top - 52
     chat = Chat(c, app, rng, group)
-    variety = 0 if seed in COMMITTED_SEEDS else (1 if seed in FIRST_VARIETY_SEEDS else 2)
+    variety = variety_of(seed)
     items = script(app, rng, group, zh, 24, variety)
+    pinned = typing = ""
+    if variety >= 3:  # an rng of its own: the items above stay what they were
+        r3 = random.Random(f"{seed}-{index}-{width}-round3")
+        if app.name == "telegram" and r3.random() < 0.5:
+            pinned = quote_text(c, r3.choice(ZH if zh else EN), 290)
+            chat_top += 44
+        if app.name in ("whatsapp", "telegram", "imessage", "messenger") and r3.random() < 0.4:
+            typing = "typing"
     y = chat_top + 6 - float(opts.get("scroll", 0))
     layer_items: list[tuple[int, float, float]] = []
     for item in items:
@@ -1338,6 +1371,9 @@ def render(
             if y0 < chat_top or y > input_top:
                 pass
             continue
+        if typing and input_top - 110 < y < input_top - 46:  # typing: last, whole, no message
+            chat.typing(y)
+            break
         n_before = len(chat.bubbles)
         y_end = chat.message(item, y)
         layer_items.append((n_before, y, y_end))
@@ -1358,6 +1394,15 @@ def render(
     chrome += more
     header_bottom, more = header(c, app, hb_top, shown_title, subtitle, badge, group, rng)
     chrome += more
+    if pinned:  # Telegram: the pinned message's bar under the header
+        hb = header_bottom
+        c.rect((0, hb, 360, hb + 44), app.header_bg)
+        c.rect((12, hb + 7, 14.5, hb + 37), app.accent, 1)
+        c.text(22, hb + 5, "Pinned Message", 12.5, app.accent, bold=True)
+        c.text(22, hb + 23, pinned, 13, app.header_fg)
+        c.rect((0, hb + 43.5, 360, hb + 44), mix(app.header_bg, (128, 128, 128), 0.3))
+        chrome += ["Pinned Message", pinned]
+        header_bottom = hb + 44
     chrome += chat.chrome
     bubbles, partial = [], []
     for truth, box in zip(chat.bubbles, chat.boxes, strict=True):
@@ -1445,7 +1490,7 @@ def render_slack(
     zh = bool(opts.get("zh"))
     dm = bool(opts.get("dm"))
     thread = bool(opts.get("thread"))
-    variety = seed not in COMMITTED_SEEDS
+    variety = variety_of(seed) >= 1
     channel = rng.choice(["general", "design", "random", "项目组" if zh else "launch"])
     other = rng.choice(NAMES_ZH if zh else NAMES_EN)
     people = [other, SLACK_USER] if dm else [*rng.sample(MEMBERS_ZH if zh else MEMBERS_EN, 3)]
