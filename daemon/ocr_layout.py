@@ -428,6 +428,18 @@ def _runs_off(line: Line, bubble: Bubble, bottom: float, dp: float) -> bool:
     )
 
 
+def _reaction(box: Box, bubbles: list[Bubble], dp: float) -> bool:
+    """A reaction's pill on a bubble's bottom edge (WhatsApp, Messenger): small,
+    its top inside the bubble or just under it, within the bubble's width."""
+    small = box[3] - box[1] <= 40 * dp and box[2] - box[0] <= 110 * dp
+    return small and any(
+        b.box[3] - 24 * dp <= box[1] <= b.box[3] + 4 * dp
+        and b.box[0] - 8 * dp <= box[0]
+        and box[2] <= b.box[2] + 8 * dp
+        for b in bubbles
+    )
+
+
 def _receipt_of(line: Line, bubble: Bubble, dp: float) -> bool:
     """A read receipt's place: beside the bubble, within its height (LINE),
     or just under it at one of its edges (iMessage's "Delivered")."""
@@ -602,6 +614,8 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     named: dict[int, str] = {}
     name_lines: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
+        if ocr_text.is_receipt(ln.text):
+            continue  # "Delivered" under a bubble is no sender of the next one
         below = [b for b in messages if id(b) not in named and _names(ln, b, dp)]
         if below:
             named[id(below[0])] = ln.text
@@ -659,11 +673,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     blobs = px.blobs(image, round(min(chat_top, limit)), round(frame.bottom), paper)
     for bubble in messages:
         if bubble.kind == "text" and bubble.time is None and ocr_text.is_time(bubble.text):
-            for box in blobs:  # a lone time on a picture: the picture's time
-                if px.overlap(bubble.box, box) > 0.8 and px.overlap(box, bubble.box) < 0.6:
-                    bubble.time = ocr_text.split_time(bubble.text)[1]
-                    bubble.text = ""
-                    break
+            # A lone time (on a picture, under an emoji PP-OCR cannot read): the time.
+            bubble.time = ocr_text.split_time(bubble.text)[1]
+            bubble.text = ""
         if bubble.text and bubble.kind == "text" and bubble.lines:
             top = min(ln.box[1] for ln in rows_of[id(bubble)][0]) if rows_of[id(bubble)] else 0
             above = (bubble.box[0], bubble.box[1], bubble.box[2], round(top - 4 * dp))
@@ -681,7 +693,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         avatar = max(box[2] - box[0], box[3] - box[1]) <= 50 * dp and (
             box[0] < 14 * dp or box[2] > width - 14 * dp
         )
-        if avatar or _pill(Bubble(box=box), width, typical):
+        if avatar or _pill(Bubble(box=box), width, typical) or _reaction(box, messages, dp):
+            continue
+        if px.typing_dots(image, box):  # someone is typing: nothing sent yet
             continue
         if any(
             px.overlap(box, b.box) > 0.2 or px.overlap(b.box, box) > 0.2 for b in messages + cut
@@ -699,12 +713,12 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     # Around the bubbles: senders above them, times beside them.
     rest: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
+        if ocr_text.is_receipt(ln.text) and any(_receipt_of(ln, b, dp) for b in messages):
+            continue  # LINE's "Read" beside a bubble, iMessage's "Delivered" under it: chrome
         below = [b for b in messages if b.sender is None and _names(ln, b, dp)]
         if below:  # above a picture
             below[0].sender = ln.text
             continue
-        if ocr_text.is_receipt(ln.text) and any(_receipt_of(ln, b, dp) for b in messages):
-            continue  # LINE's "Read" beside a bubble, iMessage's "Delivered" under it: chrome
         if ocr_text.is_time(ln.text):
             beside = [
                 b

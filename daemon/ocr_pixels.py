@@ -390,3 +390,37 @@ def icon_left(image: Image, box: Box) -> bool:
         return False
     saturated = (patch.max(axis=2) - patch.min(axis=2)) >= INK_SATURATION
     return bool(saturated.mean() >= 0.6)  # (the type's label on the icon is white)
+
+
+def typing_dots(image: Image, box: Box) -> bool:
+    """A typing indicator: a small bubble holding three round dots of one
+    size, evenly spaced on one middle line (nothing was sent yet)."""
+    x1, y1, x2, y2 = box
+    dp = image.shape[1] / 360
+    if x2 - x1 > 90 * dp or y2 - y1 > 50 * dp or x2 - x1 < 8 or y2 - y1 < 8:
+        return False
+    crop = image[y1:y2, x1:x2].astype(np.int16)
+    ground = np.array(pixel(image, (x1 + x2) // 2, y1 + max(2, round(3 * dp))), np.int16)
+    mask = (np.abs(crop - ground).max(axis=2) > 40).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    height, width = mask.shape
+    dots = [  # not the round ends' corners, which touch the box
+        (x, y, w, h)
+        for x, y, w, h, area in (tuple(int(v) for v in stats[i][:5]) for i in range(1, n))
+        if area >= 4 and x > 0 and y > 0 and x + w < width and y + h < height
+    ]
+    if len(dots) != 3:
+        return False
+    sizes = [max(w, h) for _, _, w, h in dots]
+    round_ = all(abs(w - h) <= max(2, 0.3 * max(w, h)) for _, _, w, h in dots)
+    middles = [y + h / 2 for _, y, _, h in dots]
+    xs = sorted(x + w / 2 for x, _, w, _ in dots)
+    steps = [b - a for a, b in itertools.pairwise(xs)]
+    return (
+        round_
+        and 2 * dp <= min(sizes)
+        and max(sizes) <= 14 * dp
+        and max(sizes) <= 1.5 * min(sizes)
+        and max(middles) - min(middles) <= 2 * dp
+        and abs(steps[0] - steps[1]) <= max(2, 0.25 * max(steps))
+    )

@@ -38,7 +38,8 @@ COUNT_SUFFIX: Final = re.compile(r"\s*[(（](?P<n>\d{1,4})[)）]\s*$")
 SUBTITLE: Final = re.compile(
     r"^(online|offline|typing\b.*|.*\btyping\.*$|last seen\b.*|active\b.*|"
     r"\d+\s+(members|participants|subscribers|online)\b.*|"
-    r"在线|正在输入.*|对方正在输入.*|最后上线.*|\d+\s*(位)?成员.*|tap here.*|click here.*)$",
+    r"在线|正在输入.*|对方正在输入.*|最后上线.*|\d+\s*(位)?成员.*|tap here.*|click here.*"
+    r"|pinned message.*|置顶消息.*)$",
     re.I,
 )
 # A date pill or divider above the messages ("Yesterday", "Monday, November
@@ -79,7 +80,9 @@ def is_receipt(text: str) -> bool:
     return RECEIPT.match(text.strip()) is not None
 
 
-RECEIPT: Final = re.compile(r"^(read|seen|delivered|既読|已读|已讀)(\s*\d{1,3})?$", re.I)
+RECEIPT: Final = re.compile(
+    rf"^(read|seen|delivered|既読|已读|已讀)(\s*\d{{1,3}})?(\s*{_TIME})?$", re.I
+)  # "Read 3", "Read 8:47 PM"
 
 
 def is_forwarded(text: str) -> bool:

@@ -1524,6 +1524,43 @@ def test_delivered_under_the_last_bubble_is_not_a_message() -> None:
     assert [b["text"] for b in step["bubbles"]] == ["hi", "See you"]
 
 
+def test_a_typing_indicator_and_a_reaction_on_a_bubble_s_edge_are_not_messages() -> None:
+    """15b's renderer (f0a126b): a '•••' bubble (someone typing) and a
+    reaction's pill on a bubble's bottom edge came back as empty stickers."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (40, 362, 120, 394), (250, 250, 250))  # 👍 2 on its edge
+    yy, xx = np.mgrid[0:H, 0:W]
+    image[(xx - 60) ** 2 + (yy - 378) ** 2 < 100] = (255, 204, 77)
+    rounded(image, (20, 600, 136, 668), WHITE, 30)  # typing: three dots
+    for x in (52, 78, 104):
+        image[(xx - x) ** 2 + (yy - 634) ** 2 < 36] = (150, 150, 150)
+    lines = [inked(image, line(40, 318, 380, 352, "hi"))]
+    step, _ = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["hi"]
+
+
+def test_receipts_and_a_pinned_bar_are_no_senders_or_names() -> None:
+    """'Delivered' / 'Read 8:47 PM' above the next bubble were its sender;
+    Telegram's 'Pinned Message' bar was the talker (dev seed 52)."""
+    image = paper()
+    rect(image, (440, 300, 700, 370), GREEN)
+    rect(image, (440, 420, 700, 490), GREEN)
+    lines = [
+        inked(image, line(200, 110, 420, 150, "Lucas Martin")),
+        inked(image, line(60, 160, 420, 210, "Pinned Message")),
+        inked(image, line(460, 318, 680, 352, "See you")),
+        inked(image, line(440, 378, 600, 410, "Read 8:47 PM"), (150, 150, 150)),
+        inked(image, line(460, 438, 680, 472, "OK")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == "Lucas Martin"
+    assert [(b["text"], b.get("sender")) for b in step["bubbles"]] == [
+        ("See you", None),
+        ("OK", None),
+    ]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
