@@ -62,34 +62,35 @@ MAX_CER = 0.002
 # One invented field: 26-dark-720's date stamp "Mon 14:05" given as a sender.
 MAX_INVENTED = 1
 
-# tests/data/apps: 81 screenshots, 583 bubbles (README has the table): the
-# levels reached at f780464's reader with the shots that draw what real
+# tests/data/apps: 83 screenshots, 600 bubbles (README has the table): the
+# levels reached at 3bed090's reader with the shots that draw what real
 # apps vary (render_apps.py: s11-* seed 11; s13-*, s14-*, s20-* captions,
 # reactions, receipts, unread bands; s25-*, s27-* Telegram's pinned bar, a
-# typing indicator, WeChat's recalled-message line). kind is without the
-# sticker allowance (49 emoji-only texts came back as empty stickers: kind*
-# 0.993); CER counts the text read on bubbles that have none (junk, none
-# here); user is participants.user (the signed-in user is in view on 7
-# Slack shots, 5 of them channels where no pixel says which sender is
-# theirs); one invented field (s25-08: an emoji read as "福福福", a sender).
+# typing indicator, WeChat's recalled-message line, Slack's jumbo emoji
+# sizes and second reactions). kind is without the sticker allowance (51
+# emoji-only texts came back as empty stickers: kind* 0.997); CER counts
+# the text read on bubbles that have none (junk, none here); user is
+# participants.user (the signed-in user is in view on 9 Slack shots, 7 of
+# them channels where no pixel says which sender is theirs); one invented
+# field (s25-08: an emoji read as "福福福", given as a sender).
 APP_FLOORS = {
     "recall": 0.994,
-    "precision": 0.986,
-    "side": 0.981,
+    "precision": 0.988,
+    "side": 0.973,
     "order": 1.0,
     "talker": 0.987,
-    "user": 0.285,
+    "user": 0.222,
     "time": 1.0,
-    "sender": 0.986,
+    "sender": 0.987,
     "quote": 0.714,
-    "kind": 0.908,
-    "kind_sticker": 0.993,
+    "kind": 0.911,
+    "kind_sticker": 0.996,
 }
-APP_MAX = {"cer": 0.00081, "cer_emoji": 0.0155}
+APP_MAX = {"cer": 0.0015, "cer_emoji": 0.0163}
 APP_MAX_COUNTS = {"junk": 0, "excused": 6, "invented": 1}
-# Chrome returned as a message: none but this one (iMessage's receipt under
-# the last bubble read as the user's message); any other fails.
-KNOWN_CHROME = {"s13-30-imessage-dark-1080.png: CHROME 'Delivered'"}
+# Chrome returned as a message: none (a set, so that a known one can be
+# listed while it is being fixed; any other fails).
+KNOWN_CHROME: set[str] = set()
 BOX = re.compile(r" [\[(][-\d, ]+[\])]$")  # a miss's box, after its text
 # Each app on its own: the issue's targets, except where the level reached
 # is below them (floors at that level; README says why).
@@ -105,14 +106,11 @@ PER_APP_MAX_CER = 0.005
 BELOW_TARGET: dict[str, dict[str, float]] = {
     # the signed-in user's messages in Slack channels are on the talker's
     # side: no pixel says which sender is the one signed in
-    "slack": {"side": 0.89},
+    "slack": {"side": 0.863},
     # s13-06: two emoji-only bubbles with a reaction under each read as one
     # empty bubble, twice; "+1" read empty; s25-08: a typing indicator as an
     # empty bubble, an emoji read as "福福福" and given as a sender
     "whatsapp-dark": {"recall": 0.967, "precision": 0.951, "sender": 0.75, "cer": 0.0051},
-    # the typing indicator returned as an empty bubble (s27-28), the receipt
-    # "Delivered" as a message (s13-30)
-    "imessage-dark": {"precision": 0.956},
     # s25-17: a voice note's bubble lost, its '22"' returned as a text
     "wechat": {"recall": 0.964, "precision": 0.964},
 }
@@ -155,7 +153,7 @@ def test_quality_on_the_synthetic_screenshots(readings: dict[str, list[Reading]]
 
 
 def test_quality_on_screenshots_drawn_like_the_apps(readings: dict[str, list[Reading]]) -> None:
-    assert len(readings["apps"]) >= 81
+    assert len(readings["apps"]) >= 83
     total = Score()
     per_app: dict[str, Score] = defaultdict(Score)
     for name, truth, step, dropped in readings["apps"]:

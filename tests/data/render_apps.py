@@ -404,7 +404,8 @@ COMMITTED_SEEDS = (0, 4)
 # (its shots redraw byte for byte): 0 and 4 none of the variety below, 11
 # round 1, 13, 14 and 20 round 2 (captions, reactions, receipts, unread
 # bands); every other seed all of it (round 3: Telegram's pinned message
-# bar, a typing indicator, WeChat's recalled-message line).
+# bar, a typing indicator, WeChat's recalled-message line; in threads the
+# name-to-time gap, the jumbo emoji's size and a second reaction vary).
 VARIETY_OF_SEED = {0: 0, 4: 0, 11: 1, 13: 2, 14: 2, 20: 2}
 LATEST_VARIETY = 3
 
@@ -1491,6 +1492,10 @@ def render_slack(
     dm = bool(opts.get("dm"))
     thread = bool(opts.get("thread"))
     variety = variety_of(seed) >= 1
+    # round 3, from an rng of its own (the messages stay what they were): the
+    # gap between a name and its time, the jumbo emoji's size and a second
+    # reaction vary as they do between Slack's clients and versions
+    r3 = random.Random(f"{seed}-{index}-{width}-round3") if variety_of(seed) >= 3 else None
     channel = rng.choice(["general", "design", "random", "项目组" if zh else "launch"])
     other = rng.choice(NAMES_ZH if zh else NAMES_EN)
     people = [other, SLACK_USER] if dm else [*rng.sample(MEMBERS_ZH if zh else MEMBERS_EN, 3)]
@@ -1598,13 +1603,17 @@ def render_slack(
                 c.text(x0 + nw + 8, y + 3.5, "APP", 10, app.time_fg, bold=True)
                 chrome.append("APP")
                 nw += 32
-            c.text(x0 + nw + 8, y + 3, time, 12, app.time_fg)
-            rows_w.append(nw + 8 + c.length(time, 12))
+            gap = r3.uniform(5, 12) if r3 else 8
+            c.text(x0 + nw + gap, y + 3, time, 12, app.time_fg)
+            rows_w.append(nw + gap + c.length(time, 12))
             y += 22
         else:
             y += 8
             top = y
-        size, lh = (30, 36) if emoji_only else (15, 21)
+        size, lh = (30.0, 36.0) if emoji_only else (15.0, 21.0)
+        if emoji_only and r3:
+            size = r3.choice([22.0, 26.0, 30.0, 34.0])
+            lh = size * 1.2
         rows = wrap(c, text, size, 360 - x0 - 16)
         for i, row in enumerate(rows):
             c.text(x0, y, row, size, app.talker_fg)
@@ -1663,6 +1672,13 @@ def render_slack(
             c.emoji(x0 + 6, y + 8, emoji.replace("\ufe0f", ""), 14)
             c.text(x0 + 26, y + 7, count, 12, app.accent, bold=True)
             chrome.append(count)
+            if r3 and r3.random() < 0.5:  # a second reaction beside it
+                emoji2 = "😂" if emoji != "😂" else "👀"
+                count2 = str(r3.randrange(1, 4))
+                c.rect((x0 + 50, y + 4, x0 + 94, y + 26), mix(app.bg, app.accent, 0.12), 11)
+                c.emoji(x0 + 56, y + 8, emoji2, 14)
+                c.text(x0 + 76, y + 7, count2, 12, app.accent, bold=True)
+                chrome.append(count2)
             y += 30
         elif rng.random() < 0.2 and not thread:  # its thread: replies, a last reply
             for i in range(3):
