@@ -659,6 +659,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         )
         if (
             bubble.colour is not None
+            and bubble.quote is None
             and ocr_text.has_duration(bubble.text)
             and px.voice_icon(image, bubble.box, bubble.colour)
         ):

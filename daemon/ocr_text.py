@@ -123,9 +123,16 @@ def lists_members(text: str) -> bool:
 
 def has_duration(text: str) -> bool:
     """A voice note's duration somewhere in what PP-OCR read of its bubble
-    ("0:40", WeChat's 12"), whatever it made of the icon around it; the
-    icon itself is told by its pixels (``ocr_pixels.voice_icon``)."""
-    return DURATION.search(text) is not None
+    ("0:40", WeChat's 12"), whatever it made of the icon around it, and no
+    typed word beside it ("See you at 10:30" is a message); the icon itself
+    is told by its pixels (``ocr_pixels.voice_icon``)."""
+    words = _WORD.findall(DURATION.sub(" ", text))
+    typed = [w for w in words if set(w) - _BARS]  # a waveform's bars read as "Illl" type nothing
+    return DURATION.search(text) is not None and not typed
+
+
+_WORD: Final = re.compile(r"[A-Za-z]{3,}")
+_BARS: Final = frozenset("lIij")
 
 
 # "0:40", "1:05" (a colon read as a dot too), WeChat's 19" (quotes as PP-OCR reads them).

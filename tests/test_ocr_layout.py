@@ -1561,6 +1561,20 @@ def test_receipts_and_a_pinned_bar_are_no_senders_or_names() -> None:
     ]
 
 
+def test_a_typed_text_with_a_time_is_no_voice_note_even_over_bar_like_ink() -> None:
+    """Dev seed 53 (04-whatsapp): a reply 'See you at 10:30' whose quote's
+    letters passed for a waveform was read as a voice note. A duration
+    beside a typed word is a message; a quoted bubble is not checked."""
+    image = paper()
+    rect(image, (20, 300, 500, 408), WHITE)
+    waveform(image, 100, 340)  # ink that looks like bars
+    lines = [line(40, 370, 480, 400, "See you at 10:30")]
+    step, _ = read(image, lines)
+    assert [(b.get("kind", "text"), b["text"]) for b in step["bubbles"]] == [
+        ("text", "See you at 10:30")
+    ]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
