@@ -139,10 +139,13 @@ class Shot:
         own (so that the test can tell whether it was returned); ``draw``
         leaves strokes in the box as text does."""
         x1, y1, x2, y2 = (round(v) for v in box)
+        text = text.strip()  # as ``lines_from_ocr`` gives them: stripped, never empty
+        if not text:
+            return
         if tag:
             mark = "Qz" + chr(97 + len(self.tags) // 26 % 26) + chr(97 + len(self.tags) % 26)
             self.tags.append(mark)
-            text = f"{text} {mark}" if text.strip() else mark
+            text = f"{text} {mark}"
         if draw and x2 - x1 > 4 and y2 - y1 > 8:
             self.image[max(0, y1 + 4) : max(0, y2 - 4) : 3, max(0, x1 + 2) : max(0, x2 - 2) : 2] = (
                 ink
@@ -335,7 +338,9 @@ def bubble_shots(draw: st.DrawFn) -> tuple[Shot, str]:
     bottom = height - draw(st.floats(56, 90)) * dp
     for _ in range(draw(st.integers(1, 7))):
         what = draw(
-            st.sampled_from(["bubble", "bubble", "bubble", "pill", "voice", "photo", "loose"])
+            st.sampled_from(
+                ["bubble", "bubble", "bubble", "pill", "voice", "photo", "loose", "typing"]
+            )
         )
         side = draw(st.sampled_from(["left", "right"]))
         if what == "pill":
@@ -358,7 +363,15 @@ def bubble_shots(draw: st.DrawFn) -> tuple[Shot, str]:
         x1 = 12 * dp if side == "left" else width - 12 * dp - bw
         x2 = x1 + bw
         top = y
-        if what == "photo":
+        if what == "typing":  # a typing indicator: three dots in a small bubble
+            shot.rect((x1, top, x1 + 56 * dp, top + 36 * dp), fill)
+            for i in range(3):
+                dx = x1 + (14 + 12 * i) * dp
+                shot.rect((dx, top + 15 * dp, dx + 6 * dp, top + 21 * dp), (140, 140, 140))
+            y = top + 44 * dp
+            continue
+        caption = what == "photo" and draw(st.booleans())  # the photo's caption under it
+        if what == "photo" and not caption:
             ph = draw(st.floats(80, 240)) * dp
             shot.rect((x1, top, x2, top + ph), fill)
             rng = np.random.default_rng(draw(st.integers(0, 9)))
@@ -433,8 +446,18 @@ def bubble_shots(draw: st.DrawFn) -> tuple[Shot, str]:
                     (tx, cy + text_h - 10 * dp, tx + text_width(t, 10 * dp), cy + text_h), t, ink
                 )
             if last and draw(st.integers(0, 5)) == 0:
-                r = draw(st.sampled_from(["Read", "既読", "Delivered"]))
-                shot.text((x1 - 40 * dp, cy, x1 - 4 * dp, cy + 10 * dp), r, ink)
+                r = draw(st.sampled_from(["Read", "既読", "Delivered", "Read 8:47 PM", "Seen"]))
+                if draw(st.booleans()):  # beside the bubble (LINE)
+                    shot.text((x1 - 40 * dp, cy, x1 - 4 * dp, cy + 10 * dp), r, ink)
+                else:  # under it at its edge (iMessage)
+                    under = top + bubble_h + 2 * dp
+                    shot.text((x2 - 60 * dp, under, x2, under + 12 * dp), r, ink)
+            if last and draw(st.integers(0, 5)) == 0:  # a reaction's pill on the bottom edge
+                edge = top + bubble_h
+                shot.rect((x1 + 8 * dp, edge - 10 * dp, x1 + 40 * dp, edge + 12 * dp), paper)
+                shot.rect(
+                    (x1 + 12 * dp, edge - 6 * dp, x1 + 24 * dp, edge + 8 * dp), (255, 204, 77)
+                )
             cy += text_h + 6 * dp
         y = top + bubble_h + draw(st.floats(2, 20)) * dp
         if y > height:
