@@ -129,7 +129,7 @@ def _name_row(
             and -4 * dp <= row[at].box[0] - row[at - 1].box[2]
             and row[at].box[0] - first.box[2] <= (NAME_GAP_DP + 48) * dp  # an emoji unread
             and not ocr_text.HAS_TIME.search(first.text)
-            and _clean_name(first.text)
+            and any(ch.isalnum() for ch in _clean_name(first.text))  # "-" is no name
         ):
             return _clean_name(first.text), ocr_text.split_time(row[at].text)[1] or ""
         return None
@@ -137,7 +137,8 @@ def _name_row(
     if time is not None and before and len(row) == 1 and len(before) <= 40:
         if avatar is not None and not avatar(first):
             return None
-        return (_clean_name(before) or None) and (_clean_name(before), time)
+        name = _clean_name(before)
+        return (name, time) if any(ch.isalnum() for ch in name) else None
     return None
 
 
@@ -389,8 +390,9 @@ def _one_spelling(items: list[dict[str, Any]], title: str | None) -> None:
         if key and (key not in best or name.count(" ") > best[key].count(" ")):
             best[key] = name
     for item in items:
-        if item["sender"]:
-            item["sender"] = best[re.sub(r"[\W_]", "", item["sender"]).casefold()]
+        if item["sender"]:  # (a sender with no letter or digit has no other spelling)
+            key = re.sub(r"[\W_]", "", item["sender"]).casefold()
+            item["sender"] = best.get(key, item["sender"])
 
 
 def same_person(sender: str | None, title: str | None) -> bool:
