@@ -126,7 +126,7 @@ def _name_row(
         between = row[1:at]
         if (
             all(len(ln.text.strip()) <= 8 for ln in between)
-            and -4 * dp <= row[at].box[0] - row[at - 1].box[2]
+            and -12 * dp <= row[at].box[0] - row[at - 1].box[2]  # boxes may overlap a bit
             and row[at].box[0] - first.box[2] <= (NAME_GAP_DP + 48) * dp  # an emoji unread
             and not ocr_text.HAS_TIME.search(first.text)
             and any(ch.isalnum() for ch in _clean_name(first.text))  # "-" is no name

@@ -1575,6 +1575,23 @@ def test_a_typed_text_with_a_time_is_no_voice_note_even_over_bar_like_ink() -> N
     ]
 
 
+def test_a_name_row_whose_time_box_overlaps_the_name_piece_still_heads() -> None:
+    """15b's round-3 render (dev seed 53, 42-slack): the time's OCR box
+    reached 8 dp back over the status emoji read into the name's piece."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 500]
+    rect(image, (0, 500, W, 800), (255, 255, 255))
+    rect(image, (24, 520, 96, 592), (30, 136, 229))
+    lines += [
+        inked(image, line(112, 518, 300, 550, "Tom Baker *")),
+        inked(image, line(284, 522, 390, 546, "2:28 PM")),  # 16 px over the name's box
+        inked(image, line(112, 562, 560, 596, "I'll bring the charger")),
+    ]
+    step, _ = read(image, lines)
+    got = [(b["sender"], b.get("time"), b["text"]) for b in step["bubbles"]]
+    assert got[-1] == ("Tom Baker", "2:28 PM", "I'll bring the charger")
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
