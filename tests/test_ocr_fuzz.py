@@ -54,7 +54,7 @@ FUZZ = settings(
 RGB = tuple[int, int, int]
 Box = tuple[int, int, int, int]
 
-WIDTHS = [360, 412, 540, 720, 1080, 1440]
+WIDTHS = [360, 375, 412, 540, 720, 1080, 1179, 1440]  # dp: width / 360, not always whole
 NAMES = ["Alex Kim", "Priya Shah", "Tom", "王伟", "Jira APP", "Mia $", "Alex Kim *s", "July*"]
 ODD_NAMES = ["-", "...", "·", "*", "(3)", "12", "Alex", "alexkim", "AlexKim", "李"]
 TIMES = ["10:42 AM", "9:31AM", "1:30 PM", "20:44", "20.50", "Yesterday at 9:02 PM", "12:00"]
