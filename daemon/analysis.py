@@ -85,7 +85,8 @@ class RaceManager:
     def fleet(self, fleet: Fleet | None) -> None:
         """Fleet mode: also the server the budgets count on (daemon/store/fleet_spend.py)."""
         self._fleet = fleet
-        self.stats.spend.fleet = FleetBudget(fleet) if fleet is not None else None
+        spend = self.stats.spend
+        spend.fleet = FleetBudget(fleet, spend.now) if fleet is not None else None
 
     def leave_out(self, not_configured: dict[str, str]) -> None:
         """Strategies that can never run as configured (no API key, no ocr

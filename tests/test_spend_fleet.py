@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,8 +38,14 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 FAST, SLOW = "fast-model", "slow-model"
-NOON = 1_796_558_400.0  # 2026-12-06 12:00:00 UTC
-MINUTE = int(NOON // 60)
+# The hosts' wall clock, fixed: the start of the minute ten minutes ago.
+# Not a fixed date: the server's expiries (a day key's EXPIREAT) run on the
+# real clock. And behind it on purpose: a flush took "now" from the real
+# clock, not the host's, so a call given back in the host's minute was
+# dropped as "its minute is gone" (passed on 2026-12-06 until 12:02 UTC,
+# when the real clock passed the fixed noon this file used).
+WALL = float((int(time.time()) // 60 - 10) * 60)
+MINUTE = int(WALL // 60)
 
 
 # One server and a 3-master Cluster (issue 14, point 6): the budgets' keys
@@ -85,8 +92,8 @@ async def hosts(config: Config, *names: str) -> AsyncIterator[list[Spend]]:
                 fleet = Fleet(fleet_cfg, store, config.rank_of())
                 await stack.enter_async_context(fleet.client)
                 fleet.running = True
-                spend = Spend(config.strategies, now=lambda: NOON)
-                spend.fleet = FleetBudget(fleet)
+                spend = Spend(config.strategies, now=lambda: WALL)
+                spend.fleet = FleetBudget(fleet, spend.now)
                 spends.append(spend)
             async with trio.open_nursery() as nursery:
                 for spend in spends:
@@ -130,7 +137,7 @@ async def test_calls_per_minute_is_the_fleets_and_never_overshoots(
         refused = [r for _, r in results if isinstance(r, StrategyError)]
         assert len(admitted) == 3  # per host it would be 6
         assert all(r.kind == "budget_exhausted" and "fleet-wide" in r.detail for r in refused)
-        _, calls_key = spend_keys("premium", utc_day(NOON), MINUTE)
+        _, calls_key = spend_keys("premium", utc_day(WALL), MINUTE)
         assert cli(server, "get", calls_key) == "3"
         assert 0 < int(cli(server, "pttl", calls_key)) <= 120_000  # it expires
         counted = a.since_start["premium"].budget_exhausted
@@ -160,13 +167,13 @@ async def test_usd_per_day_is_the_sum_of_the_fleets_known_costs(
         for spend in (a, b):
             assert spend.fleet is not None
             assert await spend.fleet.flush()
-        usd_key, _ = spend_keys("premium", "2026-12-06", MINUTE)
+        usd_key, _ = spend_keys("premium", utc_day(WALL), MINUTE)
         assert float(cli(server, "get", usd_key)) == pytest.approx(1.1)
         assert int(cli(server, "ttl", usd_key)) > 0  # gone a day after the day
         refused = await admit(b, premium)  # this host alone spent 0.5 of 1.0
         assert isinstance(refused, StrategyError)
         assert "reached fleet-wide: 1.1000 USD" in refused.detail
-        assert "resets at 2026-12-07 00:00 UTC" in refused.detail
+        assert f"resets at {utc_day(WALL + 86400)} 00:00 UTC" in refused.detail
         left = b.budget_left(premium)
         assert left is not None
         assert (left.usd_left_today, left.exhausted) == (0.0, "usd_per_day")
@@ -188,7 +195,7 @@ async def test_a_flush_while_another_is_in_flight_returns_once_both_are_sent(
         a.record("premium", Usage(cost=0.5))
         await trio.sleep(0.05)  # run has taken the batch: it is in flight
         assert await a.fleet.flush()
-        usd_key, _ = spend_keys("premium", "2026-12-06", MINUTE)
+        usd_key, _ = spend_keys("premium", utc_day(WALL), MINUTE)
         assert cli(server, "get", usd_key) == "0.5"
 
 
@@ -235,7 +242,7 @@ async def test_legs_of_two_hosts_at_once_buy_the_premium_once_for_a_budget_of_on
     # The race as in the daemon: each host's leg asks the fleet in its task.
     config = fleet_config(make_config, server, {"budget": {"calls_per_minute": 1}})
     async with hosts(config, "host-a", "host-b") as (a, b):
-        a.now = b.now = lambda: NOON  # the same UTC minute on both hosts
+        a.now = b.now = lambda: WALL  # the same UTC minute on both hosts
         behaviours = {FAST: Behaviour(0.01), SLOW: Behaviour(0.05)}
         async with (
             harness(config, behaviours, spend=a) as ha,

@@ -36,7 +36,7 @@ import calendar
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import trio
@@ -105,8 +105,9 @@ def _day_end(day: str) -> int:
 class FleetBudget:
     """One host's side of the fleet-wide budgets (module docstring)."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, now: Callable[[], float] = time.time) -> None:
         self.fleet = fleet
+        self.now = now  # the wall clock the host's ``Spend`` counts minutes by
         self.timeout = fleet.config.timeout
         self._admit = fleet.client.register_script(ADMIT_LUA)
         self._adjust = fleet.client.register_script(ADJUST_LUA)
@@ -194,7 +195,7 @@ class FleetBudget:
         batch, self._queued = self._queued, {}
         if not batch:
             return True
-        now_minute = int(time.time() // 60)
+        now_minute = int(self.now() // 60)
         try:
             with trio.fail_after(max(self.timeout * 4, 1.0)):
                 replies: list[Awaitable[Any]] = []
