@@ -687,7 +687,16 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         bubble.kind = "sticker"
         for box in blobs:
             if px.overlap(bubble.box, box) > 0.8:
-                bubble.box = box if px.overlap(box, bubble.box) < 0.75 else bubble.box
+                # Other bubbles in the region (a reaction's pill joins them): it is
+                # this bubble's picture only between them, and only if a photo.
+                others = [b for b in messages if b is not bubble and px.overlap(b.box, box) > 0.5]
+                upper = max([box[1]] + [b.box[3] for b in others if b.box[3] <= bubble.box[1]])
+                lower = min([box[3]] + [b.box[1] for b in others if b.box[1] >= bubble.box[3]])
+                own = (box[0], upper, box[2], lower)
+                if px.overlap(own, bubble.box) < 0.75 and (
+                    not others or px.picture(image, own) == "photo"
+                ):
+                    bubble.box = own
                 bubble.kind = px.picture(image, bubble.box)
                 break
     for box in blobs:

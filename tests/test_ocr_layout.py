@@ -1592,6 +1592,26 @@ def test_a_name_row_whose_time_box_overlaps_the_name_piece_still_heads() -> None
     assert got[-1] == ("Tom Baker", "2:28 PM", "I'll bring the charger")
 
 
+def test_emoji_bubbles_a_reaction_pill_joins_keep_their_own_boxes() -> None:
+    """Dev seed 53 (09-whatsapp dark, at fe976a3): reactions' pills between
+    emoji-only bubbles make one region of the three; each took that whole
+    region as its 'picture' box and matched nothing."""
+    image = paper()
+    yy, xx = np.mgrid[0:H, 0:W]
+    boxes = [(20, 300, 240, 390), (20, 430, 300, 520)]
+    rounded(image, (40, 380, 110, 440), (245, 245, 245), 16)  # a reaction's pill between them
+    for x1, y1, x2, y2 in boxes:
+        rounded(image, (x1, y1, x2, y2), WHITE, 16)
+        image[(xx - x1 - 50) ** 2 + (yy - (y1 + y2) // 2) ** 2 < 28**2] = (255, 204, 77)
+    lines = [
+        inked(image, line(160, 356, 230, 384, "10:10")),
+        inked(image, line(220, 486, 290, 514, "10:12")),
+    ]
+    step, _ = read(image, lines)
+    got = [(b.get("kind"), b["time"], b["bbox"]) for b in step["bubbles"]]
+    assert got == [("sticker", "10:10", list(boxes[0])), ("sticker", "10:12", list(boxes[1]))]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
