@@ -42,6 +42,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 from importlib import metadata
 from typing import IO, Any, Final
 
@@ -215,7 +216,12 @@ class Reader:
             detail = str(exc) or type(exc).__name__
             height, width = rgb.shape[:2]
             return {"error": f"the OCR engine cannot read this {width}x{height} image: {detail}"}
-        reply = answer(rgb, result, user_side)
+        try:
+            reply = answer(rgb, result, user_side)
+        except Exception as exc:  # a bug in the layout: this screenshot fails, not the worker
+            traceback.print_exc()  # to stderr, which the daemon logs
+            height, width = rgb.shape[:2]
+            return {"error": f"the layout failed on this {width}x{height} image: {exc!r}"}
         if "error" not in reply:
             reply["ms"] = round((time.perf_counter() - started) * 1000, 1)
         if engine_lines:

@@ -619,6 +619,33 @@ def test_a_worker_denied_setpriority_still_runs(monkeypatch: pytest.MonkeyPatch)
     assert ocr_worker.lower_priority() is False
 
 
+def test_a_layout_bug_fails_its_screenshot_not_the_worker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cold review of issue 15, B1: a KeyError in the thread reader killed the
+    worker process (the daemon then restarts it: seconds of model loading,
+    every inference in flight lost). The screenshot gets an error answer and
+    the traceback goes to stderr, which the daemon logs."""
+    from daemon import ocr_layout, ocr_worker
+
+    png = (ROOT / "examples" / "chat.png").read_bytes()
+    reader = object.__new__(ocr_worker.Reader)  # no engine loaded: its lines are given
+    reader.engine = None
+    monkeypatch.setattr(ocr_worker, "run_engine", lambda engine, rgb: [])
+
+    def broken(*args: object) -> None:
+        raise KeyError("")
+
+    monkeypatch.setattr(ocr_layout, "read", broken)
+    reply = reader.read(png, "right")
+    assert reply["error"].startswith("the layout failed on this ")
+    assert "KeyError" in reply["error"]
+    assert "KeyError" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setattr(ocr_worker, "run_engine", lambda engine, rgb: [])
+    assert "step" in reader.read(png, "right")  # the same reader goes on: the next one is read
+
+
 @pytest.mark.parametrize(("fmt", "mime"), [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
 async def test_the_real_worker_reads_jpeg_and_webp(fmt: str, mime: str) -> None:
     import io
