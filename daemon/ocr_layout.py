@@ -673,8 +673,17 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     chat_top = max([ln.box[3] for ln in header + frame.status] + [0]) + 2 * dp
     blobs = px.blobs(image, round(min(chat_top, limit)), round(frame.bottom), paper)
     for bubble in messages:
-        if bubble.kind == "text" and bubble.time is None and ocr_text.is_time(bubble.text):
-            # A lone time (on a picture, under an emoji PP-OCR cannot read): the time.
+        if (
+            bubble.kind == "text"
+            and bubble.time is None
+            and ocr_text.is_time(bubble.text)
+            and bubble.lines
+            and max(ln.box[2] for ln in bubble.lines) - min(ln.box[0] for ln in bubble.lines)
+            < 0.5 * (bubble.box[2] - bubble.box[0])
+        ):
+            # A lone time in a corner (on a picture, beside or under an emoji
+            # PP-OCR cannot read): the time. One that fills its bubble is the
+            # message ("10:30" to "What time?").
             bubble.time = ocr_text.split_time(bubble.text)[1]
             bubble.text = ""
         if bubble.text and bubble.kind == "text" and bubble.lines:

@@ -697,6 +697,27 @@ def test_an_emoji_only_bubble_is_a_sticker_with_its_time_and_side() -> None:
     assert got == [("left", "text", "hi", "10:20"), ("right", "sticker", "", "10:21")]
 
 
+def test_a_message_that_is_only_a_time_is_its_text() -> None:
+    """Cold review of issue 15, B2: a reply "10:30" (or "12.50") came back
+    as an empty sticker with an invented time, in every app: the rule for
+    a time beside an emoji PP-OCR cannot read took any bubble whose text is
+    a time. A time that fills its bubble is the message."""
+    image = paper()
+    rect(image, (20, 200, 400, 270), WHITE)
+    rect(image, (300, 300, 700, 370), GREEN)
+    rect(image, (20, 400, 400, 470), WHITE)
+    rect(image, (540, 500, 700, 560), GREEN)
+    lines = [
+        inked(image, line(40, 218, 380, 252, "Dinner on Friday?")),
+        inked(image, line(320, 318, 680, 352, "Yes, where shall we go")),
+        inked(image, line(40, 418, 380, 452, "What time suits you?")),
+        inked(image, line(556, 516, 684, 544, "10:30")),
+    ]
+    step, _ = read(image, lines)
+    got = [(b.get("kind", "text"), b["text"], b.get("time")) for b in step["bubbles"]]
+    assert got[-1] == ("text", "10:30", None)
+
+
 def thread_lines(image: np.ndarray, title: str, subtitle: str) -> list[Line]:
     """A Slack-like screen on a flat background: name + time rows at one
     column right of the avatars, text rows under them, a follow-up, a reply count."""
