@@ -430,10 +430,12 @@ def _runs_off(line: Line, bubble: Bubble, bottom: float, dp: float) -> bool:
 
 def _reaction(box: Box, bubbles: list[Bubble], dp: float) -> bool:
     """A reaction's pill on a bubble's bottom edge (WhatsApp, Messenger): small,
-    its top inside the bubble or just under it, within the bubble's width."""
+    its top inside the bubble (across the edge), within the bubble's width.
+    What starts under the edge is no pill: bare emoji sent 2-3 dp under the
+    sender's previous bubble are a message."""
     small = box[3] - box[1] <= 40 * dp and box[2] - box[0] <= 110 * dp
     return small and any(
-        b.box[3] - 24 * dp <= box[1] <= b.box[3] + 4 * dp
+        b.box[3] - 24 * dp <= box[1] < b.box[3]
         and b.box[0] - 8 * dp <= box[0]
         and box[2] <= b.box[2] + 8 * dp
         for b in bubbles

@@ -1633,6 +1633,30 @@ def test_emoji_bubbles_a_reaction_pill_joins_keep_their_own_boxes() -> None:
     assert got == [("sticker", "10:10", list(boxes[0])), ("sticker", "10:12", list(boxes[1]))]
 
 
+def test_an_emoji_message_just_under_a_bubble_is_no_reaction() -> None:
+    """Cold review of issue 15, B7b: emoji sent without a bubble (iMessage,
+    WhatsApp draw them large and bare), 3 dp under the sender's previous
+    bubble, were taken for a reaction's pill and lost. A pill sits across
+    the bubble's bottom edge; what starts under the edge is a message."""
+    image = paper()
+    yy, xx = np.mgrid[0:H, 0:W]
+    rounded(image, (20, 300, 400, 370), WHITE, 16)
+    rounded(image, (300, 420, 700, 490), GREEN, 16)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "See you at the station")),
+        inked(image, line(320, 438, 680, 472, "Great, see you then")),
+    ]
+    for x in (52, 112):  # two touching emoji, 32 dp tall, 6 px under the first bubble
+        image[(xx - x) ** 2 + (yy - 408) ** 2 < 32**2] = (255, 204, 77)
+    step, _ = read(image, lines)
+    got = [(b["side"], b.get("kind", "text"), b["text"]) for b in step["bubbles"]]
+    assert got == [
+        ("left", "text", "See you at the station"),
+        ("left", "sticker", ""),
+        ("right", "text", "Great, see you then"),
+    ]
+
+
 def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     """R1: quotes were cut at 28 characters, not by width: 28 CJK characters
     (~400 dp) drew a bubble from x = -144 px (seed 23, 32-line-1080), truth
