@@ -105,9 +105,10 @@ out the status bar, the header, date pills, timestamps, system notices, the
 keyboard and the input field (its placeholder or an unsent draft). A bubble's
 text is what its sender typed, exactly as written: not its time or read ticks,
 not the sender's name, not a quoted message, not an "Edited" or "Forwarded"
-label. A photo, voice note or sticker has its kind and empty text, a file its
-kind and the text typed with it (or none); a message of emoji only is its
-emoji; a code block's code is part of its message's text.
+label. A voice note or sticker has its kind and empty text, a photo its kind
+and its caption (or none), a file its kind and the text typed with it (or
+none); a message of emoji only is its emoji; a code block's code is part of
+its message's text.
 In a thread without bubbles (Slack-like: avatar, bold name, time, text rows)
 each message is a bubble: its bbox covers its name row and text rows, sender is
 the bold name (also on a follow-up drawn without it), time as shown; reply

@@ -800,6 +800,7 @@ def test_the_prompt_asks_the_models_for_threads_as_the_local_layout_reads_them()
         "a code block's code is part of its message's text",  # as ocr_thread reads them
         "a private channel, not a direct message",
         'not an "Edited" or "Forwarded" label',
+        "a photo its kind and its caption (or none)",  # ocr_layout: a caption is the photo's text
     ):
         assert said in prompt, said
 
