@@ -164,15 +164,20 @@ canvas_size = st.tuples(st.sampled_from(WIDTHS), st.floats(1.5, 2.3))
 any_text = st.one_of(st.sampled_from(WORDS), st.sampled_from(ODD_TEXTS), st.text(max_size=10))
 
 
+def blank_shot(draw: st.DrawFn, papers: list[RGB]) -> tuple[Shot, float, RGB, RGB]:
+    """A phone's screen of one paper colour: the shot, its dp, the paper and
+    an ink that reads on it."""
+    width, aspect = draw(canvas_size)
+    paper = draw(st.sampled_from(papers))
+    shot = Shot(np.full((round(width * aspect), width, 3), paper, np.uint8))
+    return shot, width / 360, paper, contrast(paper)
+
+
 @st.composite
 def thread_shots(draw: st.DrawFn) -> tuple[Shot, str]:
     """A Slack-like thread, as ``render_apps.py`` draws one."""
-    width, aspect = draw(canvas_size)
-    dp = width / 360
-    height = round(width * aspect)
-    paper = draw(st.sampled_from(PAPERS[:2]))
-    ink = contrast(paper)
-    shot = Shot(np.full((height, width, 3), paper, np.uint8))
+    shot, dp, paper, ink = blank_shot(draw, PAPERS[:2])
+    width, height = shot.width, shot.height
     if draw(st.booleans()):  # the status bar
         shot.text((12 * dp, 6 * dp, 48 * dp, 24 * dp), "9:41", ink)
         shot.text((300 * dp, 6 * dp, 348 * dp, 24 * dp), "74%", ink)
@@ -315,12 +320,8 @@ def add_keyboard(shot: Shot, ink: RGB) -> None:
 @st.composite
 def bubble_shots(draw: st.DrawFn) -> tuple[Shot, str]:
     """A bubble chat: WhatsApp, WeChat, LINE, Telegram, as ``render_apps.py`` draws them."""
-    width, aspect = draw(canvas_size)
-    dp = width / 360
-    height = round(width * aspect)
-    paper = draw(st.sampled_from(PAPERS))
-    ink = contrast(paper)
-    shot = Shot(np.full((height, width, 3), paper, np.uint8))
+    shot, dp, paper, ink = blank_shot(draw, PAPERS)
+    width, height = shot.width, shot.height
     if draw(st.booleans()):
         shot.text((12 * dp, 6 * dp, 48 * dp, 24 * dp), "9:41", ink)
     header = draw(st.sampled_from(["Alice (3)", "周末爬山群(8)", "< 28", "<(16) 王老师", "", "·"]))
@@ -485,12 +486,8 @@ def column_soup(draw: st.DrawFn) -> tuple[Shot, str]:
     gaps, avatars or none, filled boxes and ink anywhere near it: the
     thread reader's rules meeting each other in orders the apps do not
     draw, but an engine's misreads can give."""
-    width, aspect = draw(canvas_size)
-    dp = width / 360
-    height = round(width * aspect)
-    paper = draw(st.sampled_from(PAPERS))
-    ink = contrast(paper)
-    shot = Shot(np.full((height, width, 3), paper, np.uint8))
+    shot, dp, _, ink = blank_shot(draw, PAPERS)
+    width, height = shot.width, shot.height
     x0 = draw(st.sampled_from([36, 44, 52, 64, 100])) * dp
     y = draw(st.floats(20, 200)) * dp
     piece = st.one_of(
