@@ -26,6 +26,8 @@ from typing import Any, Final, Literal, Protocol
 
 import pytest
 
+from tests.process import wait_for
+
 START_WAIT = 10.0  # seconds a server may take to accept connections
 
 
@@ -363,11 +365,11 @@ class RedisSentinel:
         self.replica.start()
         # The Sentinel learns the replica from the primary's INFO (at its
         # start, then every 10 s): the replica is linked first.
-        deadline = time.monotonic() + START_WAIT
-        while "master_link_status:up" not in self.replica.cli("info", "replication"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the replica did not sync")
-            time.sleep(0.02)
+        wait_for(
+            lambda: "master_link_status:up" in self.replica.cli("info", "replication"),
+            START_WAIT,
+            "the replica syncs",
+        )
         conf = self.root / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.root}\n"
@@ -381,11 +383,11 @@ class RedisSentinel:
             stderr=subprocess.DEVNULL,
         )
         self.wait_primary(self.primary.port)
-        deadline = time.monotonic() + START_WAIT * 2
-        while str(self.replica.port) not in self.sentinel_cli("replicas", self.service):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Sentinel does not know the replica")
-            time.sleep(0.02)
+        wait_for(
+            lambda: str(self.replica.port) in self.sentinel_cli("replicas", self.service),
+            START_WAIT * 2,
+            "the Sentinel knows the replica",
+        )
 
     def sentinel_cli(self, *args: str) -> str:
         out = subprocess.run(
@@ -408,11 +410,11 @@ class RedisSentinel:
         return int(out[1]) if len(out) == 2 else None
 
     def wait_primary(self, port: int) -> None:
-        deadline = time.monotonic() + START_WAIT * 2
-        while self.primary_port() != port:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Sentinel does not name 127.0.0.1:{port} the primary")
-            time.sleep(0.02)
+        wait_for(
+            lambda: self.primary_port() == port,
+            START_WAIT * 2,
+            f"the Sentinel names 127.0.0.1:{port} the primary",
+        )
 
     def failover(self, kill_clients: bool = True) -> None:
         """Promote the replica; return once the Sentinel names it and the
@@ -422,22 +424,21 @@ class RedisSentinel:
         next look at it (up to 10 s) and drops its clients; the test does
         it at once, dropping them too unless ``kill_clients`` is False (a
         primary demoted by other means: its clients stay connected)."""
-        deadline = time.monotonic() + START_WAIT * 2
-        # NOGOODSLAVE until the Sentinel has connected to the replica itself
-        while not self.sentinel_cli("failover", self.service).startswith("OK"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Sentinel would not fail over")
-            time.sleep(0.05)
+        wait_for(  # NOGOODSLAVE until the Sentinel has connected to the replica itself
+            lambda: self.sentinel_cli("failover", self.service).startswith("OK"),
+            START_WAIT * 2,
+            "the Sentinel fails over",
+        )
         self.wait_primary(self.replica.port)
         self.primary.cli("replicaof", "127.0.0.1", str(self.replica.port))
         if kill_clients:
             self.primary.cli("client", "kill", "type", "normal")
             self.primary.cli("client", "kill", "type", "pubsub")
-        deadline = time.monotonic() + START_WAIT * 2
-        while "role:slave" not in self.primary.cli("info", "replication"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the old primary did not become a replica")
-            time.sleep(0.02)
+        wait_for(
+            lambda: "role:slave" in self.primary.cli("info", "replication"),
+            START_WAIT * 2,
+            "the old primary becomes a replica",
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
