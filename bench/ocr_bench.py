@@ -55,7 +55,7 @@ from common import ROOT, LineClient, process
 sys.path.insert(0, str(ROOT))
 
 from daemon.config import StrategyConfig
-from daemon.local_ocr import LocalOcr
+from daemon.ocr.pool import LocalOcr
 from daemon.providers import ImageInput
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.png"))
@@ -217,7 +217,7 @@ async def lateness_during(run_inferences: object) -> tuple[float, float]:
 
 
 def thread_vs_process(rounds: int) -> None:
-    from daemon.ocr_worker import Reader
+    from daemon.ocr.worker import Reader
 
     images = [p.read_bytes() for p in EXAMPLES]
     print("\nwhere the inference runs: 1 ms timer lateness in the daemon's process")
@@ -290,7 +290,8 @@ def memory(tmp: Path, count: int) -> None:
 
 
 def _layout_at(rev: str) -> Any:
-    """daemon/ocr_layout.py as it was at ``rev``, as a module."""
+    """The layout as it was at ``rev`` (then ``daemon/ocr_layout.py``, one
+    module that imported no other of ours), as a module."""
     import subprocess
     import types
 
@@ -312,9 +313,9 @@ def apps(before: str, folder: Path | None) -> None:
     import numpy as np
     from PIL import Image
 
-    from daemon import ocr_layout
     from daemon.extract import parse_merge_step
-    from daemon.ocr_worker import Reader, ocr_input, ocr_scale
+    from daemon.ocr import layout as layout_now
+    from daemon.ocr.worker import Reader, ocr_input, ocr_scale
     from tests.ocr_eval import APPS, HEADER, Score, app_key, cases
 
     old = _layout_at(before)
@@ -325,7 +326,7 @@ def apps(before: str, folder: Path | None) -> None:
         " changes. Times: both reads of each shot back to back in this process, load"
         " average {:.1f} {:.1f} {:.1f} at the start".format(*os.getloadavg())
     )
-    layouts = {f"{before} (before)": old, "now": ocr_layout}
+    layouts = {f"{before} (before)": old, "now": layout_now}
     scores: dict[str, dict[str, Score]] = {name: {} for name in layouts}
     by_width: dict[int, list[float]] = {}  # shots, OCR seconds at full size, at 736
     ocr_before, ocr_now = "ocr at full size (before)", "ocr at 736 px (now)"

@@ -51,9 +51,9 @@ import trio
 from daemon import __version__, systemd
 from daemon.analysis import RaceManager
 from daemon.errors import ServerError
-from daemon.local_ocr import LocalOcr
 from daemon.metrics import MetricsServer
 from daemon.model_list import check_models
+from daemon.ocr.pool import LocalOcr
 from daemon.providers import Provider
 from daemon.server import BoundSocket, UnixServer, bind_unix
 from daemon.service import Service

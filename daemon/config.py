@@ -147,7 +147,7 @@ class StrategyConfig(_Section, frozen=True):
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
     user_side: Literal["left", "right"] | None = None
     # local_ocr only: jobs that may wait for a worker (default 16); past it a
-    # job ends at once with the error kind ``overloaded`` (daemon/local_ocr.py).
+    # job ends at once with the error kind ``overloaded`` (daemon/ocr/pool.py).
     max_queue: Annotated[int, msgspec.Meta(ge=0, le=10000)] | None = None
     # openai_chat only (SPEC §7): the answer's cap in tokens (None: 8192),
     # temperature (None: not sent), the MergeStep schema as response_format

@@ -1,4 +1,4 @@
-"""A stand-in for ``daemon.ocr_worker`` that speaks its frame protocol.
+"""A stand-in for ``daemon.ocr.worker`` that speaks its frame protocol.
 
     python -m tests.fake_ocr_worker [--delay S] [--start-delay S] [--die-on-job N]
                                     [--no-ready] [--garbage] [--pid-dir DIR]
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from daemon.ocr_worker import decode_data_url, read_frame, write_frame
+from daemon.ocr.worker import decode_data_url, read_frame, write_frame
 
 
 def say(text: str, when: str) -> None:

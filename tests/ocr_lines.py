@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from daemon import ocr_worker
-from daemon.local_ocr import Worker, worker_command
+from daemon.ocr import worker as ocr_worker
+from daemon.ocr.pool import Worker, worker_command
 from tests.ocr_eval import APPS, DATA, cases
 
 if TYPE_CHECKING:

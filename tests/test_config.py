@@ -14,7 +14,7 @@ import yaml
 from daemon.__main__ import main
 from daemon.config import load_config
 from daemon.errors import ConfigError
-from daemon.ocr_worker import engine_name
+from daemon.ocr.worker import engine_name
 from tests.conftest import config_data, write_config
 
 ROOT = Path(__file__).resolve().parent.parent

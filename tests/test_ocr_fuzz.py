@@ -1,4 +1,4 @@
-"""Fuzzing the local OCR's layout (``daemon/ocr_layout.py``) with screens like the apps'.
+"""Fuzzing the local OCR's layout (``daemon/ocr/layout.py``) with screens like the apps'.
 
 ``test_ocr_layout.py``'s property test draws random boxes and random text:
 it almost never reaches the newer paths. These strategies draw what the
@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.extract import parse_merge_step
-from daemon.ocr_layout import Line, Side, lines_from_ocr, read
+from daemon.ocr.layout import Line, Side, lines_from_ocr, read
 
 EXAMPLES = int(os.environ.get("CTXD_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(

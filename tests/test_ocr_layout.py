@@ -1,4 +1,4 @@
-"""daemon/ocr_layout.py: lines + pixels → MergeStep, on hand-drawn images."""
+"""daemon/ocr/layout.py: lines + pixels → MergeStep, on hand-drawn images."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from daemon.extract import parse_merge_step
-from daemon.ocr_layout import Line, bubble_text, build_step, lines_from_ocr
+from daemon.ocr.layout import Line, bubble_text, build_step, lines_from_ocr
 
 W, H = 720, 1280
 BACKGROUND = (237, 237, 237)
@@ -273,7 +273,7 @@ def paper() -> np.ndarray:
 
 
 def read(image: np.ndarray, lines: list[Line]) -> tuple[dict[str, Any], int]:
-    from daemon.ocr_layout import read as read_chat
+    from daemon.ocr.layout import read as read_chat
 
     step, dropped = read_chat(image, lines, "right")
     parse_merge_step(json.dumps(step))  # the daemon's validation accepts it
@@ -844,7 +844,7 @@ def test_a_date_pill_under_the_header_is_not_the_talkers_name(pill: str) -> None
 def test_the_engine_reads_a_large_screenshot_at_736_px_and_the_boxes_come_back_full_size() -> None:
     """A 1440 px phone's shot is read at its shorter side 736 (a quarter of
     the detector's pixels); a 720 px one as it is (the detector scales it up)."""
-    from daemon.ocr_worker import DETECTOR_MIN_SIDE, ocr_input, ocr_scale
+    from daemon.ocr.worker import DETECTOR_MIN_SIDE, ocr_input, ocr_scale
 
     assert ocr_scale(720, 1280) == 1.0
     assert ocr_scale(1440, 2560) == DETECTOR_MIN_SIDE / 1440
@@ -872,7 +872,7 @@ def test_a_shot_that_is_no_portrait_phone_keeps_its_text_size(
 ) -> None:
     """Review C5: the scale was the shorter side's, as if every shot were a
     portrait phone; a landscape or desktop shot's text became unreadable."""
-    from daemon.ocr_worker import ocr_input, ocr_scale
+    from daemon.ocr.worker import ocr_input, ocr_scale
 
     assert ocr_scale(width, height) == pytest.approx(scale)
     if width * height <= 4_200_000:
@@ -887,7 +887,7 @@ def test_the_engine_reads_a_landscape_shot_at_its_text_size() -> None:
     PP-OCR lost a line; at full size it reads both."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from daemon.ocr_worker import Reader, run_engine
+    from daemon.ocr.worker import Reader, run_engine
 
     font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 12)
     image = Image.new("RGB", (1920, 1080), (255, 255, 255))
@@ -1049,7 +1049,7 @@ def test_a_thread_row_the_input_bar_half_hides_is_left_out_and_counted() -> None
 )  # fmt: skip
 def test_a_name_and_a_number_is_no_date(text: str, date: bool) -> None:
     """C2: any word starting with a month's first letters, then a number, was a date."""
-    from daemon.ocr_text import is_date
+    from daemon.ocr.words import is_date
 
     assert is_date(text) is date
 
@@ -1490,7 +1490,7 @@ def test_a_time_piece_that_overlaps_a_short_text_keeps_its_first_digit() -> None
 def test_a_tick_glued_to_the_time_is_no_digit_of_the_text(
     text: str, split: tuple[str, str | None]
 ) -> None:
-    from daemon.ocr_text import split_time
+    from daemon.ocr.words import split_time
 
     assert split_time(text) == split
 

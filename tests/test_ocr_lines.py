@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from PIL import Image
 
-from daemon import ocr_worker
-from daemon.ocr_layout import lines_from_ocr
+from daemon.ocr import worker as ocr_worker
+from daemon.ocr.layout import lines_from_ocr
 from tests import ocr_lines
 from tests.ocr_eval import APPS, DATA, cases
 from tests.ocr_lines import Cache, canonical, engine_result, shot_key

@@ -3,8 +3,8 @@
 Every screenshot goes through the strategy's own path and is scored with
 tests/ocr_eval.py: the engine's lines (PP-OCR, as the worker runs it: a
 1080 or 1440 px shot read at 736 px, its shorter side,
-``ocr_worker.ocr_scale``), then what the worker does after the engine
-(``ocr_worker.answer``: the layout, ``dropped_lines``), then the same
+``worker.ocr_scale``), then what the worker does after the engine
+(``worker.answer``: the layout, ``dropped_lines``), then the same
 validation as a model's answer (``parse_merge_step``). The engine's lines
 come from tests/data/ocr_lines.json (tests/ocr_lines.py) for each shot whose
 key matches (its PNG's bytes, the engine's and its libraries' versions, the
@@ -47,7 +47,7 @@ import msgspec
 import pytest
 
 from daemon.extract import parse_merge_step
-from daemon.ocr_worker import answer, decode_image
+from daemon.ocr.worker import answer, decode_image
 from tests import ocr_lines
 from tests.ocr_eval import APPS, DATA, HEADER, Score, app_key, cases
 from tests.ocr_lines import engine_result

@@ -23,7 +23,7 @@ from jsonschema import Draft7Validator
 from clients.async_client import AllStrategiesFailed, AsyncClient
 from daemon.config import StrategyConfig, load_config
 from daemon.errors import StrategyError
-from daemon.local_ocr import SAY_MARGIN, LocalOcr, QueueError
+from daemon.ocr.pool import SAY_MARGIN, LocalOcr, QueueError
 from daemon.providers import ImageInput
 from tests.live import daemon_document
 from tests.process import Daemon

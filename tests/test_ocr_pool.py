@@ -1,4 +1,4 @@
-"""daemon/local_ocr.py: the worker pool, with a fake worker and with the real one.
+"""daemon/ocr/pool.py: the worker pool, with a fake worker and with the real one.
 
 These start processes, so they run on the real clock; every wait is bounded.
 """
@@ -29,9 +29,9 @@ from daemon.analysis import Wait
 from daemon.config import Config, StrategyConfig
 from daemon.errors import StrategyError
 from daemon.extract import parse_merge_step
-from daemon.local_ocr import LocalOcr
 from daemon.logs import conversation
 from daemon.models import AnalyzeResult, CacheKey
+from daemon.ocr.pool import LocalOcr
 from daemon.providers import ImageInput, Provider
 from tests.conftest import ConfigFactory
 from tests.process import gone
@@ -253,7 +253,7 @@ async def test_stderr_written_before_the_answer_is_logged_with_its_job(
     arrives: the job's stderr lines stayed in the pipe and were logged later,
     outside the conversation (``WARNING [-] ...``). What is already in the
     pipe when the answer comes is logged then, with the job's conversation."""
-    import daemon.local_ocr
+    import daemon.ocr.pool
 
     async def never_runs(self: Any) -> None:  # the relay task that had no turn
         await trio.sleep_forever()
@@ -261,7 +261,7 @@ async def test_stderr_written_before_the_answer_is_logged_with_its_job(
     engine = LocalOcr(STRATEGY, fake("--stderr", "onnx says hi"))
     try:
         await engine.warm()
-        monkeypatch.setattr(daemon.local_ocr.Worker, "_relay_stderr", never_runs)
+        monkeypatch.setattr(daemon.ocr.pool.Worker, "_relay_stderr", never_runs)
         with conversation("conv-9"):
             await engine.complete(STRATEGY, IMAGE)
         pid = engine._idle[0].process.pid
@@ -463,7 +463,7 @@ async def test_a_worker_exits_when_the_daemon_dies_even_with_input_open() -> Non
     try:
         spawn = (
             "import os, subprocess, sys\n"
-            "p = subprocess.Popen([sys.executable, '-m', 'daemon.ocr_worker',"
+            "p = subprocess.Popen([sys.executable, '-m', 'daemon.ocr.worker',"
             " '--parent', str(os.getpid())],"
             " stdin=int(sys.argv[1]), stdout=subprocess.DEVNULL, pass_fds=[int(sys.argv[1])])\n"
             "print(p.pid)\n"
@@ -573,10 +573,10 @@ def test_the_real_worker_runs_under_memory_deny_write_execute() -> None:
     """systemd/ctxd.service sets MemoryDenyWriteExecute=yes (systemd uses the
     kernel's PR_SET_MDWE for it where the kernel has it, Linux 6.3+): ONNX
     Runtime, OpenCV and NumPy must work without writable+executable memory."""
-    from daemon.ocr_worker import read_frame, write_frame
+    from daemon.ocr.worker import read_frame, write_frame
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.ocr_worker"],
+        [sys.executable, "-m", "daemon.ocr.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         preexec_fn=_deny_write_execute,
@@ -610,7 +610,7 @@ def test_the_real_worker_runs_under_memory_deny_write_execute() -> None:
 
 
 def test_a_worker_denied_setpriority_still_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon import ocr_worker
+    from daemon.ocr import worker as ocr_worker
 
     def denied(increment: int) -> int:
         raise PermissionError(1, "Operation not permitted")
@@ -626,7 +626,8 @@ def test_a_layout_bug_fails_its_screenshot_not_the_worker(
     worker process (the daemon then restarts it: seconds of model loading,
     every inference in flight lost). The screenshot gets an error answer and
     the traceback goes to stderr, which the daemon logs."""
-    from daemon import ocr_layout, ocr_worker
+    from daemon.ocr import layout as ocr_layout
+    from daemon.ocr import worker as ocr_worker
 
     png = (ROOT / "examples" / "chat.png").read_bytes()
     reader = object.__new__(ocr_worker.Reader)  # no engine loaded: its lines are given
@@ -712,7 +713,7 @@ async def test_an_image_the_engine_cannot_read_is_invalid_output_and_the_worker_
 
 @pytest.fixture(scope="module")
 def reader() -> Any:
-    from daemon.ocr_worker import Reader
+    from daemon.ocr.worker import Reader
 
     return Reader(threads=1)
 
@@ -755,7 +756,7 @@ def test_a_strip_the_detector_would_blow_up_is_refused_before_reading(
 def test_what_the_detector_would_process_is_bounded_by_what_is_let_through(
     width: int, height: int
 ) -> None:
-    from daemon.ocr_worker import MAX_PIXELS, detector_pixels
+    from daemon.ocr.worker import MAX_PIXELS, detector_pixels
 
     pixels = detector_pixels(width, height)
     assert pixels >= width * height
@@ -768,9 +769,9 @@ def test_what_the_detector_would_process_is_bounded_by_what_is_let_through(
 async def test_a_worker_that_hangs_at_start_is_an_error_and_is_killed(
     monkeypatch: pytest.MonkeyPatch, pid_dir: Path
 ) -> None:
-    import daemon.local_ocr
+    import daemon.ocr.pool
 
-    monkeypatch.setattr(daemon.local_ocr, "START_TIMEOUT", 0.5)
+    monkeypatch.setattr(daemon.ocr.pool, "START_TIMEOUT", 0.5)
     engine = LocalOcr(STRATEGY, fake("--start-delay", "60", "--pid-dir", str(pid_dir)))
     with pytest.raises(StrategyError) as info:
         await engine.complete(STRATEGY, IMAGE)
@@ -810,7 +811,7 @@ async def test_output_printed_by_a_library_in_the_worker_never_corrupts_a_frame(
     print()) goes to stderr; the frames have their own descriptor."""
     script = (
         "import os, sys\n"
-        "import daemon.ocr_worker as w\n"
+        "import daemon.ocr.worker as w\n"
         "class Loud:\n"
         "    def __init__(self, threads=0):\n"
         "        pass\n"

@@ -57,7 +57,7 @@ import msgspec
 import trio
 
 from daemon.errors import StrategyError, StrategyErrorKind
-from daemon.ocr_worker import HEADER, MAX_FRAME
+from daemon.ocr.worker import HEADER, MAX_FRAME
 from daemon.providers import Completion
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def worker_command(workers: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "daemon.ocr_worker",
+        "daemon.ocr.worker",
         "--parent",
         str(os.getpid()),
         "--threads",

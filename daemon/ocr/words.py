@@ -1,6 +1,6 @@
 """What a line of text is, from its text alone; no pixels, no I/O.
 
-Used by ``daemon/ocr_layout.py`` (inside the OCR worker) to tell a message
+Used by ``daemon/ocr/layout.py`` (inside the OCR worker) to tell a message
 from what the apps draw around it: the time in a bubble and its read ticks,
 a voice note's duration, an unread badge, avatar initials, a header's
 subtitle, a group's member count, the keys of a keyboard. Every rule here
@@ -125,7 +125,7 @@ def has_duration(text: str) -> bool:
     """A voice note's duration somewhere in what PP-OCR read of its bubble
     ("0:40", WeChat's 12"), whatever it made of the icon around it, and no
     typed word beside it ("See you at 10:30" is a message); the icon itself
-    is told by its pixels (``ocr_pixels.voice_icon``)."""
+    is told by its pixels (``pixels.voice_icon``)."""
     words = _WORD.findall(DURATION.sub(" ", text))
     typed = [w for w in words if set(w) - _BARS]  # a waveform's bars read as "Illl" type nothing
     return DURATION.search(text) is not None and not typed

@@ -1,6 +1,6 @@
-"""The OCR worker process: ``python -m daemon.ocr_worker``.
+"""The OCR worker process: ``python -m daemon.ocr.worker``.
 
-The daemon (``daemon/local_ocr.py``) starts one process per concurrent
+The daemon (``daemon/ocr/pool.py``) starts one process per concurrent
 inference and talks to it over its stdin/stdout with frames: a 4-byte
 big-endian length, then a msgpack map. The worker
 
@@ -20,7 +20,7 @@ big-endian length, then a msgpack map. The worker
    "left" | "right"}`` (the data URL the daemon holds anyway) with
    ``{"step": <MergeStep JSON text>, "lines": n, "dropped_lines": n, "ms": float}``
    (``dropped_lines``: lines the layout left out because it could not tell
-   chrome from a message, ``daemon/ocr_layout.py``) or
+   chrome from a message, ``daemon/ocr/layout.py``) or
    ``{"error": "<what is wrong>"}`` for an image it cannot decode; a request
    with ``"engine_lines": true`` (tests/ocr_lines.py, never the daemon) gets
    the engine's own output too, under that key.
@@ -178,7 +178,7 @@ def answer(rgb: Any, result: list[Any] | None, user_side: str) -> dict[str, Any]
     and the pixels into the worker's reply, without ``ms``: ``{"step",
     "lines", "dropped_lines"}``, or ``{"error"}`` when no chat bubble is found.
     tests/test_ocr_quality.py calls it with cached engine lines."""
-    from daemon.ocr_layout import lines_from_ocr, read
+    from daemon.ocr.layout import lines_from_ocr, read
 
     height, width = rgb.shape[:2]
     lines = lines_from_ocr(result, ocr_scale(width, height))
@@ -257,7 +257,7 @@ def lower_priority(increment: int = 10) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m daemon.ocr_worker")
+    parser = argparse.ArgumentParser(prog="python -m daemon.ocr.worker")
     parser.add_argument("--parent", type=int, default=os.getppid(), help="the daemon's pid")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
     args = parser.parse_args(argv)

@@ -1,9 +1,9 @@
 """A thread without bubbles (Slack-like) from OCR text lines; no I/O.
 
-The pixels it needs come through callables from ``daemon/ocr_layout.py``
+The pixels it needs come through callables from ``daemon/ocr/layout.py``
 (an avatar left of a row, what is drawn at the column).
 
-Part of the local OCR's layout (``daemon/ocr_layout.py`` asks this module
+Part of the local OCR's layout (``daemon/ocr/layout.py`` asks this module
 first). In such a screenshot every message starts at one column, right of
 a square avatar: a row with the sender's bold name and the time ("Alex Kim
 1:30 PM") heads a message, the rows under it at the same column are its
@@ -37,10 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from daemon import ocr_text
+from daemon.ocr import words
 
 if TYPE_CHECKING:
-    from daemon.ocr_layout import Line
+    from daemon.ocr.layout import Line
 
 MIN_COLUMN_DP: Final = 36  # the avatar is left of the messages' column
 COLUMN_DP: Final = 4  # rows of one column start within this of each other
@@ -121,19 +121,19 @@ def _name_row(
     first = row[0]
     if first.box[0] < MIN_COLUMN_DP * dp:
         return None
-    at = next((i for i, ln in enumerate(row) if i and ocr_text.is_time(ln.text)), None)
+    at = next((i for i, ln in enumerate(row) if i and words.is_time(ln.text)), None)
     if at is not None:
         between = row[1:at]
         if (
             all(len(ln.text.strip()) <= 8 for ln in between)
             and -12 * dp <= row[at].box[0] - row[at - 1].box[2]  # boxes may overlap a bit
             and row[at].box[0] - first.box[2] <= (NAME_GAP_DP + 48) * dp  # an emoji unread
-            and not ocr_text.HAS_TIME.search(first.text)
+            and not words.HAS_TIME.search(first.text)
             and any(ch.isalnum() for ch in _clean_name(first.text))  # "-" is no name
         ):
-            return _clean_name(first.text), ocr_text.split_time(row[at].text)[1] or ""
+            return _clean_name(first.text), words.split_time(row[at].text)[1] or ""
         return None
-    before, time = ocr_text.split_time(first.text)
+    before, time = words.split_time(first.text)
     if time is not None and before and len(row) == 1 and len(before) <= 40:
         if avatar is not None and not avatar(first):
             return None
@@ -209,14 +209,14 @@ def read(
         if abs(row[0].box[0] - x0) > COLUMN_DP * dp:
             if messages and row[0].box[0] > x0:  # a thread's summary, a reaction, a divider
                 messages[-1].rows.append([])  # end the message's text
-                text = ocr_text.join([ln.text for ln in row]).strip()
+                text = words.join([ln.text for ln in row]).strip()
                 if THREAD_CHROME.match(text) or text.lstrip("+").isdigit():
                     messages[-1].closed = True  # what comes after is not its card
                 elif not messages[-1].closed:
                     messages[-1].tail = max(messages[-1].tail, max(ln.box[3] for ln in row))
             continue  # (or a reply count at the edge)
         head = _name_row(row, dp, avatar)
-        text = ocr_text.join([ln.text for ln in row]).strip()
+        text = words.join([ln.text for ln in row]).strip()
         if head is not None:
             messages.append(Message(rows=[row], sender=head[0], time=head[1], headed=True))
             continue
@@ -272,10 +272,10 @@ def read(
             dropped += sum(len(r) for r in rows)
             continue
         body = rows[1:] if message.headed else rows
-        text = ocr_text.join([ocr_text.join([ln.text for ln in r]) for r in body]).strip()
-        text = ocr_text.without_edited(text)
+        text = words.join([words.join([ln.text for ln in r]) for r in body]).strip()
+        text = words.without_edited(text)
         code = [
-            ocr_text.join([ocr_text.join([ln.text for ln in r]) for r in rows_of(card.lines)])
+            words.join([words.join([ln.text for ln in r]) for r in rows_of(card.lines)])
             for card in message.cards
             if not card.file
         ]
@@ -419,13 +419,13 @@ def _title(header: list[Line]) -> tuple[str | None, bool]:
         ln
         for ln in header
         if any(ch.isalnum() for ch in ln.text)
-        and not ocr_text.is_subtitle(ln.text)
-        and not ocr_text.is_date(ln.text)
-        and not ocr_text.HAS_TIME.search(ln.text)
+        and not words.is_subtitle(ln.text)
+        and not words.is_date(ln.text)
+        and not words.HAS_TIME.search(ln.text)
         and not MEMBERS.match(ln.text.strip())
-        and not ocr_text.is_badge(ln.text)
+        and not words.is_badge(ln.text)
     ]
     if not names:
         return None, members
     best = max(names, key=lambda ln: (ln.height, -ln.cy))
-    return ocr_text.header_text(best.text), members
+    return words.header_text(best.text), members

@@ -1,9 +1,9 @@
 """OCR text lines + the screenshot's pixels → a MergeStep; no I/O.
 
-Runs inside the OCR worker process (``daemon/ocr_worker.py``), which has
+Runs inside the OCR worker process (``daemon/ocr/worker.py``), which has
 NumPy and OpenCV from the ``ocr`` extra; the daemon itself never imports it.
-What the pixels say is ``daemon/ocr_pixels.py``, what a text is
-``daemon/ocr_text.py``; this module puts the two together.
+What the pixels say is ``daemon/ocr/pixels.py``, what a text is
+``daemon/ocr/words.py``; this module puts the two together.
 Sizes are in dp, 1 dp = width / 360 px (a phone's density-independent unit).
 
 How a chat screenshot is read:
@@ -29,7 +29,7 @@ How a chat screenshot is read:
    photo (many colours) or an emoji-only bubble (``sticker``); a bubble
    whose only text is a time on a picture (WhatsApp's, Telegram's overlay)
    takes the picture's box. Avatars (small, at an edge) are not bubbles.
-4. **Inside a bubble** (``daemon/ocr_text.py`` says what each text is): the
+4. **Inside a bubble** (``daemon/ocr/words.py`` says what each text is): the
    time at its bottom right and the read ticks after it are ``time``, not
    text, when most bubbles of the screenshot end with one; a first row in a
    colour (WhatsApp's, Telegram's group sender) is ``sender``; a waveform
@@ -59,9 +59,9 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from daemon import ocr_pixels as px
-from daemon import ocr_text, ocr_thread
-from daemon.ocr_pixels import SEED_OFFSET, Box, Image
+from daemon.ocr import pixels as px
+from daemon.ocr import thread, words
+from daemon.ocr.pixels import SEED_OFFSET, Box, Image
 
 Side = Literal["left", "right"]
 RGB = tuple[int, int, int]
@@ -133,10 +133,10 @@ def find_bubble(image: Image, line: Line) -> Box | None:
     return None if found is None else found[0]
 
 
-_join = ocr_text.join
+_join = words.join
 
 
-_rows = ocr_thread.rows_of  # rows top to bottom, pieces of a row left to right
+_rows = thread.rows_of  # rows top to bottom, pieces of a row left to right
 
 
 def bubble_text(lines: list[Line]) -> str:
@@ -151,7 +151,7 @@ def _pieces(row: list[Line]) -> list[str]:
     texts: list[str] = []
     for i, line in enumerate(row):
         text = line.text
-        if i and line.box[0] < row[i - 1].box[2] and not ocr_text.is_time(text):
+        if i and line.box[0] < row[i - 1].box[2] and not words.is_time(text):
             before = texts[-1]
             for n in range(min(3, len(before), len(text) - 1), 0, -1):
                 if before.endswith(text[:n]):
@@ -234,7 +234,7 @@ def _keyboard_top(lines: list[Line], width: int, height: int) -> float | None:
     keyboard's top (a 44 dp suggestion strip, three rows of 54 dp)."""
     dp = width / 360
     letters = sorted(
-        (ln for ln in lines if ln.cy > height / 3 and ocr_text.is_key(ln.text)),
+        (ln for ln in lines if ln.cy > height / 3 and words.is_key(ln.text)),
         key=lambda ln: ln.cy,
     )
     rows: list[list[Line]] = []
@@ -247,7 +247,7 @@ def _keyboard_top(lines: list[Line], width: int, height: int) -> float | None:
     tops = []
     if len(full) >= 2:
         tops.append(min(ln.box[1] for ln in full[0]) - KEY_STRIP_DP * dp)
-    anchors = [ln for ln in lines if ln.cy > height / 2 and ocr_text.is_key_label(ln.text)]
+    anchors = [ln for ln in lines if ln.cy > height / 2 and words.is_key_label(ln.text)]
     if anchors and letters:
         anchor = min(ln.box[1] for ln in anchors)
         if any(anchor - 230 * dp < ln.box[1] < anchor for ln in letters):
@@ -300,7 +300,7 @@ def _pill(bubble: Bubble, width: int, typical: float) -> bool:
 def _touching(bubble: Bubble, margin: float) -> bool:
     """Text that touches its bubble's top or bottom: a bar cuts the bubble
     (a whole one has padding around its text)."""
-    lines = [ln for ln in bubble.lines if ocr_text.split_time(ln.text)[1] is None]
+    lines = [ln for ln in bubble.lines if words.split_time(ln.text)[1] is None]
     if not lines:  # a time and its ticks make a taller box than text does
         return False
     top = min(ln.box[1] for ln in lines) - bubble.box[1]
@@ -394,7 +394,7 @@ def _read_inside(
         if px.saturated(first) and (last is None or px.differs(first, last, 40)):
             sender = _join([ln.text for ln in rows[0]])
             rows = rows[1:]
-    if len(rows) > 1 and ocr_text.is_forwarded(_join([ln.text for ln in rows[0]])):
+    if len(rows) > 1 and words.is_forwarded(_join([ln.text for ln in rows[0]])):
         rows = rows[1:]  # the label over a forwarded message, not its text
     if quotes:
         q_rows = _rows([ln for q in quotes for ln in q.lines])
@@ -412,7 +412,7 @@ def _names(line: Line, bubble: Bubble, dp: float) -> bool:
         -3 * dp <= bubble.box[1] - line.box[3] <= 10 * dp
         and abs(line.box[0] - bubble.box[0]) <= 14 * dp
         and len(line.text) <= 32
-        and not ocr_text.is_time(line.text)
+        and not words.is_time(line.text)
     )
 
 
@@ -476,30 +476,30 @@ def _avatar(bubble: Bubble, dp: float) -> bool:
         return False
     square = abs(w - h) <= 0.1 * max(w, h)
     header = bubble.box[3] < HEADER_MAX_DP * dp
-    if square and header and all(ocr_text.is_initials(ln.text) for ln in bubble.lines):
+    if square and header and all(words.is_initials(ln.text) for ln in bubble.lines):
         return True
     edge = bubble.box[0] < 12 * dp or bubble.box[2] > 348 * dp
     text = bubble_text(bubble.lines)
     if square and edge and max(w, h) <= 50 * dp and not any(ch.isalnum() for ch in text):
         return True  # a picture avatar beside the bubbles, a shape in it read as "！"
-    texts = [ocr_text.header_text(ln.text) for ln in bubble.lines]
+    texts = [words.header_text(ln.text) for ln in bubble.lines]
     small = max(w, h) <= 30 * dp  # a badge; a bubble saying "3" is taller
-    return small and bubble.box[3] < HEADER_MAX_DP * dp and all(ocr_text.is_badge(t) for t in texts)
+    return small and bubble.box[3] < HEADER_MAX_DP * dp and all(words.is_badge(t) for t in texts)
 
 
 def _name(header: list[Line]) -> tuple[str | None, bool]:
     """The talker's or group's name in the header, and whether it says group."""
     candidates = []
     for ln in header:
-        text = ocr_text.header_text(ln.text)
+        text = words.header_text(ln.text)
         if (
-            any(ch.isalpha() for ch in ocr_text.name_of(text)[0])  # ".23": a badge, no name
-            and not ocr_text.is_badge(text)
-            and not ocr_text.is_initials(text)
-            and not ocr_text.HAS_TIME.search(text)
-            and not ocr_text.is_subtitle(text)
-            and not ocr_text.is_date(text)
-            and not ocr_text.lists_members(text)
+            any(ch.isalpha() for ch in words.name_of(text)[0])  # ".23": a badge, no name
+            and not words.is_badge(text)
+            and not words.is_initials(text)
+            and not words.HAS_TIME.search(text)
+            and not words.is_subtitle(text)
+            and not words.is_date(text)
+            and not words.lists_members(text)
             and any(ch.isalnum() for ch in text)
         ):
             candidates.append((ln, text))
@@ -507,7 +507,7 @@ def _name(header: list[Line]) -> tuple[str | None, bool]:
         return None, False
     candidates = [c for c in candidates if not c[1].startswith(("(", "（"))] or candidates
     best = max(candidates, key=lambda c: (c[0].height, -c[0].cy))[1]
-    name, counted = ocr_text.name_of(best)
+    name, counted = words.name_of(best)
     return name or None, counted
 
 
@@ -531,7 +531,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     def avatar_at(ln: Line) -> bool:  # left of a thread's name row, at its column
         return px.avatar_left(image, ln.box, ln.box[0], paper)
 
-    x0 = ocr_thread.column(loose, dp, width, avatar_at)
+    x0 = thread.column(loose, dp, width, avatar_at)
     if x0 is not None:  # a thread without bubbles (Slack-like)
         # A filled box at the column under a message: a code block (its text is
         # the message's) or a file card (an icon's square at its left). Other
@@ -540,9 +540,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             return [
                 ln
                 for ln in b.lines
-                if ln.box[0] >= x0 - ocr_thread.COLUMN_DP * dp
-                and not ocr_text.is_date(ln.text)
-                and not ocr_thread.THREAD_CHROME.match(ln.text.strip())
+                if ln.box[0] >= x0 - thread.COLUMN_DP * dp
+                and not words.is_date(ln.text)
+                and not thread.THREAD_CHROME.match(ln.text.strip())
                 and not ln.text.strip().lstrip("+").isdigit()
             ]
 
@@ -550,10 +550,10 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             return b.box[3] > frame.bottom - 48 * dp and px.cut(image, b.box)
 
         cards = [
-            ocr_thread.Card(b.box, text_of(b), px.icon_left(image, b.box), cut_card(b))
+            thread.Card(b.box, text_of(b), px.icon_left(image, b.box), cut_card(b))
             for b in found
             if text_of(b)
-            and abs(b.box[0] - x0) <= 2 * ocr_thread.COLUMN_DP * dp
+            and abs(b.box[0] - x0) <= 2 * thread.COLUMN_DP * dp
             and (b.box[3] - b.box[1] >= 26 * dp or cut_card(b))
         ]
         carded = {id(ln) for card in cards for ln in card.lines}
@@ -577,7 +577,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     messages = [
         b for b in found if b.parent is None and not _pill(b, width, typical) and not _avatar(b, dp)
     ]
-    pictured = {id(b) for b in messages if all(ocr_text.is_time(ln.text) for ln in b.lines)}
+    pictured = {id(b) for b in messages if all(words.is_time(ln.text) for ln in b.lines)}
     inside = [  # a cut bubble's quote (a picture's time overlay is read below)
         b for b in messages if id(b) not in pictured and px.inside(image, b.box, paper)
     ]
@@ -616,7 +616,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     named: dict[int, str] = {}
     name_lines: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
-        if ocr_text.is_receipt(ln.text):
+        if words.is_receipt(ln.text):
             continue  # "Delivered" under a bubble is no sender of the next one
         below = [b for b in messages if id(b) not in named and _names(ln, b, dp)]
         if below:
@@ -642,7 +642,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         end = None
         if rows:
             piece = rows[-1][-1]
-            before, time = ocr_text.split_time(_pieces(rows[-1])[-1])
+            before, time = words.split_time(_pieces(rows[-1])[-1])
             if time is not None and piece.box[2] >= bubble.box[2] - 40 * dp:
                 end = (before, time)
                 apart += not before and len(rows) + len(rows[-1]) > 2  # a piece of its own
@@ -656,13 +656,13 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if in_bubble_times and end is not None:
             texts[-1][-1] = end[0]
             bubble.time = end[1]
-        bubble.text = ocr_text.without_edited(
+        bubble.text = words.without_edited(
             _join([_join(row) for row in texts]), bubble.time is not None
         )
         if (
             bubble.colour is not None
             and bubble.quote is None
-            and ocr_text.has_duration(bubble.text)
+            and words.has_duration(bubble.text)
             and px.voice_icon(image, bubble.box, bubble.colour)
         ):
             bubble.kind, bubble.text = "voice", ""  # whatever PP-OCR made of the icon
@@ -678,7 +678,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         if (
             bubble.kind == "text"
             and bubble.time is None
-            and ocr_text.is_time(bubble.text)
+            and words.is_time(bubble.text)
             and bubble.lines
             and max(ln.box[2] for ln in bubble.lines) - min(ln.box[0] for ln in bubble.lines)
             < 0.5 * (bubble.box[2] - bubble.box[0])
@@ -686,7 +686,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
             # A lone time in a corner (on a picture, beside or under an emoji
             # PP-OCR cannot read): the time. One that fills its bubble is the
             # message ("10:30" to "What time?").
-            bubble.time = ocr_text.split_time(bubble.text)[1]
+            bubble.time = words.split_time(bubble.text)[1]
             bubble.text = ""
         if bubble.text and bubble.kind == "text" and bubble.lines:
             top = min(ln.box[1] for ln in rows_of[id(bubble)][0]) if rows_of[id(bubble)] else 0
@@ -734,13 +734,13 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     # Around the bubbles: senders above them, times beside them.
     rest: list[Line] = []
     for ln in sorted(loose, key=lambda ln: ln.cy):
-        if ocr_text.is_receipt(ln.text) and any(_receipt_of(ln, b, dp) for b in messages):
+        if words.is_receipt(ln.text) and any(_receipt_of(ln, b, dp) for b in messages):
             continue  # LINE's "Read" beside a bubble, iMessage's "Delivered" under it: chrome
         below = [b for b in messages if b.sender is None and _names(ln, b, dp)]
         if below:  # above a picture
             below[0].sender = ln.text
             continue
-        if ocr_text.is_time(ln.text):
+        if words.is_time(ln.text):
             beside = [
                 b
                 for b in messages
@@ -749,7 +749,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
                 and (0 <= b.box[0] - ln.box[2] <= 16 * dp or 0 <= ln.box[0] - b.box[2] <= 16 * dp)
             ]
             if beside:
-                beside[0].time = ocr_text.split_time(ln.text)[1]
+                beside[0].time = words.split_time(ln.text)[1]
                 continue
         rest.append(ln)
     # Text outside every bubble: chrome (timestamps, small print), or
@@ -758,7 +758,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         ln
         for ln in rest
         if not _centred(ln.box, width)
-        and not ocr_text.is_time(ln.text)
+        and not words.is_time(ln.text)
         and (not typical or ln.height >= SMALL_PRINT * typical)
     ]
     # Not sure: one character on the background (an avatar's letter), a
@@ -777,7 +777,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
         bubble.text = bubble_text(bubble.lines)
         messages.append(bubble)
     group = counted and any(b.sender for b in messages)
-    group = group or any(ocr_text.lists_members(ln.text) for ln in header)
+    group = group or any(words.lists_members(ln.text) for ln in header)
     group = group or sum(1 for b in messages if b.sender) >= 2
     return _step(messages, width, height, user_side, name, group), dropped
 
@@ -792,19 +792,19 @@ def _thread_step(
     dropped: int,
     avatar: Callable[[Line], bool] | None = None,
     ink: Callable[[float, float], list[Box]] | None = None,
-    cards: list[ocr_thread.Card] | None = None,
+    cards: list[thread.Card] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """``read`` for a thread without bubbles (``daemon/ocr_thread.py``)."""
+    """``read`` for a thread without bubbles (``daemon/ocr/thread.py``)."""
     dp = width / 360
     rows = [  # (a private channel's title, pushed right by its lock, may start at the column)
         ln
         for ln in loose
-        if abs(ln.box[0] - x0) <= ocr_thread.COLUMN_DP * dp and ln.cy > TOP_BAND_DP * dp
+        if abs(ln.box[0] - x0) <= thread.COLUMN_DP * dp and ln.cy > TOP_BAND_DP * dp
     ]
     first = min((ln.box[1] for ln in rows), default=height)
     header = [ln for ln in loose if ln.cy < min(first, HEADER_MAX_DP * dp)]
     body = [ln for ln in loose if ln.cy >= min(first, HEADER_MAX_DP * dp)]
-    items, participants, _, more = ocr_thread.read(
+    items, participants, _, more = thread.read(
         body, header, x0, dp, frame.bottom, avatar, ink, cards or []
     )
     talker_side: Side = "left" if user_side == "right" else "right"

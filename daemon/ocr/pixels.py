@@ -1,6 +1,6 @@
 """What the pixels of a chat screenshot say, around the boxes of its text; no I/O.
 
-The image half of ``daemon/ocr_layout.py`` (which reads the text half): the
+The image half of ``daemon/ocr/layout.py`` (which reads the text half): the
 region of one colour around a line (a bubble, a pill, a quote's box), the
 regions that are not wallpaper (photos, emoji-only bubbles), and the tests
 that tell a whole bubble from one a bar cuts. Sizes in dp, 1 dp = width / 360 px.
