@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 from daemon.ocr import words
 
 if TYPE_CHECKING:
-    from daemon.ocr.layout import Line
+    from daemon.ocr.bubble import Line
 
 MIN_COLUMN_DP: Final = 36  # the avatar is left of the messages' column
 COLUMN_DP: Final = 4  # rows of one column start within this of each other

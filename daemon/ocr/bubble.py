@@ -1,0 +1,298 @@
+"""One bubble: its lines, and what each of them is; no I/O.
+
+Part of the local OCR's layout (``daemon/ocr/layout.py`` finds the bubbles
+and calls this module for what is inside each one). A bubble's rows are
+read top to bottom and each row's pieces left to right; a first row in a
+colour is the group sender (WhatsApp, Telegram), a tinted box inside is a
+quoted message, a time at the bottom right (with the read ticks after it)
+is ``time`` when most bubbles of the screenshot end with one, and a
+waveform with a duration is a voice note (empty text).
+Sizes are in dp, 1 dp = width / 360 px.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from daemon.ocr import pixels as px
+from daemon.ocr import thread, words
+from daemon.ocr.pixels import SEED_OFFSET, Box, Image
+
+Side = Literal["left", "right"]
+RGB = tuple[int, int, int]
+
+NESTED_TOLERANCE: Final = 6  # a line's surround this far from its bubble's colour: a quote box
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    box: Box
+    text: str
+    score: float
+
+    @property
+    def cx(self) -> float:
+        return (self.box[0] + self.box[2]) / 2
+
+    @property
+    def cy(self) -> float:
+        return (self.box[1] + self.box[3]) / 2
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+
+@dataclass(slots=True, eq=False)
+class Bubble:
+    box: Box
+    lines: list[Line] = field(default_factory=list)
+    colour: RGB | None = None
+    parent: Bubble | None = None  # a quote box's bubble
+    kind: str = "text"
+    sender: str | None = None
+    time: str | None = None
+    quote: dict[str, Any] | None = None
+    text: str = ""
+
+    @property
+    def area(self) -> int:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+
+def lines_from_ocr(result: list[Any] | None, scale: float = 1.0) -> list[Line]:
+    """RapidOCR's ``[[quad, text, score], ...]`` → axis-aligned lines; the
+    engine read the image at ``scale``: the boxes are given at full size."""
+    lines = []
+    for quad, text, score in result or ():
+        text = str(text).strip()
+        if not text:
+            continue
+        xs = [float(p[0]) / scale for p in quad]
+        ys = [float(p[1]) / scale for p in quad]
+        box = (round(min(xs)), round(min(ys)), round(max(xs)), round(max(ys)))
+        lines.append(Line(box=box, text=text, score=float(score)))
+    return lines
+
+
+def clip(lines: list[Line], width: int, height: int) -> list[Line]:
+    """Boxes cut to the image; a line with nothing left of its box is dropped
+    (an engine's box may stick out of the image, or be a point)."""
+    out = []
+    for line in lines:
+        x1, y1, x2, y2 = line.box
+        box = (max(0, x1), max(0, y1), min(width, x2), min(height, y2))
+        if box[0] < box[2] and box[1] < box[3]:
+            out.append(Line(box=box, text=line.text, score=line.score))
+    return out
+
+
+join = words.join
+rows_of = thread.rows_of  # rows top to bottom, pieces of a row left to right
+
+
+def bubble_text(lines: list[Line]) -> str:
+    """Rows top to bottom, pieces of a row left to right."""
+    return join([join(pieces(row)) for row in rows_of(lines)])
+
+
+def pieces(row: list[Line]) -> list[str]:
+    """The texts of a row's pieces; where two boxes overlap, what both read
+    is kept once ("Thanks!" and "!20:14" over the same "!"), unless the
+    second is a whole time ("+1" and "16:42" share no "1")."""
+    texts: list[str] = []
+    for i, line in enumerate(row):
+        text = line.text
+        if i and line.box[0] < row[i - 1].box[2] and not words.is_time(text):
+            before = texts[-1]
+            for n in range(min(3, len(before), len(text) - 1), 0, -1):
+                if before.endswith(text[:n]):
+                    text = text[n:].lstrip()
+                    break
+        texts.append(text)
+    return texts
+
+
+def group_by_gap(lines: list[Line]) -> list[Bubble]:
+    """Fallback without bubble backgrounds: consecutive lines close together
+    and aligned on one edge make one bubble, padded by half a line."""
+    bubbles: list[Bubble] = []
+    for line in sorted(lines, key=lambda ln: (ln.box[1], ln.box[0])):
+        h = max(line.height, 1)
+        if bubbles:
+            last = bubbles[-1].lines[-1]
+            near = line.box[1] - last.box[3] < 0.6 * h
+            aligned = abs(line.box[0] - last.box[0]) < h or abs(line.box[2] - last.box[2]) < h
+            if near and aligned:
+                bubbles[-1].lines.append(line)
+                continue
+        bubbles.append(Bubble(box=line.box, lines=[line]))
+    for bubble in bubbles:  # build_step clips the padded box to the image
+        pad = max(ln.height for ln in bubble.lines) // 2
+        bubble.box = (
+            min(ln.box[0] for ln in bubble.lines) - pad,
+            min(ln.box[1] for ln in bubble.lines) - pad,
+            max(ln.box[2] for ln in bubble.lines) + pad,
+            max(ln.box[3] for ln in bubble.lines) + pad,
+        )
+    return bubbles
+
+
+def touching(bubble: Bubble, margin: float) -> bool:
+    """Text that touches its bubble's top or bottom: a bar cuts the bubble
+    (a whole one has padding around its text)."""
+    lines = [ln for ln in bubble.lines if words.split_time(ln.text)[1] is None]
+    if not lines:  # a time and its ticks make a taller box than text does
+        return False
+    top = min(ln.box[1] for ln in lines) - bubble.box[1]
+    bottom = bubble.box[3] - max(ln.box[3] for ln in lines)
+    return min(top, bottom) < margin
+
+
+def nested(image: Image, line: Line, home: Bubble, dp: float) -> Bubble | None:
+    """The quote box around ``line`` inside ``home``, if the line sits on
+    another colour than its bubble's at the same row."""
+    x, y = line.box[0] - SEED_OFFSET, int(line.cy)
+    ref = home.box[0] + max(2, round(3 * dp))
+    if ref >= x or y >= image.shape[0] or x >= image.shape[1]:
+        return None
+    if not px.differs(px.pixel(image, x, y), px.pixel(image, ref, y), NESTED_TOLERANCE):
+        return None
+    found = px.fill(image, line.box)
+    if found is None:
+        return None
+    box, colour = found
+    inner = (box[2] - box[0]) * (box[3] - box[1])
+    if inner >= 0.9 * home.area or not px.contains(home.box, box, slack=2):
+        return None
+    return Bubble(box=box, colour=colour, parent=home)
+
+
+def find(image: Image, body: list[Line], dp: float) -> tuple[list[Bubble], list[Line]]:
+    """Every region of one colour a line's fill finds (a bubble, or a quote
+    box inside one: ``parent`` set), each with the lines inside it; and the
+    lines no fill put in a region (``loose``)."""
+    bubbles: list[Bubble] = []
+    loose: list[Line] = []
+    for line in sorted(body, key=lambda ln: (ln.box[1], ln.box[0])):
+        homes = [b for b in bubbles if px.contains(b.box, line.box, slack=2)]
+        home = min(homes, key=lambda b: b.area) if homes else None
+        if home is not None and home.parent is None:
+            inner = nested(image, line, home, dp)
+            if inner is not None:
+                bubbles.append(inner)
+                home = inner
+        if home is None:
+            found = px.fill(image, line.box)
+            if found is not None:
+                home = Bubble(box=found[0], colour=found[1])
+                bubbles.append(home)
+        if home is None:
+            loose.append(line)
+        else:
+            home.lines.append(line)
+    still: list[Line] = []
+    for line in loose:  # a line read before the bubble around it was found
+        homes = [b for b in bubbles if px.contains(b.box, line.box, slack=2)]
+        if homes:
+            min(homes, key=lambda b: b.area).lines.append(line)
+        else:
+            still.append(line)
+    loose = still
+    for bubble in bubbles:  # a box found first (a quote's) inside one found later
+        if bubble.parent is None:
+            outers = [
+                o
+                for o in bubbles
+                if o is not bubble
+                and o.area > bubble.area
+                and px.overlap(bubble.box, o.box) >= 0.75
+            ]
+            if outers:
+                outer = bubble.parent = min(outers, key=lambda b: b.area)
+                outer.box = (  # a quote at the top may cut a thin rim off its bubble's fill
+                    min(outer.box[0], bubble.box[0]),
+                    min(outer.box[1], bubble.box[1]),
+                    max(outer.box[2], bubble.box[2]),
+                    max(outer.box[3], bubble.box[3]),
+                )
+    return bubbles, loose
+
+
+def read_inside(
+    image: Image, bubble: Bubble, quotes: list[Bubble]
+) -> tuple[list[list[Line]], str | None]:
+    """The bubble's rows without its sender's row, and the sender; sets
+    ``bubble.quote`` from the quote boxes inside it."""
+    rows = rows_of(bubble.lines)
+    sender = None
+    if len(rows) > 1 or (rows and quotes):
+        paper = bubble.colour or px.pixel(image, bubble.box[0] + 2, bubble.box[1] + 2)
+        first = px.ink(image, rows[0][0].box, paper)
+        last = px.ink(image, rows[-1][0].box, paper) if len(rows) > 1 else None
+        if px.saturated(first) and (last is None or px.differs(first, last, 40)):
+            sender = join([ln.text for ln in rows[0]])
+            rows = rows[1:]
+    if len(rows) > 1 and words.is_forwarded(join([ln.text for ln in rows[0]])):
+        rows = rows[1:]  # the label over a forwarded message, not its text
+    if quotes:
+        q_rows = rows_of([ln for q in quotes for ln in q.lines])
+        texts = [join([ln.text for ln in row]) for row in q_rows]
+        if len(texts) >= 2:
+            bubble.quote = {"sender": texts[0], "text": join(texts[1:])}
+        elif texts:
+            bubble.quote = {"sender": None, "text": texts[0]}
+    return rows, sender
+
+
+def parse(
+    image: Image,
+    messages: list[Bubble],
+    quotes: dict[int, list[Bubble]],
+    named: dict[int, str],
+    dp: float,
+) -> dict[int, list[list[Line]]]:
+    """Inside every bubble: fills its ``sender`` (a coloured first row, else
+    the name found above it in ``named``), ``quote``, ``time`` (only when
+    most bubbles of the screenshot end with one, or a lone bubble's time is
+    a piece of its own), ``text`` (what is left, "Edited" taken off) and
+    ``kind`` voice (a waveform and a duration; empty text). Gives each
+    bubble's text rows (without the sender's row), by ``id``."""
+    rows_by: dict[int, list[list[Line]]] = {}
+    for bubble in messages:
+        rows, bubble.sender = read_inside(image, bubble, quotes[id(bubble)])
+        bubble.sender = bubble.sender or named.get(id(bubble))
+        rows_by[id(bubble)] = rows
+    timed = apart = 0
+    ends: dict[int, tuple[str, str] | None] = {}
+    for bubble in messages:
+        rows = rows_by[id(bubble)]
+        end = None
+        if rows:
+            piece = rows[-1][-1]
+            before, time = words.split_time(pieces(rows[-1])[-1])
+            if time is not None and piece.box[2] >= bubble.box[2] - 40 * dp:
+                end = (before, time)
+                apart += not before and len(rows) + len(rows[-1]) > 2  # a piece of its own
+        ends[id(bubble)] = end
+        timed += end is not None
+    # Most bubbles end with a time, or (one bubble on the screen) it is a piece of its own.
+    in_bubble_times = timed >= 0.5 * len(messages) and (len(messages) >= 2 or apart > 0)
+    for bubble in messages:
+        texts = [pieces(row) for row in rows_by[id(bubble)]]
+        end = ends[id(bubble)]
+        if in_bubble_times and end is not None:
+            texts[-1][-1] = end[0]
+            bubble.time = end[1]
+        bubble.text = words.without_edited(
+            join([join(row) for row in texts]), bubble.time is not None
+        )
+        if (
+            bubble.colour is not None
+            and bubble.quote is None
+            and words.has_duration(bubble.text)
+            and px.voice_icon(image, bubble.box, bubble.colour)
+        ):
+            bubble.kind, bubble.text = "voice", ""  # whatever PP-OCR made of the icon
+    return rows_by
