@@ -14,7 +14,8 @@ side its speaker is not, a box that is not four integers with
 ``0 <= x1 < x2`` and ``0 <= y1 < y2``, empty text in a ``kind: "text"``
 bubble (a photo, voice, sticker or file bubble may have none), more than 500
 bubbles. The optional fields (``kind``, ``sender``, ``time``, ``quote``,
-``participants.group``) are checked when given; a null one is dropped.
+``participants.group``) are checked when given; a null one is dropped (a
+quote with a sender and no text is kept: the quote of an emoji or a photo).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def _given(value: str | None) -> str | msgspec.UnsetType:
 def _bubble(raw: _RawBubble, text: str) -> Bubble:
     quote = raw.quote
     quoted = UNSET if quote is None else _given(quote.text)
+    quoter = None if quote is None else (quote.sender or "").strip() or None
     return Bubble(
         speaker=raw.speaker,
         side=raw.side,
@@ -101,9 +103,9 @@ def _bubble(raw: _RawBubble, text: str) -> Bubble:
         kind=UNSET if raw.kind is None else raw.kind,
         sender=_given(raw.sender),
         time=_given(raw.time),
-        quote=UNSET
-        if quote is None or isinstance(quoted, msgspec.UnsetType)
-        else Quote(sender=(quote.sender or "").strip() or None, text=quoted),
+        quote=UNSET  # a quote of what has no text (an emoji, a photo) is its sender alone
+        if quote is None or (isinstance(quoted, msgspec.UnsetType) and quoter is None)
+        else Quote(sender=quoter, text="" if isinstance(quoted, msgspec.UnsetType) else quoted),
     )
 
 

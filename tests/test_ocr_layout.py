@@ -11,6 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from daemon.extract import parse_merge_step
+from daemon.models import Quote
 from daemon.ocr.layout import Line, bubble_text, build_step, lines_from_ocr
 
 W, H = 720, 1280
@@ -1679,3 +1680,122 @@ def test_the_renderer_fits_a_quote_to_its_bubble() -> None:
     assert quote_text(c, "Sounds good to me", 200) == "Sounds good to me"  # as before
     latin = "Can you send me the slides from this morning?"
     assert quote_text(c, latin, 400) == latin[:28] + "…"  # as before: 28 characters
+
+
+# --- issue 15, round 4 (15c): the committed set's misses, each as a class ------------------
+
+
+def test_a_jumbo_emoji_read_as_glyphs_is_no_sender_and_no_text() -> None:
+    """s25-08 (WhatsApp dark group): '🎉🎉🎉' drawn large was read by PP-OCR
+    as '福福福', a coloured first row over the time, and given as the
+    bubble's sender. A row far taller than the screenshot's text and in
+    colour is a drawing: no sender, no text (an emoji-only sticker)."""
+    image = paper()
+    rect(image, (20, 200, 400, 320), WHITE)
+    rect(image, (440, 400, 700, 560), GREEN)
+    lines = [
+        inked(image, line(40, 210, 160, 240, "David"), (220, 60, 60)),
+        inked(image, line(40, 250, 300, 282, "See you soon")),
+        inked(image, line(320, 284, 390, 310, "20:19")),
+        inked(image, line(470, 410, 640, 490, "福福福"), (230, 60, 200)),
+        inked(image, line(620, 524, 690, 550, "20:27")),
+    ]
+    step, _ = read(image, lines)
+    got = [(b.get("sender"), b["text"], b.get("kind", "text"), b["time"]) for b in step["bubbles"]]
+    assert got == [("David", "See you soon", "text", "20:19"), (None, "", "sticker", "20:27")]
+
+
+def test_a_voice_notes_duration_whose_box_runs_past_the_bubble_is_still_in_it() -> None:
+    """s25-17 (WeChat): the engine's box of '22"' ended 3 px past its
+    bubble's edge, so no fill held it: the voice note was lost and '22"'
+    came back as a text bubble. A box may stick out of its bubble by 1.5 dp."""
+    image = canvas()
+    rect(image, (360, 400, 600, 480), GREEN)
+    arcs(image, 400, 440, "left")
+    glyphs(image, '22"', 520, 452)
+    step, dropped = read(image, [line(520, 420, 603, 462, '22"')])
+    got = [(b["side"], b.get("kind", "text"), b["text"], b["bbox"]) for b in step["bubbles"]]
+    assert got == [("right", "voice", "", [360, 400, 600, 480])]
+    assert dropped == 0
+
+
+def test_the_line_under_a_pinned_message_label_is_not_the_talkers_name() -> None:
+    """s25-11 (Telegram dark): the pinned message under its label, a pixel
+    taller than the title, was taken for the talker's name."""
+    image = paper()
+    rect(image, (0, 0, W, 260), BAR)
+    rect(image, (20, 400, 400, 470), WHITE)
+    lines = [
+        inked(image, line(150, 78, 360, 110, "Emma Wilson")),
+        inked(image, line(150, 114, 410, 140, "last seen today at 09:12")),
+        inked(image, line(40, 174, 240, 208, "Pinned Message"), (80, 140, 220)),
+        inked(image, line(40, 211, 290, 245, "I'll bring the charger")),
+        inked(image, line(40, 418, 380, 452, "Just got home")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == "Emma Wilson"
+    assert [b["text"] for b in step["bubbles"]] == ["Just got home"]
+
+
+def test_a_quote_of_an_emoji_only_message_is_its_sender_with_no_text() -> None:
+    """07-whatsapp-dark, s11-00: the quote of a '👍' showed only its label
+    'You' to PP-OCR, and the label came back as the quoted text. A lone row
+    at the top of a quote box is the label; the text, unread, is empty. A
+    lone row lower in the box is the text (under a label PP-OCR missed)."""
+    image = paper()
+    rect(image, (300, 300, 700, 520), GREEN)
+    rect(image, (308, 308, 692, 440), (120, 200, 90))  # the quote's box
+    emoji(image, 330, 372, size=50)
+    rect(image, (300, 600, 700, 820), GREEN)
+    rect(image, (308, 608, 692, 740), (120, 200, 90))
+    lines = [
+        inked(image, line(330, 320, 390, 350, "You"), (0, 100, 60)),
+        inked(image, line(320, 460, 560, 494, "收到，谢谢！")),
+        inked(image, line(330, 690, 560, 724, "No worries at all"), (40, 40, 40)),
+        inked(image, line(320, 760, 560, 794, "Where are we?")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b.get("quote")) for b in step["bubbles"]] == [
+        ("收到，谢谢！", {"sender": "You", "text": ""}),
+        ("Where are we?", {"sender": None, "text": "No worries at all"}),
+    ]
+    checked = parse_merge_step(json.dumps(step))  # the daemon keeps the label alone
+    assert checked.bubbles[0].quote == Quote(sender="You", text="")
+
+
+def test_a_date_and_time_stamp_over_a_bubble_is_never_its_sender() -> None:
+    """tests/data/chats 26-dark-720: 'Mon 14:05' (read 'Mon14:05') just above
+    the first bubble, at its edge, was that bubble's sender."""
+    image = paper()
+    rect(image, (300, 210, 612, 290), GREEN)
+    rect(image, (108, 310, 512, 390), WHITE)
+    lines = [
+        inked(image, line(303, 164, 417, 190, "Mon14:05"), (150, 150, 150)),
+        inked(image, line(320, 233, 590, 268, "晚上七点在老地方见")),
+        inked(image, line(130, 337, 490, 369, "记得带伞，下午可能会下雨")),
+    ]
+    step, _ = read(image, lines)
+    assert [b.get("sender") for b in step["bubbles"]] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("sender", "title", "same"),
+    [
+        ("Sam", "Samantha", False),
+        ("Samantha", "Sam", False),
+        ("Jo", "Joanna Lee", False),
+        ("SamanthaLee", "Samantha Lee", True),
+        ("Priya", "Priya Shah", True),
+        ("PriyaShah", "Priya Shah (she/her)", True),
+        ("tom baker", "Tom Baker", True),
+    ],
+)
+def test_a_name_is_the_header_person_only_up_to_a_word_end(
+    sender: str, title: str, same: bool
+) -> None:
+    """Cold review B6: 'Sam' writing in a DM with 'Samantha' was taken for
+    her (one name a prefix of the other): a prefix is the same person only
+    where the longer name's word ends (PP-OCR drops spaces, not letters)."""
+    from daemon.ocr.thread import same_person
+
+    assert same_person(sender, title) is same

@@ -23,6 +23,7 @@ Side = Literal["left", "right"]
 RGB = tuple[int, int, int]
 
 NESTED_TOLERANCE: Final = 6  # a line's surround this far from its bubble's colour: a quote box
+DRAWN: Final = 1.6  # a coloured row this many times the text's height: a drawing, not text
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +176,9 @@ def find(image: Image, body: list[Line], dp: float) -> tuple[list[Bubble], list[
     lines no fill put in a region (``loose``)."""
     bubbles: list[Bubble] = []
     loose: list[Line] = []
+    slack = px.hold_slack(image.shape[1])
     for line in sorted(body, key=lambda ln: (ln.box[1], ln.box[0])):
-        homes = [b for b in bubbles if px.contains(b.box, line.box, slack=2)]
+        homes = [b for b in bubbles if px.contains(b.box, line.box, slack)]
         home = min(homes, key=lambda b: b.area) if homes else None
         if home is not None and home.parent is None:
             inner = nested(image, line, home, dp)
@@ -194,7 +196,7 @@ def find(image: Image, body: list[Line], dp: float) -> tuple[list[Bubble], list[
             home.lines.append(line)
     still: list[Line] = []
     for line in loose:  # a line read before the bubble around it was found
-        homes = [b for b in bubbles if px.contains(b.box, line.box, slack=2)]
+        homes = [b for b in bubbles if px.contains(b.box, line.box, slack)]
         if homes:
             min(homes, key=lambda b: b.area).lines.append(line)
         else:
@@ -220,15 +222,27 @@ def find(image: Image, body: list[Line], dp: float) -> tuple[list[Bubble], list[
     return bubbles, loose
 
 
+def drawn(image: Image, row: list[Line], paper: RGB, typical: float) -> bool:
+    """A row that is a drawing PP-OCR read as glyphs (jumbo emoji, "🎉🎉🎉"
+    read as "福福福"): every piece far taller than the screenshot's text
+    (``typical``, the median line height in bubbles) and in colour; text,
+    a sender's name among it, is drawn at text size."""
+    return bool(typical) and all(
+        ln.height >= DRAWN * typical and px.saturated(px.ink(image, ln.box, paper)) for ln in row
+    )
+
+
 def read_inside(
-    image: Image, bubble: Bubble, quotes: list[Bubble]
+    image: Image, bubble: Bubble, quotes: list[Bubble], typical: float = 0
 ) -> tuple[list[list[Line]], str | None]:
-    """The bubble's rows without its sender's row, and the sender; sets
+    """The bubble's rows without its sender's row and without rows that are
+    drawings (``drawn``: no text, no sender), and the sender; sets
     ``bubble.quote`` from the quote boxes inside it."""
     rows = rows_of(bubble.lines)
     sender = None
+    paper = bubble.colour or px.pixel(image, bubble.box[0] + 2, bubble.box[1] + 2)
+    rows = [row for row in rows if not drawn(image, row, paper, typical)]
     if len(rows) > 1 or (rows and quotes):
-        paper = bubble.colour or px.pixel(image, bubble.box[0] + 2, bubble.box[1] + 2)
         first = px.ink(image, rows[0][0].box, paper)
         last = px.ink(image, rows[-1][0].box, paper) if len(rows) > 1 else None
         if px.saturated(first) and (last is None or px.differs(first, last, 40)):
@@ -237,13 +251,26 @@ def read_inside(
     if len(rows) > 1 and words.is_forwarded(join([ln.text for ln in rows[0]])):
         rows = rows[1:]  # the label over a forwarded message, not its text
     if quotes:
-        q_rows = rows_of([ln for q in quotes for ln in q.lines])
-        texts = [join([ln.text for ln in row]) for row in q_rows]
-        if len(texts) >= 2:
-            bubble.quote = {"sender": texts[0], "text": join(texts[1:])}
-        elif texts:
-            bubble.quote = {"sender": None, "text": texts[0]}
+        bubble.quote = _quote(quotes)
     return rows, sender
+
+
+def _quote(quotes: list[Bubble]) -> dict[str, Any] | None:
+    """A quoted message from its box's rows: the first of two or more is
+    its sender; a lone row in the top half of the box is the sender (the
+    label over a quoted emoji or photo, which PP-OCR cannot read: the text
+    is empty), one lower down the quoted text (under a label not read)."""
+    q_rows = rows_of([ln for q in quotes for ln in q.lines])
+    texts = [join([ln.text for ln in row]) for row in q_rows]
+    if len(texts) >= 2:
+        return {"sender": texts[0], "text": join(texts[1:])}
+    if not texts:
+        return None
+    top = min(q.box[1] for q in quotes)
+    bottom = max(q.box[3] for q in quotes)
+    if max(ln.cy for ln in q_rows[0]) < (top + bottom) / 2:
+        return {"sender": texts[0], "text": ""}
+    return {"sender": None, "text": texts[0]}
 
 
 def parse(
@@ -252,16 +279,18 @@ def parse(
     quotes: dict[int, list[Bubble]],
     named: dict[int, str],
     dp: float,
+    typical: float = 0,
 ) -> dict[int, list[list[Line]]]:
     """Inside every bubble: fills its ``sender`` (a coloured first row, else
     the name found above it in ``named``), ``quote``, ``time`` (only when
     most bubbles of the screenshot end with one, or a lone bubble's time is
     a piece of its own), ``text`` (what is left, "Edited" taken off) and
     ``kind`` voice (a waveform and a duration; empty text). Gives each
-    bubble's text rows (without the sender's row), by ``id``."""
+    bubble's text rows (without the sender's row), by ``id``; ``typical``
+    is the median height of a line in a bubble (``drawn``)."""
     rows_by: dict[int, list[list[Line]]] = {}
     for bubble in messages:
-        rows, bubble.sender = read_inside(image, bubble, quotes[id(bubble)])
+        rows, bubble.sender = read_inside(image, bubble, quotes[id(bubble)], typical)
         bubble.sender = bubble.sender or named.get(id(bubble))
         rows_by[id(bubble)] = rows
     timed = apart = 0

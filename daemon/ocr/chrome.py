@@ -142,9 +142,14 @@ def avatar(bubble: Bubble, dp: float) -> bool:
 
 
 def name(header: list[Line]) -> tuple[str | None, bool]:
-    """The talker's or group's name in the header, and whether it says group."""
+    """The talker's or group's name in the header, and whether it says group.
+    A line just under a label (a subtitle such as Telegram's "Pinned
+    Message") at its left edge is what the label shows, not a name."""
     candidates = []
+    labels = [ln for ln in header if words.is_subtitle(words.header_text(ln.text))]
     for ln in header:
+        if any(_under(ln, label) for label in labels):
+            continue
         text = words.header_text(ln.text)
         if (
             any(ch.isalpha() for ch in words.name_of(text)[0])  # ".23": a badge, no name
@@ -165,13 +170,22 @@ def name(header: list[Line]) -> tuple[str | None, bool]:
     return found or None, counted
 
 
+def _under(line: Line, label: Line) -> bool:
+    """``line`` is the next row under ``label``, starting where it starts."""
+    h = max(label.height, 1)
+    return 0 <= line.box[1] - label.box[3] <= 0.6 * h and abs(line.box[0] - label.box[0]) <= h
+
+
 def names(line: Line, bubble: Bubble, dp: float) -> bool:
-    """Whether ``line`` is the group sender's name shown above ``bubble``."""
+    """Whether ``line`` is the group sender's name shown above ``bubble``: a
+    short line just above it at its edge, with no time or date in it (a
+    timestamp "Mon 14:05" centred over a bubble is no name)."""
     return (
         -3 * dp <= bubble.box[1] - line.box[3] <= 10 * dp
         and abs(line.box[0] - bubble.box[0]) <= 14 * dp
         and len(line.text) <= 32
-        and not words.is_time(line.text)
+        and not words.HAS_TIME.search(line.text)
+        and not words.is_date(line.text)
     )
 
 

@@ -135,7 +135,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     _keep_messages(s)
     _senders_above(s)
     name, counted = _header(s)
-    s.rows = bb.parse(image, s.messages, s.quotes, s.named, dp)
+    s.rows = bb.parse(image, s.messages, s.quotes, s.named, dp, s.typical)
     voices = [b for b in s.messages if b.kind == "voice"]  # an icon read apart, past the bubble
     s.loose = [ln for ln in s.loose if not any(px.overlap(ln.box, b.box) > 0.5 for b in voices)]
     _pictures(s)

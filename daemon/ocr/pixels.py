@@ -23,6 +23,7 @@ RGB = tuple[int, int, int]
 FILL_TOLERANCE: Final = 10  # per channel, from the seed's colour
 FLOAT_TOLERANCE: Final = 3  # per channel, from the neighbouring pixel
 SEED_OFFSET: Final = 4  # px outside the line's box
+HOLD_DP: Final = 1.5  # an engine's box may stick out of its bubble by this (a loose box's edge)
 INK_SATURATION: Final = 60  # a coloured name, not black, grey or white text
 
 
@@ -33,6 +34,13 @@ def contains(outer: Box, inner: Box, slack: int) -> bool:
         and inner[2] <= outer[2] + slack
         and inner[3] <= outer[3] + slack
     )
+
+
+def hold_slack(width: int) -> int:
+    """How far (px) a line's box may stick out of the region that holds it:
+    the engine's boxes are loose by a few pixels ('22"' next to its bubble's
+    edge), 1.5 dp, at least 2 px."""
+    return max(2, round(HOLD_DP * width / 360))
 
 
 def seeds(box: Box, width: int, height: int) -> list[tuple[int, int]]:
@@ -75,7 +83,7 @@ def fill(image: Image, box: Box) -> tuple[Box, RGB] | None:
             region = (x, y, x + w, y + h)
             if w >= 0.9 * width or h >= 0.8 * height:
                 break  # the background (or a bar): this line is not in a bubble of this kind
-            if contains(region, box, slack=2):
+            if contains(region, box, slack=hold_slack(width)):
                 return region, pixel(image, seed[0], seed[1])
     return None
 

@@ -399,12 +399,26 @@ def same_person(sender: str | None, title: str | None) -> bool:
     """The name on a message is the header's person: PP-OCR drops spaces
     ("TomBaker") and case, a header may add to the name ("Priya Shah
     (she/her)"), so compared without spaces, punctuation and case, one a
-    prefix of the other."""
+    prefix of the other where the longer one's word ends (what follows the
+    prefix in it is a space or punctuation): "Sam" is not "Samantha"."""
     a, b = (re.sub(r"[\W_]", "", t or "").casefold() for t in (sender, title))
     if not a or not b:
         return False
-    short, long = sorted((a, b), key=len)
-    return long.startswith(short) and len(short) >= min(3, len(long))
+    if a == b:
+        return True
+    (short, _), (long, spelt) = sorted(
+        ((a, sender or ""), (b, title or "")), key=lambda p: len(p[0])
+    )
+    if not long.startswith(short) or len(short) < min(3, len(long)):
+        return False
+    seen = 0  # the letters of ``short`` in the longer name as written; then a word's end?
+    for i, ch in enumerate(spelt):
+        if re.match(r"[\W_]", ch) is None:
+            seen += 1
+            if seen == len(short):
+                rest = spelt[i + 1 : i + 2]
+                return not rest or re.match(r"[\W_]", rest) is not None
+    return False
 
 
 def _title(header: list[Line]) -> tuple[str | None, bool]:
