@@ -40,7 +40,12 @@ Used by tests/test_ocr_quality.py and bench/ocr_bench.py. Definitions:
   sticker counts as right, and ``stickers`` how many did;
 * chrome = predicted bubbles that match no bubble and whose text is (part
   of) a text the truth lists as ``chrome``: keys, suggestions, the input's
-  placeholder or draft, date pills, system lines, badges, bars. Target 0.
+  placeholder or draft, date pills, system lines, badges, bars. Target 0;
+* textless = predicted bubbles that match no bubble, are not chrome, and
+  lie over something the truth lists as ``textless`` (drawn, no text, no
+  message: typing dots, a link card's picture; IoU >= 0.5 with it, or half
+  of the prediction inside it). Text cannot tell them from a message, so
+  the box does; like chrome they count against precision. Target 0.
 """
 
 from __future__ import annotations
@@ -132,6 +137,15 @@ def _is_chrome(text: str, chrome: list[str]) -> bool:
     return False
 
 
+def _over(pred: dict[str, Any], box: list[int]) -> bool:
+    """A predicted bubble lies over ``box``: IoU >= 0.5, or half of it inside."""
+    b = pred["bbox"]
+    ix = max(0, min(b[2], box[2]) - max(b[0], box[0]))
+    iy = max(0, min(b[3], box[3]) - max(b[1], box[1]))
+    area = (b[2] - b[0]) * (b[3] - b[1])
+    return iou(b, box) >= IOU_MIN or (area > 0 and ix * iy >= area / 2)
+
+
 def _words(item: str, text: str) -> bool:
     """``item`` is in ``text`` (as whole words when it is Latin)."""
     if not item.isascii():
@@ -171,6 +185,7 @@ class Score:
     quote_invented: int = 0
     excused: int = 0  # predictions left out by the partial rule
     chrome: int = 0
+    textless: int = 0  # unmatched predictions over textless chrome (typing dots, a picture)
     dropped: int = 0
     misses: list[str] = field(default_factory=list)
 
@@ -225,10 +240,13 @@ class Score:
             self.misses.append(
                 f"{name}: missed {true[ti].get('kind', 'text')} {true[ti]['text']!r}"
             )
+        textless = truth.get("textless", [])
         for pi in sorted(set(range(len(pred))) - used_p):
             chrome = _is_chrome(pred[pi]["text"], truth.get("chrome", []))
+            over = [] if chrome else [t["what"] for t in textless if _over(pred[pi], t["bbox"])]
             self.chrome += chrome
-            what = "CHROME" if chrome else "extra"
+            self.textless += bool(over)
+            what = "CHROME" if chrome else (f"TEXTLESS {over[0]}" if over else "extra")
             self.misses.append(f"{name}: {what} {pred[pi]['text']!r} {pred[pi]['bbox']}")
         self.matched += len(pairs)
         for ti, pi in pairs:
@@ -308,6 +326,7 @@ class Score:
             "kind": self.kind_ok / max(self.matched, 1),
             "kind_sticker": self.kind_sticker_ok / max(self.matched, 1),
             "chrome": float(self.chrome),
+            "textless": float(self.textless),
         }
 
     def table(self) -> str:
@@ -343,7 +362,7 @@ class Score:
             f"| {of('sender', self.sent, self.sender_invented)} "
             f"| {of('quote', self.quoted, self.quote_invented)} "
             f"| {f['kind']:.3f} | {f['kind_sticker']:.3f} ({self.stickers}) | {self.chrome} "
-            f"| {self.dropped} | {self.excused} |"
+            f"| {self.textless} | {self.dropped} | {self.excused} |"
         )
 
 
@@ -354,10 +373,10 @@ def _share(ok: int, out_of: int) -> float:
 HEADER = (
     "| app             | shots | bubbles | recall | prec. | side  | CER (junk) | CER+emoji "
     "| name  | user      | time      | sender    | quote     | kind  | kind* (stickers) "
-    "| chrome | dropped | excused |\n"
+    "| chrome | textless | dropped | excused |\n"
     "| --------------- | ----- | ------- | ------ | ----- | ----- | ---------- | --------- "
     "| ----- | --------- | --------- | --------- | --------- | ----- | ---------------- "
-    "| ------ | ------- | ------- |"
+    "| ------ | -------- | ------- | ------- |"
 )
 
 

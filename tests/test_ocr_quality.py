@@ -313,6 +313,33 @@ def test_the_scorer_counts_what_the_partial_rule_excuses() -> None:
     assert score.row("x").endswith("| 1 |")
 
 
+def test_a_bubble_over_textless_chrome_counts_against_precision_and_is_named() -> None:
+    """Typing dots and a link card's picture have no text to call chrome:
+    a bubble predicted over one is an unmatched prediction (precision), and
+    the misses and the table's textless column say what it lay over."""
+    link = _bubble([0, 0, 200, 120], "Look at this https://airbnb.com/rooms/81234")
+    score, f = _scored(
+        [link],
+        [
+            link,
+            _bubble([10, 5, 70, 60], "", kind="photo"),  # the card's picture
+            _bubble([0, 300, 60, 334], "..."),  # the typing dots
+            _bubble([200, 400, 300, 440], "hm"),  # over nothing listed
+        ],
+        textless=[
+            {"what": "link picture", "bbox": [8, 4, 72, 68]},
+            {"what": "typing", "bbox": [0, 298, 58, 332]},
+        ],
+    )
+    assert (score.textless, score.chrome, f["precision"]) == (2, 0, 0.25)
+    assert f["textless"] == 2.0
+    assert "shot: TEXTLESS link picture '' [10, 5, 70, 60]" in score.misses
+    assert "shot: TEXTLESS typing '...' [0, 300, 60, 334]" in score.misses
+    assert "shot: extra 'hm' [200, 400, 300, 440]" in score.misses
+    assert score.row("x").endswith("| 0 | 2 | 0 | 0 |")  # chrome, textless, dropped, excused
+    assert "| chrome | textless | dropped | excused |" in HEADER
+
+
 def test_a_latin_chrome_item_is_chrome_only_as_whole_words() -> None:
     """Slack's "APP" badge made "Happy birthday! ..." chrome (a message the
     input bar's edge cut, unmatched)."""

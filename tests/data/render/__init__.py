@@ -7,8 +7,9 @@ The modules: ``canvas`` (the 2x canvas, fonts, text and emoji, the scale
 down, a dp box in pixels), ``apps`` (each app's look), ``texts`` (what the
 chats say, the variations of each seed), ``frame`` (wallpaper, status bar,
 header, input bar, keyboard, navigation bar), ``script`` (a bubble chat's
-items), ``chat`` (bubbles drawn with their truth), ``bubble_apps`` (one
-shot of a bubble app), ``thread`` (one shot of a Slack-like thread),
+items), ``chat`` (bubbles drawn with their truth), ``extras`` (round 4's
+link cards, Messenger's reply label, stickers, typing dots),
+``bubble_apps`` (one shot of a bubble app), ``thread`` (one shot of a Slack-like thread),
 ``cli`` (the shots of a seed and the command line).
 
 ``tests/data/chats`` (make_chats.py) holds flat boxes on flat backgrounds;
@@ -47,11 +48,28 @@ Truth, ``NN-<app>-<width>.json``::
      "chrome": [every other text drawn: bars, badge, subtitle, pills,
                 system lines, receipts, keys, suggestions, placeholder, draft,
                 labels ("Edited", "Forwarded", "(edited)", "APP")],
-     "draft": str | null}           # the input bar's unsent text
+     "draft": str | null,           # the input bar's unsent text
+     "textless"?: [{"what", "bbox"}]}  # round 4: drawn with no text, no
+                                    # message ("typing" dots, a "link picture")
 
 A bubble's ``text`` is what its sender typed: a code block's code is part of
 it, a file card's name is not (``kind: "file"``), a photo's caption is its
-text (``kind: "photo"``); an app's labels and a reaction are not. The
-signed-in user's messages are the user's (``speaker: "user"``) also where
-no pixel tells them from anyone's (a Slack channel).
+text (``kind: "photo"``); an app's labels and a reaction are not; a link's
+preview card is the app's (its title, site and domain are chrome), the
+bubble's text is what was typed (the URL and any words). A quote's
+``sender`` is who wrote the quoted message as the bubble names them: "You"
+for the user's, the group member, or in a 1:1 the talker's name (Messenger:
+the first name, from "You replied to Emma"). A sticker is a bubble of
+``kind: "sticker"`` with no text. The signed-in user's messages are the
+user's (``speaker: "user"``) also where no pixel tells them from anyone's
+(a Slack channel).
+
+Seeds with committed shots draw what they drew then (``texts.variety_of``);
+every other seed draws round 4 too: link previews (WhatsApp, Telegram),
+one-character names (妈, 爸, K) as WeChat and LINE talkers and group
+senders, WhatsApp and WeChat groups with only the user's messages in view,
+1:1 quotes of the talker's message under the talker's name, iMessage
+screens of photos and stickers only, typing dots in WhatsApp, Telegram,
+iMessage, Messenger and LINE ("X is typing…" in threads), and names that
+share a prefix (Sam and Samantha) in a group or a DM.
 """

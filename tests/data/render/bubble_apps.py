@@ -8,12 +8,69 @@ from typing import Any
 
 from PIL import Image
 
-from .apps import APPS
+from .apps import APPS, App
 from .canvas import Canvas, mix, quote_text
 from .chat import Chat
+from .extras import TYPING_APPS
 from .frame import header, input_bar, keyboard, nav_bar, status_bar, wallpaper
-from .script import Note, script
-from .texts import EN, GROUPS, NAMES_EN, NAMES_ZH, SUBTITLES, ZH, variety_of
+from .script import Note, Round4, script
+from .texts import (
+    EN,
+    GROUPS,
+    MEMBERS_EN,
+    MEMBERS_ZH,
+    NAMES_EN,
+    NAMES_ZH,
+    ONE_CHAR_NAMES,
+    PREFIX_NAMES_EN,
+    PREFIX_NAMES_ZH,
+    SUBTITLES,
+    ZH,
+    variety_of,
+)
+
+
+def round4(
+    app: App,
+    opts: dict[str, Any],
+    group: bool,
+    zh: bool,
+    title: str,
+    subtitle: str | None,
+    r4: random.Random,
+) -> tuple[str, str | None, Round4, bool]:
+    """Round 4's draws for one shot, from an rng of its own (``opts`` may
+    ask for one: ``one_char``, ``prefix``, ``mine_only``, ``media_only``,
+    ``links``, ``quotes``, ``typing``): the title, the subtitle, the
+    script's ``Round4`` and whether the talker is typing."""
+    members = list(MEMBERS_ZH if zh else MEMBERS_EN)
+    if app.name in ("wechat", "line") and (opts.get("one_char") or r4.random() < 0.3):
+        name = r4.choice(ONE_CHAR_NAMES)  # 妈, 爸, K: a talker or a group's sender
+        if group:
+            members[r4.randrange(len(members))] = name
+            if opts.get("one_char"):  # asked for: every other message theirs
+                members = [name, members[0] if members[0] != name else members[1]]
+        else:
+            title = name
+    if group and (opts.get("prefix") or r4.random() < 0.25):  # Sam and Samantha
+        members[:2] = PREFIX_NAMES_ZH if zh else PREFIX_NAMES_EN
+        if opts.get("prefix"):  # asked for: only the two of them write
+            members = members[:2]
+    if group and subtitle:
+        subtitle = ", ".join([*members[:3], "你" if zh else "You"])
+    mine_only = group and app.name in ("wechat", "whatsapp")
+    mine_only = mine_only and bool(opts.get("mine_only") or r4.random() < 0.15)
+    media_only = app.name == "imessage" and bool(opts.get("media_only") or r4.random() < 0.2)
+    typing = app.name in TYPING_APPS and bool(opts.get("typing") or r4.random() < 0.35)
+    plan = Round4(
+        talker=None if group else title,
+        members=members,
+        mine_only=mine_only,
+        media_only=media_only,
+        links=0.4 if opts.get("links") else 0.12,
+        quotes=0.45 if opts.get("quotes") else 0.15,
+    )
+    return title, subtitle, plan, typing
 
 
 def render(
@@ -45,6 +102,13 @@ def render(
     badge = str(rng.randrange(1, 99)) if rng.random() < 0.6 else None
     if badge and app.name == "wechat":
         badge = f"({badge})"
+    variety = variety_of(seed)
+    r4: Round4 | None = None
+    typing4 = False
+    if variety >= 4:
+        r4rng = random.Random(f"{seed}-{index}-{width}-round4")
+        title, subtitle, r4, typing4 = round4(app, opts, group, zh, title, subtitle, r4rng)
+        shown_title = shown_title if group else title
     chrome: list[str] = []
     # layout of the frame, bottom first
     bottom = c.h_dp
@@ -64,8 +128,7 @@ def render(
     chat_top = status_h + head_h
     input_top = kb_top - 52
     chat = Chat(c, app, rng, group)
-    variety = variety_of(seed)
-    items = script(app, rng, group, zh, 24, variety)
+    items = script(app, rng, group, zh, 24, variety, r4)
     pinned = typing = ""
     if variety >= 3:  # an rng of its own: the items above stay what they were
         r3 = random.Random(f"{seed}-{index}-{width}-round3")
@@ -74,6 +137,9 @@ def render(
             chat_top += 44
         if app.name in ("whatsapp", "telegram", "imessage", "messenger") and r3.random() < 0.4:
             typing = "typing"
+    if r4:  # round 4: typing dots in more apps, each drawn as its app does
+        typing = "typing" if typing4 else ""
+        chat.v4, chat.talker = True, r4.talker
     y = chat_top + 6 - float(opts.get("scroll", 0))
     layer_items: list[tuple[int, float, float]] = []
     for item in items:
@@ -85,7 +151,8 @@ def render(
             if y0 < chat_top or y > input_top:
                 pass
             continue
-        if typing and input_top - 110 < y < input_top - 46:  # typing: last, whole, no message
+        # typing: last, whole, no message (round 4 leaves it more room)
+        if typing and input_top - (170 if r4 else 110) < y < input_top - 46:
             chat.typing(y)
             break
         n_before = len(chat.bubbles)
@@ -135,7 +202,7 @@ def render(
     if app.name == "imessage" and bubbles and rng.random() < 0.7:
         pass
     image = c.final()
-    info = {
+    info: dict[str, Any] = {
         "app": app.name,
         "theme": app.theme,
         "width": width,
@@ -149,4 +216,10 @@ def render(
         "chrome": chrome,
         "draft": draft or None,  # the input bar's unsent text (also in chrome)
     }
+    if r4:  # round 4: what is drawn in view with no text and is no message
+        info["textless"] = [
+            {"what": what, "bbox": c.box(box)}
+            for what, box in chat.textless
+            if box[1] >= header_bottom and box[3] <= itop
+        ]
     return image, info

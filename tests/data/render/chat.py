@@ -11,6 +11,16 @@ from PIL import Image, ImageDraw
 
 from .apps import App
 from .canvas import RGB, Canvas, mix, quote_text, wrap
+from .extras import (
+    LINK_CARD_H,
+    LINK_CARD_W,
+    link_card,
+    link_colour,
+    messenger_reply,
+    sticker,
+    text_line,
+    typing,
+)
 from .frame import avatar
 from .script import Msg, Note, voice_duration
 
@@ -26,6 +36,11 @@ class Chat:
         self.last_side = ""
         self.last_sender: str | None = ""
         self.colours = [(229, 57, 53), (30, 136, 229), (142, 36, 170), (0, 137, 123), (244, 81, 30)]
+        self.v4 = False  # round 4 (extras.py): Messenger's reply label, the app's typing dots
+        self.talker: str | None = None  # a 1:1 talker's name (Messenger's reply label)
+        # what is drawn with no text and is no message (round 4): typing dots, a
+        # link card's picture; (what, dp box)
+        self.textless: list[tuple[str, tuple[float, float, float, float]]] = []
 
     def colour_of(self, name: str) -> RGB:
         return self.colours[sum(map(ord, name)) % len(self.colours)]
@@ -84,6 +99,16 @@ class Chat:
             c.text(sx, y, m.sender or "", 11.5, app.time_fg if app.name != "line" else (40, 50, 70))
             y += 17
         pad_x, pad_y = 10.0, 7.0
+        quote = None
+        inner = m.quote  # a quote drawn inside the bubble (Messenger's is over it)
+        if m.quote and self.v4 and app.name == "messenger":
+            inner = None
+            who = (m.sender or self.talker or "").split()[0] if left else ""
+            label = f"{who} replied to you" if left else f"You replied to {m.quote[0]}"
+            qt = quote_text(c, m.quote[1], maxw - 2 * pad_x)
+            y = messenger_reply(c, app, left, label, qt, margin, y)
+            self.chrome.append(label)
+            quote = {"sender": m.quote[0], "text": qt}
         # content size
         time_w = 0.0
         time_text = m.time if (app.time_in or app.time_beside) else None
@@ -105,6 +130,9 @@ class Chat:
                 fits = c.length(lines[-1], size) + time_w <= w - 2 * pad_x
                 caption_h = len(lines) * lh + pad_y + (4 if fits else 18)
                 h += caption_h
+        elif m.kind == "sticker":
+            w = h = 110.0
+            lines = []
         elif m.kind == "voice":
             if app.name == "wechat":
                 dur = f'{rng.randrange(2, 40)}"'
@@ -132,12 +160,18 @@ class Chat:
             if m.forwarded:
                 tw = max(tw, c.length("Forwarded", 12.5) + 18)
                 head += 19
-            if m.quote:
-                qt = quote_text(c, m.quote[1], maxw - 2 * pad_x - 16)
-                tw = max(tw, c.length(qt, 13) + 16, c.length(m.quote[0], 13, True) + 16)
+            if inner:
+                qt = quote_text(c, inner[1], maxw - 2 * pad_x - 16)
+                tw = max(tw, c.length(qt, 13) + 16, c.length(inner[0], 13, True) + 16)
                 head += 52
+            card_h = LINK_CARD_H[app.name] if m.link else 0.0
+            if m.link:  # the card takes the bubble's width; WhatsApp's is over the text
+                tw = max(tw, LINK_CARD_W)
+                head += card_h if app.name == "whatsapp" else 0
+                extra_row = extra_row or app.name == "telegram"
             w = tw + 2 * pad_x
             h = head + len(lines) * elh + 2 * pad_y + (16 if extra_row else 0)
+            h += card_h if app.name == "telegram" else 0
         x1 = margin if left else 360 - margin - w
         x2 = x1 + w
         y1, y2 = y, y + h
@@ -149,7 +183,7 @@ class Chat:
             else:
                 avatar(c, ax, y2 - av_r, av_r, name, self.colour_of(name), letters=False)
         # the bubble
-        if m.kind == "photo" and app.name != "whatsapp":
+        if (m.kind == "photo" and app.name != "whatsapp") or m.kind == "sticker":
             pass
         else:
             grad = app.user_gradient if user else None
@@ -172,7 +206,7 @@ class Chat:
                 c.image.paste(cut, region[:2])
             else:
                 c.rect((x1, y1, x2, y2), bubble, app.radius)
-            if app.tail and first and m.kind != "photo":
+            if app.tail and first and m.kind not in ("photo", "sticker"):
                 if app.name in ("whatsapp", "telegram"):
                     if left:
                         c.poly([(x1 + 4, y1), (x1 - 7, y1), (x1 + 4, y1 + 11)], bubble)
@@ -190,8 +224,9 @@ class Chat:
                     else:
                         c.poly([(x2 - 8, y2 - 14), (x2 + 5, y2), (x2 - 14, y2 - 2)], bubble)
         text_x, ty = x1 + pad_x, y1 + pad_y
-        quote = None
-        if m.kind == "photo":
+        if m.kind == "sticker":
+            sticker(c, x1, y1, m.text)
+        elif m.kind == "photo":
             inset = 3.0 if app.name == "whatsapp" else 0.0
             px1, py1, px2, py2 = x1 + inset, y1 + inset, x2 - inset, y2 - inset - caption_h
             sky = (rng.randrange(60, 200), rng.randrange(90, 200), rng.randrange(120, 240))
@@ -260,20 +295,34 @@ class Chat:
                 c.text(text_x + 16, ty + 1, "Forwarded", 12.5, tfg)
                 self.chrome.append("Forwarded")
                 ty += 19
-            if m.quote:
-                qc = self.colour_of(m.quote[0]) if m.quote[0] != "You" else app.accent
+            if inner:
+                qc = self.colour_of(inner[0]) if inner[0] != "You" else app.accent
                 qbg = mix(bubble, (0, 0, 0) if app.theme == "light" else (255, 255, 255), 0.07)
                 c.rect((x1 + 4, ty - 2, x2 - 4, ty + 46), qbg, 6)
                 c.rect((x1 + 4, ty - 2, x1 + 8, ty + 46), qc)
-                c.text(text_x + 4, ty + 3, m.quote[0], 13, qc, True)
-                qt = quote_text(c, m.quote[1], maxw - 2 * pad_x - 16)
+                c.text(text_x + 4, ty + 3, inner[0], 13, qc, True)
+                qt = quote_text(c, inner[1], maxw - 2 * pad_x - 16)
                 c.text(text_x + 4, ty + 23, qt, 13, mix(fg, bubble, 0.35))
-                quote = {"sender": m.quote[0], "text": qt}
+                quote = {"sender": inner[0], "text": qt}
                 ty += 52
+            if m.link and app.name == "whatsapp":
+                texts, picture = link_card(c, app, x1, x2, ty - 4, m.link, bubble, fg)
+                self.chrome += texts
+                if picture:
+                    self.textless.append(("link picture", picture))
+                ty += card_h
             esize = 32 if m.emoji_only else size
             elh = 38 if m.emoji_only else lh
+            in_url = False
             for i, ln in enumerate(lines):
-                c.text(text_x, ty + i * elh + (elh - esize * 1.35) / 2, ln, esize, fg)
+                ly = ty + i * elh + (elh - esize * 1.35) / 2
+                if m.link:
+                    in_url = text_line(c, text_x, ly, ln, esize, fg, link_colour(app), in_url)
+                else:
+                    c.text(text_x, ly, ln, esize, fg)
+            if m.link and app.name == "telegram":
+                card_top = ty + len(lines) * elh + 4
+                self.chrome += link_card(c, app, x1, x2, card_top, m.link, bubble, fg)[0]
             if app.time_in:
                 self.time(m, x2 - pad_x, y2 - 5, tfg, user)
         if app.time_beside:
@@ -322,6 +371,9 @@ class Chat:
     def typing(self, y: float) -> None:
         """A typing indicator: a talker's bubble of three dots, no message."""
         c, app = self.c, self.app
+        if self.v4:
+            self.textless.append(("typing", typing(c, app, y)))
+            return
         x1 = 8.0 + (34 if app.avatars else 0)
         c.rect((x1, y + 8, x1 + 58, y + 42), app.talker_bubble, app.radius)
         for i in range(3):

@@ -11,7 +11,7 @@ from typing import Any
 
 from .apps import SLACK
 from .bubble_apps import render
-from .texts import COMMITTED_SEEDS
+from .texts import COMMITTED_SEEDS, variety_of
 from .thread import render_slack
 
 OUT = Path(__file__).resolve().parent.parent / "apps"
@@ -99,7 +99,35 @@ def plan(seed: int = 0) -> list[tuple[str, int, int, dict[str, Any]]]:
             if key == "slack-private":
                 drawn = "slack-dark" if i % 2 else "slack-light"
             shots.append((drawn, w, h, opts))
+    if variety_of(seed) >= 4:  # after the others: their numbers and sizes stay
+        for key, opts in ROUND4:
+            w, h = sizes[rng.randrange(len(sizes))]
+            shots.append((key, w, h, opts))
     return shots
+
+
+# Round 4's variations, each asked for once (any shot may also draw them):
+# one-character names, groups where only the user's messages are in view,
+# iMessage with no text bubble, link previews, 1:1 quotes of the talker's
+# message, names that share a prefix, typing dots.
+ROUND4: list[tuple[str, dict[str, Any]]] = [
+    ("wechat", {"zh": True, "one_char": True}),
+    ("line", {"group": True, "one_char": True}),
+    ("wechat", {"zh": True, "group": True, "mine_only": True}),
+    ("whatsapp-light", {"group": True, "mine_only": True}),
+    ("imessage-light", {"media_only": True}),
+    ("imessage-dark", {"media_only": True, "zh": True}),
+    ("whatsapp-dark", {"links": True}),
+    ("telegram-dark", {"links": True, "zh": True}),
+    ("whatsapp-light", {"quotes": True}),
+    ("messenger", {"quotes": True}),
+    ("telegram-dark", {"group": True, "quotes": True}),
+    ("whatsapp-light", {"group": True, "prefix": True}),
+    ("slack-light", {"dm": True, "prefix": True}),
+    ("line", {"typing": True}),
+    ("messenger", {"group": True, "typing": True}),
+    ("slack-dark", {"typing": True}),
+]
 
 
 def main() -> None:

@@ -59,11 +59,15 @@ COMMITTED_SEEDS = (0, 4)
 # Each seed with committed shots draws what it drew when they were committed
 # (its shots redraw byte for byte): 0 and 4 none of the variety below, 11
 # round 1, 13, 14 and 20 round 2 (captions, reactions, receipts, unread
-# bands); every other seed all of it (round 3: Telegram's pinned message
-# bar, a typing indicator, WeChat's recalled-message line; in threads the
-# name-to-time gap, the jumbo emoji's size and a second reaction vary).
-VARIETY_OF_SEED = {0: 0, 4: 0, 11: 1, 13: 2, 14: 2, 20: 2}
-LATEST_VARIETY = 3
+# bands); 25 and 27 round 3 (Telegram's pinned message bar, a typing
+# indicator, WeChat's recalled-message line; in threads the name-to-time
+# gap, the jumbo emoji's size and a second reaction vary); every other seed
+# all of it (round 4, ``Round4`` in script.py: link previews, one-character
+# names, groups where only the user's messages are in view, 1:1 quotes of
+# the talker's message under the talker's name, iMessage screens of photos
+# and stickers only, typing dots in more apps, names that share a prefix).
+VARIETY_OF_SEED = {0: 0, 4: 0, 11: 1, 13: 2, 14: 2, 20: 2, 25: 3, 27: 3}
+LATEST_VARIETY = 4
 
 
 def variety_of(seed: int) -> int:
@@ -109,3 +113,23 @@ MEMBERS_ZH = ["刘洋", "赵敏", "孙浩", "周婷", "吴磊"]
 KEY_ROWS = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
 SUGGESTIONS = [("I", "The", "I'm"), ("Thanks", "Yes", "OK"), ("好的", "我", "在")]
 SUBTITLES = ["online", "last seen today at 09:12", "typing...", "last seen recently"]
+
+# Round 4. A link preview: (the URL typed, the card's title, its description
+# or site name, the domain it shows); the card is the app's, not text.
+LINKS = [
+    ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "Rick Astley - Never Gonna Give You Up",
+     "YouTube", "youtube.com"),
+    ("https://github.com/ctxd/ctxd/pull/42", "Race strategies per screenshot by ctxd",
+     "GitHub", "github.com"),
+    ("https://www.bbc.co.uk/news/technology", "Technology - BBC News", "BBC News", "bbc.co.uk"),
+    ("https://airbnb.com/rooms/81234", "Cabin by the lake - Airbnb", "Airbnb", "airbnb.com"),
+    ("https://maps.app.goo.gl/x7Yq2", "Blue Bottle Coffee", "Google Maps", "maps.app.goo.gl"),
+]  # fmt: skip
+LINK_WORDS_EN = ["Look at this", "This one?", "Found it", ""]
+LINK_WORDS_ZH = ["你看这个", "就是这家", ""]
+ONE_CHAR_NAMES = ["妈", "爸", "K"]
+# names that share a prefix, both in one chat: a reader that matches a name
+# by its start takes one for the other
+PREFIX_NAMES_EN = ("Sam", "Samantha")
+PREFIX_NAMES_ZH = ("小王", "小王子")
+STICKERS = ["🐱", "🎉", "👍", "🥳", "🐶"]

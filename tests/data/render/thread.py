@@ -22,6 +22,8 @@ from .texts import (
     MEMBERS_ZH,
     NAMES_EN,
     NAMES_ZH,
+    PREFIX_NAMES_EN,
+    PREFIX_NAMES_ZH,
     SLACK_EN,
     SLACK_ZH,
     STATUS_EMOJI,
@@ -65,13 +67,25 @@ def render_slack(
     channel = rng.choice(["general", "design", "random", "项目组" if zh else "launch"])
     other = rng.choice(NAMES_ZH if zh else NAMES_EN)
     people = [other, SLACK_USER] if dm else [*rng.sample(MEMBERS_ZH if zh else MEMBERS_EN, 3)]
+    me = SLACK_USER  # the signed-in user
+    # round 4, from an rng of its own: names that share a prefix (a DM of Sam
+    # and Samantha, the one signed in; or both in a channel), and someone
+    # typing ("Sam is typing…" and three dots over the input bar: chrome)
+    r4 = random.Random(f"{seed}-{index}-{width}-round4") if variety_of(seed) >= 4 else None
+    if r4 and (opts.get("prefix") or r4.random() < 0.3):
+        short, long = PREFIX_NAMES_ZH if zh else PREFIX_NAMES_EN
+        if dm:
+            other, me = short, long
+            people = [other, me]
+        else:
+            people[:2] = [short, long]
     pool = ZH if zh else EN
     private = bool(opts.get("private")) and not dm
     status: dict[str, str] = {}
     if variety:
         pool = pool + (SLACK_ZH if zh else SLACK_EN) + ["+1"]
         if not dm:
-            people.append(SLACK_USER)
+            people.append(me)
         for person in people:
             if rng.random() < 0.35:
                 status[person] = rng.choice(STATUS_EMOJI)
@@ -81,6 +95,10 @@ def render_slack(
     status_h = 44.0 if app.os == "ios" else 24.0
     chat_top = status_h + 56
     input_top = kb_top - 52
+    typist = ""
+    if r4 and (opts.get("typing") or r4.random() < 0.35):
+        typist = r4.choice([p for p in people if p != me])
+        input_top -= 22  # the typing row hides what is under it
     title = other if dm else ("Thread" if thread else (channel if private else f"# {channel}"))
     bubbles: list[dict[str, Any]] = []
     partial: list[list[int]] = []
@@ -259,7 +277,7 @@ def render_slack(
             c.text(x0 + 76 + c.length(replies, 13, bold=True), y + 7.5, when, 12, app.time_fg)
             chrome += [replies, when]
             y += 30
-        mine = sender == SLACK_USER and (dm or variety)
+        mine = sender == me and (dm or variety)
         truth: dict[str, Any] = {
             "speaker": "user" if mine else "talker",
             "side": "right" if mine else "left",
@@ -291,6 +309,14 @@ def render_slack(
     app_in = App(**{**app.__dict__, "placeholder": placeholder})
     itop, more = input_bar(c, app_in, kb_top, opts.get("draft"))
     chrome += more
+    if typist:  # three dots (one darker: the animation) and who is typing
+        itop -= 22
+        c.rect((0, itop, 360, itop + 22), app.input_bg)
+        for i in range(3):
+            c.circle(22 + 7 * i, itop + 11, 2.2, mix(app.time_fg, app.bg, 0.2 * (i != 1)))
+        label = f"{typist.split()[0]} is typing…"
+        c.text(50, itop + 3.5, label, 12, app.time_fg)
+        chrome.append(label)
     _, more = status_bar(c, app, app.header_fg, app.header_bg, rng)
     chrome += more
     hb = status_h
@@ -318,7 +344,7 @@ def render_slack(
         if b["bbox"][1] >= c.box((0, hb + 56, 0, 0))[1]
         and b["bbox"][3] <= c.box((0, itop, 0, 0))[1]
     ]
-    info = {
+    info: dict[str, Any] = {
         "app": app.name,
         "theme": app.theme,
         "width": width,
@@ -327,10 +353,13 @@ def render_slack(
         "talker": other if dm else None,
         "group": None if dm else channel,  # a thread's channel is under "Thread"
         # the signed-in user's name, when a message of theirs is in view
-        "user": SLACK_USER if any(b["speaker"] == "user" for b in bubbles) else None,
+        "user": me if any(b["speaker"] == "user" for b in bubbles) else None,
         "bubbles": bubbles,
         "partial": partial,
         "chrome": chrome,
         "draft": opts.get("draft") or None,  # the input bar's unsent text (also in chrome)
     }
+    if r4:  # round 4: what is drawn with no text and is no message
+        dots = [{"what": "typing", "bbox": c.box((18, itop + 7, 40, itop + 15))}]
+        info["textless"] = dots if typist else []
     return c.final(), info
