@@ -1799,3 +1799,63 @@ def test_a_name_is_the_header_person_only_up_to_a_word_end(
     from daemon.ocr.thread import same_person
 
     assert same_person(sender, title) is same
+
+
+def test_a_link_and_its_preview_card_are_one_text_bubble_whose_text_is_the_link() -> None:
+    """Cold review B8 (dev seed 54: Telegram CER 0.212, WhatsApp 0.157): the
+    card under a link (Telegram: indented by its bar, ending with the
+    link's domain) was text, the blue link row a sender; WhatsApp's card
+    in a box of its own was a quote and its picture made the bubble a
+    photo. A message with a link and its preview is one text bubble whose
+    text is what was typed, the link cut at a row's end joined whole."""
+    image = paper()
+    blue = (50, 120, 220)
+    rect(image, (20, 300, 560, 620), WHITE)  # Telegram: the card under the link
+    rect(image, (44, 400, 50, 520), blue)  # the card's bar
+    rect(image, (400, 660, 700, 730), GREEN)
+    rect(image, (200, 760, 700, 1070), GREEN)  # WhatsApp: the card in a box over the link
+    rect(image, (208, 768, 692, 920), (120, 200, 90))
+    rect(image, (208, 768, 330, 920), (90, 140, 210))  # the card's picture
+    rect(image, (208, 860, 330, 920), (40, 110, 50))
+    lines = [
+        inked(image, line(40, 310, 540, 344, "This one? https://maps.app.goo.gl/"), blue),
+        inked(image, line(40, 350, 140, 384, "x7Yq2"), blue),
+        inked(image, line(62, 400, 240, 430, "Google Maps"), blue),
+        inked(image, line(62, 440, 320, 474, "Blue Bottle Coffee")),
+        inked(image, line(62, 484, 280, 514, "maps.app.goo.gl"), (120, 120, 120)),
+        inked(image, line(480, 580, 540, 606, "10:16"), (150, 150, 150)),
+        inked(image, line(420, 678, 520, 712, "ok")),
+        inked(image, line(620, 694, 690, 720, "10:17")),
+        inked(image, line(340, 780, 600, 810, "Blue Bottle Coffee")),
+        inked(image, line(340, 820, 520, 850, "Google Maps"), (120, 120, 120)),
+        inked(image, line(340, 860, 560, 890, "maps.app.goo.gl"), (120, 120, 120)),
+        inked(image, line(220, 940, 690, 974, "Found it https://maps.app.goo.gl/"), blue),
+        inked(image, line(220, 980, 320, 1014, "x7Yq2"), blue),
+        inked(image, line(600, 1030, 690, 1058, "3:40 PM"), (150, 150, 150)),
+    ]
+    step, _ = read(image, lines)
+    got = [
+        (b["text"], b.get("kind", "text"), b.get("sender"), b.get("quote"), b.get("time"))
+        for b in step["bubbles"]
+    ]
+    assert got == [
+        ("This one? https://maps.app.goo.gl/x7Yq2", "text", None, None, "10:16"),
+        ("ok", "text", None, None, "10:17"),
+        ("Found it https://maps.app.goo.gl/x7Yq2", "text", None, None, "3:40 PM"),
+    ]
+
+
+def test_a_link_cut_at_a_rows_end_goes_on_without_a_space() -> None:
+    from daemon.ocr import words
+
+    assert words.join_rows(["Found it https://www.bbc.co.uk/", "news/technology"]) == (
+        "Found it https://www.bbc.co.uk/news/technology"
+    )
+    assert words.join_rows(["你看这个https://github.com/", "ctxd/pull/42"]) == (
+        "你看这个https://github.com/ctxd/pull/42"
+    )
+    assert words.join_rows(["See you", "tomorrow", "好的"]) == "See you tomorrow好的"
+    assert words.same_site("bbc.co.uk", "www.bbc.co.uk".removeprefix("www."))
+    assert words.same_site("maps.app.goo.gl", "maps.app.goo.gl")
+    assert not words.same_site("Google Maps", "maps.app.goo.gl")
+    assert not words.same_site("github.com", "maps.app.goo.gl")

@@ -56,6 +56,7 @@ class Bubble:
     time: str | None = None
     quote: dict[str, Any] | None = None
     text: str = ""
+    preview: bool = False  # a link's preview card is in it (its picture is no photo)
 
     @property
     def area(self) -> int:
@@ -95,7 +96,7 @@ rows_of = thread.rows_of  # rows top to bottom, pieces of a row left to right
 
 def bubble_text(lines: list[Line]) -> str:
     """Rows top to bottom, pieces of a row left to right."""
-    return join([join(pieces(row)) for row in rows_of(lines)])
+    return words.join_rows([join(pieces(row)) for row in rows_of(lines)])
 
 
 def pieces(row: list[Line]) -> list[str]:
@@ -245,14 +246,47 @@ def read_inside(
     if len(rows) > 1 or (rows and quotes):
         first = px.ink(image, rows[0][0].box, paper)
         last = px.ink(image, rows[-1][0].box, paper) if len(rows) > 1 else None
-        if px.saturated(first) and (last is None or px.differs(first, last, 40)):
-            sender = join([ln.text for ln in rows[0]])
+        name = join([ln.text for ln in rows[0]])
+        if (
+            px.saturated(first)
+            and (last is None or px.differs(first, last, 40))
+            and words.link_host(name) is None  # a link is blue, and no name
+        ):
+            sender = name
             rows = rows[1:]
     if len(rows) > 1 and words.is_forwarded(join([ln.text for ln in rows[0]])):
         rows = rows[1:]  # the label over a forwarded message, not its text
-    if quotes:
+    # A link's preview card: in the bubble under the link (Telegram), or in a
+    # box of its own (WhatsApp's, which would read as a quote): not text.
+    host = words.link_host(" ".join(ln.text for row in rows for ln in row))
+    boxed = [ln for q in quotes for ln in q.lines]
+    if host is not None:
+        rows = _without_preview(rows, host, image.shape[1] / 360)
+        bubble.preview = any(words.same_site(ln.text, host) for ln in bubble.lines + boxed)
+    if quotes and not bubble.preview:
         bubble.quote = _quote(quotes)
     return rows, sender
+
+
+def _without_preview(rows: list[list[Line]], host: str, dp: float) -> list[list[Line]]:
+    """The rows without a link's preview card drawn under the link in the
+    bubble (Telegram): the rows down to one that is the link's domain,
+    indented from the text's column (the card's bar), after the link's rows."""
+    ends = [
+        i
+        for i, row in enumerate(rows)
+        if i and words.same_site(join([ln.text for ln in row]), host)
+    ]
+    if not ends:
+        return rows
+    end = ends[-1]
+    column = rows[0][0].box[0]
+    start = end
+    while start > 1 and rows[start - 1][0].box[0] - column >= 4 * dp:
+        start -= 1
+    if rows[end][0].box[0] - column < 4 * dp:
+        return rows  # a domain typed in the text, at its column
+    return rows[:start] + rows[end + 1 :]
 
 
 def _quote(quotes: list[Bubble]) -> dict[str, Any] | None:
@@ -315,7 +349,7 @@ def parse(
             texts[-1][-1] = end[0]
             bubble.time = end[1]
         bubble.text = words.without_edited(
-            join([join(row) for row in texts]), bubble.time is not None
+            words.join_rows([join(row) for row in texts]), bubble.time is not None
         )
         if (
             bubble.colour is not None

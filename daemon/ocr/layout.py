@@ -300,7 +300,7 @@ def _pictures(s: _Screen) -> None:
             # message ("10:30" to "What time?").
             bubble.time = words.split_time(bubble.text)[1]
             bubble.text = ""
-        if bubble.text and bubble.kind == "text" and bubble.lines:
+        if bubble.text and bubble.kind == "text" and bubble.lines and not bubble.preview:
             top = min(ln.box[1] for ln in s.rows[id(bubble)][0]) if s.rows[id(bubble)] else 0
             above = (bubble.box[0], bubble.box[1], bubble.box[2], round(top - 4 * dp))
             if top - bubble.box[1] >= 80 * dp and px.picture(image, above) == "photo":

@@ -52,6 +52,12 @@ DATE: Final = re.compile(
     r"|今天|昨天|前天|星期[一二三四五六日天]|周[一二三四五六日]|\d{1,2}月\d{1,2}日)$",
     re.I,
 )
+# A link in a message: its host ("https://www.bbc.co.uk/news" → "bbc.co.uk").
+LINK: Final = re.compile(r"(?:https?://|www\.)(?:www\.)?(?P<host>[\w-]+(?:\.[\w-]+)+)", re.I)
+# A row that is only a domain, as a link preview's card ends ("maps.app.goo.gl").
+DOMAIN: Final = re.compile(r"^(?:www\.)?(?P<host>[\w-]+(?:\.[\w-]+)*\.[a-z]{2,})$", re.I)
+# A link cut at a row's end: the next row goes on without a space.
+_LINK_END: Final = re.compile(r"(?:https?://|www\.)\S*$", re.I)
 _CJK: Final = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 
@@ -208,3 +214,31 @@ def _latin(char: str) -> bool:
 
 def is_date(text: str) -> bool:
     return DATE.match(text.strip()) is not None
+
+
+def link_host(text: str) -> str | None:
+    """The host of the first link in ``text``, lower case, without "www."."""
+    match = LINK.search(text)
+    return None if match is None else match["host"].lower()
+
+
+def same_site(text: str, host: str) -> bool:
+    """``text`` is only a domain, the link's host or one it belongs to
+    ("bbc.co.uk" for "www.bbc.co.uk", "maps.app.goo.gl" for itself)."""
+    match = DOMAIN.match(text.strip())
+    if match is None:
+        return False
+    domain = match["host"].lower()
+    return domain == host or host.endswith("." + domain) or domain.endswith("." + host)
+
+
+def join_rows(rows: list[str]) -> str:
+    """A bubble's rows as one text (``join``), except that a link the row's
+    end cut ("https://maps.app.goo.gl/" over "x7Yq2") goes on without a space."""
+    text = ""
+    for row in rows:
+        if text and row and _LINK_END.search(text):
+            text += row
+        else:
+            text = join([text, row])
+    return text
