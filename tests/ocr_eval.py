@@ -83,13 +83,16 @@ _EMOJI = re.compile("[\U0001f000-\U0001ffff\u2600-\u27bf\ufe0f\u200d]")
 _JOINERS = re.compile("[\ufe0f\u200d]")
 
 
-_ELLIPSIS = re.compile(r"(\.\.\.|…|[·・]{2,})$")
+# a shortened quote's end: "…" (dots before it are the cut text's or the
+# reader's, no one can tell: "github.…" is drawn as four dots), "...", "···"
+_ELLIPSIS = re.compile(r"(\.*…|\.{3,}|[·・]{2,})$")
 
 
 def same_name(a: str | None, b: str | None) -> bool:
     """Two names or quoted texts read alike: normalised, spaces and case
     aside, a shortened quote's ending ellipsis whether read as "…", "..."
-    or "···"."""
+    or "···", with the dots just before it ("github.…" cut from
+    "github.com" reads as "github...")."""
     if a is None or b is None:
         return a is b
 

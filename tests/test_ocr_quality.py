@@ -30,8 +30,11 @@ shots) takes 9 to 26 s by the load.
   draw what real apps vary and the reader did not expect (the signed-in
   user in a Slack channel, private channels, code blocks, file cards,
   "(edited)", status emoji, APP badges, texts ending in a time, bare
-  numbers, 12-hour times, "Edited" / "Forwarded" labels). The floors are the
-  levels reached (README, "Local OCR quality"); a change that lowers any
+  numbers, 12-hour times, "Edited" / "Forwarded" labels); ``s60-*``
+  (``--seed 60``) round 4: link previews, one-character names, groups with
+  only the user's messages in view, 1:1 quotes of the talker's message,
+  iMessage screens of photos and stickers, typing dots, Sam and Samantha.
+  The floors are the levels reached (README, "Local OCR quality"); a change that lowers any
   figure, in total or for one app, fails.
 
 ``pytest -s`` prints the tables and every miss.
@@ -62,35 +65,50 @@ MAX_CER = 0.002
 # One invented field: 26-dark-720's date stamp "Mon 14:05" given as a sender.
 MAX_INVENTED = 1
 
-# tests/data/apps: 83 screenshots, 600 bubbles (README has the table): the
-# levels reached at the reader of dcd2da4 re-applied with the shots that draw what real
+# tests/data/apps: 97 screenshots, 679 bubbles (README has the table): the
+# levels reached at the reader of 92eb3b6 with the shots that draw what real
 # apps vary (render_apps.py: s11-* seed 11; s13-*, s14-*, s20-* captions,
 # reactions, receipts, unread bands; s25-*, s27-* Telegram's pinned bar, a
 # typing indicator, WeChat's recalled-message line, Slack's jumbo emoji
-# sizes and second reactions). kind is without the sticker allowance (53
-# emoji-only texts came back as empty stickers: kind* 0.997); CER counts
-# the text read on bubbles that have none (junk, none here); user is
-# participants.user (the signed-in user is in view on 9 Slack shots, 7 of
-# them channels where no pixel says which sender is theirs); one invented
-# field (s25-08: an emoji read as "福福福", given as a sender).
+# sizes and second reactions; s60-* round 4: link previews, one-character
+# names, groups with only the user's messages, 1:1 quotes of the talker,
+# iMessage without a text bubble, typing dots, Sam and Samantha). kind is
+# without the sticker allowance (59 emoji-only texts came back as empty
+# stickers: kind* 0.994); CER counts the text read on bubbles that have none
+# (junk, none here); user is participants.user (the signed-in user is in
+# view on 11 Slack shots, 8 of them channels where no pixel says which
+# sender is theirs). The 83 shots before s60 reach recall, precision and
+# name 1.000, quote 0.905, kind 0.908, kind* 0.997, CER 0.00145 (the same
+# reader, `pytest -s`); the floors below them are s60's misses, left for
+# the reader: recall and precision (s60-55: an iMessage sticker lost;
+# s60-62: a Slack code block sent alone under a message joined to it),
+# name (s60-17: the one-character talker 妈 not taken for a name; s60-52:
+# a WeChat group with only the user's messages given as a 1:1 with its
+# title; s60-54, s60-55: iMessage with no text bubble, the name under the
+# avatar not found), quote (s60-59: Messenger's quote over the reply, its
+# label "You replied to Lucas" returned as a message instead), kind
+# (s60-54: two stickers as photos), CER (s60-09,
+# s60-43: spaces lost, "Meetingmoved to4:30,room B2"), excused (one more
+# prediction on a cut bubble).
 APP_FLOORS = {
-    "recall": 0.998,
-    "precision": 0.998,
+    "recall": 0.995,
+    "precision": 0.995,
     "side": 0.973,
     "order": 1.0,
-    "talker": 0.987,
-    "user": 0.222,
+    "talker": 0.958,
+    "user": 0.272,
     "time": 1.0,
-    "sender": 0.987,
-    "quote": 0.714,
-    "kind": 0.908,
-    "kind_sticker": 0.996,
+    "sender": 0.994,
+    "quote": 0.884,
+    "kind": 0.906,
+    "kind_sticker": 0.994,
 }
-APP_MAX = {"cer": 0.0015, "cer_emoji": 0.0166}
-APP_MAX_COUNTS = {"junk": 0, "excused": 6, "invented": 1}
-# Chrome returned as a message: none (a set, so that a known one can be
-# listed while it is being fixed; any other fails).
-KNOWN_CHROME: set[str] = set()
+APP_MAX = {"cer": 0.0017, "cer_emoji": 0.0163}
+APP_MAX_COUNTS = {"textless": 0, "junk": 0, "excused": 7, "invented": 0}
+# Chrome returned as a message: a set, so that a known one can be listed
+# while it is being fixed; any other fails. s60-59: Messenger's reply label
+# over a quote ("You replied to Lucas") returned as the user's message.
+KNOWN_CHROME: set[str] = {"s60-59-messenger-828.png: CHROME '< You replied to Lucas'"}
 BOX = re.compile(r" [\[(][-\d, ]+[\])]$")  # a miss's box, after its text
 # Each app on its own: the issue's targets, except where the level reached
 # is below them (floors at that level; README says why).
@@ -107,11 +125,17 @@ BELOW_TARGET: dict[str, dict[str, float]] = {
     # the signed-in user's messages in Slack channels are on the talker's
     # side: no pixel says which sender is the one signed in
     "slack": {"side": 0.863},
-    # "+1" read empty (s25-11); s25-08: an emoji read as "福福福" and given
-    # as a sender
-    "whatsapp-dark": {"sender": 0.75, "cer": 0.0051},
-    # s25-17: a voice note's bubble lost, its '22"' returned as a text
-    "wechat": {"recall": 0.964, "precision": 0.964},
+    # "+1" read empty (s25-11); s60-09: a caption read without its spaces
+    "whatsapp-dark": {"cer": 0.0066},
+    # iMessage with only photos and stickers in view: the name under the
+    # avatar is not found (s60-55, s60-54)
+    "imessage-dark": {"talker": 0.857},
+    "imessage-light": {"talker": 0.875},
+    # s60-17: the one-character talker 妈 is not taken for a name
+    "wechat": {"talker": 0.8},
+    # s60-52: a group with only the user's messages in view read as a 1:1
+    # whose talker is the group's title
+    "wechat-group": {"talker": 0.857},
 }
 
 
@@ -172,6 +196,7 @@ def test_quality_on_screenshots_drawn_like_the_apps(readings: dict[str, list[Rea
     chrome = {BOX.sub("", miss) for miss in total.misses if ": CHROME " in miss}
     assert chrome <= KNOWN_CHROME, chrome  # no key, draft, pill or badge as a message
     counts = {
+        "textless": total.textless,  # typing dots, a link card's picture as a message
         "junk": total.junk,
         "excused": total.excused,
         "invented": total.time_invented + total.sender_invented + total.quote_invented,
@@ -287,6 +312,9 @@ def test_a_shortened_quote_matches_whatever_its_ellipsis_is_read_as() -> None:
     assert same_name("这个方案整体没问题，预算那部分还要···", "这个方案整体没问题，预算那部分还要…")
     assert same_name("Can you send me the slides f...", "Can you send me the slides f…")
     assert not same_name("这个方案整体没问题", "这个方案整体没问题，预算那部分还要…")
+    # s60-11: a quote cut just after a dot ("github.…", four dots drawn) read as "..."
+    assert same_name("Look at this https://github...", "Look at this https://github.…")
+    assert not same_name("Look at this https://github", "Look at this https://github.…")
     assert not same_name(None, "You")
 
 
@@ -383,3 +411,70 @@ def test_the_committed_shots_draw_what_real_apps_vary() -> None:
     assert any(item.endswith("unread messages") for item in chrome)
     assert "Pinned Message" in chrome  # Telegram's pinned bar under the header
     assert any("撤回了一条消息" in item or "recalled a message" in item for item in chrome)
+
+
+def test_the_committed_shots_draw_round_four() -> None:
+    """Cold review of issue 15: link previews, one-character names, groups
+    with only the user's messages in view, 1:1 quotes of the talker's
+    message, iMessage screens without a text bubble, typing dots, names
+    that share a prefix were never drawn (s60-*, ``--seed 60``)."""
+    truths = [truth for _, truth in cases(APPS)]
+    # a link's preview: the text is what was typed, the card's texts are chrome
+    linked = [
+        (t, b)
+        for t in truths
+        for b in t["bubbles"]
+        if "https://" in b["text"] and b["kind"] == "text"
+    ]
+    assert {t["app"] for t, _ in linked} >= {"whatsapp", "telegram"}
+    for t, b in linked:  # the card's domain, shown under its title, is chrome
+        assert any(c in b["text"] for c in t["chrome"] if "." in c and " " not in c), b
+    assert any(x["what"] == "link picture" for t in truths for x in t.get("textless", []))
+    # one-character names: a talker and a group's sender
+    assert any(t["talker"] and len(t["talker"]) == 1 for t in truths if t["app"] == "wechat")
+    assert any(
+        t["group"] and any(b["sender"] and len(b["sender"]) == 1 for b in t["bubbles"])
+        for t in truths
+        if t["app"] == "line"
+    )
+    # groups where only the user's messages are in view: a group, no talker
+    mine_only = {
+        t["app"]
+        for t in truths
+        if t["group"] and t["bubbles"] and all(b["speaker"] == "user" for b in t["bubbles"])
+    }
+    assert mine_only >= {"wechat", "whatsapp"}
+    # 1:1 quotes of the talker's message, under the talker's name (Messenger: first name)
+    one_to_one = [
+        (t, b["quote"]["sender"])
+        for t in truths
+        for b in t["bubbles"]
+        if b.get("quote") and t["talker"]
+    ]
+    assert any(t["app"] == "whatsapp" and who == t["talker"] for t, who in one_to_one)
+    assert any(t["app"] == "telegram" and who == t["talker"] for t, who in one_to_one)
+    assert any(
+        t["app"] == "messenger"
+        and who == t["talker"].split()[0]
+        and f"You replied to {who}" in t["chrome"]
+        for t, who in one_to_one
+    )
+    # iMessage with no text bubble in view: the name under the avatar is the only name
+    assert any(
+        t["app"] == "imessage"
+        and t["bubbles"]
+        and all(b["kind"] in ("photo", "sticker") for b in t["bubbles"])
+        and any(b["kind"] == "sticker" and b["text"] == "" for b in t["bubbles"])
+        for t in truths
+    )
+    # typing dots: never a bubble, listed as textless chrome, in three apps at least
+    typing = {t["app"] for t in truths if any(x["what"] == "typing" for x in t.get("textless", []))}
+    assert len(typing) >= 3, typing
+
+    # names that share a prefix, in one group and in one DM
+    def names(t: dict[str, Any]) -> set[str]:
+        return {b["sender"] for b in t["bubbles"] if b.get("sender")} | {t["talker"], t["user"]}
+
+    shared = [t for t in truths if {"Sam", "Samantha"} <= names(t)]
+    assert any(t["group"] for t in shared)
+    assert any(t["talker"] for t in shared)
