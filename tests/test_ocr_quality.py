@@ -66,7 +66,7 @@ MAX_CER = 0.002
 MAX_INVENTED = 1
 
 # tests/data/apps: 97 screenshots, 679 bubbles (README has the table): the
-# levels reached at the reader of 92eb3b6 with the shots that draw what real
+# levels reached at the reader of 0800c8b with the shots that draw what real
 # apps vary (render_apps.py: s11-* seed 11; s13-*, s14-*, s20-* captions,
 # reactions, receipts, unread bands; s25-*, s27-* Telegram's pinned bar, a
 # typing indicator, WeChat's recalled-message line, Slack's jumbo emoji
@@ -478,3 +478,36 @@ def test_the_committed_shots_draw_round_four() -> None:
     shared = [t for t in truths if {"Sam", "Samantha"} <= names(t)]
     assert any(t["group"] for t in shared)
     assert any(t["talker"] for t in shared)
+
+
+def test_a_quote_names_who_wrote_the_quoted_message() -> None:
+    """Cold review of issue 15: every 1:1 quote's sender was "You", also
+    over the talker's words (10 of the 16 in the shots before s60, drawn so
+    too). Round 4's script names who wrote it: "You" for the user's, the
+    talker in a 1:1 (Messenger: the first name), the sender in a group."""
+    from itertools import pairwise
+    from random import Random
+
+    from tests.data.render.apps import APPS as LOOKS
+    from tests.data.render.script import Msg, Round4, script
+
+    checked = 0
+    for key in ("whatsapp-light", "telegram-dark", "line", "messenger"):
+        for group in (False, True):
+            for seed in range(6):
+                talker = None if group else "Emma Wilson"
+                plan = Round4(talker=talker, members=["Sam", "Samantha"], quotes=0.6)
+                items = script(LOOKS[key], Random(seed), group, False, 24, 4, plan)
+                texts = [m for m in items if isinstance(m, Msg) and m.kind == "text"]
+                for before, m in pairwise(texts):
+                    if not m.quote:
+                        continue
+                    assert m.quote[1] == before.text
+                    wrote = str(before.sender if group else "Emma Wilson")
+                    if before.side == "right":
+                        wrote = "You"
+                    elif key == "messenger":
+                        wrote = wrote.split()[0]
+                    assert m.quote[0] == wrote, (key, m)
+                    checked += 1
+    assert checked > 40, checked
