@@ -104,7 +104,8 @@ def test_status_bar_title_and_timestamps_are_left_out_and_the_title_names_the_ta
     lines = [
         line(30, 14, 90, 40, "9:41"),  # status bar
         line(630, 14, 690, 40, "74%"),
-        line(310, 80, 410, 112, "Alice (3)"),  # title, with an unread count
+        line(40, 80, 90, 112, "(3)"),  # the back button's unread count
+        line(310, 80, 410, 112, "Alice"),  # title (a count after it is a group's members)
         line(300, 330, 420, 356, "昨天 21:15"),  # timestamp, centred on the background
         line(128, 412, 380, 448, "收到，谢谢！"),
     ]
@@ -1859,3 +1860,51 @@ def test_a_link_cut_at_a_rows_end_goes_on_without_a_space() -> None:
     assert words.same_site("maps.app.goo.gl", "maps.app.goo.gl")
     assert not words.same_site("Google Maps", "maps.app.goo.gl")
     assert not words.same_site("github.com", "maps.app.goo.gl")
+
+
+@pytest.mark.parametrize("title", ["周末爬山群(6)", "项目组 (35)", "Weekend hikers (8)"])
+def test_a_title_with_a_member_count_is_a_group_with_only_the_users_messages_in_view(
+    title: str,
+) -> None:
+    """Cold review B10 (dev seed 54, 18/52-wechat): a WeChat group whose
+    screen shows only the user's messages (no sender anywhere) was read as
+    a 1:1 with the group's title as the talker. A count after the title is
+    the group's members (apps draw an unread count on the back button)."""
+    image = canvas()
+    rect(image, (300, 300, 612, 370), GREEN)
+    rect(image, (400, 400, 612, 470), GREEN)
+    lines = [
+        inked(image, line(30, 84, 110, 134, "(78)")),  # the back button's unread count
+        inked(image, line(250, 85, 470, 127, title)),
+        inked(image, line(320, 318, 590, 352, "路上有点堵")),
+        inked(image, line(420, 418, 590, 452, "好的")),
+    ]
+    step, _ = read(image, lines)
+    name = title.rsplit("(", 1)[0].strip()
+    assert step["participants"] == {"user": None, "talker": None, "group": name}
+    assert [b["speaker"] for b in step["bubbles"]] == ["user", "user"]
+
+
+@pytest.mark.parametrize("title", ["K", "妈", "爸"])
+def test_a_one_character_name_on_the_header_bar_is_the_talker_not_avatar_initials(
+    title: str,
+) -> None:
+    """Cold review B9 (dev seed 54: name 0.818): a talker called '妈', '爸'
+    or 'K' was taken for an avatar's initials and lost, and
+    'lastseenrecently' (the subtitle without its spaces) became the name.
+    Initials are on the avatar's colour; a title is on the header bar's."""
+    image = paper()
+    rect(image, (0, 0, W, 200), BAR)
+    yy, xx = np.mgrid[0:H, 0:W]
+    image[(xx - 117) ** 2 + (yy - 125) ** 2 < 30**2] = (230, 126, 34)  # the avatar
+    rect(image, (20, 300, 400, 370), WHITE)
+    lines = [
+        inked(image, line(60, 30, 130, 60, "9:41")),
+        inked(image, line(104, 108, 130, 142, title[0] if title.isascii() else "K")),  # initials
+        inked(image, line(174, 91, 210, 125, title)),
+        inked(image, line(174, 130, 397, 164, "lastseenrecently"), (150, 150, 150)),
+        inked(image, line(40, 318, 380, 352, "hi")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == title
+    assert [b["text"] for b in step["bubbles"]] == ["hi"]

@@ -9,6 +9,7 @@ Sizes are in dp, 1 dp = width / 360 px.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -141,10 +142,15 @@ def avatar(bubble: Bubble, dp: float) -> bool:
     return small and bubble.box[3] < HEADER_MAX_DP * dp and all(words.is_badge(t) for t in texts)
 
 
-def name(header: list[Line]) -> tuple[str | None, bool]:
+def name(
+    header: list[Line], on_avatar: Callable[[Line], bool] | None = None
+) -> tuple[str | None, bool]:
     """The talker's or group's name in the header, and whether it says group.
     A line just under a label (a subtitle such as Telegram's "Pinned
-    Message") at its left edge is what the label shows, not a name."""
+    Message") at its left edge is what the label shows, not a name. Avatar
+    initials ("LM", "K", "伟") are no name where ``on_avatar`` says the line
+    sits on an avatar (without it: wherever they are); one-letter names
+    ("K", "妈") on the header's own colour are names."""
     candidates = []
     labels = [ln for ln in header if words.is_subtitle(words.header_text(ln.text))]
     for ln in header:
@@ -154,7 +160,7 @@ def name(header: list[Line]) -> tuple[str | None, bool]:
         if (
             any(ch.isalpha() for ch in words.name_of(text)[0])  # ".23": a badge, no name
             and not words.is_badge(text)
-            and not words.is_initials(text)
+            and not (words.is_initials(text) and (on_avatar is None or on_avatar(ln)))
             and not words.HAS_TIME.search(text)
             and not words.is_subtitle(text)
             and not words.is_date(text)

@@ -141,7 +141,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     _pictures(s)
     _around(s)
     _outside(s)
-    group = counted and any(b.sender for b in s.messages)
+    group = counted
     group = group or any(words.lists_members(ln.text) for ln in s.header)
     group = group or sum(1 for b in s.messages if b.sender) >= 2
     return step.bubbles_step(s.messages, width, height, user_side, name, group), s.dropped
@@ -274,7 +274,7 @@ def _header(s: _Screen) -> tuple[str | None, bool]:
     s.limit = min(first, HEADER_MAX_DP * s.dp) if s.messages else TOP_BAND_DP * s.dp
     s.header = [ln for ln in s.loose if ln.cy < s.limit]
     s.loose = [ln for ln in s.loose if ln.cy >= s.limit]
-    return chrome.name(s.header)
+    return chrome.name(s.header, lambda ln: px.on_patch(s.image, ln.box))
 
 
 def _pictures(s: _Screen) -> None:

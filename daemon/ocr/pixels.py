@@ -432,3 +432,17 @@ def typing_dots(image: Image, box: Box) -> bool:
         and max(middles) - min(middles) <= 2 * dp
         and abs(steps[0] - steps[1]) <= max(2, 0.25 * max(steps))
     )
+
+
+def on_patch(image: Image, box: Box) -> bool:
+    """Text on a patch of its own colour (avatar initials in their circle),
+    not on the bar around it: left and right of the box (2 dp out) is one
+    colour, and the bar's (at the screen's right edge, same row) is another."""
+    height, width = image.shape[:2]
+    gap = max(2, round(2 * width / 360))
+    y = (box[1] + box[3]) // 2
+    xs = (box[0] - gap, box[2] + gap)
+    if not (0 <= y < height and xs[0] >= 0 and xs[1] < width - 2):
+        return False
+    left, right, bar = pixel(image, xs[0], y), pixel(image, xs[1], y), pixel(image, width - 2, y)
+    return not differs(left, right, 16) and differs(left, bar, 16)

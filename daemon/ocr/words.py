@@ -34,12 +34,12 @@ HAS_TIME: Final = re.compile(r"\d{1,2}[:.]\d{2}")
 BADGE: Final = re.compile(r"^[(（]?\d{1,4}\+?[)）]?$")
 # A title's member count or unread count: "周末爬山群(8)", "Alice (3)".
 COUNT_SUFFIX: Final = re.compile(r"\s*[(（](?P<n>\d{1,4})[)）]\s*$")
-# A header's subtitle, not a name.
+# A header's subtitle, not a name (PP-OCR may drop its spaces: "lastseenrecently").
 SUBTITLE: Final = re.compile(
-    r"^(online|offline|typing\b.*|.*\btyping\.*$|last seen\b.*|active\b.*|"
-    r"\d+\s+(members|participants|subscribers|online)\b.*|"
-    r"在线|正在输入.*|对方正在输入.*|最后上线.*|\d+\s*(位)?成员.*|tap here.*|click here.*"
-    r"|pinned message.*|置顶消息.*)$",
+    r"^(online|offline|typing\b.*|.*\btyping\.*$|last\s*seen.*|active\b.*|active\s*now.*|"
+    r"\d+\s*(members|participants|subscribers|online)\b.*|"
+    r"在线|正在输入.*|对方正在输入.*|最后上线.*|\d+\s*(位)?成员.*|tap\s*here.*|click\s*here.*"
+    r"|pinned\s*message.*|置顶消息.*)$",
     re.I,
 )
 # A date pill or divider above the messages ("Yesterday", "Monday, November
