@@ -1908,3 +1908,32 @@ def test_a_one_character_name_on_the_header_bar_is_the_talker_not_avatar_initial
     step, _ = read(image, lines)
     assert step["participants"]["talker"] == title
     assert [b["text"] for b in step["bubbles"]] == ["hi"]
+
+
+def test_a_replied_to_label_is_chrome_and_names_the_quote_over_the_reply() -> None:
+    """Cold review (dev seed 54, Messenger: 2 chrome lines, quotes 0 of 4):
+    'Emma replied to you' over a reply came back as a message or as the
+    next bubble's sender, and the faded quoted message under it as a
+    bubble of its own. The label is the app's; the bubble under it that
+    the reply is drawn over is the reply's quote, its sender the one the
+    label names ('you': the user); with no bubble there (an emoji PP-OCR
+    did not read) the reply's quote is that sender alone."""
+    image = paper()
+    rect(image, (508, 578, 704, 654), (228, 228, 228))  # the quoted message, faded
+    rect(image, (603, 639, 703, 707), (70, 80, 250))  # the reply, drawn over it
+    rect(image, (84, 830, 167, 900), (240, 240, 240))
+    rect(image, (84, 904, 403, 974), (240, 240, 240))
+    lines = [
+        inked(image, line(480, 543, 702, 577, "<Youreplied to陈晨"), (120, 120, 120)),
+        inked(image, line(527, 598, 671, 628, "收到，谢谢!"), (90, 90, 90)),
+        inked(image, line(617, 658, 689, 697, "好呀"), (255, 255, 255)),
+        inked(image, line(95, 736, 340, 771, "< Emma replied to you"), (120, 120, 120)),
+        inked(image, line(102, 852, 152, 886, "OK")),
+        inked(image, line(104, 925, 384, 961, "Sounds good to me")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b.get("quote"), b.get("sender")) for b in step["bubbles"]] == [
+        ("好呀", {"sender": "陈晨", "text": "收到，谢谢!"}, None),
+        ("OK", {"sender": "You", "text": ""}, None),
+        ("Sounds good to me", None, None),
+    ]

@@ -133,9 +133,12 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     if x0 is not None:  # a thread without bubbles (Slack-like)
         return _read_thread(s, x0, user_side)
     _keep_messages(s)
+    labels = [ln for ln in s.loose if words.replied_to(ln.text) is not None]
+    s.loose = [ln for ln in s.loose if ln not in labels]
     _senders_above(s)
     name, counted = _header(s)
     s.rows = bb.parse(image, s.messages, s.quotes, s.named, dp, s.typical)
+    _replies(s, labels)
     voices = [b for b in s.messages if b.kind == "voice"]  # an icon read apart, past the bubble
     s.loose = [ln for ln in s.loose if not any(px.overlap(ln.box, b.box) > 0.5 for b in voices)]
     _pictures(s)
@@ -275,6 +278,43 @@ def _header(s: _Screen) -> tuple[str | None, bool]:
     s.header = [ln for ln in s.loose if ln.cy < s.limit]
     s.loose = [ln for ln in s.loose if ln.cy >= s.limit]
     return chrome.name(s.header, lambda ln: px.on_patch(s.image, ln.box))
+
+
+def _replies(s: _Screen, labels: list[Line]) -> None:
+    """A reply's label over its quote (Messenger: "Emma replied to you", the
+    quoted message drawn faded above the reply) is the app's: no message,
+    no sender. The bubble right under it (within 8 dp) that the next one is
+    drawn over is the quote of that next one, its sender the one the label
+    names; else the first bubble under the label is the reply and its quote
+    is what PP-OCR did not read (an emoji): the sender alone."""
+    dp = s.dp
+    for label in labels:
+        whom = words.replied_to(label.text)
+        below = sorted(
+            (
+                b
+                for b in s.messages
+                if b.box[1] >= label.box[3] - 2 * dp
+                and b.box[1] - label.box[3] <= 120 * dp
+                and b.box[0] < label.box[2]
+                and label.box[0] < b.box[2]
+            ),
+            key=lambda b: b.box[1],
+        )
+        if not below:
+            continue
+        first = below[0]
+        reply = below[1] if len(below) > 1 else None
+        if (
+            reply is not None
+            and first.box[1] - label.box[3] <= 8 * dp
+            and reply.box[1] < first.box[3]  # drawn over the quote's bottom
+        ):
+            if reply.quote is None:
+                reply.quote = {"sender": whom, "text": first.text}
+            s.messages.remove(first)
+        elif first.quote is None:
+            first.quote = {"sender": whom, "text": ""}
 
 
 def _pictures(s: _Screen) -> None:

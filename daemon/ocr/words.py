@@ -242,3 +242,20 @@ def join_rows(rows: list[str]) -> str:
         else:
             text = join([text, row])
     return text
+
+
+# Messenger's label over a reply's quote: "< Emma replied to you", "You replied
+# to Lucas" (PP-OCR: "Youreplied to陈晨"), "You replied to yourself".
+REPLIED: Final = re.compile(
+    r"^[<\u2039\u3008«\s]*(?P<who>.+?)\s*replied\s*to\s*(?P<whom>.+?)\s*$", re.I
+)
+
+
+def replied_to(text: str) -> str | None:
+    """The quoted message's sender named by a reply's label ("You" for "you"
+    and "yourself"), or None when ``text`` is no such label."""
+    match = REPLIED.match(text.strip())
+    if match is None:
+        return None
+    whom = match["whom"]
+    return "You" if whom.lower() in ("you", "yourself") else whom
