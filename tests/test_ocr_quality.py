@@ -511,3 +511,27 @@ def test_a_quote_names_who_wrote_the_quoted_message() -> None:
                     assert m.quote[0] == wrote, (key, m)
                     checked += 1
     assert checked > 40, checked
+
+
+def test_telegram_says_typing_in_its_header_not_with_dots() -> None:
+    """Telegram draws no typing bubble in the chat: its header says
+    "typing…" (round 5; seed 60's committed shots keep round 4's dots)."""
+    from random import Random
+
+    from tests.data.render.apps import APPS as LOOKS
+    from tests.data.render.bubble_apps import round4
+
+    asked = {"typing": True}
+    for group in (False, True):
+        title, subtitle, _, dots = round4(
+            LOOKS["telegram-dark"], asked, group, False, "Tom Baker", "online", Random(1), 5
+        )
+        assert (title, dots) == ("Tom Baker", False)
+        assert subtitle == "typing…" or (group and str(subtitle).endswith(" is typing…"))
+        _, subtitle, _, dots = round4(
+            LOOKS["telegram-dark"], asked, group, False, "Tom Baker", "online", Random(1), 4
+        )
+        assert dots
+        assert "typing" not in str(subtitle)
+    *_, dots = round4(LOOKS["whatsapp-dark"], asked, False, False, "Tom", None, Random(1), 5)
+    assert dots  # the apps that draw dots still do

@@ -71,5 +71,7 @@ senders, WhatsApp and WeChat groups with only the user's messages in view,
 1:1 quotes of the talker's message under the talker's name, iMessage
 screens of photos and stickers only, typing dots in WhatsApp, Telegram,
 iMessage, Messenger and LINE ("X is typing…" in threads), and names that
-share a prefix (Sam and Samantha) in a group or a DM.
+share a prefix (Sam and Samantha) in a group or a DM. Round 5 (every seed
+but 60, whose shots are committed): Telegram draws no typing dots in the
+chat but says "typing…" in its header, as the app does.
 """

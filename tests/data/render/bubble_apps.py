@@ -38,11 +38,13 @@ def round4(
     title: str,
     subtitle: str | None,
     r4: random.Random,
+    variety: int = 4,
 ) -> tuple[str, str | None, Round4, bool]:
     """Round 4's draws for one shot, from an rng of its own (``opts`` may
     ask for one: ``one_char``, ``prefix``, ``mine_only``, ``media_only``,
     ``links``, ``quotes``, ``typing``): the title, the subtitle, the
-    script's ``Round4`` and whether the talker is typing."""
+    script's ``Round4`` and whether the talker is typing (round 5,
+    ``variety`` 5: Telegram says so in its header, with no dots)."""
     members = list(MEMBERS_ZH if zh else MEMBERS_EN)
     if app.name in ("wechat", "line") and (opts.get("one_char") or r4.random() < 0.3):
         name = r4.choice(ONE_CHAR_NAMES)  # 妈, 爸, K: a talker or a group's sender
@@ -61,7 +63,11 @@ def round4(
     mine_only = group and app.name in ("wechat", "whatsapp")
     mine_only = mine_only and bool(opts.get("mine_only") or r4.random() < 0.15)
     media_only = app.name == "imessage" and bool(opts.get("media_only") or r4.random() < 0.2)
-    typing = app.name in TYPING_APPS and bool(opts.get("typing") or r4.random() < 0.35)
+    dots = TYPING_APPS if variety < 5 else tuple(a for a in TYPING_APPS if a != "telegram")
+    typing = app.name in dots and bool(opts.get("typing") or r4.random() < 0.35)
+    if app.name == "telegram" and variety >= 5 and (opts.get("typing") or r4.random() < 0.35):
+        # round 5: Telegram draws no dots in the chat; its header says it
+        subtitle = f"{members[0]} is typing…" if group else "typing…"
     plan = Round4(
         talker=None if group else title,
         members=members,
@@ -107,7 +113,7 @@ def render(
     typing4 = False
     if variety >= 4:
         r4rng = random.Random(f"{seed}-{index}-{width}-round4")
-        title, subtitle, r4, typing4 = round4(app, opts, group, zh, title, subtitle, r4rng)
+        title, subtitle, r4, typing4 = round4(app, opts, group, zh, title, subtitle, r4rng, variety)
         shown_title = shown_title if group else title
     chrome: list[str] = []
     # layout of the frame, bottom first
