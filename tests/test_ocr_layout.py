@@ -1937,3 +1937,24 @@ def test_a_replied_to_label_is_chrome_and_names_the_quote_over_the_reply() -> No
         ("OK", {"sender": "You", "text": ""}, None),
         ("Sounds good to me", None, None),
     ]
+
+
+def test_the_name_under_a_centred_avatar_names_the_talker_with_only_photos_in_view() -> None:
+    """Cold review B11 (dev seed 54, 25/54-imessage: name 0.600): with no
+    text bubble in view the header was the top band only, and iMessage's
+    name under its centred avatar, lower down, was lost. Without text
+    bubbles the first picture larger than an avatar says where the chat starts."""
+    image = paper()
+    yy, xx = np.mgrid[0:H, 0:W]
+    image[(xx - 360) ** 2 + (yy - 170) ** 2 < 40**2] = (160, 160, 170)  # the avatar
+    rounded(image, (300, 330, 700, 700), GREEN, 14)  # a photo in a frame
+    rect(image, (306, 336, 694, 520), (120, 170, 230))
+    rect(image, (306, 520, 694, 694), (70, 120, 50))
+    lines = [
+        inked(image, line(60, 30, 130, 60, "9:41")),
+        inked(image, line(336, 150, 390, 190, "LM"), (255, 255, 255)),
+        inked(image, line(270, 226, 452, 266, "Lucas Martin >")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == "Lucas Martin"
+    assert [(b.get("kind"), b["side"]) for b in step["bubbles"]] == [("photo", "right")]

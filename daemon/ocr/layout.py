@@ -271,10 +271,19 @@ def _senders_above(s: _Screen) -> None:
 
 def _header(s: _Screen) -> tuple[str | None, bool]:
     """The header's lines (loose, above the first bubble, within 170 dp;
-    the top band without bubbles) leave ``s.loose`` for ``s.header``;
+    without text bubbles above the first picture larger than an avatar,
+    within 170 dp, or in the top band) leave ``s.loose`` for ``s.header``;
     gives the name they show and whether it counts members (a group)."""
-    first = min((b.box[1] for b in s.messages), default=s.height)
-    s.limit = min(first, HEADER_MAX_DP * s.dp) if s.messages else TOP_BAND_DP * s.dp
+    dp = s.dp
+    if s.messages:
+        s.limit = min(min(b.box[1] for b in s.messages), HEADER_MAX_DP * dp)
+    else:  # no text bubble: the first picture says where the chat starts
+        tops = [  # (iMessage's name sits under a centred avatar, below the top band)
+            box[1]
+            for box in px.blobs(s.image, round(TOP_BAND_DP * dp), round(s.frame.bottom), s.paper)
+            if max(box[2] - box[0], box[3] - box[1]) > 56 * dp
+        ]
+        s.limit = min(min(tops), HEADER_MAX_DP * dp) if tops else TOP_BAND_DP * dp
     s.header = [ln for ln in s.loose if ln.cy < s.limit]
     s.loose = [ln for ln in s.loose if ln.cy >= s.limit]
     return chrome.name(s.header, lambda ln: px.on_patch(s.image, ln.box))
