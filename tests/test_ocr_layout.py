@@ -1958,3 +1958,56 @@ def test_the_name_under_a_centred_avatar_names_the_talker_with_only_photos_in_vi
     step, _ = read(image, lines)
     assert step["participants"]["talker"] == "Lucas Martin"
     assert [(b.get("kind"), b["side"]) for b in step["bubbles"]] == [("photo", "right")]
+
+
+def test_a_reply_drawn_on_its_quote_in_one_region_splits_by_the_quotes_faded_ink() -> None:
+    """Dev seed 55 (59-messenger): the faded quote and the reply touched,
+    one fill took both, and the reply's text was the quote's and its own."""
+    image = paper()
+    rect(image, (84, 700, 520, 880), (240, 240, 240))  # quote and reply, one colour
+    lines = [
+        inked(image, line(95, 650, 340, 685, "< Lucas replied to you"), (120, 120, 120)),
+        inked(image, line(104, 720, 480, 756, "Perfect, see you there"), (170, 170, 170)),
+        inked(image, line(104, 820, 480, 856, "Sure, at eight")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b.get("quote")) for b in step["bubbles"]] == [
+        ("Sure, at eight", {"sender": "You", "text": "Perfect, see you there"})
+    ]
+    assert step["bubbles"][0]["bbox"][1] > 756  # the reply's box, under the quote's text
+
+
+def test_a_link_whose_host_the_rows_end_cut_still_has_its_preview() -> None:
+    """Dev seed 55 (61-whatsapp-light): 'Look at this https://' over
+    'maps.app.goo.gl/x7Yq2': the link's host was looked for across a space,
+    not found, and the preview card came back as a quote."""
+    image = paper()
+    rect(image, (200, 760, 700, 1070), GREEN)
+    rect(image, (208, 768, 692, 920), (120, 200, 90))
+    lines = [
+        inked(image, line(340, 780, 600, 810, "Blue Bottle Coffee")),
+        inked(image, line(340, 860, 560, 890, "maps.app.goo.gl"), (120, 120, 120)),
+        inked(image, line(220, 940, 560, 974, "Look at this https://")),
+        inked(image, line(220, 980, 560, 1014, "maps.app.goo.gl/x7Yq2")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b.get("quote")) for b in step["bubbles"]] == [
+        ("Look at this https://maps.app.goo.gl/x7Yq2", None)
+    ]
+
+
+def test_the_pinned_message_row_a_pixel_into_its_label_is_no_name() -> None:
+    """Dev seed 55 (16-telegram): the pinned message's box began a pixel
+    above its label's bottom, so it was not 'under' it and was the name."""
+    image = paper()
+    rect(image, (0, 0, W, 260), BAR)
+    rect(image, (400, 450, 700, 520), GREEN)
+    lines = [
+        inked(image, line(209, 76, 371, 112, "周末爬山群")),
+        inked(image, line(207, 115, 438, 141, "小王，小王子，孙浩，你"), (150, 150, 150)),
+        inked(image, line(41, 174, 244, 208, "Pinned Message"), (80, 140, 220)),
+        inked(image, line(36, 207, 101, 246, "好的")),
+        inked(image, line(420, 468, 560, 502, "在吗？")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"] == {"user": None, "talker": None, "group": "周末爬山群"}

@@ -258,7 +258,7 @@ def read_inside(
         rows = rows[1:]  # the label over a forwarded message, not its text
     # A link's preview card: in the bubble under the link (Telegram), or in a
     # box of its own (WhatsApp's, which would read as a quote): not text.
-    host = words.link_host(" ".join(ln.text for row in rows for ln in row))
+    host = words.link_host(words.join_rows([join([ln.text for ln in row]) for row in rows]))
     boxed = [ln for q in quotes for ln in q.lines]
     if host is not None:
         rows = _without_preview(rows, host, image.shape[1] / 360)

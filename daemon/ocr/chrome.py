@@ -179,7 +179,8 @@ def name(
 def _under(line: Line, label: Line) -> bool:
     """``line`` is the next row under ``label``, starting where it starts."""
     h = max(label.height, 1)
-    return 0 <= line.box[1] - label.box[3] <= 0.6 * h and abs(line.box[0] - label.box[0]) <= h
+    gap = line.box[1] - label.box[3]  # (the two boxes may overlap by a few pixels)
+    return -0.3 * h <= gap <= 0.6 * h and abs(line.box[0] - label.box[0]) <= h
 
 
 def names(line: Line, bubble: Bubble, dp: float) -> bool:

@@ -323,7 +323,26 @@ def _replies(s: _Screen, labels: list[Line]) -> None:
                 reply.quote = {"sender": whom, "text": first.text}
             s.messages.remove(first)
         elif first.quote is None:
-            first.quote = {"sender": whom, "text": ""}
+            first.quote = {"sender": whom, "text": _faded_rows(s, first)}
+
+
+def _faded_rows(s: _Screen, bubble: Bubble) -> str:
+    """The text of a quote drawn faded above its reply in one region of one
+    colour (Messenger, when the two touch): the top rows in another ink
+    than the last row's. They leave the bubble's text and box."""
+    rows = s.rows.get(id(bubble), [])
+    paper = bubble.colour or s.paper
+    inks = [px.ink(s.image, row[0].box, paper) for row in rows]
+    k = 0
+    while k < len(rows) - 1 and px.differs(inks[k], inks[-1], 40):
+        k += 1
+    if not k:
+        return ""
+    texts = [bb.join(bb.pieces(row)) for row in rows]
+    bubble.text = words.join_rows(texts[k:])
+    top = (max(ln.box[3] for ln in rows[k - 1]) + min(ln.box[1] for ln in rows[k])) // 2
+    bubble.box = (bubble.box[0], top, bubble.box[2], bubble.box[3])
+    return words.join_rows(texts[:k])
 
 
 def _pictures(s: _Screen) -> None:
