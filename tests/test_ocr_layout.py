@@ -2011,3 +2011,26 @@ def test_the_pinned_message_row_a_pixel_into_its_label_is_no_name() -> None:
     ]
     step, _ = read(image, lines)
     assert step["participants"] == {"user": None, "talker": None, "group": "周末爬山群"}
+
+
+@pytest.mark.parametrize(
+    "said", ["Anna is typing...", "Several people are typing", "对方正在输入..."]
+)
+def test_a_line_saying_someone_is_typing_is_no_message(said: str) -> None:
+    """Cold review B7 (dev seed 55, 49-slack): 'Anna is typing...' under
+    the messages came back as a message (chrome). Nothing is sent yet."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "hi")),
+        inked(image, line(40, 400, 300, 430, said), (120, 120, 120)),
+    ]
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["hi"]
+    assert dropped == 0
+    image = paper()
+    lines = thread_lines(image, "# general", "12 members")
+    lines.append(inked(image, line(112, 800, 330, 830, said), (120, 120, 120)))
+    step, _ = read(image, lines)
+    assert said not in [b["text"] for b in step["bubbles"]]
+    assert len(step["bubbles"]) == 4

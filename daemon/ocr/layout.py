@@ -117,7 +117,9 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     dp = width / 360
     frame = chrome.frame(lines, width, height)
     framed = {id(ln) for ln in frame.status + frame.keys + frame.inputs}
-    body = [ln for ln in lines if id(ln) not in framed]
+    # A line saying someone is typing (under the messages; a header's subtitle
+    # says it too): no message, sent or unsent, and nothing to be unsure of.
+    body = [ln for ln in lines if id(ln) not in framed and not words.is_typing(ln.text)]
     found, loose = bb.find(image, body, dp)
     s = _Screen(
         image=image,

@@ -259,3 +259,14 @@ def replied_to(text: str) -> str | None:
         return None
     whom = match["whom"]
     return "You" if whom.lower() in ("you", "yourself") else whom
+
+
+# Someone typing, said in words under the messages ("Anna is typing...",
+# "Several people are typing", "对方正在输入..."): nothing sent yet.
+TYPING: Final = re.compile(
+    r"^.{0,40}?\b(is|are)\s*typing\W*$|^typing\W*$|^(对方)?正在输入.*$", re.I
+)
+
+
+def is_typing(text: str) -> bool:
+    return TYPING.match(text.strip()) is not None
