@@ -2034,3 +2034,31 @@ def test_a_line_saying_someone_is_typing_is_no_message(said: str) -> None:
     step, _ = read(image, lines)
     assert said not in [b["text"] for b in step["bubbles"]]
     assert len(step["bubbles"]) == 4
+
+
+def test_a_lone_bubbles_time_in_the_apps_ink_is_its_time_and_a_typed_time_is_text() -> None:
+    """Cold review B4: on a screen with one bubble the time PP-OCR read
+    glued to the text ('See you 10:22 W') stayed in it (no other bubble to
+    vote); with two bubbles in an app that draws no time (iMessage) a typed
+    'See you at 10:30' lost its time (one of two ends with a time). The
+    time is the app's when the other bubbles end with one, or when it is
+    drawn in another ink than the text."""
+    image = paper()
+    rect(image, (20, 300, 420, 370), WHITE)
+    ln = line(40, 318, 400, 352, "See you 10:22 W")
+    inked(image, line(40, 318, 200, 352, ""))  # the text, black
+    inked(image, line(210, 318, 400, 352, ""), (140, 140, 140))  # the time and ticks, grey
+    step, _ = read(image, [ln])
+    assert [(b["text"], b.get("time")) for b in step["bubbles"]] == [("See you", "10:22")]
+    image = paper()
+    rect(image, (300, 300, 700, 370), (10, 132, 255))
+    rect(image, (20, 400, 300, 470), (229, 229, 234))
+    lines = [
+        inked(image, line(320, 318, 680, 352, "See you at 10:30"), (255, 255, 255)),
+        inked(image, line(40, 418, 120, 452, "OK")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b.get("time")) for b in step["bubbles"]] == [
+        ("See you at 10:30", None),
+        ("OK", None),
+    ]

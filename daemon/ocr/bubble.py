@@ -307,6 +307,27 @@ def _quote(quotes: list[Bubble]) -> dict[str, Any] | None:
     return {"sender": None, "text": texts[0]}
 
 
+def _time_inked_apart(image: Image, bubble: Bubble, rows: list[list[Line]], dp: float) -> bool:
+    """The time PP-OCR read glued to the text that ends ``rows`` is drawn
+    in another ink than the text (an app's time is grey or tinted; a typed
+    time is text): the time's part of the piece, placed by its share of the
+    characters, against the text's part, the outer half of each."""
+    piece = rows[-1][-1]
+    x1, y1, x2, y2 = piece.box
+    before = words.split_time(piece.text)[0]
+    if not before:
+        return False
+    cut = x1 + (x2 - x1) * len(before) / max(1, len(piece.text))
+    left: Box = (x1, y1, round((x1 + cut) / 2), y2)
+    right: Box = (round((cut + x2) / 2), y1, x2, y2)
+    if left[2] - left[0] < 2 or right[2] - right[0] < 2:
+        return False
+    paper = bubble.colour or px.pixel(image, bubble.box[0] + 2, bubble.box[1] + 2)
+    inks = px.ink(image, left, paper), px.ink(image, right, paper)
+    drawn = all(px.differs(ink, paper, 40) for ink in inks)  # (no stroke there: no evidence)
+    return drawn and px.differs(inks[0], inks[1], 40)
+
+
 def parse(
     image: Image,
     messages: list[Bubble],
@@ -316,9 +337,9 @@ def parse(
     typical: float = 0,
 ) -> dict[int, list[list[Line]]]:
     """Inside every bubble: fills its ``sender`` (a coloured first row, else
-    the name found above it in ``named``), ``quote``, ``time`` (only when
-    most bubbles of the screenshot end with one, or a lone bubble's time is
-    a piece of its own), ``text`` (what is left, "Edited" taken off) and
+    the name found above it in ``named``), ``quote``, ``time`` (a time at
+    its end, when most of the other bubbles end with one or it is drawn in
+    another ink than the text), ``text`` (what is left, "Edited" taken off) and
     ``kind`` voice (a waveform and a duration; empty text). Gives each
     bubble's text rows (without the sender's row), by ``id``; ``typical``
     is the median height of a line in a bubble (``drawn``)."""
@@ -327,8 +348,8 @@ def parse(
         rows, bubble.sender = read_inside(image, bubble, quotes[id(bubble)], typical)
         bubble.sender = bubble.sender or named.get(id(bubble))
         rows_by[id(bubble)] = rows
-    timed = apart = 0
     ends: dict[int, tuple[str, str] | None] = {}
+    own: set[int] = set()  # bubbles whose end time is a piece of its own
     for bubble in messages:
         rows = rows_by[id(bubble)]
         end = None
@@ -337,15 +358,27 @@ def parse(
             before, time = words.split_time(pieces(rows[-1])[-1])
             if time is not None and piece.box[2] >= bubble.box[2] - 40 * dp:
                 end = (before, time)
-                apart += not before and len(rows) + len(rows[-1]) > 2  # a piece of its own
+                if not before and len(rows) + len(rows[-1]) > 2:
+                    own.add(id(bubble))
         ends[id(bubble)] = end
-        timed += end is not None
-    # Most bubbles end with a time, or (one bubble on the screen) it is a piece of its own.
-    in_bubble_times = timed >= 0.5 * len(messages) and (len(messages) >= 2 or apart > 0)
+    timed = sum(1 for end in ends.values() if end is not None)
     for bubble in messages:
         texts = [pieces(row) for row in rows_by[id(bubble)]]
         end = ends[id(bubble)]
-        if in_bubble_times and end is not None:
+        # The app's time: a piece of its own when most bubbles end with a
+        # time (or the bubble is alone); one read glued to the text when most
+        # of the other bubbles end with one (an app that draws a time in
+        # every bubble: a typed "See you at 10:30" in an app that draws none
+        # keeps it) or when it is drawn in another ink than the text.
+        others = len(messages) - 1
+        if id(bubble) in own:
+            split = timed >= 0.5 * len(messages) or not others
+        else:
+            voted = others > 0 and timed - (end is not None) >= 0.5 * others
+            split = end is not None and (
+                voted or _time_inked_apart(image, bubble, rows_by[id(bubble)], dp)
+            )
+        if end is not None and split:
             texts[-1][-1] = end[0]
             bubble.time = end[1]
         bubble.text = words.without_edited(
