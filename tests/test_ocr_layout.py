@@ -2062,3 +2062,22 @@ def test_a_lone_bubbles_time_in_the_apps_ink_is_its_time_and_a_typed_time_is_tex
         ("See you at 10:30", None),
         ("OK", None),
     ]
+
+
+def test_a_sticker_on_the_chat_paper_is_no_photo_though_its_outline_crosses_its_side() -> None:
+    """Dev seed 56 (23/54-imessage: kind* 0.826): iMessage's stickers sit on
+    the chat's paper with no bubble; the column 5 dp inside their box
+    crossed the drawing's outline, a jump of colour a photo's edge makes,
+    and they came back as photos. A photo's side is its content, not paper."""
+    import cv2
+
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    cv2.circle(image, (570, 500), 60, (255, 204, 77), -1)
+    rect(image, (490, 490, 520, 510), (255, 204, 77))  # its hands, out to the sides
+    rect(image, (620, 490, 650, 510), (255, 204, 77))
+    step, _ = read(image, [inked(image, line(40, 318, 380, 352, "hi"))])
+    assert [(b.get("kind", "text"), b["side"]) for b in step["bubbles"]] == [
+        ("text", "left"),
+        ("sticker", "right"),
+    ]

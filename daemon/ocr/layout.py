@@ -373,7 +373,7 @@ def _pictures(s: _Screen) -> None:
         if bubble.text and bubble.kind == "text" and bubble.lines and not bubble.preview:
             top = min(ln.box[1] for ln in s.rows[id(bubble)][0]) if s.rows[id(bubble)] else 0
             above = (bubble.box[0], bubble.box[1], bubble.box[2], round(top - 4 * dp))
-            if top - bubble.box[1] >= 80 * dp and px.picture(image, above) == "photo":
+            if top - bubble.box[1] >= 80 * dp and px.picture(image, above, paper) == "photo":
                 bubble.kind = "photo"  # its caption is its text (WhatsApp)
         if bubble.text or bubble.kind != "text":
             continue
@@ -387,10 +387,10 @@ def _pictures(s: _Screen) -> None:
                 lower = min([box[3]] + [b.box[1] for b in others if b.box[1] >= bubble.box[3]])
                 own = (box[0], upper, box[2], lower)
                 if px.overlap(own, bubble.box) < 0.75 and (
-                    not others or px.picture(image, own) == "photo"
+                    not others or px.picture(image, own, paper) == "photo"
                 ):
                     bubble.box = own
-                bubble.kind = px.picture(image, bubble.box)
+                bubble.kind = px.picture(image, bubble.box, paper)
                 break
     for box in blobs:
         avatar = max(box[2] - box[0], box[3] - box[1]) <= 50 * dp and (
@@ -416,7 +416,7 @@ def _pictures(s: _Screen) -> None:
             continue
         if any(px.contains(box, ln.box, slack=0) for ln in s.loose):
             continue  # text no fill could follow: read below
-        messages.append(Bubble(box=box, kind=px.picture(image, box)))
+        messages.append(Bubble(box=box, kind=px.picture(image, box, paper)))
 
 
 def _around(s: _Screen) -> None:

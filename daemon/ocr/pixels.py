@@ -276,10 +276,12 @@ def blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
     return out
 
 
-def picture(image: Image, box: Box) -> str:
+def picture(image: Image, box: Box, paper: RGB | None = None) -> str:
     """``photo`` or ``sticker``: a photo's content runs to its edges (a jump
-    of colour down the middle half of its side, 5 dp in), an emoji or a sticker sits in a
-    bubble's even padding (a gradient bubble changes, but never jumps)."""
+    of colour down the middle half of its side, 5 dp in, with little of the
+    chat's ``paper`` there), an emoji or a sticker sits in a bubble's even
+    padding (a gradient bubble changes, but never jumps) or on the paper,
+    which shows beside its outline (iMessage's bubble-less stickers)."""
     inset = max(2, round(5 * image.shape[1] / 360))
     x1, y1, x2, y2 = box
     if x2 - x1 <= 2 * inset or y2 - y1 <= 2 * inset:
@@ -287,7 +289,12 @@ def picture(image: Image, box: Box) -> str:
     quarter = (y2 - y1) // 4  # the middle half: away from round corners
     for x in (x1 + inset, x2 - inset - 1):
         column = image[y1 + quarter : y2 - quarter, x].astype(np.int32)
-        if len(column) > 1 and int(np.abs(np.diff(column, axis=0)).max()) > 30:
+        if len(column) < 2 or int(np.abs(np.diff(column, axis=0)).max()) <= 30:
+            continue
+        if paper is None:
+            return "photo"
+        papered = (np.abs(column - np.array(paper, np.int32)).max(axis=1) <= 12).mean()
+        if papered < 0.2:
             return "photo"
     return "sticker"
 
