@@ -2081,3 +2081,25 @@ def test_a_sticker_on_the_chat_paper_is_no_photo_though_its_outline_crosses_its_
         ("text", "left"),
         ("sticker", "right"),
     ]
+
+
+def test_a_file_card_well_under_a_thread_message_is_a_follow_up_of_its_own() -> None:
+    """Dev seed 54 (65-slack: a chrome line, two messages missed): Ben's
+    '2', a reaction's pill under it, then a file card he sent on its own:
+    the card joined the '2' and made it a file. A card more than a row's
+    step under its message's text is a follow-up by the same sender."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, 900), (255, 255, 255))
+    rect(image, (112, 604, 200, 640), (230, 236, 250))  # a reaction's pill under the text
+    rect(image, (112, 680, 612, 788), (250, 250, 250))  # the card, a follow-up
+    rect(image, (130, 698, 202, 770), (229, 57, 53))  # its icon
+    lines += [
+        inked(image, line(150, 610, 180, 634, "2"), (60, 90, 200)),
+        inked(image, line(140, 724, 190, 744, "XLS"), (255, 255, 255)),
+        inked(image, line(220, 696, 480, 728, "budget_2027.xlsx")),
+        inked(image, line(220, 738, 400, 766, "Excel · 48 KB"), (120, 120, 120)),
+    ]
+    step, _ = read(image, lines)
+    got = [(b["sender"], b.get("kind", "text"), b["text"]) for b in step["bubbles"]][2:]
+    assert got == [("Priya Shah", "text", "Booked the table for 8"), ("Priya Shah", "file", "")]

@@ -240,10 +240,16 @@ def read(
             messages.append(Message(rows=[row], sender=last.sender))
     for card in sorted(cards or [], key=lambda c: c.box[1]):
         above = [m for m in messages if any(r and r[0].box[1] < card.box[1] for r in m.rows)]
-        if above:
-            above[-1].cards.append(card)
-        else:
+        if not above:
             dropped += len(card.lines)  # under the header: whose, not sure
+            continue
+        owner = above[-1]
+        end = max([ln.box[3] for r in owner.rows for ln in r] + [c.box[3] for c in owner.cards])
+        if pitch and card.box[1] - end > pitch:  # a row's step and more under its text (a
+            # reaction's pill between): a follow-up of its own, a file or code sent alone
+            messages.insert(messages.index(owner) + 1, Message(sender=owner.sender, cards=[card]))
+        else:
+            owner.cards.append(card)
     if ink is not None and rows:
         spans = lines + [ln for card in cards or [] for ln in card.lines]
         _place_drawn(messages, _drawn(spans, x0, dp, bottom, ink), pitch)
