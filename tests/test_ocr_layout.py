@@ -2103,3 +2103,27 @@ def test_a_file_card_well_under_a_thread_message_is_a_follow_up_of_its_own() -> 
     step, _ = read(image, lines)
     got = [(b["sender"], b.get("kind", "text"), b["text"]) for b in step["bubbles"]][2:]
     assert got == [("Priya Shah", "text", "Booked the table for 8"), ("Priya Shah", "file", "")]
+
+
+def test_a_whole_code_block_in_almost_the_papers_colour_right_over_the_bar_is_kept() -> None:
+    """Cold review B3: a code block (or a file card) drawn in almost the
+    paper's colour just above the input bar was taken for one the bar cuts:
+    the paper outside its round corners was within the 12 of tolerance of
+    its colour, so the corners looked square, and the message was dropped."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, H), (255, 255, 255))
+    rect(image, (24, 960, 96, 1032), (30, 136, 229))
+    rounded(image, (112, 1060, 640, 1112), (248, 248, 248), 8)  # the code block, whole
+    rect(image, (0, 1128, W, H), BAR)
+    lines += [
+        inked(image, line(112, 958, 230, 990, "Mia")),
+        inked(image, line(246, 962, 350, 986, "1:50 PM")),
+        inked(image, line(112, 1000, 560, 1034, "Meeting moved to 4:30")),
+        inked(image, line(130, 1072, 520, 1100, "SELECT count(*) FROM users;")),
+    ]
+    step, _ = read(image, lines)
+    assert (step["bubbles"][-1]["sender"], step["bubbles"][-1]["text"]) == (
+        "Mia",
+        "Meeting moved to 4:30\nSELECT count(*) FROM users;",
+    )

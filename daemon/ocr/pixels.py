@@ -113,17 +113,24 @@ def cut(image: Image, box: Box) -> bool:
     """A bubble the header or the input bar cuts: its top (or bottom) row is
     in the colour of its middle right up to both corners; a whole bubble's
     corners are round (a tail squares one corner, not two). A run of 2 dp
-    at each corner, so that a wallpaper's stroke that touches one does not count."""
+    at each corner, so that a wallpaper's stroke that touches one does not
+    count; the corners match the middle within half of how far the box's
+    colour is from the paper beside it (at most 12)."""
     x1, y1, x2, y2 = box
     run = max(2, round(2 * image.shape[1] / 360))
     if x2 - x1 < 4 * run or y2 - y1 < 8:
         return False
     cx = (x1 + x2) // 2
+    width = image.shape[1]
     for y in (y1 + 1, y2 - 2):  # a row inside the anti-aliased edge
         middle = np.array(pixel(image, cx, y), np.int32)
         row = image[y].astype(np.int32)
         ends = np.concatenate([row[x1 : x1 + run], row[x2 - run : x2]])
-        if int(np.abs(ends - middle).max()) <= 12:
+        # What is outside a round corner must differ from the box by more than
+        # the tolerance: a box in almost the paper's colour gets a finer one.
+        beside = row[x1 - 2] if x1 >= 2 else row[min(width - 1, x2 + 1)]
+        tolerance = max(2, min(12, int(np.abs(beside - middle).max()) // 2))
+        if int(np.abs(ends - middle).max()) <= tolerance:
             return True
     return False
 
