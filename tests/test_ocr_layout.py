@@ -2127,3 +2127,23 @@ def test_a_whole_code_block_in_almost_the_papers_colour_right_over_the_bar_is_ke
         "Mia",
         "Meeting moved to 4:30\nSELECT count(*) FROM users;",
     )
+
+
+def test_rows_a_bar_cuts_that_no_fill_holds_are_left_out_and_counted() -> None:
+    """Cold review B5 (issue point 5): a row half hidden by the header or by
+    the input bar, in no bubble any fill finds (a talker's bubble on the
+    wallpaper's own colour), came back as a message. Not sure: counted."""
+    image = paper()
+    rect(image, (0, 0, W, 200), BAR)  # the header
+    rect(image, (400, 205, 700, 270), GREEN)
+    rect(image, (400, 600, 700, 670), GREEN)
+    rect(image, (0, 1100, W, H), BAR)  # a tall input bar
+    lines = [
+        inked(image, line(420, 220, 680, 254, "first")),
+        inked(image, line(40, 202, 300, 236, "the rest of a cut row")),  # under the header
+        inked(image, line(420, 618, 680, 652, "second")),
+        inked(image, line(40, 1064, 380, 1098, "a row the bar cuts")),  # over the input bar
+    ]
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["first", "second"]
+    assert dropped == 2

@@ -449,14 +449,20 @@ def _around(s: _Screen) -> None:
 
 def _outside(s: _Screen) -> None:
     """Text outside every bubble: chrome (centred timestamps, times, small
-    print), not sure (one character, a line under the input bar, a column
-    of avatars, a line in the senders' name column: counted), or messages
-    in bubbles no fill could find, grouped by gap and alignment."""
+    print), not sure (a row a bar cuts, one character, a line under the
+    input bar, a column of avatars, a line in the senders' name column:
+    counted), or messages in bubbles no fill could find, grouped by gap
+    and alignment."""
     typical = s.typical
+    # A row a bar cuts (the header's or the input bar's edge right at its
+    # top or bottom): half hidden, whatever it is: not sure, counted.
+    cut = [ln for ln in s.loose if px.bar_edge(s.image, ln.box, s.paper)]
+    s.dropped += len(cut)
     keep = [
         ln
         for ln in s.loose
-        if not chrome.centred(ln.box, s.width)
+        if ln not in cut
+        and not chrome.centred(ln.box, s.width)
         and not words.is_time(ln.text)
         and (not typical or ln.height >= SMALL_PRINT * typical)
     ]

@@ -460,3 +460,17 @@ def on_patch(image: Image, box: Box) -> bool:
         return False
     left, right, bar = pixel(image, xs[0], y), pixel(image, xs[1], y), pixel(image, width - 2, y)
     return not differs(left, right, 16) and differs(left, bar, 16)
+
+
+def bar_edge(image: Image, box: Box, paper: RGB) -> bool:
+    """A bar's edge right at the top or bottom of ``box`` (a text row the
+    header or the input bar cuts): a row 1 to 3 px past it is one colour
+    across the whole width, and not the paper's."""
+    height = image.shape[0]
+    for y in (box[1] - 1, box[1] - 2, box[1] - 3, box[3], box[3] + 1, box[3] + 2):
+        if 0 <= y < height:
+            row = image[y].astype(np.int16)
+            flat = int((row.max(axis=0) - row.min(axis=0)).max()) <= 6
+            if flat and differs(pixel(image, 0, y), paper, 6):
+                return True
+    return False
