@@ -1797,7 +1797,7 @@ def test_a_name_is_the_header_person_only_up_to_a_word_end(
     """Cold review B6: 'Sam' writing in a DM with 'Samantha' was taken for
     her (one name a prefix of the other): a prefix is the same person only
     where the longer name's word ends (PP-OCR drops spaces, not letters)."""
-    from daemon.ocr.thread import same_person
+    from daemon.ocr.people import same_person
 
     assert same_person(sender, title) is same
 

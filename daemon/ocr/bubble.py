@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from daemon.ocr import marks, thread, words
 from daemon.ocr import pixels as px
-from daemon.ocr import thread, words
 from daemon.ocr.pixels import SEED_OFFSET, Box, Image
 
 Side = Literal["left", "right"]
@@ -388,7 +388,7 @@ def parse(
             bubble.colour is not None
             and bubble.quote is None
             and words.has_duration(bubble.text)
-            and px.voice_icon(image, bubble.box, bubble.colour)
+            and marks.voice_icon(image, bubble.box, bubble.colour)
         ):
             bubble.kind, bubble.text = "voice", ""  # whatever PP-OCR made of the icon
     return rows_by

@@ -2,11 +2,15 @@
 
 Runs inside the OCR worker process (``daemon/ocr/worker.py``), which has
 NumPy and OpenCV from the ``ocr`` extra; the daemon itself never imports it.
-What the pixels say is ``daemon/ocr/pixels.py``, what a text is
+What the pixels say is ``daemon/ocr/pixels.py`` (regions of one colour)
+and ``daemon/ocr/marks.py`` (icons, dots, avatars), what a text is
 ``daemon/ocr/words.py``, what is inside one bubble ``daemon/ocr/bubble.py``,
-what around the messages is the app's ``daemon/ocr/chrome.py``, a thread
-without bubbles ``daemon/ocr/thread.py``; this module runs the stages below
-in order (``read``), each a function that says what it promises.
+what around the messages is the app's ``daemon/ocr/chrome.py``, pictures
+``daemon/ocr/pictures.py``, a thread without bubbles ``daemon/ocr/thread.py``
+(who is who in it ``daemon/ocr/people.py``), the answer's shape
+``daemon/ocr/step.py``; this module runs the stages below in order
+(``read``) on one ``daemon/ocr/screen.Screen``, each a function that says
+what it promises.
 Sizes are in dp, 1 dp = width / 360 px (a phone's density-independent unit).
 
 How a chat screenshot is read:
@@ -56,53 +60,21 @@ same code as a model's answer (``daemon.extract``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from daemon.ocr import bubble as bb
-from daemon.ocr import chrome, step, thread, words
+from daemon.ocr import chrome, marks, pictures, step, thread, words
 from daemon.ocr import pixels as px
 from daemon.ocr.bubble import Bubble, Line, Side, bubble_text, clip, lines_from_ocr
 from daemon.ocr.chrome import HEADER_MAX_DP, TOP_BAND_DP
-from daemon.ocr.pixels import RGB, Image
+from daemon.ocr.pixels import Image
+from daemon.ocr.screen import Screen
 
 __all__ = ["Line", "Side", "bubble_text", "build_step", "lines_from_ocr", "read"]
 
 SMALL_PRINT = 0.8  # a loose line lower than this share of bubble text is chrome
-
-
-@dataclass(slots=True, eq=False)
-class _Screen:
-    """What one read knows so far; each stage of ``read`` fills some of it."""
-
-    image: Image
-    width: int
-    height: int
-    frame: chrome.Frame
-    found: list[Bubble]  # every region a fill found, quote boxes too
-    loose: list[Line]  # lines not (yet) placed in or around a bubble
-    paper: RGB  # the wallpaper's colour
-    dropped: int  # lines left out as not sure
-    typical: float = 0  # the median height of a line in a bubble
-    messages: list[Bubble] = field(default_factory=list)
-    cut: list[Bubble] = field(default_factory=list)  # bubbles a bar or the header cuts
-    inside: list[Bubble] = field(default_factory=list)  # a cut bubble's quote, on the wallpaper
-    quotes: dict[int, list[Bubble]] = field(default_factory=dict)
-    named: dict[int, str] = field(default_factory=dict)  # names above bubbles, by id
-    name_lines: list[Line] = field(default_factory=list)
-    header: list[Line] = field(default_factory=list)
-    limit: float = 0  # the header ends above this
-    rows: dict[int, list[list[Line]]] = field(default_factory=dict)
-
-    @property
-    def dp(self) -> float:
-        return self.width / 360
-
-    def avatar_at(self, line: Line) -> bool:
-        """An avatar left of a thread's name row, at its column."""
-        return px.avatar_left(self.image, line.box, line.box[0], self.paper)
 
 
 def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[dict[str, Any], int]:
@@ -121,7 +93,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     # says it too): no message, sent or unsent, and nothing to be unsure of.
     body = [ln for ln in lines if id(ln) not in framed and not words.is_typing(ln.text)]
     found, loose = bb.find(image, body, dp)
-    s = _Screen(
+    s = Screen(
         image=image,
         width=width,
         height=height,
@@ -143,7 +115,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     _replies(s, labels)
     voices = [b for b in s.messages if b.kind == "voice"]  # an icon read apart, past the bubble
     s.loose = [ln for ln in s.loose if not any(px.overlap(ln.box, b.box) > 0.5 for b in voices)]
-    _pictures(s)
+    pictures.place(s)
     _around(s)
     _outside(s)
     group = counted
@@ -157,7 +129,7 @@ def build_step(image: Image, lines: list[Line], user_side: Side = "right") -> di
     return read(image, lines, user_side)[0]
 
 
-def _read_thread(s: _Screen, x0: float, user_side: Side) -> tuple[dict[str, Any], int]:
+def _read_thread(s: Screen, x0: float, user_side: Side) -> tuple[dict[str, Any], int]:
     """``read`` for a thread without bubbles, its messages at column ``x0``:
     a filled box at the column under a message is a code block (its text is
     the message's) or a file card (an icon's square at its left); other
@@ -178,7 +150,7 @@ def _read_thread(s: _Screen, x0: float, user_side: Side) -> tuple[dict[str, Any]
         return b.box[3] > frame.bottom - 48 * dp and px.cut(image, b.box)
 
     cards = [
-        thread.Card(b.box, text_of(b), px.icon_left(image, b.box), cut_card(b))
+        thread.Card(b.box, text_of(b), marks.icon_left(image, b.box), cut_card(b))
         for b in s.found
         if text_of(b)
         and abs(b.box[0] - x0) <= 2 * thread.COLUMN_DP * dp
@@ -195,14 +167,14 @@ def _read_thread(s: _Screen, x0: float, user_side: Side) -> tuple[dict[str, Any]
         user_side,
         s.dropped + len(boxed),
         s.avatar_at,
-        lambda top, bottom: px.ink_blobs(
+        lambda top, bottom: marks.ink_blobs(
             image, (round(x0 - 8 * dp), round(top), width - round(4 * dp), round(bottom)), s.paper
         ),
         cards,
     )
 
 
-def _keep_messages(s: _Screen) -> None:
+def _keep_messages(s: Screen) -> None:
     """``s.messages``: the regions found that are messages, not quote boxes,
     pills or avatars; a bubble a bar or the header cuts (square corners near
     the chat's ends, text touching its edge, a quote to its edge, a row
@@ -253,7 +225,7 @@ def _keep_messages(s: _Screen) -> None:
     s.quotes = {id(b): [q for q in found if q.parent is b] for b in s.messages}
 
 
-def _senders_above(s: _Screen) -> None:
+def _senders_above(s: Screen) -> None:
     """A short line just above a bubble and aligned with it is its sender
     (WeChat, LINE, Messenger), even above the first bubble, under the
     header: ``s.named`` by the bubble's id, the lines in ``s.name_lines``."""
@@ -271,7 +243,7 @@ def _senders_above(s: _Screen) -> None:
     ]
 
 
-def _header(s: _Screen) -> tuple[str | None, bool]:
+def _header(s: Screen) -> tuple[str | None, bool]:
     """The header's lines (loose, above the first bubble, within 170 dp;
     without text bubbles above the first picture larger than an avatar,
     within 170 dp, or in the top band) leave ``s.loose`` for ``s.header``;
@@ -288,10 +260,10 @@ def _header(s: _Screen) -> tuple[str | None, bool]:
         s.limit = min(min(tops), HEADER_MAX_DP * dp) if tops else TOP_BAND_DP * dp
     s.header = [ln for ln in s.loose if ln.cy < s.limit]
     s.loose = [ln for ln in s.loose if ln.cy >= s.limit]
-    return chrome.name(s.header, lambda ln: px.on_patch(s.image, ln.box))
+    return chrome.name(s.header, lambda ln: marks.on_patch(s.image, ln.box))
 
 
-def _replies(s: _Screen, labels: list[Line]) -> None:
+def _replies(s: Screen, labels: list[Line]) -> None:
     """A reply's label over its quote (Messenger: "Emma replied to you", the
     quoted message drawn faded above the reply) is the app's: no message,
     no sender. The bubble right under it (within 8 dp) that the next one is
@@ -328,7 +300,7 @@ def _replies(s: _Screen, labels: list[Line]) -> None:
             first.quote = {"sender": whom, "text": _faded_rows(s, first)}
 
 
-def _faded_rows(s: _Screen, bubble: Bubble) -> str:
+def _faded_rows(s: Screen, bubble: Bubble) -> str:
     """The text of a quote drawn faded above its reply in one region of one
     colour (Messenger, when the two touch): the top rows in another ink
     than the last row's. They leave the bubble's text and box."""
@@ -347,79 +319,7 @@ def _faded_rows(s: _Screen, bubble: Bubble) -> str:
     return words.join_rows(texts[:k])
 
 
-def _pictures(s: _Screen) -> None:
-    """A bubble with no text: a lone time in its corner is its time, and
-    it takes its picture's box (a photo, or an emoji-only ``sticker``); a
-    text bubble with a photo above its rows is a captioned photo; a picture
-    region that holds no text and is no avatar, pill, reaction, typing
-    indicator or cut region is a bubble of its own."""
-    image, dp, paper, messages = s.image, s.dp, s.paper, s.messages
-    chat_top = max([ln.box[3] for ln in s.header + s.frame.status] + [0]) + 2 * dp
-    blobs = px.blobs(image, round(min(chat_top, s.limit)), round(s.frame.bottom), paper)
-    for bubble in messages:
-        if (
-            bubble.kind == "text"
-            and bubble.time is None
-            and words.is_time(bubble.text)
-            and bubble.lines
-            and max(ln.box[2] for ln in bubble.lines) - min(ln.box[0] for ln in bubble.lines)
-            < 0.5 * (bubble.box[2] - bubble.box[0])
-        ):
-            # A lone time in a corner (on a picture, beside or under an emoji
-            # PP-OCR cannot read): the time. One that fills its bubble is the
-            # message ("10:30" to "What time?").
-            bubble.time = words.split_time(bubble.text)[1]
-            bubble.text = ""
-        if bubble.text and bubble.kind == "text" and bubble.lines and not bubble.preview:
-            top = min(ln.box[1] for ln in s.rows[id(bubble)][0]) if s.rows[id(bubble)] else 0
-            above = (bubble.box[0], bubble.box[1], bubble.box[2], round(top - 4 * dp))
-            if top - bubble.box[1] >= 80 * dp and px.picture(image, above, paper) == "photo":
-                bubble.kind = "photo"  # its caption is its text (WhatsApp)
-        if bubble.text or bubble.kind != "text":
-            continue
-        bubble.kind = "sticker"
-        for box in blobs:
-            if px.overlap(bubble.box, box) > 0.8:
-                # Other bubbles in the region (a reaction's pill joins them): it is
-                # this bubble's picture only between them, and only if a photo.
-                others = [b for b in messages if b is not bubble and px.overlap(b.box, box) > 0.5]
-                upper = max([box[1]] + [b.box[3] for b in others if b.box[3] <= bubble.box[1]])
-                lower = min([box[3]] + [b.box[1] for b in others if b.box[1] >= bubble.box[3]])
-                own = (box[0], upper, box[2], lower)
-                if px.overlap(own, bubble.box) < 0.75 and (
-                    not others or px.picture(image, own, paper) == "photo"
-                ):
-                    bubble.box = own
-                bubble.kind = px.picture(image, bubble.box, paper)
-                break
-    for box in blobs:
-        avatar = max(box[2] - box[0], box[3] - box[1]) <= 50 * dp and (
-            box[0] < 14 * dp or box[2] > s.width - 14 * dp
-        )
-        if (
-            avatar
-            or chrome.pill(Bubble(box=box), s.width, s.typical)
-            or chrome.reaction(box, messages, dp)
-        ):
-            continue
-        if px.typing_dots(image, box):  # someone is typing: nothing sent yet
-            continue
-        if any(
-            px.overlap(box, b.box) > 0.2 or px.overlap(b.box, box) > 0.2 for b in messages + s.cut
-        ):
-            continue
-        around = any(px.overlap(b.box, box) > 0.5 for b in s.inside)  # a cut reply's quote
-        if around or px.on_bar(image, box, paper):  # cut by a bar: not sure what it is
-            held = [ln for ln in s.loose if px.overlap(ln.box, box) > 0.5]
-            s.dropped += len(held)
-            s.loose = [ln for ln in s.loose if ln not in held]
-            continue
-        if any(px.contains(box, ln.box, slack=0) for ln in s.loose):
-            continue  # text no fill could follow: read below
-        messages.append(Bubble(box=box, kind=px.picture(image, box, paper)))
-
-
-def _around(s: _Screen) -> None:
+def _around(s: Screen) -> None:
     """Loose lines that belong to a bubble beside or above them: a read
     receipt beside or under it (chrome), a sender above a picture, a time
     beside its bottom (LINE). What is left stays in ``s.loose``."""
@@ -447,7 +347,7 @@ def _around(s: _Screen) -> None:
     s.loose = rest
 
 
-def _outside(s: _Screen) -> None:
+def _outside(s: Screen) -> None:
     """Text outside every bubble: chrome (centred timestamps, times, small
     print), not sure (a row a bar cuts, one character, a line under the
     input bar, a column of avatars, a line in the senders' name column:

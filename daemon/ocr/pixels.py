@@ -9,7 +9,6 @@ Runs in the OCR worker (NumPy and OpenCV, the ``ocr`` extra).
 
 from __future__ import annotations
 
-import itertools
 from typing import Final
 
 import cv2
@@ -178,26 +177,6 @@ def round_end(image: Image, box: Box, y: int) -> bool:
     return bool(left > left_in + 2 * dp or right < right_in - 2 * dp)
 
 
-def avatar_left(image: Image, box: Box, column: float, paper: RGB) -> bool:
-    """A square avatar starts left of a thread's name row (Slack-like): in
-    the strip between the screen's edge and the messages' column, the paper
-    just above the row's top and mostly not the paper from its top down (the
-    text row under a name is still beside the avatar, but not at its top; a
-    follow-up's row has nothing there)."""
-    dp = image.shape[1] / 360
-    x1, x2 = max(0, round(column - 40 * dp)), max(0, round(column - 10 * dp))
-
-    def off(top: float, bottom: float) -> float:
-        y1, y2 = max(0, round(top)), min(image.shape[0], round(bottom))
-        if x2 - x1 < 4 or y2 - y1 < 2:
-            return 0.0
-        region = image[y1:y2, x1:x2].astype(np.int16)
-        return float((np.abs(region - np.array(paper, np.int16)).max(axis=2) > 24).mean())
-
-    above = off(box[1] - 10 * dp, box[1] - 5 * dp)
-    return above < 0.25 and off(box[1] + 2 * dp, box[1] + 14 * dp) >= 0.5
-
-
 def inside(image: Image, box: Box, paper: RGB) -> bool:
     """A region inside another one, not on the chat's background: above it
     and to one side of it, one colour that is not the paper (a quote whose
@@ -312,154 +291,6 @@ def overlap(a: Box, b: Box) -> float:
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     area = (a[2] - a[0]) * (a[3] - a[1])
     return ix * iy / area if area else 0.0
-
-
-def voice_icon(image: Image, box: Box, colour: RGB) -> bool:
-    """A voice note's icon in the bubble ``box`` of ``colour``: a waveform
-    (at least 10 thin bars side by side on one middle line, at a steady
-    pitch, of differing heights: text has letters of a few heights, wider
-    ones and gaps between words) or a speaker's arcs (2 or more curves on
-    one middle line, each taller than the one before it, close together:
-    digits and brackets in a text are as tall as each other), at one end
-    of the bubble."""
-    x1, y1, x2, y2 = box
-    dp = image.shape[1] / 360
-    crop = image[max(0, y1) : y2, max(0, x1) : x2].astype(np.int16)
-    if crop.size == 0:
-        return False
-    mask = (np.abs(crop - np.array(colour, np.int16)).max(axis=2) > 40).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    parts = [tuple(int(v) for v in stats[i][:5]) for i in range(1, n) if stats[i][4] >= 2]
-    return _waveform(parts, dp) or _arcs(parts, dp, crop.shape[1])
-
-
-def _waveform(parts: list[tuple[int, ...]], dp: float) -> bool:
-    bars = sorted((p for p in parts if p[2] <= 4 * dp and p[3] >= p[2]), key=lambda p: p[0])
-    for anchor in bars:
-        middle = anchor[1] + anchor[3] / 2
-        line = [b for b in bars if abs(b[1] + b[3] / 2 - middle) <= 2 * dp]  # one middle line
-        if len(line) < 10:
-            continue
-        steps = sorted(b[0] - a[0] for a, b in itertools.pairwise(line))
-        typical = steps[len(steps) // 2]
-        steady = sum(1 for s in steps if abs(s - typical) <= max(1.0, 0.25 * typical))
-        heights = [b[3] for b in line]
-        if typical <= 8 * dp and steady >= 0.8 * len(steps) and max(heights) >= 2 * min(heights):
-            return True
-    return False
-
-
-def _arcs(parts: list[tuple[int, ...]], dp: float, width: int) -> bool:
-    curves = sorted(
-        (p for p in parts if p[3] >= 5 * dp and p[2] <= 0.6 * p[3] and p[4] <= 0.6 * p[2] * p[3]),
-        key=lambda p: p[0],
-    )  # thin and curved: a stroke fills a small share of its box (a letter's stem fills it)
-    for i, first in enumerate(curves):
-        for grows in (True, False):
-            chain = [first]
-            for part in curves[i + 1 :]:
-                last = chain[-1]
-                centred = abs((part[1] + part[3] / 2) - (last[1] + last[3] / 2)) <= 2 * dp
-                taller = part[3] >= 1.25 * last[3] if grows else last[3] >= 1.25 * part[3]
-                if centred and taller and part[0] - (last[0] + last[2]) <= 6 * dp:
-                    chain.append(part)
-            end = min(chain[0][0], width - chain[-1][0] - chain[-1][2])
-            if len(chain) >= 2 and end <= 40 * dp:  # the icon is at the bubble's end
-                return True
-    return False
-
-
-def ink_blobs(image: Image, region: Box, paper: RGB) -> list[Box]:
-    """Boxes of what is drawn on the paper in ``region`` (text, an emoji,
-    a card), parts closer than 2 dp joined. Worked out at 360 to 719 px
-    wide (1 or 2 px a dp), boxes given at full size."""
-    height, width = image.shape[:2]
-    x1, y1 = max(0, round(region[0])), max(0, round(region[1]))
-    x2, y2 = min(width, round(region[2])), min(height, round(region[3]))
-    if x2 - x1 < 4 or y2 - y1 < 4:
-        return []
-    f = max(1, width // 360)
-    band = image[y1:y2:f, x1:x2:f].astype(np.int16)
-    mask = (np.abs(band - np.array(paper, np.int16)).max(axis=2) > 40).astype(np.uint8)
-    k = max(3, round(2 * width / 360 / f) | 1)
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    pad = k // 2
-    out = []
-    for i in range(1, n):
-        x, y, w, h = (int(v) for v in stats[i][:4])
-        out.append(
-            (
-                x1 + (x + pad) * f,
-                y1 + (y + pad) * f,
-                min(x2, x1 + (x + w - pad) * f),
-                min(y2, y1 + (y + h - pad) * f),
-            )
-        )
-    return out
-
-
-def icon_left(image: Image, box: Box) -> bool:
-    """A file card: a square of saturated colour (the file type's icon)
-    14 to 40 dp inside its left edge; a code block has text there, whose
-    strokes fill no such square, however coloured."""
-    dp = image.shape[1] / 360
-    cy = (box[1] + box[3]) // 2
-    x1, x2 = round(box[0] + 14 * dp), round(box[0] + 40 * dp)
-    y1, y2 = round(cy - 12 * dp), round(cy + 12 * dp)
-    patch = image[max(0, y1) : y2, max(0, x1) : x2].astype(np.int16)
-    if patch.size == 0:
-        return False
-    saturated = (patch.max(axis=2) - patch.min(axis=2)) >= INK_SATURATION
-    return bool(saturated.mean() >= 0.6)  # (the type's label on the icon is white)
-
-
-def typing_dots(image: Image, box: Box) -> bool:
-    """A typing indicator: a small bubble holding three round dots of one
-    size, evenly spaced on one middle line (nothing was sent yet)."""
-    x1, y1, x2, y2 = box
-    dp = image.shape[1] / 360
-    if x2 - x1 > 90 * dp or y2 - y1 > 50 * dp or x2 - x1 < 8 or y2 - y1 < 8:
-        return False
-    crop = image[y1:y2, x1:x2].astype(np.int16)
-    ground = np.array(pixel(image, (x1 + x2) // 2, y1 + max(2, round(3 * dp))), np.int16)
-    mask = (np.abs(crop - ground).max(axis=2) > 40).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    height, width = mask.shape
-    dots = [  # not the round ends' corners, which touch the box
-        (x, y, w, h)
-        for x, y, w, h, area in (tuple(int(v) for v in stats[i][:5]) for i in range(1, n))
-        if area >= 4 and x > 0 and y > 0 and x + w < width and y + h < height
-    ]
-    if len(dots) != 3:
-        return False
-    sizes = [max(w, h) for _, _, w, h in dots]
-    round_ = all(abs(w - h) <= max(2, 0.3 * max(w, h)) for _, _, w, h in dots)
-    middles = [y + h / 2 for _, y, _, h in dots]
-    xs = sorted(x + w / 2 for x, _, w, _ in dots)
-    steps = [b - a for a, b in itertools.pairwise(xs)]
-    return (
-        round_
-        and 2 * dp <= min(sizes)
-        and max(sizes) <= 14 * dp
-        and max(sizes) <= 1.5 * min(sizes)
-        and max(middles) - min(middles) <= 2 * dp
-        and abs(steps[0] - steps[1]) <= max(2, 0.25 * max(steps))
-    )
-
-
-def on_patch(image: Image, box: Box) -> bool:
-    """Text on a patch of its own colour (avatar initials in their circle),
-    not on the bar around it: left and right of the box (2 dp out) is one
-    colour, and the bar's (at the screen's right edge, same row) is another."""
-    height, width = image.shape[:2]
-    gap = max(2, round(2 * width / 360))
-    y = (box[1] + box[3]) // 2
-    xs = (box[0] - gap, box[2] + gap)
-    if not (0 <= y < height and xs[0] >= 0 and xs[1] < width - 2):
-        return False
-    left, right, bar = pixel(image, xs[0], y), pixel(image, xs[1], y), pixel(image, width - 2, y)
-    return not differs(left, right, 16) and differs(left, bar, 16)
 
 
 def bar_edge(image: Image, box: Box, paper: RGB) -> bool:
