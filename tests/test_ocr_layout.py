@@ -2147,3 +2147,21 @@ def test_rows_a_bar_cuts_that_no_fill_holds_are_left_out_and_counted() -> None:
     step, dropped = read(image, lines)
     assert [b["text"] for b in step["bubbles"]] == ["first", "second"]
     assert dropped == 2
+
+
+def test_a_glyph_read_again_before_an_overlapping_time_is_dropped() -> None:
+    """Dev seeds 54, 55, 57 (WhatsApp light, Telegram): the time's piece
+    overlapped the text's last letter and read it again as a digit
+    ('again' + '110:11AM V', 'for 8' + '310:19W'): the text kept a '1'."""
+    image = paper()
+    rect(image, (154, 796, 704, 866), GREEN)
+    rect(image, (20, 900, 400, 970), WHITE)
+    lines = [
+        inked(image, line(173, 816, 549, 855, "The train is delayed again")),
+        inked(image, line(534, 827, 683, 857, "110:11AM V"), (120, 120, 120)),
+        inked(image, line(40, 918, 200, 952, "OK")),
+        inked(image, line(300, 930, 390, 958, "10:12 AM"), (120, 120, 120)),
+    ]
+    step, _ = read(image, lines)
+    got = [(b["text"], b.get("time")) for b in step["bubbles"]]
+    assert got == [("The train is delayed again", "10:11 AM"), ("OK", "10:12 AM")]

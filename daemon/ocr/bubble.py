@@ -102,7 +102,9 @@ def bubble_text(lines: list[Line]) -> str:
 def pieces(row: list[Line]) -> list[str]:
     """The texts of a row's pieces; where two boxes overlap, what both read
     is kept once ("Thanks!" and "!20:14" over the same "!"), unless the
-    second is a whole time ("+1" and "16:42" share no "1")."""
+    second is a whole time ("+1" and "16:42" share no "1"); a glyph or two
+    of the first read again before a whole time, however misread ("again"
+    and "110:11 AM": the "n" as "1"), is dropped."""
     texts: list[str] = []
     for i, line in enumerate(row):
         text = line.text
@@ -112,6 +114,11 @@ def pieces(row: list[Line]) -> list[str]:
                 if before.endswith(text[:n]):
                     text = text[n:].lstrip()
                     break
+            else:
+                for n in (1, 2):
+                    if len(text) > n and words.is_time(text[n:]):
+                        text = text[n:]
+                        break
         texts.append(text)
     return texts
 
