@@ -2165,3 +2165,31 @@ def test_a_glyph_read_again_before_an_overlapping_time_is_dropped() -> None:
     step, _ = read(image, lines)
     got = [(b["text"], b.get("time")) for b in step["bubbles"]]
     assert got == [("The train is delayed again", "10:11 AM"), ("OK", "10:12 AM")]
+
+
+@pytest.mark.parametrize(
+    ("read_as", "words_at", "name"),
+    [
+        ("EmmaWilson", [(150, 225), (240, 360)], "Emma Wilson"),
+        ("Bookclub", [(150, 230), (245, 330)], "Book club"),
+        ("Sophie", [(150, 260)], "Sophie"),
+    ],
+)
+def test_a_header_name_read_without_its_space_gets_it_back_from_the_pixels(
+    read_as: str, words_at: list[tuple[int, int]], name: str
+) -> None:
+    """Dev seeds 55-57: PP-OCR read the title 'Emma Wilson' as 'EmmaWilson',
+    'Book club' as 'Bookclub' (8 names of 198). The gap between the words
+    is in the pixels: the space goes back at the letters nearest to it."""
+    image = paper()
+    rect(image, (0, 0, W, 200), BAR)
+    rect(image, (20, 300, 400, 370), WHITE)
+    for x1, x2 in words_at:
+        inked(image, line(x1, 78, x2, 110, ""))
+    lines = [
+        line(words_at[0][0], 78, words_at[-1][1], 110, read_as),
+        inked(image, line(150, 114, 410, 140, "last seen today at 09:12"), (150, 150, 150)),
+        inked(image, line(40, 318, 380, 352, "hi")),
+    ]
+    step, _ = read(image, lines)
+    assert step["participants"]["talker"] == name

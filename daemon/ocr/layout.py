@@ -260,7 +260,13 @@ def _header(s: Screen) -> tuple[str | None, bool]:
         s.limit = min(min(tops), HEADER_MAX_DP * dp) if tops else TOP_BAND_DP * dp
     s.header = [ln for ln in s.loose if ln.cy < s.limit]
     s.loose = [ln for ln in s.loose if ln.cy >= s.limit]
-    return chrome.name(s.header, lambda ln: marks.on_patch(s.image, ln.box))
+    name, counted = chrome.name(s.header, lambda ln: marks.on_patch(s.image, ln.box))
+    for ln in s.header:  # PP-OCR drops the space in a name ("EmmaWilson"): the pixels show it
+        if name is not None and words.name_of(words.header_text(ln.text))[0] == name:
+            paper = px.pixel(s.image, max(0, ln.box[0] - 3), (ln.box[1] + ln.box[3]) // 2)
+            name = words.spaced_name(name, marks.word_gaps(s.image, ln.box, paper))
+            break
+    return name, counted
 
 
 def _replies(s: Screen, labels: list[Line]) -> None:

@@ -189,3 +189,24 @@ def on_patch(image: Image, box: Box) -> bool:
         px.pixel(image, width - 2, y),
     )
     return not px.differs(left, right, 16) and px.differs(left, bar, 16)
+
+
+def word_gaps(image: Image, box: Box, paper: RGB) -> list[float]:
+    """Where the gaps between words are in a text line's ``box`` on ``paper``,
+    as shares of its inked width: runs of columns with no ink at least 0.2
+    of the box's height wide (a space; the gaps between letters are narrower)."""
+    x1, y1, x2, y2 = box
+    crop = image[max(0, y1) : y2, max(0, x1) : x2].astype(np.int16)
+    if crop.size == 0:
+        return []
+    inked = (np.abs(crop - np.array(paper, np.int16)).max(axis=2) > 40).any(axis=0)
+    columns = np.flatnonzero(inked)
+    if len(columns) < 2:
+        return []
+    first, last = int(columns[0]), int(columns[-1])
+    steps = np.diff(columns)
+    return [
+        (int(columns[i]) + int(step) / 2 - first) / (last - first)
+        for i, step in enumerate(steps)
+        if step - 1 >= 0.2 * (y2 - y1)
+    ]

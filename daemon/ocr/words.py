@@ -270,3 +270,37 @@ TYPING: Final = re.compile(
 
 def is_typing(text: str) -> bool:
     return TYPING.match(text.strip()) is not None
+
+
+def _width(char: str) -> float:
+    """A glyph's rough width in a sans-serif face (em)."""
+    if char in "iljtfrI1.,:;'!|":
+        return 0.3
+    if char in "mwMW":
+        return 0.85
+    return 0.65 if char.isupper() else 0.55
+
+
+def spaced_name(name: str, gaps: list[float]) -> str:
+    """A Latin name with the spaces PP-OCR dropped ("EmmaWilson", "Bookclub")
+    put back at the gaps between words its pixels show (``gaps``: shares of
+    the inked width): each gap goes to the boundary between two letters
+    nearest to it by the glyphs' rough widths, a lower-case letter before a
+    capital within a glyph of it first; a name with any other character,
+    or a space already there, is left as read."""
+    if not gaps or not name.isascii() or not name.isalpha() or len(name) < 4:
+        return name
+    widths = [_width(ch) for ch in name]
+    total = sum(widths) - (widths[0] + widths[-1]) / 2
+    edges = [(sum(widths[:i]) - widths[0] / 2) / total for i in range(1, len(name))]
+    inserts: set[int] = set()
+    for gap in gaps:
+        order = sorted(range(1, len(name)), key=lambda i: abs(edges[i - 1] - gap))
+        camel = [i for i in order if name[i - 1].islower() and name[i].isupper()]
+        glyph = max(widths) / total
+        best = camel[0] if camel and abs(edges[camel[0] - 1] - gap) <= glyph else order[0]
+        if 1 < best < len(name) - 1:  # a word of one letter is no word here
+            inserts.add(best)
+    for i in sorted(inserts, reverse=True):
+        name = name[:i] + " " + name[i:]
+    return name
