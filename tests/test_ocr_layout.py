@@ -2193,3 +2193,21 @@ def test_a_header_name_read_without_its_space_gets_it_back_from_the_pixels(
     ]
     step, _ = read(image, lines)
     assert step["participants"]["talker"] == name
+
+
+def test_a_cut_group_bubbles_coloured_sender_row_over_the_bar_is_no_message() -> None:
+    """Dev seed 57 (05-whatsapp-light): a group bubble the input bar hides
+    showed only its sender's row 'Mia'; its fill ran into the bar's own
+    white, so no bubble held it and 'Mia' came back as a message. A short
+    row in a name's colour just above the chat's end, in no bubble: counted."""
+    image = paper()
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (20, 1060, 500, 1128), WHITE)  # the cut bubble, into the bar's white
+    rect(image, (0, 1128, W, H), WHITE)
+    lines = [
+        inked(image, line(40, 318, 380, 352, "hi")),
+        inked(image, line(40, 1070, 110, 1100, "Mia"), (220, 60, 60)),
+    ]
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["hi"]
+    assert dropped == 1

@@ -353,12 +353,22 @@ def _around(s: Screen) -> None:
     s.loose = rest
 
 
+def _cut_sender(s: Screen, line: Line) -> bool:
+    """A short line in a name's colour just above the chat's end, in no
+    bubble: the sender's row of a group bubble the input bar hides (its
+    fill ran into the bar), whose text is gone."""
+    if len(line.text) > 32 or line.box[3] < s.frame.bottom - 80 * s.dp:
+        return False
+    around = px.pixel(s.image, max(0, line.box[0] - 3), (line.box[1] + line.box[3]) // 2)
+    return px.saturated(px.ink(s.image, line.box, around))
+
+
 def _outside(s: Screen) -> None:
     """Text outside every bubble: chrome (centred timestamps, times, small
     print), not sure (a row a bar cuts, one character, a line under the
-    input bar, a column of avatars, a line in the senders' name column:
-    counted), or messages in bubbles no fill could find, grouped by gap
-    and alignment."""
+    input bar, a column of avatars, a line in the senders' name column, a
+    cut bubble's coloured sender row: counted), or messages in bubbles no
+    fill could find, grouped by gap and alignment."""
     typical = s.typical
     # A row a bar cuts (the header's or the input bar's edge right at its
     # top or bottom): half hidden, whatever it is: not sure, counted.
@@ -379,6 +389,7 @@ def _outside(s: Screen) -> None:
         or ln.box[3] > s.frame.bottom
         or (typical and ln.height > 2.5 * typical)  # a column of avatars read as "BBBB"
         or chrome.in_name_column(ln, s.name_lines, s.dp)
+        or _cut_sender(s, ln)
     ]
     s.dropped += len(unsure)
     keep = [ln for ln in keep if ln not in unsure]
