@@ -2211,3 +2211,24 @@ def test_a_cut_group_bubbles_coloured_sender_row_over_the_bar_is_no_message() ->
     step, dropped = read(image, lines)
     assert [b["text"] for b in step["bubbles"]] == ["hi"]
     assert dropped == 1
+
+
+def test_the_quote_under_a_reply_label_whose_reply_the_bar_cuts_is_left_out() -> None:
+    """s60-59 (Messenger): 'Lucas replied to you', the faded quote under it,
+    and the reply the input bar cuts: the reply was left out as cut, and
+    the quote came back as a message of its own. It is the cut reply's
+    quote: not sure, counted."""
+    image = paper()
+    rect(image, (0, 1128, W, H), BAR)
+    rect(image, (84, 300, 400, 370), (240, 240, 240))
+    rect(image, (97, 1000, 423, 1076), (228, 228, 228))  # the quote, faded
+    rect(image, (97, 1070, 480, 1128), (240, 240, 240))  # the reply, cut square by the bar
+    lines = [
+        inked(image, line(104, 318, 384, 352, "Sounds good to me")),
+        inked(image, line(108, 960, 384, 999, "< Lucas replied to you"), (120, 120, 120)),
+        inked(image, line(115, 1021, 403, 1061, "I'll bring the charger"), (170, 170, 170)),
+        inked(image, line(118, 1084, 454, 1126, "I'll bring the charger")),
+    ]
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["Sounds good to me"]
+    assert dropped == 2

@@ -274,8 +274,9 @@ def _replies(s: Screen, labels: list[Line]) -> None:
     quoted message drawn faded above the reply) is the app's: no message,
     no sender. The bubble right under it (within 8 dp) that the next one is
     drawn over is the quote of that next one, its sender the one the label
-    names; else the first bubble under the label is the reply and its quote
-    is what PP-OCR did not read (an emoji): the sender alone."""
+    names (with that reply cut by the bar, it is left out and counted);
+    else the first bubble under the label is the reply and its quote is
+    what PP-OCR did not read (an emoji): the sender alone."""
     dp = s.dp
     for label in labels:
         whom = words.replied_to(label.text)
@@ -294,6 +295,15 @@ def _replies(s: Screen, labels: list[Line]) -> None:
             continue
         first = below[0]
         reply = below[1] if len(below) > 1 else None
+        if first.box[1] - label.box[3] <= 8 * dp and any(  # the reply under it, cut by the bar
+            first.box[1] < c.box[1] <= first.box[3] + 8 * dp
+            and c.box[0] < first.box[2]
+            and first.box[0] < c.box[2]
+            for c in s.cut
+        ):
+            s.messages.remove(first)  # a cut reply's quote: not sure, counted
+            s.dropped += len(first.lines)
+            continue
         if (
             reply is not None
             and first.box[1] - label.box[3] <= 8 * dp
