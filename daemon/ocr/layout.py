@@ -6,8 +6,9 @@ What the pixels say is ``daemon/ocr/pixels.py`` (regions of one colour)
 and ``daemon/ocr/marks.py`` (icons, dots, avatars), what a text is
 ``daemon/ocr/words.py``, what is inside one bubble ``daemon/ocr/bubble.py``,
 what around the messages is the app's ``daemon/ocr/chrome.py``, pictures
-``daemon/ocr/pictures.py``, a thread without bubbles ``daemon/ocr/thread.py``
-(who is who in it ``daemon/ocr/people.py``), the answer's shape
+``daemon/ocr/pictures.py``, replies under a label ``daemon/ocr/replies.py``,
+a thread without bubbles ``daemon/ocr/thread.py`` (who is who in it
+``daemon/ocr/people.py``), the answer's shape
 ``daemon/ocr/step.py``; this module runs the stages below in order
 (``read``) on one ``daemon/ocr/screen.Screen``, each a function that says
 what it promises.
@@ -65,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from daemon.ocr import bubble as bb
-from daemon.ocr import chrome, marks, pictures, step, thread, words
+from daemon.ocr import chrome, marks, pictures, replies, step, thread, words
 from daemon.ocr import pixels as px
 from daemon.ocr.bubble import Bubble, Line, Side, bubble_text, clip, lines_from_ocr
 from daemon.ocr.chrome import HEADER_MAX_DP, TOP_BAND_DP
@@ -112,7 +113,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     _senders_above(s)
     name, counted = _header(s)
     s.rows = bb.parse(image, s.messages, s.quotes, s.named, dp, s.typical)
-    _replies(s, labels)
+    replies.place(s, labels)
     voices = [b for b in s.messages if b.kind == "voice"]  # an icon read apart, past the bubble
     s.loose = [ln for ln in s.loose if not any(px.overlap(ln.box, b.box) > 0.5 for b in voices)]
     pictures.place(s)
@@ -267,72 +268,6 @@ def _header(s: Screen) -> tuple[str | None, bool]:
             name = words.spaced_name(name, marks.word_gaps(s.image, ln.box, paper))
             break
     return name, counted
-
-
-def _replies(s: Screen, labels: list[Line]) -> None:
-    """A reply's label over its quote (Messenger: "Emma replied to you", the
-    quoted message drawn faded above the reply) is the app's: no message,
-    no sender. The bubble right under it (within 8 dp) that the next one is
-    drawn over is the quote of that next one, its sender the one the label
-    names (with that reply cut by the bar, it is left out and counted);
-    else the first bubble under the label is the reply and its quote is
-    what PP-OCR did not read (an emoji): the sender alone."""
-    dp = s.dp
-    for label in labels:
-        whom = words.replied_to(label.text)
-        below = sorted(
-            (
-                b
-                for b in s.messages
-                if b.box[1] >= label.box[3] - 2 * dp
-                and b.box[1] - label.box[3] <= 120 * dp
-                and b.box[0] < label.box[2]
-                and label.box[0] < b.box[2]
-            ),
-            key=lambda b: b.box[1],
-        )
-        if not below:
-            continue
-        first = below[0]
-        reply = below[1] if len(below) > 1 else None
-        if first.box[1] - label.box[3] <= 8 * dp and any(  # the reply under it, cut by the bar
-            first.box[1] < c.box[1] <= first.box[3] + 8 * dp
-            and c.box[0] < first.box[2]
-            and first.box[0] < c.box[2]
-            for c in s.cut
-        ):
-            s.messages.remove(first)  # a cut reply's quote: not sure, counted
-            s.dropped += len(first.lines)
-            continue
-        if (
-            reply is not None
-            and first.box[1] - label.box[3] <= 8 * dp
-            and reply.box[1] < first.box[3]  # drawn over the quote's bottom
-        ):
-            if reply.quote is None:
-                reply.quote = {"sender": whom, "text": first.text}
-            s.messages.remove(first)
-        elif first.quote is None:
-            first.quote = {"sender": whom, "text": _faded_rows(s, first)}
-
-
-def _faded_rows(s: Screen, bubble: Bubble) -> str:
-    """The text of a quote drawn faded above its reply in one region of one
-    colour (Messenger, when the two touch): the top rows in another ink
-    than the last row's. They leave the bubble's text and box."""
-    rows = s.rows.get(id(bubble), [])
-    paper = bubble.colour or s.paper
-    inks = [px.ink(s.image, row[0].box, paper) for row in rows]
-    k = 0
-    while k < len(rows) - 1 and px.differs(inks[k], inks[-1], 40):
-        k += 1
-    if not k:
-        return ""
-    texts = [bb.join(bb.pieces(row)) for row in rows]
-    bubble.text = words.join_rows(texts[k:])
-    top = (max(ln.box[3] for ln in rows[k - 1]) + min(ln.box[1] for ln in rows[k])) // 2
-    bubble.box = (bubble.box[0], top, bubble.box[2], bubble.box[3])
-    return words.join_rows(texts[:k])
 
 
 def _around(s: Screen) -> None:
