@@ -2232,3 +2232,17 @@ def test_the_quote_under_a_reply_label_whose_reply_the_bar_cuts_is_left_out() ->
     step, dropped = read(image, lines)
     assert [b["text"] for b in step["bubbles"]] == ["Sounds good to me"]
     assert dropped == 2
+
+
+def test_a_sparse_sticker_on_the_paper_is_still_a_sticker() -> None:
+    """s60-55 (iMessage dark): a party popper with its confetti covers under
+    half of its box, and a region had to fill half of its box to be a
+    picture: the sticker was lost. A third and more is a drawing."""
+    image = paper()
+    image[:] = (0, 0, 0)
+    rect(image, (400, 300, 700, 370), (38, 38, 40))
+    rect(image, (40, 460, 200, 500), (250, 200, 60))  # a drawing that fills 0.44 of its box
+    rect(image, (100, 400, 140, 560), (230, 80, 140))
+    step, _ = read(image, [inked(image, line(420, 318, 680, 352, "hi"), (250, 250, 250))])
+    got = [(b.get("kind", "text"), b["side"]) for b in step["bubbles"]]
+    assert got == [("text", "right"), ("sticker", "left")]

@@ -230,8 +230,9 @@ def paper(image: Image, top: int, bottom: int) -> RGB:
 
 def blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
     """Regions of the chat that are not wallpaper, thin strokes (text,
-    doodles) removed, and not cut by a bar. Worked out at 360 to 719 px wide
-    (1 or 2 px a dp), boxes given at full size."""
+    doodles) removed, filling a third of their box at least (a sticker's
+    drawing with its confetti may fill under half), and not cut by a bar.
+    Worked out at 360 to 719 px wide (1 or 2 px a dp), boxes given at full size."""
     height, width = image.shape[:2]
     top, bottom = max(0, top), min(height, bottom)
     if bottom - top < 8:
@@ -248,7 +249,7 @@ def blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
     rows, columns = mask.shape
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if w < 36 * dp or h < 24 * dp or w >= 0.9 * columns or area < 0.5 * w * h:
+        if w < 36 * dp or h < 24 * dp or w >= 0.9 * columns or area < 0.35 * w * h:
             continue
         ends = (labels[[y, y + h - 1], x : x + w] == i).mean(axis=1)
         if ends.max() >= 0.99:
