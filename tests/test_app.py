@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,20 @@ async def connect(config: Config) -> Peer:
 
 
 @pytest.fixture(autouse=True)
-async def _close_peers() -> AsyncIterator[None]:
+def _close_peers() -> Iterator[None]:
+    """Close the test's connections. Sync on purpose: pytest-trio never runs
+    an autouse async fixture (python-trio/pytest-trio#123), and this one,
+    async until now, left every connection open until the interpreter's exit
+    (its ResourceWarnings); tests/test_suite.py keeps it from coming back.
+    The test's trio run is over here, and a trio socket's ``close`` needs
+    one: the descriptor is taken from it and closed."""
     yield
     while _open_peers:
-        await _open_peers.pop().stream.aclose()
+        stream = _open_peers.pop().stream
+        assert isinstance(stream, trio.SocketStream)
+        fd = stream.socket.detach()  # -1 if the test closed it
+        if fd != -1:
+            os.close(fd)
 
 
 def start(app: App) -> Callable[[trio.TaskStatus[None]], Awaitable[None]]:
