@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from daemon.ocr import worker as ocr_worker
-from daemon.ocr.pool import Worker, worker_command
+from daemon.ocr.process import Worker, worker_command
 from tests.ocr_eval import APPS, DATA, cases
 
 if TYPE_CHECKING:

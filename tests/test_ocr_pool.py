@@ -1,4 +1,4 @@
-"""daemon/ocr/pool.py: the worker pool, with a fake worker and with the real one.
+"""daemon/ocr/pool.py and process.py: the pool and its processes, fake worker and real one.
 
 These start processes, so they run on the real clock; every wait is bounded.
 """
@@ -253,7 +253,7 @@ async def test_stderr_written_before_the_answer_is_logged_with_its_job(
     arrives: the job's stderr lines stayed in the pipe and were logged later,
     outside the conversation (``WARNING [-] ...``). What is already in the
     pipe when the answer comes is logged then, with the job's conversation."""
-    import daemon.ocr.pool
+    import daemon.ocr.process
 
     async def never_runs(self: Any) -> None:  # the relay task that had no turn
         await trio.sleep_forever()
@@ -261,7 +261,7 @@ async def test_stderr_written_before_the_answer_is_logged_with_its_job(
     engine = LocalOcr(STRATEGY, fake("--stderr", "onnx says hi"))
     try:
         await engine.warm()
-        monkeypatch.setattr(daemon.ocr.pool.Worker, "_relay_stderr", never_runs)
+        monkeypatch.setattr(daemon.ocr.process.Worker, "_relay_stderr", never_runs)
         with conversation("conv-9"):
             await engine.complete(STRATEGY, IMAGE)
         pid = engine._idle[0].process.pid
@@ -769,9 +769,9 @@ def test_what_the_detector_would_process_is_bounded_by_what_is_let_through(
 async def test_a_worker_that_hangs_at_start_is_an_error_and_is_killed(
     monkeypatch: pytest.MonkeyPatch, pid_dir: Path
 ) -> None:
-    import daemon.ocr.pool
+    import daemon.ocr.process
 
-    monkeypatch.setattr(daemon.ocr.pool, "START_TIMEOUT", 0.5)
+    monkeypatch.setattr(daemon.ocr.process, "START_TIMEOUT", 0.5)
     engine = LocalOcr(STRATEGY, fake("--start-delay", "60", "--pid-dir", str(pid_dir)))
     with pytest.raises(StrategyError) as info:
         await engine.complete(STRATEGY, IMAGE)
