@@ -2114,13 +2114,13 @@ def test_a_whole_code_block_in_almost_the_papers_colour_right_over_the_bar_is_ke
     lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
     rect(image, (0, 600, W, H), (255, 255, 255))
     rect(image, (24, 960, 96, 1032), (30, 136, 229))
-    rounded(image, (112, 1060, 640, 1112), (248, 248, 248), 8)  # the code block, whole
+    rounded(image, (112, 1044, 640, 1096), (248, 248, 248), 8)  # the code block, whole
     rect(image, (0, 1128, W, H), BAR)
     lines += [
         inked(image, line(112, 958, 230, 990, "Mia")),
         inked(image, line(246, 962, 350, 986, "1:50 PM")),
         inked(image, line(112, 1000, 560, 1034, "Meeting moved to 4:30")),
-        inked(image, line(130, 1072, 520, 1100, "SELECT count(*) FROM users;")),
+        inked(image, line(130, 1056, 520, 1084, "SELECT count(*) FROM users;")),
     ]
     step, _ = read(image, lines)
     assert (step["bubbles"][-1]["sender"], step["bubbles"][-1]["text"]) == (
@@ -2246,3 +2246,18 @@ def test_a_sparse_sticker_on_the_paper_is_still_a_sticker() -> None:
     step, _ = read(image, [inked(image, line(420, 318, 680, 352, "hi"), (250, 250, 250))])
     got = [(b.get("kind", "text"), b["side"]) for b in step["bubbles"]]
     assert got == [("text", "right"), ("sticker", "left")]
+
+
+def test_a_code_block_half_a_row_under_a_thread_message_is_a_follow_up() -> None:
+    """Dev seed 57 (42/45-slack: Slack recall 0.882): a code block or a file
+    card the same sender sent on its own comes a message's padding under
+    the text (16 dp), one sent with the text 4 dp under it; only a gap of
+    a row's step was a follow-up. Half a row's step is."""
+    image = paper()
+    lines = [ln for ln in thread_lines(image, "# general", "12 members") if ln.box[1] < 600]
+    rect(image, (0, 600, W, 800), (255, 255, 255))
+    rect(image, (112, 628, 640, 688), (245, 245, 245))  # 16 dp under the text
+    lines.append(inked(image, line(130, 644, 560, 672, "npm run build --prod")))
+    step, _ = read(image, lines)
+    got = [(b["sender"], b["text"]) for b in step["bubbles"]][2:]
+    assert got == [("Priya Shah", "Booked the table for 8"), ("Priya Shah", "npm run build --prod")]

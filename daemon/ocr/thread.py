@@ -238,7 +238,7 @@ def read(
             continue
         owner = above[-1]
         end = max([ln.box[3] for r in owner.rows for ln in r] + [c.box[3] for c in owner.cards])
-        if pitch and card.box[1] - end > pitch:  # a row's step and more under its text (a
+        if pitch and card.box[1] - end > 0.5 * pitch:  # a message's padding under its text (or a
             # reaction's pill between): a follow-up of its own, a file or code sent alone
             messages.insert(messages.index(owner) + 1, Message(sender=owner.sender, cards=[card]))
         else:
