@@ -2261,3 +2261,28 @@ def test_a_code_block_half_a_row_under_a_thread_message_is_a_follow_up() -> None
     step, _ = read(image, lines)
     got = [(b["sender"], b["text"]) for b in step["bubbles"]][2:]
     assert got == [("Priya Shah", "Booked the table for 8"), ("Priya Shah", "npm run build --prod")]
+
+
+def test_long_text_rows_at_the_thread_column_are_not_centred_dividers() -> None:
+    """Dev seed 55 (49-slack: a chrome line, its messages split): text rows
+    that nearly fill the width are as far from both edges, so they counted
+    as centred (a divider's test) and the thread's column had no text row:
+    the screen was read as bubbles. A centred row is away from the edges."""
+    image = paper()
+    image[:] = (255, 255, 255)
+    rect(image, (24, 260, 96, 332), (156, 39, 176))  # the avatars
+    rect(image, (24, 480, 96, 552), (30, 136, 229))
+    lines = [
+        inked(image, line(66, 75, 203, 109, "# launch")),
+        inked(image, line(110, 268, 263, 302, "Anna 11:07")),
+        inked(image, line(112, 312, 623, 344, "Can you send me the slides from this")),
+        inked(image, line(110, 355, 653, 388, "morning? I want to go over them again.")),
+        inked(image, line(112, 488, 230, 520, "GitHub")),
+        inked(image, line(296, 491, 364, 519, "11:07")),
+        inked(image, line(112, 530, 640, 562, "Looks good to me, merging it now then")),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["sender"], b["text"]) for b in step["bubbles"]] == [
+        ("Anna", "Can you send me the slides from this morning? I want to go over them again."),
+        ("GitHub", "Looks good to me, merging it now then"),
+    ]

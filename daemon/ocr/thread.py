@@ -174,8 +174,10 @@ def column(
 
 
 def _centred(row: list[Line], width: int) -> bool:
+    """A row in the middle, away from both edges (a date divider, a timestamp
+    over bubbles); a long text row at the column nearly fills the width."""
     left, right = row[0].box[0], width - row[-1].box[2]
-    return abs(left - right) < 0.08 * width
+    return abs(left - right) < 0.08 * width and min(left, right) > 0.15 * width
 
 
 def read(
