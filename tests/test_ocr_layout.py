@@ -2286,3 +2286,29 @@ def test_long_text_rows_at_the_thread_column_are_not_centred_dividers() -> None:
         ("Anna", "Can you send me the slides from this morning? I want to go over them again."),
         ("GitHub", "Looks good to me, merging it now then"),
     ]
+
+
+def test_a_wide_photo_with_small_corners_is_kept_and_one_a_bar_cuts_is_counted() -> None:
+    """Review 4 finding 3: a photo whose top or bottom edge is 99 % straight
+    (wide, 2 dp corners: WeChat; or square) was dropped as cut by a bar
+    wherever it was, and not counted. Cut only where a bar is."""
+    image = paper()
+    rect(image, (0, 1128, W, H), BAR)
+    rounded(image, (20, 300, 400, 370), WHITE, 16)
+    for box in ((100, 440, 640, 760), (300, 820, 620, 1060)):  # wide, 4 px corners; square
+        rounded(image, box, (120, 170, 230), 4 if box[0] == 100 else 0)
+        rect(image, (box[0] + 8, (box[1] + box[3]) // 2, box[2] - 8, box[3] - 8), (70, 120, 50))
+    lines = [line(40, 318, 380, 352, "first")]
+    step, dropped = read(image, [inked(image, ln) for ln in lines])
+    got = [(b["text"], b.get("kind", "text")) for b in step["bubbles"]]
+    assert got == [("first", "text"), ("", "photo"), ("", "photo")]
+    assert step["bubbles"][1]["bbox"] == [100, 440, 640, 760]
+    assert dropped == 0
+    cut = paper()  # a photo the input bar cuts: square on the bar's edge
+    rect(cut, (0, 1128, W, H), BAR)
+    rounded(cut, (20, 300, 400, 370), WHITE, 16)
+    rect(cut, (300, 900, 620, 1128), (120, 170, 230))
+    rounded(cut, (300, 900, 620, 1000), (120, 170, 230), 14)
+    step, dropped = read(cut, [inked(cut, ln) for ln in lines])
+    assert [b["text"] for b in step["bubbles"]] == ["first"]
+    assert dropped == 1

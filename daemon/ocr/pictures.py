@@ -21,7 +21,7 @@ def place(s: Screen) -> None:
     indicator or cut region is a bubble of its own."""
     image, dp, paper, messages = s.image, s.dp, s.paper, s.messages
     chat_top = max([ln.box[3] for ln in s.header + s.frame.status] + [0]) + 2 * dp
-    blobs = px.blobs(image, round(min(chat_top, s.limit)), round(s.frame.bottom), paper)
+    blobs, cut = px.regions(image, round(min(chat_top, s.limit)), round(s.frame.bottom), paper)
     for bubble in messages:
         if (
             bubble.kind == "text"
@@ -83,3 +83,10 @@ def place(s: Screen) -> None:
         if any(px.contains(box, ln.box, slack=0) for ln in s.loose):
             continue  # text no fill could follow: read below
         messages.append(Bubble(box=box, kind=px.picture(image, box, paper)))
+    for box in cut:  # a picture a bar cuts: not sure what it is, counted
+        if not any(
+            px.overlap(box, b.box) > 0.2 or px.overlap(b.box, box) > 0.2 for b in messages + s.cut
+        ):
+            held = [ln for ln in s.loose if px.overlap(ln.box, box) > 0.5]
+            s.dropped += max(1, len(held))
+            s.loose = [ln for ln in s.loose if ln not in held]

@@ -139,16 +139,9 @@ def on_bar(image: Image, box: Box, paper: RGB) -> bool:
     past its top or bottom is one colour across the whole width, not the
     paper's, and the bubble's corners at that end are not round (a whole
     bubble may sit right on the input bar: its round corners show it whole)."""
-    height = image.shape[0]
     for y, inner in ((box[1] - 2, box[1] + 1), (box[3] + 1, box[3] - 2)):
-        if 0 <= y < height:
-            row = image[y].astype(np.int16)
-            if (
-                int((row.max(axis=0) - row.min(axis=0)).max()) <= 6
-                and differs(pixel(image, 0, y), paper, 6)
-                and not round_end(image, box, inner)
-            ):
-                return True
+        if bar_row(image, y, paper) and not round_end(image, box, inner):
+            return True
     return False
 
 
@@ -229,14 +222,25 @@ def paper(image: Image, top: int, bottom: int) -> RGB:
 
 
 def blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
+    """The whole regions of ``regions``."""
+    return regions(image, top, bottom, paper)[0]
+
+
+def regions(image: Image, top: int, bottom: int, paper: RGB) -> tuple[list[Box], list[Box]]:
     """Regions of the chat that are not wallpaper, thin strokes (text,
     doodles) removed, filling a third of their box at least (a sticker's
-    drawing with its confetti may fill under half), and not cut by a bar.
-    Worked out at 360 to 719 px wide (1 or 2 px a dp), boxes given at full size."""
+    drawing with its confetti may fill under half): the whole ones, and
+    those a bar cuts. A region is cut only where a bar is: at the band's
+    top or bottom (the header, the input bar, the screen's edge) unless that
+    end is round, or with a straight end on a bar: within a bar's padding
+    (16 dp) of the band's end, or right on a bar's edge (``on_bar``'s row);
+    a straight end elsewhere is a wide photo with small corners, or a
+    square picture. Worked out at 360 to 719 px wide (1 or 2 px a dp), boxes
+    given at full size."""
     height, width = image.shape[:2]
     top, bottom = max(0, top), min(height, bottom)
     if bottom - top < 8:
-        return []
+        return [], []
     f = max(1, width // 360)
     dp = width / 360 / f
     band = image[top:bottom:f, ::f]
@@ -245,22 +249,38 @@ def blobs(image: Image, top: int, bottom: int, paper: RGB) -> list[Box]:
     k = max(3, round(3 * dp) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    out = []
+    out: list[Box] = []
+    cut: list[Box] = []
     rows, columns = mask.shape
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
         if w < 36 * dp or h < 24 * dp or w >= 0.9 * columns or area < 0.35 * w * h:
             continue
         ends = (labels[[y, y + h - 1], x : x + w] == i).mean(axis=1)
-        if ends.max() >= 0.99:
-            continue  # a square top or bottom edge: cut by a bar
         box = (x * f, y * f + top, min(width, (x + w) * f), min(height, (y + h) * f + top))
         if y <= 1 or y + h >= rows - 1:  # at the band's end: cut, unless its end is round
             end, inner = (0, box[1] + 1) if y <= 1 else (1, box[3] - 2)
             if ends[end] < 0.9 or not round_end(image, box, inner):
-                continue  # (a picture right on the input bar is whole)
+                cut.append(box)  # (a picture right on the input bar is whole)
+                continue
+        straight = [e for e, share in zip((box[1] - 1, box[3]), ends, strict=True) if share >= 0.99]
+        pad = 16 * width / 360  # a bar's padding around its field or title (a bar on the wallpaper)
+        if any(e < top + pad or e > bottom - pad for e in straight) or any(
+            bar_row(image, y_out, paper) for e in straight for y_out in (e, e - 1, e + 1)
+        ):
+            cut.append(box)  # a straight end on a bar's edge
+            continue
         out.append(box)
-    return out
+    return out, cut
+
+
+def bar_row(image: Image, y: int, paper: RGB) -> bool:
+    """Row ``y`` is a bar's: one colour across the whole width, not the paper's."""
+    if not 0 <= y < image.shape[0]:
+        return False
+    row = image[y].astype(np.int16)
+    flat = int((row.max(axis=0) - row.min(axis=0)).max()) <= 6
+    return flat and differs(pixel(image, 0, y), paper, 6)
 
 
 def picture(image: Image, box: Box, paper: RGB | None = None) -> str:
@@ -298,11 +318,5 @@ def bar_edge(image: Image, box: Box, paper: RGB) -> bool:
     """A bar's edge right at the top or bottom of ``box`` (a text row the
     header or the input bar cuts): a row 1 to 3 px past it is one colour
     across the whole width, and not the paper's."""
-    height = image.shape[0]
-    for y in (box[1] - 1, box[1] - 2, box[1] - 3, box[3], box[3] + 1, box[3] + 2):
-        if 0 <= y < height:
-            row = image[y].astype(np.int16)
-            flat = int((row.max(axis=0) - row.min(axis=0)).max()) <= 6
-            if flat and differs(pixel(image, 0, y), paper, 6):
-                return True
-    return False
+    ys = (box[1] - 1, box[1] - 2, box[1] - 3, box[3], box[3] + 1, box[3] + 2)
+    return any(bar_row(image, y, paper) for y in ys)
