@@ -12,10 +12,15 @@ from __future__ import annotations
 import re
 from typing import Final
 
-# "20:44", "9:41 AM", "20.50" (a colon read as a dot). The end of a bubble's
-# last row is this time, then the ticks PP-OCR reads as "W", "V", "v/", "<",
-# "√" or dots.
-_TIME: Final = r"(?P<time>(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s?[AaPp]\.?[Mm]\.?)?)"
+# A time as the apps print it, in the phone's locale: "20:44", "20.50" (a
+# colon read as a dot), "9:41 AM", "1:09 p. m." (Spanish, a space inside),
+# "下午3:45" / "午後3:45" / "오후 3:45" (the half of the day before the
+# time). A Latin "AM" before the time is not taken: "I am 3:45" would lose
+# its words. The end of a bubble's last row is this time, then the ticks
+# PP-OCR reads as "W", "V", "v/", "<", "√" or dots.
+_HALF_DAY: Final = r"(?:上午|下午|中午|晚上|凌晨|早上|午前|午後|오전|오후)"
+_MERIDIEM: Final = r"[AaPp]\.?\s?[Mm]\.?"
+_TIME: Final = rf"(?P<time>(?:{_HALF_DAY}\s?)?(?:[01]?\d|2[0-3])[:.][0-5]\d(?:\s?{_MERIDIEM})?)"
 _TICKS: Final = r"(?P<ticks>[\s/\\WwVvYy√✓✔<>.·•,'\"`~^-]{0,4})"
 # An edit's label before the time ("Edited 20:21" on WhatsApp, "edited" on
 # Telegram): part of the time's print, not of the text.
@@ -99,7 +104,7 @@ def clean_time(text: str) -> str:
     """As the app shows it: a colon read as a dot is a colon again, and
     "9:31AM" (PP-OCR drops the narrow space) "9:31 AM"."""
     text = re.sub(r"(\d)\.(\d)", r"\1:\2", text.strip())
-    return re.sub(r"(\d)\s*([AaPp]\.?[Mm]\.?)$", r"\1 \2", text)
+    return re.sub(rf"(\d)\s*({_MERIDIEM})$", r"\1 \2", text)
 
 
 def is_time(text: str) -> bool:
