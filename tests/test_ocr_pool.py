@@ -566,6 +566,51 @@ def _deny_write_execute() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
 
 
+def test_the_real_worker_answers_a_bad_request_with_an_error_and_reads_the_next() -> None:
+    """A frame that is not a job (not msgpack, not a map, no ``image_url``,
+    a field of the wrong type) is answered with an error; the worker lives
+    and reads the next job (it died of a KeyError on a frame without
+    ``image_url``: cold review 4)."""
+    from daemon.ocr.worker import HEADER, read_frame, write_frame
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.ocr.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def reply() -> dict[str, Any]:
+        frame = read_frame(stdout)
+        assert frame is not None, "the worker died"
+        answer: dict[str, Any] = msgspec.msgpack.decode(frame)
+        return answer
+
+    try:
+        assert reply()["ready"] is True
+        stdin.write(HEADER.pack(3) + b"\xc1\xc1\xc1")  # never valid msgpack
+        stdin.flush()
+        assert reply()["error"].startswith("bad request: ")
+        for bad in (
+            {"user_side": "right"},  # no image_url
+            {"image_url": 7},
+            {"image_url": example("chat.png").url, "user_side": "up"},
+            {"image_url": "https://example.com/a.png"},
+        ):
+            write_frame(stdin, bad)
+            assert reply()["error"].startswith("bad request: "), bad
+        write_frame(stdin, ["image_url"])  # type: ignore[arg-type]  # not a map
+        assert reply()["error"].startswith("bad request: ")
+        write_frame(stdin, {"image_url": example("chat.png").url})
+        answer = reply()
+        assert "error" not in answer, answer
+        assert len(parse_merge_step(answer["step"]).bubbles) == 7
+    finally:
+        stdin.close()
+        assert proc.wait(30) == 0
+        stdout.close()
+
+
 PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1
 
 

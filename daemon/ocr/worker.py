@@ -44,7 +44,7 @@ import threading
 import time
 import traceback
 from importlib import metadata
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Literal
 
 import msgspec
 
@@ -55,6 +55,18 @@ MAX_READ_PIXELS: Final = 4_200_000  # a shot that is no portrait phone is read a
 HEADER: Final = struct.Struct(">I")
 MAX_FRAME: Final = 64 * 1024 * 1024
 ENGINE_PACKAGE: Final = "rapidocr-onnxruntime"
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    """One job: ``daemon/ocr/pool.py`` sends it; a frame that is not one is
+    answered with an error and the worker reads the next."""
+
+    image_url: str  # a base64 data URL
+    user_side: Literal["left", "right"] = "right"
+    engine_lines: bool = False  # tests/ocr_lines.py: the engine's raw lines too
+
+
+REQUEST: Final = msgspec.msgpack.Decoder(Request)
 
 
 def read_frame(stream: IO[bytes]) -> bytes | None:
@@ -273,17 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     reader = Reader(args.threads)
     write_frame(stdout, {"ready": True, "engine": engine_name(), "niced": niced})
     while (frame := read_frame(stdin)) is not None:
-        request = msgspec.msgpack.decode(frame)
         try:
-            data = decode_data_url(str(request["image_url"]))
-        except ValueError as exc:
-            write_frame(stdout, {"error": str(exc)})
+            request = REQUEST.decode(frame)
+            data = decode_data_url(request.image_url)
+        except (msgspec.DecodeError, ValueError) as exc:  # ValidationError is a DecodeError
+            write_frame(stdout, {"error": f"bad request: {exc}"})
             continue
-        side = str(request.get("user_side", "right"))
-        if request.get("engine_lines"):  # tests/ocr_lines.py: the engine's output too
-            write_frame(stdout, reader.read(data, side, engine_lines=True))
+        if request.engine_lines:  # tests/ocr_lines.py: the engine's output too
+            write_frame(stdout, reader.read(data, request.user_side, engine_lines=True))
         else:
-            write_frame(stdout, reader.read(data, side))
+            write_frame(stdout, reader.read(data, request.user_side))
     return 0
 
 
