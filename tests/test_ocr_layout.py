@@ -2312,3 +2312,35 @@ def test_a_wide_photo_with_small_corners_is_kept_and_one_a_bar_cuts_is_counted()
     step, dropped = read(cut, [inked(cut, ln) for ln in lines])
     assert [b["text"] for b in step["bubbles"]] == ["first"]
     assert dropped == 1
+
+
+@pytest.mark.parametrize("subtitle", ["Anna is typing…", "Anna and Ben are typing...", None])
+def test_a_group_with_one_sender_in_view_is_a_group(subtitle: str | None) -> None:
+    """Review 4 finding 4: one bubble with a sender was read as a 1:1 chat
+    named after the group (two were needed). A sender in a name's colour, or
+    a header saying who is typing, says group; the 1:1's "typing…" does not."""
+    image = paper()
+    rect(image, (0, 0, W, 200), BAR)
+    rect(image, (20, 300, 460, 420), WHITE)
+    lines = [
+        inked(image, line(250, 112, 460, 150, "Weekend hikers")),
+        inked(image, line(40, 318, 200, 348, "Chloe" if subtitle is None else "Sure")),
+        inked(image, line(40, 370, 400, 404, "see you at the trailhead")),
+    ]
+    if subtitle is None:  # the sender's row in a name's colour
+        lines[1] = inked(image, lines[1], (229, 57, 53))
+    else:
+        lines.append(inked(image, line(250, 152, 500, 180, subtitle)))
+    step, _ = read(image, lines)
+    assert step["participants"] == {"user": None, "talker": None, "group": "Weekend hikers"}
+    one = paper()  # a 1:1 chat: "typing…" under the talker's name
+    rect(one, (0, 0, W, 200), BAR)
+    rect(one, (20, 300, 460, 420), WHITE)
+    lines = [
+        inked(one, line(250, 112, 460, 150, "Anna Lee")),
+        inked(one, line(250, 152, 400, 180, "typing…")),
+        inked(one, line(40, 318, 200, 348, "Sure")),
+        inked(one, line(40, 370, 400, 404, "see you at the trailhead")),
+    ]
+    step, _ = read(one, lines)
+    assert step["participants"] == {"user": None, "talker": "Anna Lee"}

@@ -9,6 +9,7 @@ Sizes are in dp, 1 dp = width / 360 px.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -19,6 +20,8 @@ from daemon.ocr.bubble import Bubble, Line, bubble_text, rows_of
 from daemon.ocr.pixels import Box
 
 TOP_BAND_DP: Final = 84  # status bar + title bar, when no bubble says where the chat starts
+# Who is typing, in a header's subtitle: "Anna is typing…", "Anna and Ben are typing".
+_TYPING_WHO: Final = re.compile(r"^(.{1,40}?)\s*\b(?:is|are)\s*typing\W*$", re.I)
 STATUS_DP: Final = 32  # a line centred higher than this is in the status bar
 HEADER_MAX_DP: Final = 170  # the header ends above this
 INPUT_DP: Final = 76  # the input bar and the nav bar: the bottom this many dp
@@ -174,6 +177,20 @@ def name(
     best = max(candidates, key=lambda c: (c[0].height, -c[0].cy))[1]
     found, counted = words.name_of(best)
     return found or None, counted
+
+
+def member_typing(subtitles: list[Line], title: str | None) -> bool:
+    """A header's subtitle naming who is typing ("Anna is typing…", "Anna and
+    Ben are typing"), not the title's own name: a group's member (a 1:1
+    chat's says "typing…")."""
+    for ln in subtitles:
+        who = _TYPING_WHO.match(words.header_text(ln.text))
+        if who is None:
+            continue
+        name = words.name_of(who.group(1))[0]
+        if name and (title is None or name.replace(" ", "") != title.replace(" ", "")):
+            return True
+    return False
 
 
 def _under(line: Line, label: Line) -> bool:

@@ -93,6 +93,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     # A line saying someone is typing (under the messages; a header's subtitle
     # says it too): no message, sent or unsent, and nothing to be unsure of.
     body = [ln for ln in lines if id(ln) not in framed and not words.is_typing(ln.text)]
+    typing = [ln for ln in lines if id(ln) not in framed and words.is_typing(ln.text)]
     found, loose = bb.find(image, body, dp)
     s = Screen(
         image=image,
@@ -113,14 +114,17 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     _senders_above(s)
     name, counted = _header(s)
     s.rows = bb.parse(image, s.messages, s.quotes, s.named, dp, s.typical)
+    # A sender in a name's colour (the bubble's first row) is drawn in groups only.
+    coloured = any(b.sender is not None and id(b) not in s.named for b in s.messages)
     replies.place(s, labels)
     voices = [b for b in s.messages if b.kind == "voice"]  # an icon read apart, past the bubble
     s.loose = [ln for ln in s.loose if not any(px.overlap(ln.box, b.box) > 0.5 for b in voices)]
     pictures.place(s)
     _around(s)
     _outside(s)
-    group = counted
+    group = counted or coloured
     group = group or any(words.lists_members(ln.text) for ln in s.header)
+    group = group or chrome.member_typing([ln for ln in typing if ln.cy < s.limit], name)
     group = group or sum(1 for b in s.messages if b.sender) >= 2
     return step.bubbles_step(s.messages, width, height, user_side, name, group), s.dropped
 
