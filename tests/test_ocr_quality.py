@@ -114,7 +114,7 @@ BELOW_TARGET: dict[str, dict[str, float]] = {
     # the signed-in user's messages in Slack channels are on the talker's
     # side: no pixel says which sender is the one signed in
     "slack": {"side": 0.865},
-    # "+1" read empty (s25-11); s60-09: a caption read without its spaces
+    # "+1" read empty (s13-06); s60-09: a caption read without its spaces
     "whatsapp-dark": {"cer": 0.0066},
 }
 
