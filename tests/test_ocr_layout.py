@@ -2344,3 +2344,51 @@ def test_a_group_with_one_sender_in_view_is_a_group(subtitle: str | None) -> Non
     ]
     step, _ = read(one, lines)
     assert step["participants"] == {"user": None, "talker": "Anna Lee"}
+
+
+def nine_keys(image: np.ndarray, top: int, labels: list[list[str]], blank: bool) -> list[Line]:
+    """A keyboard that is no one-letter QWERTY from ``top`` down (a 44 dp
+    suggestion strip, then rows of key caps; with ``blank``, grey function
+    keys PP-OCR reads nothing on at both ends of each row): its labels."""
+    rect(image, (0, top, W, H), (209, 211, 217))
+    keys = [inked(image, line(100, top + 24, 200, top + 64, "Thanks"))]  # a suggestion
+    y = top + 88
+    for row in labels:
+        x, w = 16, 688 // len(row) - 8
+        if blank:
+            rect(image, (16, y, 116, y + 84), (169, 174, 183))
+            rect(image, (604, y, 704, y + 84), (169, 174, 183))
+            x, w = 124, 152
+        for label in row:
+            rect(image, (x, y, x + w, y + 84), WHITE)
+            keys.append(inked(image, line(x + 30, y + 20, x + w - 30, y + 64, label)))
+            x += w + 8
+        y += 108
+    return keys
+
+
+@pytest.mark.parametrize(
+    ("labels", "blank"),
+    [
+        ([["@/.", "ABC", "DEF"], ["GHI", "JKL", "MNO"], ["PQRS", "TUV", "WXYZ"]], True),  # pinyin
+        ([["1", "2", "3"], ["4", "5", "6"], ["7", "8", "9"], ["*", "0", "#"]], False),  # numbers
+    ],
+)
+def test_a_keyboard_of_any_layout_is_told_by_its_key_caps(
+    labels: list[list[str]], blank: bool
+) -> None:
+    """Review 4 finding 1: a nine-key pinyin pad or a number pad came back as
+    messages ('ABC', 'WXYZ', blank keys as empty bubbles, the suggestion
+    strip): a keyboard was two rows of one-letter keys or labels 218 dp under
+    its top. Rows of key caps of one height at the screen's bottom are one."""
+    image = paper()
+    top = 1280 - 540
+    rect(image, (20, 300, 400, 370), WHITE)
+    rect(image, (0, top - 104, W, top), BAR)  # the input bar
+    rect(image, (88, top - 86, 592, top - 18), WHITE)  # the field
+    keys = nine_keys(image, top, labels, blank)
+    draft = inked(image, line(110, top - 70, 300, top - 34, "I'll be th"))
+    message = inked(image, line(40, 318, 380, 352, "See you at eight"))
+    step, dropped = read(image, [message, draft, *keys])
+    assert [b["text"] for b in step["bubbles"]] == ["See you at eight"]
+    assert dropped == 1  # the draft, as under a QWERTY keyboard

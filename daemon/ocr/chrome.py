@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from daemon.ocr import marks, words
 from daemon.ocr import pixels as px
-from daemon.ocr import words
 from daemon.ocr.bubble import Bubble, Line, bubble_text, rows_of
-from daemon.ocr.pixels import Box
+from daemon.ocr.pixels import Box, Image
 
 TOP_BAND_DP: Final = 84  # status bar + title bar, when no bubble says where the chat starts
 # Who is typing, in a header's subtitle: "Anna is typing…", "Anna and Ben are typing".
@@ -39,13 +39,16 @@ class Frame:
     bottom: float  # the chat ends above this (px)
 
 
-def frame(lines: list[Line], width: int, height: int) -> Frame:
-    """The status bar's lines (the top 32 dp), an open keyboard's, and the
-    input bar's (above the keyboard, or the bottom 76 dp): none is a message."""
+def frame(lines: list[Line], width: int, height: int, image: Image | None = None) -> Frame:
+    """The status bar's lines (the top 32 dp), an open keyboard's (its key
+    labels, or its key caps in ``image``), and the input bar's (above the
+    keyboard, or the bottom 76 dp): none is a message."""
     dp = width / 360
     status = [ln for ln in lines if ln.cy < STATUS_DP * dp]
     keys: list[Line] = []
-    top = keyboard_top(lines, width, height)
+    tops = [keyboard_top(lines, width, height)]
+    tops.append(None if image is None else marks.key_caps_top(image))
+    top = min((t for t in tops if t is not None), default=None)
     if top is not None:
         keys = [ln for ln in lines if ln.cy > top]
         limit = top - INPUT_KB_DP * dp

@@ -88,7 +88,7 @@ def read(image: Image, lines: list[Line], user_side: Side = "right") -> tuple[di
     image = np.array(image, dtype=np.uint8, order="C")  # OpenCV wants it writable
     lines = clip(lines, width, height)
     dp = width / 360
-    frame = chrome.frame(lines, width, height)
+    frame = chrome.frame(lines, width, height, image)
     framed = {id(ln) for ln in frame.status + frame.keys + frame.inputs}
     # A line saying someone is typing (under the messages; a header's subtitle
     # says it too): no message, sent or unsent, and nothing to be unsure of.

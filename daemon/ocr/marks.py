@@ -210,3 +210,60 @@ def word_gaps(image: Image, box: Box, paper: RGB) -> list[float]:
         for i, step in enumerate(steps)
         if step - 1 >= 0.2 * (y2 - y1)
     ]
+
+
+def key_caps_top(image: Image) -> float | None:
+    """Where an open keyboard starts, by its key caps, whatever its layout
+    (QWERTY, a nine-key pinyin pad, a number pad) and whatever PP-OCR reads
+    on them: a band at the screen's bottom holding two rows or more of three
+    caps or more, each row's caps of one height, the rows stacked; the caps
+    differ from the keyboard's own colour, which shows at the screen's edge
+    in their rows. The keyboard starts where that colour ends above the top
+    row (its suggestion strip has it too), at most 56 dp higher. One pass of
+    connected regions over the bottom half, worked out at 1 or 2 px a dp."""
+    height, width = image.shape[:2]
+    f = max(1, width // 360)
+    dp = width / 360 / f
+    start = height // 2
+    band = np.ascontiguousarray(image[start::f, ::f])
+    if band.shape[0] < 8 or band.shape[1] < 8:
+        return None
+    # The keyboard's colour, row by row, at the screen's edge (the chat's paper above it).
+    edge = np.repeat(band[:, 1:2], band.shape[1], axis=1)
+    r, g, b = cv2.split(cv2.absdiff(band, edge))
+    apart = (cv2.max(cv2.max(r, g), b) > 14).astype(np.uint8)
+    k = max(3, round(3 * dp) | 1)
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    mask = cv2.morphologyEx(apart, cv2.MORPH_OPEN, square)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    caps = [
+        (x, y, w, h)
+        for x, y, w, h, area in (tuple(int(v) for v in stats[i]) for i in range(1, n))
+        if 18 * dp <= w <= 0.45 * band.shape[1] and 28 * dp <= h <= 72 * dp and area >= 0.8 * w * h
+    ]
+    rows: list[list[tuple[int, int, int, int]]] = []
+    for cap in sorted(caps, key=lambda c: (c[1], c[0])):
+        row = next((r for r in rows if abs(r[0][1] - cap[1]) <= 2 * dp), None)
+        if row is not None and abs(row[0][3] - cap[3]) <= 3 * dp:
+            row.append(cap)
+        elif row is None:
+            rows.append([cap])
+    rows = [r for r in rows if len(r) >= 3]
+    if not rows:
+        return None
+    # Stacked up from the lowest row, which sits near the screen's bottom (a
+    # nav bar, a home indicator under it).
+    stack = [rows[-1]]
+    for row in reversed(rows[:-1]):
+        if 0 <= stack[-1][0][1] - (row[0][1] + row[0][3]) <= 20 * dp:
+            stack.append(row)
+    lowest = rows[-1][0]
+    if len(stack) < 2 or band.shape[0] - (lowest[1] + lowest[3]) > 110 * dp:
+        return None
+    top = stack[-1][0][1]
+    edges = band[:, 1].astype(np.int16)
+    colour = edges[max(0, top - 1)]
+    y = top
+    while y > 0 and top - y < 56 * dp and int(np.abs(edges[y - 1] - colour).max()) <= 6:
+        y -= 1
+    return float(start + y * f)
