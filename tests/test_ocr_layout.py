@@ -2392,3 +2392,33 @@ def test_a_keyboard_of_any_layout_is_told_by_its_key_caps(
     step, dropped = read(image, [message, draft, *keys])
     assert [b["text"] for b in step["bubbles"]] == ["See you at eight"]
     assert dropped == 1  # the draft, as under a QWERTY keyboard
+
+
+def disc(image: np.ndarray, box: tuple[int, int, int, int], colour: tuple[int, int, int]) -> None:
+    x1, y1, x2, y2 = box
+    yy, xx = np.mgrid[0:H, 0:W]
+    r = (x2 - x1) / 2
+    image[(xx - (x1 + x2) / 2) ** 2 + (yy - (y1 + y2) / 2) ** 2 <= r * r] = colour
+
+
+@pytest.mark.parametrize("initials", ["AK", "E", "妈", "M"])
+def test_an_initials_avatar_beside_a_bubble_is_no_message(initials: str) -> None:
+    """Review 4 finding 6: an avatar drawn with initials beside a bubble
+    (Messenger, LINE, Telegram groups: members without a photo) came back
+    as a message ("M", "妈"): only an avatar with no letter in it was one.
+    A square patch at the screen's edge with a bubble right beside it is an
+    avatar, whatever PP-OCR reads on it; a one-letter bubble stays one."""
+    image = paper()
+    rect(image, (96, 300, 460, 370), WHITE)
+    disc(image, (16, 300, 80, 364), (230, 126, 34))
+    rect(image, (96, 420, 400, 490), WHITE)
+    rect(image, (16, 560, 80, 630), WHITE)  # a one-letter message: no bubble beside it
+    lines = [
+        inked(image, line(116, 318, 440, 352, "see you at eight")),
+        inked(image, line(30, 316, 66, 348, initials), WHITE),
+        inked(image, line(116, 438, 380, 472, "at the station")),
+        inked(image, line(34, 578, 62, 612, "K")),
+    ]
+    step, dropped = read(image, lines)
+    assert [b["text"] for b in step["bubbles"]] == ["see you at eight", "at the station", "K"]
+    assert dropped == 0
