@@ -185,17 +185,30 @@ def run_engine(engine: Any, rgb: Any) -> list[Any] | None:
     return result  # type: ignore[no-any-return]
 
 
+def is_empty_chat(step: dict[str, Any]) -> bool:
+    """A chat with no message in view (just opened, the keyboard up, someone
+    typing): the layout found its header, which names who the chat is with.
+    Then "nothing there" is the answer, with the names and the count of
+    lines left out (an unsent draft, a row a bar cuts: ``dropped_lines``
+    tells "nothing" from "not sure"); with no name the layout is not sure it
+    is a chat at all and gives no step."""
+    names = step.get("participants") or {}
+    return bool(names.get("talker") or names.get("group"))
+
+
 def answer(rgb: Any, result: list[Any] | None, user_side: str) -> dict[str, Any]:
     """Everything after the engine: the layout reads its lines (``run_engine``)
     and the pixels into the worker's reply, without ``ms``: ``{"step",
-    "lines", "dropped_lines"}``, or ``{"error"}`` when no chat bubble is found.
+    "lines", "dropped_lines"}`` (no bubbles in an empty chat: ``is_empty_chat``),
+    or ``{"error"}`` when no chat bubble is found.
     tests/test_ocr_quality.py calls it with cached engine lines."""
     from daemon.ocr.layout import lines_from_ocr, read
 
     height, width = rgb.shape[:2]
     lines = lines_from_ocr(result, ocr_scale(width, height))
     step, dropped = read(rgb, lines, "left" if user_side == "left" else "right")
-    if not step["bubbles"]:  # not a chat screenshot, or an empty one: let others answer
+    if not step["bubbles"] and not is_empty_chat(step):
+        # not a chat screenshot, or not one the layout is sure of: let others answer
         return {"error": f"no chat bubble found ({len(lines)} text lines)"}
     return {
         "step": json.dumps(step, ensure_ascii=False),
