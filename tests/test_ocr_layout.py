@@ -2422,3 +2422,22 @@ def test_an_initials_avatar_beside_a_bubble_is_no_message(initials: str) -> None
     step, dropped = read(image, lines)
     assert [b["text"] for b in step["bubbles"]] == ["see you at eight", "at the station", "K"]
     assert dropped == 0
+
+
+def test_a_reply_wider_than_its_quote_and_drawn_over_it_takes_the_quote() -> None:
+    """Review 4 finding 10 (Messenger, 'You replied to Lucas'): the reply,
+    wider than the faded quote, is drawn over the quote's whole bottom, so
+    the quote's region ends right where the reply starts; the quote came
+    back as a bubble of its own and the reply had no quote."""
+    image = paper()
+    rect(image, (476, 560, 704, 640), (228, 228, 228))  # the quoted message, faded
+    rect(image, (420, 636, 704, 700), (70, 80, 250))  # the reply, drawn over its bottom
+    lines = [
+        inked(image, line(470, 520, 702, 554, "< You replied to Lucas"), (120, 120, 120)),
+        inked(image, line(494, 580, 690, 614, "Booked the table for 8"), (90, 90, 90)),
+        inked(image, line(436, 652, 690, 686, "Perfect, see you there"), (255, 255, 255)),
+    ]
+    step, _ = read(image, lines)
+    assert [(b["text"], b.get("quote")) for b in step["bubbles"]] == [
+        ("Perfect, see you there", {"sender": "Lucas", "text": "Booked the table for 8"})
+    ]

@@ -18,8 +18,9 @@ def place(s: Screen, labels: list[Line]) -> None:
     """A reply's label over its quote (Messenger: "Emma replied to you", the
     quoted message drawn faded above the reply) is the app's: no message,
     no sender. The bubble right under it (within 8 dp) that the next one is
-    drawn over is the quote of that next one, its sender the one the label
-    names (with that reply cut by the bar, it is left out and counted);
+    drawn over (or starts within 1 dp of its end) is the quote of that next
+    one, its sender the one the label names (with that reply cut by the
+    bar, it is left out and counted);
     else the first bubble under the label is the reply and its quote is
     what PP-OCR did not read (an emoji): the sender alone."""
     dp = s.dp
@@ -52,7 +53,9 @@ def place(s: Screen, labels: list[Line]) -> None:
         if (
             reply is not None
             and first.box[1] - label.box[3] <= 8 * dp
-            and reply.box[1] < first.box[3]  # drawn over the quote's bottom
+            # drawn over the quote's bottom: a reply wider than the quote hides
+            # all of it, the quote's region ends where the reply starts
+            and reply.box[1] <= first.box[3] + dp
         ):
             if reply.quote is None:
                 reply.quote = {"sender": whom, "text": first.text}
