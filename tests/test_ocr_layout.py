@@ -2413,14 +2413,24 @@ def test_an_initials_avatar_beside_a_bubble_is_no_message(initials: str) -> None
     disc(image, (16, 300, 80, 364), (230, 126, 34))
     rect(image, (96, 420, 400, 490), WHITE)
     rect(image, (16, 560, 80, 630), WHITE)  # a one-letter message: no bubble beside it
+    rect(image, (96, 700, 236, 830), WHITE)  # an emoji PP-OCR reads nothing on, an avatar
+    disc(image, (126, 725, 206, 805), (230, 60, 60))
+    disc(image, (16, 766, 80, 830), (0, 140, 120))
     lines = [
         inked(image, line(116, 318, 440, 352, "see you at eight")),
         inked(image, line(30, 316, 66, 348, initials), WHITE),
         inked(image, line(116, 438, 380, 472, "at the station")),
         inked(image, line(34, 578, 62, 612, "K")),
+        inked(image, line(30, 782, 66, 814, initials), WHITE),
     ]
     step, dropped = read(image, lines)
-    assert [b["text"] for b in step["bubbles"]] == ["see you at eight", "at the station", "K"]
+    got = [(b["text"], b.get("kind", "text")) for b in step["bubbles"]]
+    assert got == [
+        ("see you at eight", "text"),
+        ("at the station", "text"),
+        ("K", "text"),
+        ("", "sticker"),
+    ]
     assert dropped == 0
 
 

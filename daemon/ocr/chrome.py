@@ -130,13 +130,19 @@ def pill(bubble: Bubble, width: int, typical: float) -> bool:
     return bool(typical) and heights[len(heights) // 2] < 0.9 * typical
 
 
-def avatar(bubble: Bubble, dp: float, others: list[Bubble] | None = None) -> bool:
+def avatar(
+    bubble: Bubble,
+    dp: float,
+    others: list[Bubble] | None = None,
+    drawn_beside: Callable[[Box], bool] | None = None,
+) -> bool:
     """An avatar with initials in it, or an unread badge in the header: not
     a bubble. Beside the bubbles, a square patch at the screen's edge column
     is an avatar when it shows no letter (a shape in a picture read as "！"),
-    or when a bubble of ``others`` starts right beside it, level with it:
-    then whatever PP-OCR reads on it ("AK", "E", "妈") is its initials (a
-    one-letter message at the edge has no bubble beside it)."""
+    or when a bubble of ``others`` starts right beside it, level with it (or
+    ``drawn_beside`` finds one there in the pixels: a sticker's bubble holds
+    no text): then whatever PP-OCR reads on it ("AK", "E", "妈") is its
+    initials (a one-letter message at the edge has no bubble beside it)."""
     w, h = bubble.box[2] - bubble.box[0], bubble.box[3] - bubble.box[1]
     if max(w, h) > 56 * dp or not bubble.lines:
         return False
@@ -155,6 +161,7 @@ def avatar(bubble: Bubble, dp: float, others: list[Bubble] | None = None) -> boo
             gap = other.box[0] - x2 if x1 < 12 * dp else x1 - other.box[2]
             if other is not bubble and other.parent is None and level and 0 <= gap <= 24 * dp:
                 return True  # initials on an avatar beside a bubble
+        return drawn_beside is not None and drawn_beside(bubble.box)
     texts = [words.header_text(ln.text) for ln in bubble.lines]
     small = max(w, h) <= 30 * dp  # a badge; a bubble saying "3" is taller
     return small and bubble.box[3] < HEADER_MAX_DP * dp and all(words.is_badge(t) for t in texts)

@@ -194,7 +194,7 @@ def _keep_messages(s: Screen) -> None:
         for b in found
         if b.parent is None
         and not chrome.pill(b, s.width, s.typical)
-        and not chrome.avatar(b, dp, found)
+        and not chrome.avatar(b, dp, found, lambda box: marks.region_beside(image, box, paper))
     ]
     pictured = {id(b) for b in messages if all(words.is_time(ln.text) for ln in b.lines)}
     s.inside = [  # a cut bubble's quote (a picture's time overlay is read below)

@@ -267,3 +267,27 @@ def key_caps_top(image: Image) -> float | None:
     while y > 0 and top - y < 56 * dp and int(np.abs(edges[y - 1] - colour).max()) <= 6:
         y -= 1
     return float(start + y * f)
+
+
+def region_beside(image: Image, box: Box, paper: RGB) -> bool:
+    """Something drawn right beside ``box`` on the side away from the
+    screen's edge (a bubble beside an avatar, one with no text in it too):
+    along the box's middle row, a run of 24 dp not in the ``paper``'s colour
+    starts within 24 dp of the box."""
+    width = image.shape[1]
+    dp = width / 360
+    y = (box[1] + box[3]) // 2
+    if not 0 <= y < image.shape[0]:
+        return False
+    row = image[y].astype(np.int16)
+    off = np.abs(row - np.array(paper, np.int16)).max(axis=1) > 8
+    if box[0] < width - box[2]:  # at the left edge: look right
+        strip = off[box[2] : min(width, box[2] + round(48 * dp))]
+    else:
+        strip = off[max(0, box[0] - round(48 * dp)) : box[0]][::-1]
+    run, need = 0, round(24 * dp)
+    for i, is_off in enumerate(strip):
+        run = run + 1 if is_off else 0
+        if run >= need:
+            return bool(i - run + 1 <= 24 * dp)
+    return False
