@@ -159,16 +159,17 @@ def touching(bubble: Bubble, margin: float) -> bool:
     return min(top, bottom) < margin
 
 
-def nested(image: Image, line: Line, home: Bubble, dp: float) -> Bubble | None:
+def nested(fills: px.Fills, line: Line, home: Bubble, dp: float) -> Bubble | None:
     """The quote box around ``line`` inside ``home``, if the line sits on
     another colour than its bubble's at the same row."""
+    image = fills.image
     x, y = line.box[0] - SEED_OFFSET, int(line.cy)
     ref = home.box[0] + max(2, round(3 * dp))
     if ref >= x or y >= image.shape[0] or x >= image.shape[1]:
         return None
     if not px.differs(px.pixel(image, x, y), px.pixel(image, ref, y), NESTED_TOLERANCE):
         return None
-    found = px.fill(image, line.box)
+    found = fills.around(line.box)
     if found is None:
         return None
     box, colour = found
@@ -185,16 +186,17 @@ def find(image: Image, body: list[Line], dp: float) -> tuple[list[Bubble], list[
     bubbles: list[Bubble] = []
     loose: list[Line] = []
     slack = px.hold_slack(image.shape[1])
+    fills = px.Fills(image)
     for line in sorted(body, key=lambda ln: (ln.box[1], ln.box[0])):
         homes = [b for b in bubbles if px.contains(b.box, line.box, slack)]
         home = min(homes, key=lambda b: b.area) if homes else None
         if home is not None and home.parent is None:
-            inner = nested(image, line, home, dp)
+            inner = nested(fills, line, home, dp)
             if inner is not None:
                 bubbles.append(inner)
                 home = inner
         if home is None:
-            found = px.fill(image, line.box)
+            found = fills.around(line.box)
             if found is not None:
                 home = Bubble(box=found[0], colour=found[1])
                 bubbles.append(home)

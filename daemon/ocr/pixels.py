@@ -59,32 +59,63 @@ def pixel(image: Image, x: int, y: int) -> RGB:
     return (r, g, b)
 
 
-def fill(image: Image, box: Box) -> tuple[Box, RGB] | None:
-    """The region of one colour around ``box`` (a text line's) and that colour, if it is a bubble.
+class Fills:
+    """The region of one colour around each text line of one screenshot.
 
-    First a floating fill (each pixel close to its neighbour), which follows
-    a bubble whose colour fades from top to bottom; then a fill close to the
-    seed's own colour, which holds on noisy (JPEG) flat bubbles. Strokes
-    thinner than 2 dp are cut off the region (``_body``): a patterned
-    wallpaper's lines in the bubble's colour would join two bubbles."""
-    height, width = image.shape[:2]
-    for mode, tolerance in ((0, FLOAT_TOLERANCE), (cv2.FLOODFILL_FIXED_RANGE, FILL_TOLERANCE)):
-        flags = 4 | cv2.FLOODFILL_MASK_ONLY | mode | (255 << 8)
-        for seed in seeds(box, width, height):
-            mask = np.zeros((height + 2, width + 2), np.uint8)
-            diff = (tolerance,) * 3
-            _, _, _, (x, y, w, h) = cv2.floodFill(image, mask, seed, (0, 0, 0), diff, diff, flags)
-            if w < 0.9 * width and h < 0.8 * height:
-                part = body(mask[1:-1, 1:-1], (x, y, w, h), seed, width)
-                if part is None:
-                    continue
-                x, y, w, h = part
-            region = (x, y, x + w, y + h)
-            if w >= 0.9 * width or h >= 0.8 * height:
-                break  # the background (or a bar): this line is not in a bubble of this kind
-            if contains(region, box, slack=hold_slack(width)):
-                return region, pixel(image, seed[0], seed[1])
-    return None
+    One fill per line floods the whole wallpaper whenever a seed lands on it,
+    and a screenshot has dozens of lines on one wallpaper: a seed inside a
+    region an earlier fill of the same kind found to be the background (or a
+    bar) is not filled again. That is exact, not a guess: a floating fill's
+    region is the same from any of its pixels (a neighbour's difference is
+    symmetric), a fixed-range fill's from any of its pixels of the seed's
+    colour. (A 720x1280 shot's layout: 48.5 -> 37 ms, the same steps.)"""
+
+    def __init__(self, image: Image) -> None:
+        self.image = image
+        # a background's flood: its kind, its seed's colour (fixed range), its mask
+        self._floods: list[tuple[int, RGB | None, Image]] = []
+
+    def _flooded(self, mode: int, colour: RGB | None, seed: tuple[int, int]) -> bool:
+        x, y = seed
+        return any(m == mode and c == colour and mask[y + 1, x + 1] for m, c, mask in self._floods)
+
+    def around(self, box: Box) -> tuple[Box, RGB] | None:
+        """The region of one colour around ``box`` (a text line's) and that
+        colour, if it is a bubble.
+
+        First a floating fill (each pixel close to its neighbour), which
+        follows a bubble whose colour fades from top to bottom; then a fill
+        close to the seed's own colour, which holds on noisy (JPEG) flat
+        bubbles. Strokes thinner than 2 dp are cut off the region (``body``):
+        a patterned wallpaper's lines in the bubble's colour would join two
+        bubbles."""
+        image = self.image
+        height, width = image.shape[:2]
+        for mode, tolerance in ((0, FLOAT_TOLERANCE), (cv2.FLOODFILL_FIXED_RANGE, FILL_TOLERANCE)):
+            flags = 4 | cv2.FLOODFILL_MASK_ONLY | mode | (255 << 8)
+            for seed in seeds(box, width, height):
+                colour = pixel(image, *seed) if mode else None
+                if self._flooded(mode, colour, seed):
+                    break  # the background again: as below
+                mask = np.zeros((height + 2, width + 2), np.uint8)
+                diff = (tolerance,) * 3
+                _, _, _, (x, y, w, h) = cv2.floodFill(
+                    image, mask, seed, (0, 0, 0), diff, diff, flags
+                )
+                whole = w >= 0.9 * width or h >= 0.8 * height
+                if not whole:
+                    part = body(mask[1:-1, 1:-1], (x, y, w, h), seed, width)
+                    if part is None:
+                        continue
+                    x, y, w, h = part
+                region = (x, y, x + w, y + h)
+                if w >= 0.9 * width or h >= 0.8 * height:
+                    if whole:
+                        self._floods.append((mode, colour, mask))
+                    break  # the background (or a bar): this line is not in a bubble of this kind
+                if contains(region, box, slack=hold_slack(width)):
+                    return region, pixel(image, seed[0], seed[1])
+        return None
 
 
 def body(
